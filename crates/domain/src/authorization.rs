@@ -1,0 +1,604 @@
+//! The lifecycle of a guest payment authorization (RFC 8628 device authorization).
+//!
+//! ```text
+//! pending ──approve──▶ approved ──consume──▶ consumed (order placed)
+//!    │                    │
+//!    ├──reject──▶ rejected ├──fail──▶ failed
+//!    ├──expire──▶ expired  │
+//!    └──cancel──▶ cancelled ◀┘
+//! ```
+//!
+//! Polling arithmetic follows RFC 8628 §3.5: the wallet is asked no more often than
+//! `interval`; a `slow_down` answer adds 5 seconds to the interval for good. Time is always
+//! passed in.
+
+use std::fmt;
+
+use chrono::{DateTime, Duration, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+
+use crate::checkout::PaymentHold;
+use crate::ids::{CheckoutId, PaymentAuthorizationId};
+use crate::money::Money;
+
+/// Seconds RFC 8628 §3.5 adds to the polling interval on every `slow_down`.
+pub const SLOW_DOWN_STEP_SECS: u32 = 5;
+/// Interval used when the wallet does not send one (RFC 8628 §3.2 default).
+pub const DEFAULT_INTERVAL_SECS: u32 = 5;
+
+/// The wallet's device code: a secret that lets its holder collect the person's approval.
+/// It never leaves the gateway (no response, URL or log) and prints as `***`.
+#[derive(Clone)]
+pub struct DeviceCode(SecretString);
+
+impl DeviceCode {
+    /// Wraps a device code received from the wallet.
+    pub fn new(code: String) -> DeviceCode {
+        DeviceCode(SecretString::from(code))
+    }
+
+    /// The code itself, for the one call that sends it back to the wallet and for storage.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for DeviceCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("DeviceCode(***)")
+    }
+}
+
+impl PartialEq for DeviceCode {
+    fn eq(&self, other: &Self) -> bool {
+        self.expose() == other.expose()
+    }
+}
+
+impl Eq for DeviceCode {}
+
+/// What the wallet returned when the device authorization was started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeviceGrant {
+    /// Secret code the gateway polls with.
+    pub device_code: DeviceCode,
+    /// Short code the person types in the wallet (e.g. `WSIM-3TY6VX`).
+    pub user_code: String,
+    /// Page where the person enters the code.
+    pub verification_uri: String,
+    /// The same page with the code filled in.
+    pub verification_uri_complete: String,
+    /// Lifetime of the codes, in seconds.
+    pub expires_in: u32,
+    /// Minimum seconds between polls, if the wallet sent one.
+    pub interval: Option<u32>,
+    /// Whether the wallet notified the buyer (when an email was given).
+    pub notification_sent: bool,
+}
+
+/// Where an authorization is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuthorizationStatus {
+    /// Waiting for the person.
+    Pending,
+    /// The person approved; the charge has not been confirmed yet.
+    Approved,
+    /// The approval was used: the order is placed. Terminal.
+    Consumed,
+    /// The person rejected it. Terminal.
+    Rejected,
+    /// Nobody acted in time. Terminal.
+    Expired,
+    /// The checkout was cancelled; any approval charges nothing. Terminal.
+    Cancelled,
+    /// The payment or order placement failed. Terminal.
+    Failed,
+}
+
+impl AuthorizationStatus {
+    /// Wire and storage name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuthorizationStatus::Pending => "pending",
+            AuthorizationStatus::Approved => "approved",
+            AuthorizationStatus::Consumed => "consumed",
+            AuthorizationStatus::Rejected => "rejected",
+            AuthorizationStatus::Expired => "expired",
+            AuthorizationStatus::Cancelled => "cancelled",
+            AuthorizationStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses a storage name.
+    pub fn parse(text: &str) -> Option<AuthorizationStatus> {
+        [
+            AuthorizationStatus::Pending,
+            AuthorizationStatus::Approved,
+            AuthorizationStatus::Consumed,
+            AuthorizationStatus::Rejected,
+            AuthorizationStatus::Expired,
+            AuthorizationStatus::Cancelled,
+            AuthorizationStatus::Failed,
+        ]
+        .into_iter()
+        .find(|s| s.as_str() == text)
+    }
+
+    /// Whether the authorization can change no more.
+    pub fn is_terminal(self) -> bool {
+        !matches!(
+            self,
+            AuthorizationStatus::Pending | AuthorizationStatus::Approved
+        )
+    }
+}
+
+/// What an agent polling the payment status is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PaymentStatus {
+    /// Waiting for the person (or for the order to be placed after approval).
+    Pending,
+    /// The order is placed.
+    Completed,
+    /// The person rejected the payment.
+    Rejected,
+    /// Nobody approved in time.
+    Expired,
+    /// The checkout was cancelled.
+    Cancelled,
+    /// The payment failed.
+    Failed,
+}
+
+/// A transition of the authorization lifecycle that is not allowed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("payment authorization is {from:?}; cannot {action}")]
+pub struct AuthorizationTransitionError {
+    /// The state it was in.
+    pub from: AuthorizationStatus,
+    /// What was attempted.
+    pub action: &'static str,
+}
+
+/// Plain data of an authorization, for storage. [`PaymentAuthorization::restore`] reads it
+/// back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthorizationRecord {
+    /// The gateway's id (`par_...`), what agents poll with.
+    pub id: PaymentAuthorizationId,
+    /// The checkout being paid.
+    pub checkout_id: CheckoutId,
+    /// The wallet's secret device code.
+    pub device_code: DeviceCode,
+    /// Code shown to the person.
+    pub user_code: String,
+    /// Where the person enters the code.
+    pub verification_uri: String,
+    /// The same with the code filled in.
+    pub verification_uri_complete: String,
+    /// Exact amount the person approves and is charged.
+    pub amount: Money,
+    /// Current state.
+    pub status: AuthorizationStatus,
+    /// Seconds between polls of the wallet (grows by 5 on every `slow_down`).
+    pub interval_secs: u32,
+    /// Earliest time of the next poll.
+    pub next_poll_at: DateTime<Utc>,
+    /// Whether the wallet notified the buyer.
+    pub notification_sent: bool,
+    /// When it was started.
+    pub created_at: DateTime<Utc>,
+    /// When the codes stop working.
+    pub expires_at: DateTime<Utc>,
+    /// Last change.
+    pub updated_at: DateTime<Utc>,
+    /// Compare-and-swap version; 0 before the first save.
+    pub version: u64,
+}
+
+/// A guest payment authorization for one checkout and one exact amount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PaymentAuthorization {
+    record: AuthorizationRecord,
+}
+
+impl PaymentAuthorization {
+    /// Starts tracking a device authorization the wallet granted at `now`.
+    pub fn start(
+        id: PaymentAuthorizationId,
+        checkout_id: CheckoutId,
+        grant: DeviceGrant,
+        amount: Money,
+        now: DateTime<Utc>,
+    ) -> PaymentAuthorization {
+        let interval_secs = grant.interval.unwrap_or(DEFAULT_INTERVAL_SECS).max(1);
+        PaymentAuthorization {
+            record: AuthorizationRecord {
+                id,
+                checkout_id,
+                device_code: grant.device_code,
+                user_code: grant.user_code,
+                verification_uri: grant.verification_uri,
+                verification_uri_complete: grant.verification_uri_complete,
+                amount,
+                status: AuthorizationStatus::Pending,
+                interval_secs,
+                next_poll_at: now + Duration::seconds(i64::from(interval_secs)),
+                notification_sent: grant.notification_sent,
+                created_at: now,
+                expires_at: now + Duration::seconds(i64::from(grant.expires_in)),
+                updated_at: now,
+                version: 0,
+            },
+        }
+    }
+
+    /// Restores an authorization from storage.
+    pub fn restore(record: AuthorizationRecord) -> PaymentAuthorization {
+        PaymentAuthorization { record }
+    }
+
+    /// The plain data, for storage.
+    pub fn record(&self) -> &AuthorizationRecord {
+        &self.record
+    }
+    /// The gateway's id.
+    pub fn id(&self) -> &PaymentAuthorizationId {
+        &self.record.id
+    }
+    /// The checkout being paid.
+    pub fn checkout_id(&self) -> &CheckoutId {
+        &self.record.checkout_id
+    }
+    /// The wallet's secret device code.
+    pub fn device_code(&self) -> &DeviceCode {
+        &self.record.device_code
+    }
+    /// Code shown to the person.
+    pub fn user_code(&self) -> &str {
+        &self.record.user_code
+    }
+    /// Where the person enters the code.
+    pub fn verification_uri(&self) -> &str {
+        &self.record.verification_uri
+    }
+    /// The verification page with the code filled in.
+    pub fn verification_uri_complete(&self) -> &str {
+        &self.record.verification_uri_complete
+    }
+    /// Exact amount.
+    pub fn amount(&self) -> Money {
+        self.record.amount
+    }
+    /// Current state.
+    pub fn status(&self) -> AuthorizationStatus {
+        self.record.status
+    }
+    /// Current polling interval in seconds.
+    pub fn interval_secs(&self) -> u32 {
+        self.record.interval_secs
+    }
+    /// Earliest time of the next poll.
+    pub fn next_poll_at(&self) -> DateTime<Utc> {
+        self.record.next_poll_at
+    }
+    /// Whether the wallet notified the buyer.
+    pub fn notification_sent(&self) -> bool {
+        self.record.notification_sent
+    }
+    /// When the codes stop working.
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        self.record.expires_at
+    }
+    /// Compare-and-swap version (see [`crate::checkout::Checkout::version`]).
+    pub fn version(&self) -> u64 {
+        self.record.version
+    }
+    /// Sets the version after storage accepted a write. Only repositories call this.
+    pub fn set_version(&mut self, version: u64) {
+        self.record.version = version;
+    }
+
+    /// The hold this authorization places on its checkout.
+    pub fn hold(&self) -> PaymentHold {
+        PaymentHold::Device {
+            authorization_id: self.record.id.clone(),
+            amount: self.record.amount,
+        }
+    }
+
+    /// Whole seconds left before the codes expire (0 once past).
+    pub fn expires_in(&self, now: DateTime<Utc>) -> u64 {
+        u64::try_from((self.record.expires_at - now).num_seconds()).unwrap_or(0)
+    }
+
+    /// Whether the codes have expired at `now`.
+    pub fn is_past_expiry(&self, now: DateTime<Utc>) -> bool {
+        now >= self.record.expires_at
+    }
+
+    /// Whether the background driver has work to do on this authorization at `now`: a
+    /// pending one whose poll time has come (or whose expiry passed), or an approved one
+    /// whose order is not yet placed.
+    pub fn is_due(&self, now: DateTime<Utc>) -> bool {
+        match self.record.status {
+            AuthorizationStatus::Pending => {
+                now >= self.record.next_poll_at || self.is_past_expiry(now)
+            }
+            AuthorizationStatus::Approved => true,
+            _ => false,
+        }
+    }
+
+    /// Reserves the next poll of the wallet: refused unless pending and due, after which the
+    /// next poll is one interval away. Saving this with compare-and-swap before polling is
+    /// what keeps several replicas from polling inside one interval.
+    pub fn claim_poll(&mut self, now: DateTime<Utc>) -> Result<(), AuthorizationTransitionError> {
+        if self.record.status != AuthorizationStatus::Pending || now < self.record.next_poll_at {
+            return Err(self.refuse("poll now"));
+        }
+        self.record.next_poll_at = now + self.interval();
+        self.record.updated_at = now;
+        Ok(())
+    }
+
+    /// The wallet answered `slow_down`: the interval grows by 5 s for good (RFC 8628 §3.5).
+    pub fn slow_down(&mut self, now: DateTime<Utc>) -> Result<(), AuthorizationTransitionError> {
+        self.require(AuthorizationStatus::Pending, "slow down")?;
+        self.record.interval_secs = self
+            .record
+            .interval_secs
+            .saturating_add(SLOW_DOWN_STEP_SECS);
+        self.record.next_poll_at = now + self.interval();
+        self.record.updated_at = now;
+        Ok(())
+    }
+
+    /// The person approved.
+    pub fn approve(&mut self, now: DateTime<Utc>) -> Result<(), AuthorizationTransitionError> {
+        self.transition(
+            AuthorizationStatus::Pending,
+            AuthorizationStatus::Approved,
+            "approve",
+            now,
+        )
+    }
+
+    /// The person rejected.
+    pub fn reject(&mut self, now: DateTime<Utc>) -> Result<(), AuthorizationTransitionError> {
+        self.transition(
+            AuthorizationStatus::Pending,
+            AuthorizationStatus::Rejected,
+            "reject",
+            now,
+        )
+    }
+
+    /// Nobody acted in time (the wallet said `expired_token`, or the expiry passed).
+    pub fn expire(&mut self, now: DateTime<Utc>) -> Result<(), AuthorizationTransitionError> {
+        self.transition(
+            AuthorizationStatus::Pending,
+            AuthorizationStatus::Expired,
+            "expire",
+            now,
+        )
+    }
+
+    /// The approval was used to place the order.
+    pub fn consume(&mut self, now: DateTime<Utc>) -> Result<(), AuthorizationTransitionError> {
+        self.transition(
+            AuthorizationStatus::Approved,
+            AuthorizationStatus::Consumed,
+            "consume",
+            now,
+        )
+    }
+
+    /// The approved payment could not be completed.
+    pub fn fail(&mut self, now: DateTime<Utc>) -> Result<(), AuthorizationTransitionError> {
+        self.transition(
+            AuthorizationStatus::Approved,
+            AuthorizationStatus::Failed,
+            "fail",
+            now,
+        )
+    }
+
+    /// The checkout was cancelled: nothing may be charged any more.
+    pub fn cancel(&mut self, now: DateTime<Utc>) -> Result<(), AuthorizationTransitionError> {
+        if self.record.status.is_terminal() {
+            return Err(self.refuse("cancel"));
+        }
+        self.record.status = AuthorizationStatus::Cancelled;
+        self.record.updated_at = now;
+        Ok(())
+    }
+
+    /// What an agent polling the payment status is told.
+    pub fn payment_status(&self) -> PaymentStatus {
+        match self.record.status {
+            AuthorizationStatus::Pending | AuthorizationStatus::Approved => PaymentStatus::Pending,
+            AuthorizationStatus::Consumed => PaymentStatus::Completed,
+            AuthorizationStatus::Rejected => PaymentStatus::Rejected,
+            AuthorizationStatus::Expired => PaymentStatus::Expired,
+            AuthorizationStatus::Cancelled => PaymentStatus::Cancelled,
+            AuthorizationStatus::Failed => PaymentStatus::Failed,
+        }
+    }
+
+    fn interval(&self) -> Duration {
+        Duration::seconds(i64::from(self.record.interval_secs))
+    }
+
+    fn transition(
+        &mut self,
+        from: AuthorizationStatus,
+        to: AuthorizationStatus,
+        action: &'static str,
+        now: DateTime<Utc>,
+    ) -> Result<(), AuthorizationTransitionError> {
+        self.require(from, action)?;
+        self.record.status = to;
+        self.record.updated_at = now;
+        Ok(())
+    }
+
+    fn require(
+        &self,
+        status: AuthorizationStatus,
+        action: &'static str,
+    ) -> Result<(), AuthorizationTransitionError> {
+        if self.record.status == status {
+            Ok(())
+        } else {
+            Err(self.refuse(action))
+        }
+    }
+
+    fn refuse(&self, action: &'static str) -> AuthorizationTransitionError {
+        AuthorizationTransitionError {
+            from: self.record.status,
+            action,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkout::tests::{Fixed, t};
+    use crate::money::Currency;
+    use proptest::prelude::*;
+
+    fn grant(interval: Option<u32>) -> DeviceGrant {
+        DeviceGrant {
+            device_code: DeviceCode::new("dc-secret".into()),
+            user_code: "WSIM-3TY6VX".into(),
+            verification_uri: "https://wallet/m/device".into(),
+            verification_uri_complete: "https://wallet/m/device?code=WSIM-3TY6VX".into(),
+            expires_in: 900,
+            interval,
+            notification_sent: false,
+        }
+    }
+
+    fn started(interval: Option<u32>) -> PaymentAuthorization {
+        PaymentAuthorization::start(
+            PaymentAuthorizationId::generate(&Fixed(3)),
+            CheckoutId::generate(&Fixed(4)),
+            grant(interval),
+            Money::from_minor(2146, Currency::CAD),
+            t(0),
+        )
+    }
+
+    #[test]
+    fn device_code_never_prints() {
+        let auth = started(Some(5));
+        let debug = format!("{auth:?}");
+        assert!(!debug.contains("dc-secret"), "{debug}");
+        assert!(debug.contains("***"));
+    }
+
+    #[test]
+    fn polls_are_spaced_by_the_interval() {
+        let mut auth = started(Some(5));
+        assert!(!auth.is_due(t(4)));
+        assert!(auth.claim_poll(t(4)).is_err());
+        assert!(auth.is_due(t(5)));
+        auth.claim_poll(t(5)).unwrap();
+        assert!(
+            !auth.is_due(t(9)),
+            "a claimed poll pushes the next one an interval away"
+        );
+        assert!(auth.claim_poll(t(9)).is_err());
+        auth.claim_poll(t(10)).unwrap();
+    }
+
+    #[test]
+    fn slow_down_adds_five_seconds_for_good() {
+        let mut auth = started(Some(5));
+        auth.claim_poll(t(5)).unwrap();
+        auth.slow_down(t(5)).unwrap();
+        assert_eq!(auth.interval_secs(), 10);
+        assert_eq!(auth.next_poll_at(), t(15));
+        auth.claim_poll(t(15)).unwrap();
+        assert_eq!(auth.next_poll_at(), t(25), "the larger interval stays");
+        auth.slow_down(t(25)).unwrap();
+        assert_eq!(auth.interval_secs(), 15);
+    }
+
+    #[test]
+    fn missing_interval_defaults_to_five_seconds() {
+        assert_eq!(started(None).interval_secs(), 5);
+        assert_eq!(
+            started(Some(0)).interval_secs(),
+            1,
+            "never poll in a busy loop"
+        );
+    }
+
+    #[test]
+    fn lifecycle_pending_approved_consumed() {
+        let mut auth = started(Some(5));
+        assert_eq!(auth.payment_status(), PaymentStatus::Pending);
+        auth.approve(t(30)).unwrap();
+        assert_eq!(
+            auth.payment_status(),
+            PaymentStatus::Pending,
+            "pending until the order is placed"
+        );
+        assert!(auth.is_due(t(30)));
+        assert!(auth.reject(t(31)).is_err());
+        auth.consume(t(31)).unwrap();
+        assert_eq!(auth.payment_status(), PaymentStatus::Completed);
+        assert!(
+            auth.consume(t(32)).is_err(),
+            "an approval is used at most once"
+        );
+        assert!(auth.cancel(t(32)).is_err());
+        assert!(!auth.is_due(t(1000)));
+    }
+
+    #[test]
+    fn expiry_arithmetic() {
+        let auth = started(Some(5));
+        assert_eq!(auth.expires_in(t(0)), 900);
+        assert_eq!(auth.expires_in(t(850)), 50);
+        assert_eq!(auth.expires_in(t(2000)), 0);
+        assert!(auth.is_past_expiry(t(900)));
+        assert!(auth.is_due(t(900)));
+    }
+
+    proptest! {
+        #[test]
+        fn terminal_states_are_final(ops in prop::collection::vec(0u8..7, 1..30)) {
+            let mut auth = started(Some(5));
+            let mut now = t(0);
+            for op in ops {
+                now += Duration::seconds(3);
+                let before = auth.clone();
+                let result = match op {
+                    0 => auth.claim_poll(now),
+                    1 => auth.slow_down(now),
+                    2 => auth.approve(now),
+                    3 => auth.reject(now),
+                    4 => auth.expire(now),
+                    5 => auth.consume(now),
+                    _ => auth.cancel(now),
+                };
+                if before.status().is_terminal() {
+                    prop_assert!(result.is_err());
+                    prop_assert_eq!(&auth, &before);
+                }
+                if result.is_err() {
+                    prop_assert_eq!(&auth, &before);
+                }
+                prop_assert!(auth.interval_secs() >= before.interval_secs(), "the interval never shrinks");
+            }
+        }
+    }
+}

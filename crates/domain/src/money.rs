@@ -1,0 +1,518 @@
+//! Money as integer minor units of an ISO 4217 currency.
+//!
+//! Upstream services speak decimal dollars (`18.99`, `"25"`, `59.970`). They are converted
+//! here, exactly: a value that does not fit the currency's minor unit (`18.999` CAD) or an
+//! `i64` is refused rather than rounded. No binary floating point is involved anywhere.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Why a currency code or an amount was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoneyError {
+    /// The text is not an ISO 4217 alphabetic code of a currency with minor units.
+    #[error("unknown currency code {0:?}: use an ISO 4217 code such as CAD or USD")]
+    UnknownCurrency(String),
+    /// The text is not a decimal number.
+    #[error("not a decimal amount: {0:?}")]
+    NotADecimal(String),
+    /// The number has more decimal places than the currency's minor unit allows.
+    #[error("{amount} has more decimal places than {currency} allows ({exponent})")]
+    TooPrecise {
+        /// The offending text.
+        amount: String,
+        /// The currency it was read in.
+        currency: Currency,
+        /// The number of decimal places the currency has.
+        exponent: u8,
+    },
+    /// The amount does not fit in a signed 64-bit count of minor units.
+    #[error("amount out of range")]
+    Overflow,
+    /// Two amounts in different currencies were combined.
+    #[error("currency mismatch: {0} and {1}")]
+    CurrencyMismatch(Currency, Currency),
+}
+
+/// Active ISO 4217 codes with two decimal places (the common case).
+const TWO_DECIMALS: &str = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BMD BND BOB \
+BOV BRL BSD BTN BWP BYN BZD CAD CDF CHE CHF CHW CNY COP COU CRC CUC CUP CVE CZK DKK DOP DZD EGP \
+ERN ETB EUR FJD FKP GBP GEL GHS GIP GMD GTQ GYD HKD HNL HTG HUF IDR ILS INR IRR JMD KES KGS KHR \
+KPW KYD KZT LAK LBP LKR LRD LSL MAD MDL MGA MKD MMK MNT MOP MRU MUR MVR MWK MXN MXV MYR MZN NAD \
+NGN NIO NOK NPR NZD PAB PEN PGK PHP PKR PLN QAR RON RSD RUB SAR SBD SCR SDG SEK SGD SHP SLE SLL \
+SOS SRD SSP STN SVC SYP SZL THB TJS TMT TOP TRY TTD TWD TZS UAH USD USN UYU UZS VED VES WST XCD \
+XCG YER ZAR ZMW ZWG ZWL";
+/// Active ISO 4217 codes without minor units.
+const ZERO_DECIMALS: &str = "BIF CLP DJF GNF ISK JPY KMF KRW PYG RWF UGX UYI VND VUV XAF XOF XPF";
+/// Active ISO 4217 codes with three decimal places.
+const THREE_DECIMALS: &str = "BHD IQD JOD KWD LYD OMR TND";
+/// Active ISO 4217 codes with four decimal places.
+const FOUR_DECIMALS: &str = "CLF UYW";
+
+/// An ISO 4217 currency, with the number of decimal places of its minor unit.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Currency {
+    code: [u8; 3],
+    exponent: u8,
+}
+
+impl Currency {
+    /// Canadian dollar, the sandbox store's currency.
+    pub const CAD: Currency = Currency {
+        code: *b"CAD",
+        exponent: 2,
+    };
+    /// United States dollar.
+    pub const USD: Currency = Currency {
+        code: *b"USD",
+        exponent: 2,
+    };
+
+    /// Parses an ISO 4217 alphabetic code (case-insensitive), refusing unknown codes
+    /// because their minor unit would be a guess.
+    pub fn parse(code: &str) -> Result<Currency, MoneyError> {
+        let upper = code.trim().to_ascii_uppercase();
+        let bytes = upper.as_bytes();
+        let table = [
+            (TWO_DECIMALS, 2),
+            (ZERO_DECIMALS, 0),
+            (THREE_DECIMALS, 3),
+            (FOUR_DECIMALS, 4),
+        ];
+        if let [a, b, c] = bytes
+            && bytes.iter().all(u8::is_ascii_uppercase)
+        {
+            for (codes, exponent) in table {
+                if codes.split_ascii_whitespace().any(|known| known == upper) {
+                    return Ok(Currency {
+                        code: [*a, *b, *c],
+                        exponent,
+                    });
+                }
+            }
+        }
+        Err(MoneyError::UnknownCurrency(code.chars().take(16).collect()))
+    }
+
+    /// The three-letter code, e.g. `"CAD"`.
+    pub fn code(&self) -> &str {
+        // The bytes were checked to be ASCII uppercase at construction.
+        std::str::from_utf8(&self.code).unwrap_or("???")
+    }
+
+    /// Decimal places of the minor unit (2 for CAD, 0 for JPY, 3 for KWD).
+    pub fn exponent(&self) -> u8 {
+        self.exponent
+    }
+
+    /// The symbol used in [`Money::formatted`] (English conventions), or `None` when the
+    /// code itself is shown.
+    fn symbol(&self) -> Option<&'static str> {
+        Some(match self.code() {
+            "USD" => "$",
+            "CAD" => "CA$",
+            "AUD" => "A$",
+            "NZD" => "NZ$",
+            "HKD" => "HK$",
+            "MXN" => "MX$",
+            "TWD" => "NT$",
+            "BRL" => "R$",
+            "EUR" => "€",
+            "GBP" => "£",
+            "JPY" => "¥",
+            "CNY" => "CN¥",
+            "INR" => "₹",
+            "KRW" => "₩",
+            "ILS" => "₪",
+            "VND" => "₫",
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.code())
+    }
+}
+
+impl fmt::Debug for Currency {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Currency({})", self.code())
+    }
+}
+
+impl Serialize for Currency {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.code())
+    }
+}
+
+impl<'de> Deserialize<'de> for Currency {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let code = String::deserialize(deserializer)?;
+        Currency::parse(&code).map_err(serde::de::Error::custom)
+    }
+}
+
+/// An amount of money: a signed count of minor units (cents for CAD) and its currency.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Money {
+    minor: i64,
+    currency: Currency,
+}
+
+impl Money {
+    /// An amount from a count of minor units (2146 CAD is CA$21.46).
+    pub const fn from_minor(minor: i64, currency: Currency) -> Money {
+        Money { minor, currency }
+    }
+
+    /// Zero in the given currency.
+    pub const fn zero(currency: Currency) -> Money {
+        Money::from_minor(0, currency)
+    }
+
+    /// The count of minor units.
+    pub const fn minor_units(&self) -> i64 {
+        self.minor
+    }
+
+    /// The currency.
+    pub const fn currency(&self) -> Currency {
+        self.currency
+    }
+
+    /// Whether the amount is strictly negative.
+    pub const fn is_negative(&self) -> bool {
+        self.minor < 0
+    }
+
+    /// Reads a decimal amount in major units (`"18.99"`, `"25"`, `"59.970"`, `"1.5e1"`)
+    /// exactly. Trailing zeros beyond the minor unit are accepted; any other extra
+    /// precision is refused with [`MoneyError::TooPrecise`].
+    pub fn parse_decimal(text: &str, currency: Currency) -> Result<Money, MoneyError> {
+        let minor = parse_scaled(text, currency.exponent).map_err(|error| match error {
+            ScaleError::Syntax => MoneyError::NotADecimal(text.chars().take(40).collect()),
+            ScaleError::Inexact => MoneyError::TooPrecise {
+                amount: text.chars().take(40).collect(),
+                currency,
+                exponent: currency.exponent,
+            },
+            ScaleError::Overflow => MoneyError::Overflow,
+        })?;
+        Ok(Money::from_minor(minor, currency))
+    }
+
+    /// The exact decimal text in major units, with exactly `exponent` decimals
+    /// (`"21.46"`, `"1000"` for JPY). This is the form sent to upstream services.
+    pub fn to_decimal_string(&self) -> String {
+        let digits = self.minor.unsigned_abs().to_string();
+        let sign = if self.minor < 0 { "-" } else { "" };
+        let (whole, fraction) = split_digits(&digits, self.currency.exponent);
+        if fraction.is_empty() {
+            format!("{sign}{whole}")
+        } else {
+            format!("{sign}{whole}.{fraction}")
+        }
+    }
+
+    /// A human form such as `CA$1,234.56` or `CHF 12.00`, for messages shown to people.
+    pub fn formatted(&self) -> String {
+        let digits = self.minor.unsigned_abs().to_string();
+        let (whole, fraction) = split_digits(&digits, self.currency.exponent);
+        let mut grouped = String::with_capacity(whole.len() + whole.len() / 3);
+        for (index, digit) in whole.chars().enumerate() {
+            if index > 0 && (whole.len() - index) % 3 == 0 {
+                grouped.push(',');
+            }
+            grouped.push(digit);
+        }
+        let number = if fraction.is_empty() {
+            grouped
+        } else {
+            format!("{grouped}.{fraction}")
+        };
+        let sign = if self.minor < 0 { "-" } else { "" };
+        match self.currency.symbol() {
+            Some(symbol) => format!("{sign}{symbol}{number}"),
+            None => format!("{sign}{} {number}", self.currency.code()),
+        }
+    }
+
+    /// Sum of two amounts of the same currency.
+    pub fn checked_add(self, other: Money) -> Result<Money, MoneyError> {
+        self.same_currency(other)?;
+        let minor = self
+            .minor
+            .checked_add(other.minor)
+            .ok_or(MoneyError::Overflow)?;
+        Ok(Money::from_minor(minor, self.currency))
+    }
+
+    /// Difference of two amounts of the same currency.
+    pub fn checked_sub(self, other: Money) -> Result<Money, MoneyError> {
+        self.same_currency(other)?;
+        let minor = self
+            .minor
+            .checked_sub(other.minor)
+            .ok_or(MoneyError::Overflow)?;
+        Ok(Money::from_minor(minor, self.currency))
+    }
+
+    /// The amount multiplied by a whole count (a unit price times a quantity).
+    pub fn checked_mul(self, count: u32) -> Result<Money, MoneyError> {
+        let minor = self
+            .minor
+            .checked_mul(i64::from(count))
+            .ok_or(MoneyError::Overflow)?;
+        Ok(Money::from_minor(minor, self.currency))
+    }
+
+    fn same_currency(self, other: Money) -> Result<(), MoneyError> {
+        if self.currency == other.currency {
+            Ok(())
+        } else {
+            Err(MoneyError::CurrencyMismatch(self.currency, other.currency))
+        }
+    }
+}
+
+impl fmt::Debug for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Money({} {})", self.to_decimal_string(), self.currency)
+    }
+}
+
+impl fmt::Display for Money {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.formatted())
+    }
+}
+
+/// Wire form: `{"amount": 2146, "currency": "CAD", "formatted": "CA$21.46"}`.
+#[derive(Serialize, Deserialize)]
+struct MoneyWire {
+    amount: i64,
+    currency: Currency,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    formatted: Option<String>,
+}
+
+impl Serialize for Money {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        MoneyWire {
+            amount: self.minor,
+            currency: self.currency,
+            formatted: Some(self.formatted()),
+        }
+        .serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Money {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let wire = MoneyWire::deserialize(deserializer)?;
+        Ok(Money::from_minor(wire.amount, wire.currency))
+    }
+}
+
+/// Splits the decimal digits of a count of minor units into major and minor parts.
+fn split_digits(digits: &str, exponent: u8) -> (String, String) {
+    let exponent = usize::from(exponent);
+    let padded = format!("{digits:0>width$}", width = exponent + 1);
+    let (whole, fraction) = padded.split_at(padded.len() - exponent);
+    (whole.to_owned(), fraction.to_owned())
+}
+
+enum ScaleError {
+    Syntax,
+    Inexact,
+    Overflow,
+}
+
+/// Parses `[+-]digits[.digits][(e|E)[+-]digits]` and returns the value times
+/// `10^exponent` as an exact integer.
+fn parse_scaled(text: &str, exponent: u8) -> Result<i64, ScaleError> {
+    let text = text.trim();
+    if text.is_empty() || text.len() > 64 {
+        return Err(ScaleError::Syntax);
+    }
+    let (negative, rest) = match text.as_bytes()[0] {
+        b'-' => (true, &text[1..]),
+        b'+' => (false, &text[1..]),
+        _ => (false, text),
+    };
+    let (mantissa, power) = match rest.find(['e', 'E']) {
+        Some(at) => {
+            let power: i64 = rest[at + 1..].parse().map_err(|_| ScaleError::Syntax)?;
+            (&rest[..at], power)
+        }
+        None => (rest, 0),
+    };
+    let (whole, fraction) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    let all_digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+    if (whole.is_empty() && fraction.is_empty()) || !all_digits(whole) || !all_digits(fraction) {
+        return Err(ScaleError::Syntax);
+    }
+    // value = digits * 10^shift, with shift counting the exponent, fraction and minor unit.
+    let digits = format!("{whole}{fraction}");
+    let digits = digits.trim_start_matches('0');
+    let significant = digits.trim_end_matches('0');
+    if significant.is_empty() {
+        return Ok(0);
+    }
+    let fraction_len = i64::try_from(fraction.len()).map_err(|_| ScaleError::Syntax)?;
+    let trailing_zeros =
+        i64::try_from(digits.len() - significant.len()).map_err(|_| ScaleError::Syntax)?;
+    let shift = power - fraction_len + i64::from(exponent) + trailing_zeros;
+    if shift < 0 {
+        return Err(ScaleError::Inexact);
+    }
+    let mut value: i64 = significant.parse().map_err(|_| ScaleError::Overflow)?;
+    for _ in 0..shift {
+        value = value.checked_mul(10).ok_or(ScaleError::Overflow)?;
+    }
+    Ok(if negative { -value } else { value })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn cad(text: &str) -> Result<i64, MoneyError> {
+        Money::parse_decimal(text, Currency::CAD).map(|m| m.minor_units())
+    }
+
+    #[test]
+    fn upstream_decimal_forms_convert_exactly() {
+        assert_eq!(cad("18.99"), Ok(1899));
+        assert_eq!(cad("25"), Ok(2500));
+        assert_eq!(cad("59.970"), Ok(5997));
+        assert_eq!(cad("0.1"), Ok(10));
+        assert_eq!(cad(".5"), Ok(50));
+        assert_eq!(cad("5."), Ok(500));
+        assert_eq!(cad("1.5e1"), Ok(1500));
+        assert_eq!(cad("1899E-2"), Ok(1899));
+        assert_eq!(cad("-2.50"), Ok(-250));
+        assert_eq!(cad("0"), Ok(0));
+        assert_eq!(cad("0.000"), Ok(0));
+    }
+
+    #[test]
+    fn values_that_do_not_fit_are_refused_not_rounded() {
+        assert!(matches!(cad("18.999"), Err(MoneyError::TooPrecise { .. })));
+        assert!(matches!(cad("0.001"), Err(MoneyError::TooPrecise { .. })));
+        assert!(matches!(
+            cad("99999999999999999999"),
+            Err(MoneyError::Overflow)
+        ));
+        assert!(matches!(cad("1e30"), Err(MoneyError::Overflow)));
+        for junk in [
+            "", "abc", "1.2.3", "--1", "1e", "e5", ".", "1,00", "NaN", "inf",
+        ] {
+            assert!(
+                matches!(cad(junk), Err(MoneyError::NotADecimal(_))),
+                "{junk:?} should be refused"
+            );
+        }
+    }
+
+    #[test]
+    fn currencies_know_their_minor_unit() {
+        assert_eq!(Currency::parse("cad").map(|c| c.exponent()), Ok(2));
+        assert_eq!(Currency::parse("JPY").map(|c| c.exponent()), Ok(0));
+        assert_eq!(Currency::parse("KWD").map(|c| c.exponent()), Ok(3));
+        assert!(Currency::parse("XYZ").is_err());
+        assert!(Currency::parse("CA").is_err());
+        assert!(Currency::parse("ÇAD").is_err());
+    }
+
+    #[test]
+    fn formatted_form_is_what_a_person_expects() {
+        let jpy = Currency::parse("JPY").unwrap();
+        let chf = Currency::parse("CHF").unwrap();
+        assert_eq!(
+            Money::from_minor(2146, Currency::CAD).formatted(),
+            "CA$21.46"
+        );
+        assert_eq!(
+            Money::from_minor(123_456_789, Currency::USD).formatted(),
+            "$1,234,567.89"
+        );
+        assert_eq!(Money::from_minor(5, Currency::CAD).formatted(), "CA$0.05");
+        assert_eq!(
+            Money::from_minor(-150, Currency::CAD).formatted(),
+            "-CA$1.50"
+        );
+        assert_eq!(Money::from_minor(1000, jpy).formatted(), "¥1,000");
+        assert_eq!(Money::from_minor(1200, chf).formatted(), "CHF 12.00");
+    }
+
+    #[test]
+    fn serializes_as_minor_units_with_currency_and_formatted() {
+        let json = serde_json::to_value(Money::from_minor(2146, Currency::CAD)).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({"amount": 2146, "currency": "CAD", "formatted": "CA$21.46"})
+        );
+        let back: Money = serde_json::from_value(json).unwrap();
+        assert_eq!(back, Money::from_minor(2146, Currency::CAD));
+    }
+
+    #[test]
+    fn arithmetic_is_checked() {
+        let a = Money::from_minor(i64::MAX, Currency::CAD);
+        assert_eq!(
+            a.checked_add(Money::from_minor(1, Currency::CAD)),
+            Err(MoneyError::Overflow)
+        );
+        assert!(matches!(
+            a.checked_add(Money::zero(Currency::USD)),
+            Err(MoneyError::CurrencyMismatch(..))
+        ));
+        assert_eq!(a.checked_mul(2), Err(MoneyError::Overflow));
+        assert_eq!(
+            Money::from_minor(1899, Currency::CAD).checked_mul(3),
+            Ok(Money::from_minor(5697, Currency::CAD))
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn decimal_text_round_trips(minor in any::<i64>(), exponent in 0u8..=4) {
+            let currency = match exponent {
+                0 => Currency::parse("JPY").unwrap(),
+                3 => Currency::parse("KWD").unwrap(),
+                4 => Currency::parse("CLF").unwrap(),
+                _ => Currency::CAD,
+            };
+            let money = Money::from_minor(minor, currency);
+            prop_assert_eq!(Money::parse_decimal(&money.to_decimal_string(), currency), Ok(money));
+        }
+
+        #[test]
+        fn json_round_trips(minor in any::<i64>()) {
+            let money = Money::from_minor(minor, Currency::USD);
+            let text = serde_json::to_string(&money).unwrap();
+            prop_assert_eq!(serde_json::from_str::<Money>(&text).unwrap(), money);
+        }
+
+        #[test]
+        fn shortest_float_text_of_cents_parses_back_to_the_cents(cents in 0i64..10_000_000_000) {
+            // Upstream JSON numbers reach us as the shortest text that round-trips an f64;
+            // for cent amounts that text is the exact decimal.
+            #[allow(clippy::cast_precision_loss)]
+            let as_float = cents as f64 / 100.0;
+            let text = serde_json::Number::from_f64(as_float).unwrap().to_string();
+            prop_assert_eq!(cad(&text), Ok(cents));
+        }
+
+        #[test]
+        fn parsing_never_panics(text in "\\PC{0,80}") {
+            let _ = cad(&text);
+        }
+    }
+}
