@@ -1,1 +1,27 @@
+//! Ports of the SACP gateway: the traits the application needs from the outside world.
+//!
+//! - [`store::Store`]: the merchant's store (SSIM): catalog, checkout sessions, orders.
+//! - [`wallet::Wallet`]: the person's wallet (WSIM): device authorization, tokens,
+//!   introspection, payment tokens, step-up.
+//! - [`repository`]: durable state of checkouts and payment authorizations, with
+//!   compare-and-swap on version.
+//! - [`clock::Clock`]: the current time, so that use cases never read the clock directly.
+//!
+//! With the `contract` feature, [`contract`] holds the suites every implementation must pass.
 
+pub mod clock;
+pub mod error;
+pub mod repository;
+pub mod store;
+pub mod token;
+pub mod wallet;
+
+#[cfg(feature = "contract")]
+pub mod contract;
+
+pub use clock::Clock;
+pub use error::UpstreamError;
+pub use repository::{AuthorizationRepository, CheckoutRepository, RepositoryError};
+pub use store::Store;
+pub use token::BearerToken;
+pub use wallet::Wallet;

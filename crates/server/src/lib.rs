@@ -1,1 +1,1 @@
-
+//! Wiring of the `sacp-gateway` binary: configuration, adapters, workers.

@@ -1,0 +1,219 @@
+//! What both HTTP clients share: configuration, URL building, error mapping, decoding.
+
+use std::time::Duration;
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+use reqwest::{RequestBuilder, StatusCode};
+use sacp_domain::{Currency, Money};
+use sacp_ports::UpstreamError;
+use sacp_ports::error::from_http_status;
+use serde::de::DeserializeOwned;
+use url::Url;
+
+/// Timeouts of an upstream client.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Time allowed to open a connection.
+    pub connect_timeout: Duration,
+    /// Time allowed for a whole request, answer included.
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            connect_timeout: Duration::from_secs(2),
+            request_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One upstream: a client and the base URL every path is appended to.
+#[derive(Debug, Clone)]
+pub(crate) struct Upstream {
+    pub(crate) client: reqwest::Client,
+    base: Url,
+}
+
+/// An answer that arrived: status, headers and body.
+pub(crate) struct Answer {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Vec<u8>,
+}
+
+impl Upstream {
+    /// A client for the upstream at `base` (which may carry a path prefix, e.g.
+    /// `http://127.0.0.1:8090/ssim`).
+    pub(crate) fn new(base: &str, config: HttpConfig) -> Result<Upstream, String> {
+        // One TLS stack, with the ring provider: install it once per process.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let mut base =
+            Url::parse(base).map_err(|e| format!("invalid upstream URL {base:?}: {e}"))?;
+        if !matches!(base.scheme(), "http" | "https") || base.cannot_be_a_base() {
+            return Err(format!("upstream URL must be http(s): {base}"));
+        }
+        base.set_query(None);
+        base.set_fragment(None);
+        let client = reqwest::Client::builder()
+            .connect_timeout(config.connect_timeout)
+            .timeout(config.request_timeout)
+            .user_agent(concat!("sacp-gateway/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        Ok(Upstream { client, base })
+    }
+
+    /// The base URL with `segments` appended, each percent-encoded as one path segment.
+    pub(crate) fn url(&self, segments: &[&str]) -> Url {
+        let mut url = self.base.clone();
+        if let Ok(mut path) = url.path_segments_mut() {
+            path.pop_if_empty().extend(segments);
+        }
+        url
+    }
+
+    /// Sends a request; transport failures become typed errors.
+    pub(crate) async fn send(&self, request: RequestBuilder) -> Result<Answer, UpstreamError> {
+        let response = request.send().await.map_err(transport_error)?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response.bytes().await.map_err(transport_error)?.to_vec();
+        Ok(Answer {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+fn transport_error(error: reqwest::Error) -> UpstreamError {
+    if error.is_timeout() {
+        UpstreamError::Timeout
+    } else if error.is_decode() {
+        UpstreamError::MalformedResponse("undecodable body".into())
+    } else {
+        // Connection refused or reset, DNS, TLS: the upstream cannot be reached.
+        tracing::warn!(error = %error, "upstream unreachable");
+        UpstreamError::Unavailable
+    }
+}
+
+impl Answer {
+    /// The upstream's `error` code of an error body, if it sent one.
+    pub(crate) fn error_code(&self) -> Option<String> {
+        let body: serde_json::Value = serde_json::from_slice(&self.body).ok()?;
+        body.get("error")?.as_str().map(str::to_owned)
+    }
+
+    /// The typed error for a non-success answer.
+    pub(crate) fn error(&self) -> UpstreamError {
+        let retry_after = self
+            .headers
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        from_http_status(
+            self.status.as_u16(),
+            self.error_code().as_deref(),
+            retry_after,
+        )
+    }
+
+    /// Decodes a JSON body.
+    pub(crate) fn json<T: DeserializeOwned>(&self) -> Result<T, UpstreamError> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| UpstreamError::MalformedResponse(format!("{e}")))
+    }
+
+    /// Decodes a JSON success body, or maps the error.
+    pub(crate) fn success<T: DeserializeOwned>(&self) -> Result<T, UpstreamError> {
+        if self.status.is_success() {
+            self.json()
+        } else {
+            Err(self.error())
+        }
+    }
+}
+
+/// Decimal dollars sent as a JSON number (`18.99`) or string (`"25"`), converted exactly.
+///
+/// A JSON number reaches us as the shortest decimal text that identifies its binary double,
+/// which for amounts of up to 15 significant digits is exactly the text the upstream wrote.
+pub(crate) fn money(value: &serde_json::Value, currency: Currency) -> Result<Money, UpstreamError> {
+    let text = match value {
+        serde_json::Value::Number(number) => number.to_string(),
+        serde_json::Value::String(text) => text.clone(),
+        _ => {
+            return Err(UpstreamError::MalformedResponse(
+                "amount is not a number".into(),
+            ));
+        }
+    };
+    Money::parse_decimal(&text, currency)
+        .map_err(|e| UpstreamError::MalformedResponse(e.to_string()))
+}
+
+/// A currency code from an upstream.
+pub(crate) fn currency(code: &str) -> Result<Currency, UpstreamError> {
+    Currency::parse(code).map_err(|e| UpstreamError::MalformedResponse(e.to_string()))
+}
+
+/// Decimal dollars as a JSON number, for upstream requests.
+pub(crate) fn dollars(amount: Money) -> serde_json::Value {
+    amount
+        .to_decimal_string()
+        .parse::<serde_json::Number>()
+        .map(serde_json::Value::Number)
+        .unwrap_or(serde_json::Value::Null)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_segments_are_appended_under_the_prefix_and_encoded() {
+        let upstream = Upstream::new("http://127.0.0.1:8090/ssim", HttpConfig::default()).unwrap();
+        assert_eq!(
+            upstream
+                .url(&["api", "agent", "v1", "products", "a/b c?d"])
+                .as_str(),
+            "http://127.0.0.1:8090/ssim/api/agent/v1/products/a%2Fb%20c%3Fd"
+        );
+        let slash = Upstream::new("http://127.0.0.1:8090/ssim/", HttpConfig::default()).unwrap();
+        assert_eq!(slash.url(&["x"]).as_str(), "http://127.0.0.1:8090/ssim/x");
+        let root = Upstream::new("http://127.0.0.1:8090", HttpConfig::default()).unwrap();
+        assert_eq!(
+            root.url(&[".well-known", "ucp"]).as_str(),
+            "http://127.0.0.1:8090/.well-known/ucp"
+        );
+        assert!(Upstream::new("ftp://x", HttpConfig::default()).is_err());
+        assert!(Upstream::new("not a url", HttpConfig::default()).is_err());
+    }
+
+    #[test]
+    fn json_amounts_convert_exactly() {
+        let cad = Currency::CAD;
+        assert_eq!(
+            money(&serde_json::json!(18.99), cad).unwrap().minor_units(),
+            1899
+        );
+        assert_eq!(
+            money(&serde_json::json!("25"), cad).unwrap().minor_units(),
+            2500
+        );
+        assert_eq!(
+            money(&serde_json::json!(59.970), cad)
+                .unwrap()
+                .minor_units(),
+            5997
+        );
+        let parsed: serde_json::Value = serde_json::from_str("0.1").unwrap();
+        assert_eq!(money(&parsed, cad).unwrap().minor_units(), 10);
+        assert!(money(&serde_json::json!(18.999), cad).is_err());
+        assert!(money(&serde_json::json!(true), cad).is_err());
+        assert_eq!(dollars(Money::from_minor(2146, cad)).to_string(), "21.46");
+    }
+}

@@ -1,0 +1,147 @@
+//! In-memory repositories: the embedded storage of the sandbox and of tests. State lives
+//! as long as the process.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard};
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sacp_domain::{Checkout, CheckoutId, PaymentAuthorization, PaymentAuthorizationId};
+use sacp_ports::{AuthorizationRepository, CheckoutRepository, RepositoryError};
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Every critical section below is a single map operation, so a panic elsewhere cannot
+    // leave the map half-updated: keep serving after a poisoned lock.
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Checkouts in a map.
+#[derive(Debug, Default)]
+pub struct MemoryCheckouts {
+    map: Mutex<HashMap<CheckoutId, Checkout>>,
+}
+
+#[async_trait]
+impl CheckoutRepository for MemoryCheckouts {
+    async fn insert(&self, checkout: &mut Checkout) -> Result<(), RepositoryError> {
+        let mut map = lock(&self.map);
+        if checkout.version() != 0 || map.contains_key(checkout.id()) {
+            return Err(RepositoryError::AlreadyExists);
+        }
+        checkout.set_version(1);
+        map.insert(checkout.id().clone(), checkout.clone());
+        Ok(())
+    }
+
+    async fn get(&self, id: &CheckoutId) -> Result<Checkout, RepositoryError> {
+        lock(&self.map)
+            .get(id)
+            .cloned()
+            .ok_or(RepositoryError::NotFound)
+    }
+
+    async fn update(&self, checkout: &mut Checkout) -> Result<(), RepositoryError> {
+        let mut map = lock(&self.map);
+        let stored = map
+            .get_mut(checkout.id())
+            .ok_or(RepositoryError::NotFound)?;
+        if stored.version() != checkout.version() {
+            return Err(RepositoryError::Conflict);
+        }
+        let mut next = checkout.clone();
+        next.set_version(checkout.version() + 1);
+        *stored = next;
+        checkout.set_version(checkout.version() + 1);
+        Ok(())
+    }
+}
+
+/// Payment authorizations in a map.
+#[derive(Debug, Default)]
+pub struct MemoryAuthorizations {
+    map: Mutex<HashMap<PaymentAuthorizationId, PaymentAuthorization>>,
+}
+
+#[async_trait]
+impl AuthorizationRepository for MemoryAuthorizations {
+    async fn insert(
+        &self,
+        authorization: &mut PaymentAuthorization,
+    ) -> Result<(), RepositoryError> {
+        let mut map = lock(&self.map);
+        if authorization.version() != 0 || map.contains_key(authorization.id()) {
+            return Err(RepositoryError::AlreadyExists);
+        }
+        authorization.set_version(1);
+        map.insert(authorization.id().clone(), authorization.clone());
+        Ok(())
+    }
+
+    async fn get(
+        &self,
+        id: &PaymentAuthorizationId,
+    ) -> Result<PaymentAuthorization, RepositoryError> {
+        lock(&self.map)
+            .get(id)
+            .cloned()
+            .ok_or(RepositoryError::NotFound)
+    }
+
+    async fn update(
+        &self,
+        authorization: &mut PaymentAuthorization,
+    ) -> Result<(), RepositoryError> {
+        let mut map = lock(&self.map);
+        let stored = map
+            .get_mut(authorization.id())
+            .ok_or(RepositoryError::NotFound)?;
+        if stored.version() != authorization.version() {
+            return Err(RepositoryError::Conflict);
+        }
+        let mut next = authorization.clone();
+        next.set_version(authorization.version() + 1);
+        *stored = next;
+        authorization.set_version(authorization.version() + 1);
+        Ok(())
+    }
+
+    async fn due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<PaymentAuthorization>, RepositoryError> {
+        let map = lock(&self.map);
+        let mut due: Vec<PaymentAuthorization> =
+            map.values().filter(|a| a.is_due(now)).cloned().collect();
+        due.sort_by_key(PaymentAuthorization::next_poll_at);
+        due.truncate(limit);
+        Ok(due)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sacp_ports::contract::repository::{
+        authorization_repository_contract, checkout_repository_contract,
+    };
+
+    use super::*;
+
+    #[tokio::test]
+    async fn memory_checkouts_pass_the_contract() {
+        checkout_repository_contract(Arc::new(MemoryCheckouts::default())).await;
+    }
+
+    #[tokio::test]
+    async fn memory_authorizations_pass_the_contract() {
+        authorization_repository_contract(
+            Arc::new(MemoryCheckouts::default()),
+            Arc::new(MemoryAuthorizations::default()),
+        )
+        .await;
+    }
+}

@@ -1,0 +1,277 @@
+//! Contract suites for the repository ports.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use sacp_domain::validation::{AddressInput, BuyerInput, FulfillmentInput};
+use sacp_domain::{
+    AuthorizationStatus, Buyer, Cart, Checkout, CheckoutId, CheckoutStatus, Currency, DeviceCode,
+    DeviceGrant, Fulfillment, LineItem, Money, PaymentAuthorization, PaymentAuthorizationId,
+    ProductId, Quantity, StoreSessionId,
+};
+
+use super::CountingRandom;
+use crate::repository::{AuthorizationRepository, CheckoutRepository, RepositoryError};
+
+fn t(seconds: i64) -> DateTime<Utc> {
+    Utc.timestamp_opt(1_900_000_000 + seconds, 0).unwrap()
+}
+
+fn cart() -> Cart {
+    let unit = Money::from_minor(1899, Currency::CAD);
+    Cart::new(
+        vec![LineItem {
+            product_id: ProductId::parse("7f3c9a52-1d8e-4b6a-9c2f-0e5d8b1a4c71").unwrap(),
+            name: "Ethiopian Yirgacheffe".into(),
+            quantity: Quantity::parse(1).unwrap(),
+            unit_price: unit,
+            line_total: unit,
+        }],
+        Money::from_minor(247, Currency::CAD),
+        None,
+    )
+    .unwrap()
+}
+
+fn buyer() -> Buyer {
+    Buyer::parse(&BuyerInput {
+        name: Some("John Doe".into()),
+        email: Some("john@example.com".into()),
+        phone: Some("+1 416 555 0100".into()),
+    })
+    .unwrap()
+}
+
+fn shipping() -> Fulfillment {
+    Fulfillment::parse(&FulfillmentInput {
+        kind: Some("shipping".into()),
+        address: Some(AddressInput {
+            street: Some("123 Main St".into()),
+            city: Some("Toronto".into()),
+            state: Some("ON".into()),
+            postal_code: Some("M5V 1A1".into()),
+            country: Some("CA".into()),
+        }),
+    })
+    .unwrap()
+}
+
+/// A ready-for-payment checkout that has never been stored.
+pub fn sample_checkout(random: &CountingRandom) -> Checkout {
+    Checkout::open(
+        CheckoutId::generate(random),
+        StoreSessionId(format!("sess_{}", CheckoutId::generate(random))),
+        cart(),
+        Some(buyer()),
+        Some(shipping()),
+        t(0),
+        t(1800),
+    )
+}
+
+/// A pending authorization for `checkout` that has never been stored.
+pub fn sample_authorization(
+    random: &CountingRandom,
+    checkout: &CheckoutId,
+    start: DateTime<Utc>,
+) -> PaymentAuthorization {
+    PaymentAuthorization::start(
+        PaymentAuthorizationId::generate(random),
+        checkout.clone(),
+        DeviceGrant {
+            device_code: DeviceCode::new(format!("dc-{}", CheckoutId::generate(random))),
+            user_code: "WSIM-3TY6VX".into(),
+            verification_uri: "http://wallet/m/device".into(),
+            verification_uri_complete: "http://wallet/m/device?code=WSIM-3TY6VX".into(),
+            expires_in: 900,
+            interval: Some(5),
+            notification_sent: true,
+        },
+        Money::from_minor(2146, Currency::CAD),
+        start,
+    )
+}
+
+/// Runs every [`CheckoutRepository`] rule.
+pub async fn checkout_repository_contract(repo: Arc<dyn CheckoutRepository>) {
+    let random = CountingRandom::default();
+    let mut checkout = sample_checkout(&random);
+    assert_eq!(checkout.version(), 0);
+    repo.insert(&mut checkout).await.expect("insert");
+    assert_eq!(checkout.version(), 1, "insert stores version 1");
+
+    let read = repo.get(checkout.id()).await.expect("get");
+    assert_eq!(read, checkout, "a checkout reads back exactly as stored");
+
+    let mut duplicate = read.clone();
+    duplicate.set_version(0);
+    assert_eq!(
+        repo.insert(&mut duplicate).await,
+        Err(RepositoryError::AlreadyExists)
+    );
+
+    let mut edited = read.clone();
+    let hold = sacp_domain::PaymentHold::StepUp {
+        step_up_id: "stepup_1".into(),
+        amount: edited.cart().total(),
+    };
+    edited.begin_authorization(hold, t(10)).unwrap();
+    repo.update(&mut edited)
+        .await
+        .expect("update at the read version");
+    assert_eq!(edited.version(), 2);
+    let stored = repo.get(checkout.id()).await.unwrap();
+    assert_eq!(stored.status(), CheckoutStatus::Authorizing);
+    assert_eq!(stored, edited);
+
+    // A writer holding the old version loses and changes nothing.
+    let mut stale = read;
+    stale.cancel(t(11)).unwrap();
+    assert_eq!(
+        repo.update(&mut stale).await,
+        Err(RepositoryError::Conflict)
+    );
+    assert_eq!(
+        stale.version(),
+        1,
+        "a refused update leaves the version as it was"
+    );
+    assert_eq!(
+        repo.get(checkout.id()).await.unwrap().status(),
+        CheckoutStatus::Authorizing
+    );
+
+    let unknown = CheckoutId::generate(&random);
+    assert_eq!(repo.get(&unknown).await, Err(RepositoryError::NotFound));
+    let mut never_stored = sample_checkout(&random);
+    never_stored.set_version(1);
+    assert_eq!(
+        repo.update(&mut never_stored).await,
+        Err(RepositoryError::NotFound)
+    );
+
+    // Many writers from the same version: exactly one wins.
+    let base = repo.get(checkout.id()).await.unwrap();
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let repo = repo.clone();
+        let mut copy = base.clone();
+        tasks.push(tokio::spawn(async move {
+            copy.cancel(t(20 + i)).unwrap();
+            repo.update(&mut copy).await
+        }));
+    }
+    let mut wins = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(()) => wins += 1,
+            Err(RepositoryError::Conflict) => {}
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(
+        wins, 1,
+        "compare-and-swap lets exactly one concurrent writer win"
+    );
+    assert_eq!(repo.get(checkout.id()).await.unwrap().version(), 3);
+}
+
+/// Runs every [`AuthorizationRepository`] rule.
+pub async fn authorization_repository_contract(
+    checkouts: Arc<dyn CheckoutRepository>,
+    repo: Arc<dyn AuthorizationRepository>,
+) {
+    let random = CountingRandom::default();
+    // Storage may require the checkout to exist (a foreign key).
+    let mut checkout = sample_checkout(&random);
+    checkouts.insert(&mut checkout).await.unwrap();
+    let start = t(0);
+
+    let mut auth = sample_authorization(&random, checkout.id(), start);
+    repo.insert(&mut auth).await.expect("insert");
+    assert_eq!(auth.version(), 1);
+    let read = repo.get(auth.id()).await.expect("get");
+    assert_eq!(
+        read, auth,
+        "an authorization reads back exactly, device code included"
+    );
+    assert_eq!(read.device_code().expose(), auth.device_code().expose());
+
+    let mut duplicate = read.clone();
+    duplicate.set_version(0);
+    assert_eq!(
+        repo.insert(&mut duplicate).await,
+        Err(RepositoryError::AlreadyExists)
+    );
+
+    assert!(
+        repo.due(t(4), 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|a| a.id() != auth.id()),
+        "not due before its poll time"
+    );
+    let due = repo.due(t(5), 10).await.unwrap();
+    assert!(
+        due.iter().any(|a| a.id() == auth.id()),
+        "due at its poll time"
+    );
+
+    let mut claimed = read.clone();
+    claimed.claim_poll(t(5)).unwrap();
+    repo.update(&mut claimed).await.expect("claim");
+    let mut rival = read;
+    rival.claim_poll(t(5)).unwrap();
+    assert_eq!(
+        repo.update(&mut rival).await,
+        Err(RepositoryError::Conflict),
+        "two pollers cannot both claim the same poll"
+    );
+    assert!(
+        repo.due(t(9), 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|a| a.id() != auth.id())
+    );
+
+    claimed.approve(t(6)).unwrap();
+    repo.update(&mut claimed).await.unwrap();
+    assert!(
+        repo.due(t(6), 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|a| a.id() == auth.id()),
+        "an approved authorization stays due until consumed"
+    );
+    claimed.consume(t(7)).unwrap();
+    repo.update(&mut claimed).await.unwrap();
+    let consumed = repo.get(auth.id()).await.unwrap();
+    assert_eq!(consumed.status(), AuthorizationStatus::Consumed);
+    assert!(
+        repo.due(t(10_000), 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|a| a.id() != auth.id())
+    );
+
+    // Soonest first, and the limit is honoured.
+    let (mut first, mut second) = (sample_checkout(&random), sample_checkout(&random));
+    checkouts.insert(&mut first).await.unwrap();
+    checkouts.insert(&mut second).await.unwrap();
+    let mut later = sample_authorization(&random, first.id(), start + Duration::seconds(100));
+    let mut sooner = sample_authorization(&random, second.id(), start + Duration::seconds(50));
+    repo.insert(&mut later).await.unwrap();
+    repo.insert(&mut sooner).await.unwrap();
+    let due = repo.due(t(1000), 1).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].id(), sooner.id());
+
+    assert_eq!(
+        repo.get(&PaymentAuthorizationId::generate(&random)).await,
+        Err(RepositoryError::NotFound)
+    );
+}

@@ -1,0 +1,655 @@
+//! Contract suites for the [`Store`] and [`Wallet`] ports.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sacp_domain::validation::{AddressInput, BuyerInput, FulfillmentInput, ItemInput};
+use sacp_domain::{Buyer, DeviceCode, Fulfillment, Items, Money, ProductId, StoreSessionId};
+
+use crate::error::UpstreamError;
+use crate::store::{
+    CompletionOutcome, ProductQuery, SearchQuery, SessionPatch, StoreSessionStatus,
+};
+use crate::token::BearerToken;
+use crate::wallet::{
+    DeviceAuthorizationRequest, DevicePoll, Introspection, PaymentTokenOutcome,
+    PaymentTokenRequest, StepUpStatus,
+};
+use crate::{Store, Wallet};
+
+/// Which upstream a fault is injected into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upstream {
+    /// The store.
+    Store,
+    /// The wallet.
+    Wallet,
+}
+
+/// A way to make an upstream misbehave.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Behave.
+    None,
+    /// Answer every API call with HTTP 503.
+    ServerErrors,
+    /// Answer every API call with a body that is not JSON.
+    MalformedBodies,
+    /// Answer every API call later than the client's timeout.
+    SlowerThanTimeout,
+    /// Wallet: answer pending device polls with `slow_down`.
+    SlowDown,
+    /// Wallet: new device codes live this many seconds.
+    ShortExpiry(u32),
+}
+
+/// Known facts of the catalog the suites run against.
+#[derive(Debug, Clone)]
+pub struct CatalogFixture {
+    /// A product that can be bought.
+    pub product_id: ProductId,
+    /// Its price.
+    pub product_price: Money,
+    /// A product that exists but cannot be bought.
+    pub unavailable_product_id: ProductId,
+    /// A search term and how many products it finds.
+    pub search_term: String,
+    /// Number of hits for `search_term`.
+    pub search_hits: usize,
+    /// A category and how many products it has.
+    pub category: String,
+    /// Number of products in `category`.
+    pub category_size: usize,
+    /// Total number of products.
+    pub catalog_size: usize,
+}
+
+/// What the suites need besides the ports: acting as the person and breaking the upstreams.
+#[async_trait]
+pub trait UpstreamHarness: Send + Sync {
+    /// The store under test.
+    fn store(&self) -> &dyn Store;
+    /// The wallet under test.
+    fn wallet(&self) -> &dyn Wallet;
+    /// The catalog the store serves.
+    fn catalog(&self) -> CatalogFixture;
+    /// A user access token with the `purchase` scope and this per-transaction limit.
+    async fn user_token(&self, per_transaction_limit: Option<Money>) -> BearerToken;
+    /// Approves or rejects a device authorization as the person would.
+    async fn decide_device(&self, user_code: &str, approve: bool);
+    /// Approves or rejects a step-up as the person would.
+    async fn decide_step_up(&self, step_up_id: &str, approve: bool);
+    /// Injects a fault into one upstream (replacing any earlier one).
+    async fn set_fault(&self, upstream: Upstream, fault: Fault);
+}
+
+fn items(product: &ProductId, quantity: i64) -> Items {
+    Items::parse(&[ItemInput {
+        product_id: Some(product.as_str().to_owned()),
+        quantity: Some(quantity),
+    }])
+    .unwrap()
+}
+
+fn buyer() -> Buyer {
+    Buyer::parse(&BuyerInput {
+        name: Some("John Doe".into()),
+        email: Some("john@example.com".into()),
+        phone: None,
+    })
+    .unwrap()
+}
+
+fn shipping() -> Fulfillment {
+    Fulfillment::parse(&FulfillmentInput {
+        kind: Some("shipping".into()),
+        address: Some(AddressInput {
+            street: Some("123 Main St".into()),
+            city: Some("Toronto".into()),
+            state: Some("ON".into()),
+            postal_code: Some("M5V 1A1".into()),
+            country: Some("CA".into()),
+        }),
+    })
+    .unwrap()
+}
+
+/// Runs every [`Store`] rule.
+pub async fn store_contract(h: &dyn UpstreamHarness) {
+    catalog_rules(h).await;
+    session_rules(h).await;
+    completion_rules(h).await;
+}
+
+async fn catalog_rules(h: &dyn UpstreamHarness) {
+    let store = h.store();
+    let fixture = h.catalog();
+
+    let page = store
+        .list_products(&ProductQuery {
+            category: None,
+            limit: 2,
+            offset: 0,
+        })
+        .await
+        .expect("list products");
+    assert_eq!(
+        page.products.len(),
+        2,
+        "a page holds at most `limit` products"
+    );
+    assert_eq!(
+        page.next_offset,
+        Some(2),
+        "a partial page points at the next one"
+    );
+    assert_eq!(
+        page.total,
+        Some(u32::try_from(fixture.catalog_size).unwrap())
+    );
+
+    let last = store
+        .list_products(&ProductQuery {
+            category: None,
+            limit: 100,
+            offset: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(last.products.len(), fixture.catalog_size);
+    assert_eq!(last.next_offset, None, "the last page has no next page");
+
+    let category = store
+        .list_products(&ProductQuery {
+            category: Some(fixture.category.clone()),
+            limit: 100,
+            offset: 0,
+        })
+        .await
+        .unwrap();
+    assert_eq!(category.products.len(), fixture.category_size);
+    assert!(
+        category
+            .products
+            .iter()
+            .all(|p| p.categories.contains(&fixture.category))
+    );
+
+    let hits = store
+        .search_products(&SearchQuery {
+            q: fixture.search_term.clone(),
+            limit: 20,
+            offset: 0,
+        })
+        .await
+        .expect("search");
+    assert_eq!(hits.products.len(), fixture.search_hits);
+
+    let empty = store
+        .search_products(&SearchQuery {
+            q: String::new(),
+            limit: 20,
+            offset: 0,
+        })
+        .await;
+    assert!(
+        matches!(empty, Err(UpstreamError::Rejected { .. })),
+        "search needs q: {empty:?}"
+    );
+
+    let product = store
+        .product(&fixture.product_id)
+        .await
+        .expect("get product");
+    assert_eq!(
+        product.price, fixture.product_price,
+        "prices convert exactly"
+    );
+    assert!(product.available);
+    let unavailable = store
+        .product(&fixture.unavailable_product_id)
+        .await
+        .unwrap();
+    assert!(!unavailable.available);
+
+    let missing = store
+        .product(&ProductId::parse("00000000-0000-0000-0000-000000000000").unwrap())
+        .await;
+    assert_eq!(missing, Err(UpstreamError::NotFound));
+
+    let merchant = store.merchant().await.expect("merchant discovery");
+    assert!(!merchant.id.is_empty() && !merchant.name.is_empty());
+}
+
+async fn session_rules(h: &dyn UpstreamHarness) {
+    let store = h.store();
+    let fixture = h.catalog();
+
+    let refused = store
+        .create_session(&items(&fixture.unavailable_product_id, 1), None, None)
+        .await;
+    assert_eq!(
+        refused,
+        Err(UpstreamError::ItemsUnavailable {
+            product_ids: vec![fixture.unavailable_product_id.as_str().to_owned()]
+        })
+    );
+
+    let session = store
+        .create_session(&items(&fixture.product_id, 2), None, None)
+        .await
+        .expect("create session");
+    assert_eq!(session.cart.lines().len(), 1);
+    assert_eq!(
+        session.cart.subtotal(),
+        fixture.product_price.checked_mul(2).unwrap()
+    );
+    assert!(session.buyer.is_none() && session.fulfillment.is_none());
+    assert!(matches!(
+        session.status,
+        StoreSessionStatus::CartBuilding | StoreSessionStatus::AwaitingBuyerInfo
+    ));
+
+    let read = store.session(&session.id).await.expect("get session");
+    assert_eq!(read.cart, session.cart);
+
+    let updated = store
+        .update_session(
+            &session.id,
+            &SessionPatch {
+                items: Some(items(&fixture.product_id, 1)),
+                buyer: Some(buyer()),
+                fulfillment: Some(shipping()),
+            },
+        )
+        .await
+        .expect("update session");
+    assert_eq!(updated.status, StoreSessionStatus::ReadyForPayment);
+    assert_eq!(updated.buyer, Some(buyer()));
+    assert_eq!(updated.fulfillment, Some(shipping()));
+    assert_eq!(updated.cart.subtotal(), fixture.product_price);
+
+    let unknown = StoreSessionId("sess_does_not_exist".into());
+    assert_eq!(store.session(&unknown).await, Err(UpstreamError::NotFound));
+    assert_eq!(
+        store
+            .update_session(&unknown, &SessionPatch::default())
+            .await,
+        Err(UpstreamError::NotFound)
+    );
+
+    store.cancel_session(&session.id).await.expect("cancel");
+    let edit_after_cancel = store
+        .update_session(
+            &session.id,
+            &SessionPatch {
+                buyer: Some(buyer()),
+                ..SessionPatch::default()
+            },
+        )
+        .await;
+    assert_eq!(
+        edit_after_cancel,
+        Err(UpstreamError::rejected("session_not_editable"))
+    );
+}
+
+async fn ready_session(h: &dyn UpstreamHarness) -> crate::store::StoreSession {
+    h.store()
+        .create_session(
+            &items(&h.catalog().product_id, 1),
+            Some(&buyer()),
+            Some(&shipping()),
+        )
+        .await
+        .expect("create a ready session")
+}
+
+async fn completion_rules(h: &dyn UpstreamHarness) {
+    let store = h.store();
+    let wallet = h.wallet();
+    let merchant = store.merchant().await.unwrap();
+    let session = ready_session(h).await;
+    assert_eq!(session.status, StoreSessionStatus::ReadyForPayment);
+    let total = session.cart.total();
+    let user = h.user_token(None).await;
+
+    let request = PaymentTokenRequest {
+        amount: total,
+        merchant_id: merchant.id.clone(),
+        merchant_name: Some(merchant.name.clone()),
+        session_id: Some(session.id.0.clone()),
+    };
+    let PaymentTokenOutcome::Issued(token) =
+        wallet.request_payment_token(&user, &request).await.unwrap()
+    else {
+        panic!("an unlimited token gets a payment token without step-up");
+    };
+
+    let bad_user = BearerToken::new("not-a-token");
+    assert_eq!(
+        store
+            .complete_session(&session.id, &token.token, &bad_user)
+            .await,
+        Err(UpstreamError::Unauthorized)
+    );
+    let wrong = store
+        .complete_session(&session.id, &BearerToken::new("pt_forged"), &user)
+        .await;
+    assert_eq!(wrong, Err(UpstreamError::rejected("invalid_payment_token")));
+
+    let CompletionOutcome::Completed(order) = store
+        .complete_session(&session.id, &token.token, &user)
+        .await
+        .expect("complete")
+    else {
+        panic!("a valid payment token completes the session");
+    };
+    assert!(!order.order_id.is_empty() && !order.transaction_id.is_empty());
+
+    let again = store
+        .complete_session(&session.id, &token.token, &user)
+        .await;
+    assert!(
+        matches!(again, Err(UpstreamError::Rejected { .. })),
+        "a session completes at most once: {again:?}"
+    );
+    let completed = store.session(&session.id).await.unwrap();
+    assert_eq!(completed.status, StoreSessionStatus::Completed);
+    assert_eq!(
+        completed.order,
+        Some(order.clone()),
+        "the session records its order"
+    );
+    assert_eq!(
+        store.cancel_session(&session.id).await,
+        Err(UpstreamError::rejected("session_not_cancellable"))
+    );
+
+    let placed = store
+        .order(&order.order_id, &user)
+        .await
+        .expect("read order");
+    assert_eq!(placed.order_id, order.order_id);
+    assert_eq!(placed.items.len(), 1);
+    assert_eq!(
+        placed.transaction_id.as_deref(),
+        Some(order.transaction_id.as_str())
+    );
+    assert_eq!(
+        store.order(&order.order_id, &bad_user).await,
+        Err(UpstreamError::Unauthorized)
+    );
+    assert_eq!(
+        store.order("ord_missing", &user).await,
+        Err(UpstreamError::NotFound)
+    );
+
+    // A payment token is for one exact amount: another session's total is refused.
+    let other = store
+        .create_session(
+            &items(&h.catalog().product_id, 3),
+            Some(&buyer()),
+            Some(&shipping()),
+        )
+        .await
+        .unwrap();
+    let PaymentTokenOutcome::Issued(small) =
+        wallet.request_payment_token(&user, &request).await.unwrap()
+    else {
+        panic!("within limits");
+    };
+    assert_eq!(
+        store.complete_session(&other.id, &small.token, &user).await,
+        Err(UpstreamError::rejected("invalid_payment_token"))
+    );
+}
+
+fn device_request(amount: Money) -> DeviceAuthorizationRequest {
+    DeviceAuthorizationRequest {
+        agent_name: "SACP Gateway (contract test)".into(),
+        agent_description: Some("1 × test product".into()),
+        scopes: vec!["purchase".into()],
+        spending_limit: amount,
+        buyer_email: None,
+    }
+}
+
+/// Runs every [`Wallet`] rule.
+pub async fn wallet_contract(h: &dyn UpstreamHarness) {
+    device_rules(h).await;
+    token_rules(h).await;
+    payment_rules(h).await;
+}
+
+async fn device_rules(h: &dyn UpstreamHarness) {
+    let wallet = h.wallet();
+    let amount = h.catalog().product_price;
+    let grant = wallet
+        .start_device_authorization(&device_request(amount))
+        .await
+        .expect("start device authorization");
+    assert!(
+        grant.user_code.starts_with("WSIM-") && grant.user_code.len() == 11,
+        "{}",
+        grant.user_code
+    );
+    assert!(
+        grant
+            .verification_uri_complete
+            .starts_with(&grant.verification_uri)
+            && grant.verification_uri_complete.contains(&grant.user_code)
+    );
+    assert_eq!(grant.expires_in, 900);
+    assert_eq!(grant.interval, Some(5));
+    assert!(
+        !format!("{grant:?}").contains(grant.device_code.expose()),
+        "device codes never print"
+    );
+
+    assert_eq!(
+        wallet.poll_device_token(&grant.device_code).await,
+        Ok(DevicePoll::Pending)
+    );
+    h.decide_device(&grant.user_code, true).await;
+    let Ok(DevicePoll::Approved(first)) = wallet.poll_device_token(&grant.device_code).await else {
+        panic!("an approved device code yields a token");
+    };
+    assert!(first.scope.split(' ').any(|s| s == "purchase"));
+    let Ok(DevicePoll::Approved(second)) = wallet.poll_device_token(&grant.device_code).await
+    else {
+        panic!("quirk: the device code is not consumed");
+    };
+    assert_ne!(
+        first.access_token, second.access_token,
+        "quirk: every poll mints a new token"
+    );
+
+    let rejected = wallet
+        .start_device_authorization(&device_request(amount))
+        .await
+        .unwrap();
+    h.decide_device(&rejected.user_code, false).await;
+    assert_eq!(
+        wallet.poll_device_token(&rejected.device_code).await,
+        Ok(DevicePoll::Denied)
+    );
+
+    let unknown = wallet
+        .poll_device_token(&DeviceCode::new("nope".into()))
+        .await;
+    assert_eq!(unknown, Err(UpstreamError::rejected("invalid_grant")));
+
+    let mut bad = device_request(amount);
+    bad.scopes = vec!["everything".into()];
+    assert_eq!(
+        wallet.start_device_authorization(&bad).await,
+        Err(UpstreamError::rejected("invalid_scope"))
+    );
+
+    h.set_fault(Upstream::Wallet, Fault::ShortExpiry(1)).await;
+    let short = wallet
+        .start_device_authorization(&device_request(amount))
+        .await
+        .unwrap();
+    h.set_fault(Upstream::Wallet, Fault::None).await;
+    assert_eq!(short.expires_in, 1);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(
+        wallet.poll_device_token(&short.device_code).await,
+        Ok(DevicePoll::Expired)
+    );
+}
+
+async fn token_rules(h: &dyn UpstreamHarness) {
+    let wallet = h.wallet();
+    let own = wallet
+        .client_credentials()
+        .await
+        .expect("client credentials");
+    assert!(own.expires_in > 0);
+
+    let user = h.user_token(None).await;
+    let Ok(Introspection::Active(info)) = wallet.introspect(&user).await else {
+        panic!("a fresh user token is active");
+    };
+    assert!(!info.subject.is_empty());
+    assert!(info.scopes.iter().any(|s| s == "purchase"));
+    assert_eq!(
+        wallet.introspect(&BearerToken::new("garbage")).await,
+        Ok(Introspection::Inactive)
+    );
+}
+
+async fn payment_rules(h: &dyn UpstreamHarness) {
+    let wallet = h.wallet();
+    let merchant = h.store().merchant().await.unwrap();
+    let price = h.catalog().product_price;
+    let request = PaymentTokenRequest {
+        amount: price,
+        merchant_id: merchant.id.clone(),
+        merchant_name: Some(merchant.name.clone()),
+        session_id: None,
+    };
+    let within = h.user_token(Some(price)).await;
+    assert!(matches!(
+        wallet.request_payment_token(&within, &request).await,
+        Ok(PaymentTokenOutcome::Issued(_))
+    ));
+
+    let limited = h
+        .user_token(Some(Money::from_minor(100, price.currency())))
+        .await;
+    let Ok(PaymentTokenOutcome::StepUpRequired(step_up)) =
+        wallet.request_payment_token(&limited, &request).await
+    else {
+        panic!("over the per-transaction limit the wallet answers with a step-up (HTTP 200)");
+    };
+    assert_eq!(
+        wallet.step_up_status(&limited, &step_up.step_up_id).await,
+        Ok(StepUpStatus::Pending)
+    );
+    h.decide_step_up(&step_up.step_up_id, true).await;
+    assert!(matches!(
+        wallet.step_up_status(&limited, &step_up.step_up_id).await,
+        Ok(StepUpStatus::Approved(_))
+    ));
+
+    let Ok(PaymentTokenOutcome::StepUpRequired(refused)) =
+        wallet.request_payment_token(&limited, &request).await
+    else {
+        panic!("still over the limit");
+    };
+    h.decide_step_up(&refused.step_up_id, false).await;
+    assert_eq!(
+        wallet.step_up_status(&limited, &refused.step_up_id).await,
+        Ok(StepUpStatus::Rejected)
+    );
+    assert_eq!(
+        wallet.step_up_status(&limited, "stepup_unknown").await,
+        Err(UpstreamError::NotFound)
+    );
+
+    assert_eq!(
+        wallet
+            .request_payment_token(&BearerToken::new("garbage"), &request)
+            .await,
+        Err(UpstreamError::Unauthorized)
+    );
+    let gateway_only = wallet.client_credentials().await.unwrap().access_token;
+    assert_eq!(
+        wallet.request_payment_token(&gateway_only, &request).await,
+        Err(UpstreamError::rejected("insufficient_scope"))
+    );
+}
+
+/// Runs the fault rules: every failure mode of both upstreams maps to its typed error, and
+/// the ports work again once the fault is gone.
+pub async fn fault_contract(h: &dyn UpstreamHarness) {
+    let fixture = h.catalog();
+    let list = ProductQuery {
+        category: None,
+        limit: 5,
+        offset: 0,
+    };
+    let device = device_request(fixture.product_price);
+    let cases = [
+        (Fault::ServerErrors, "5xx", UpstreamError::Unavailable),
+        (
+            Fault::MalformedBodies,
+            "garbage",
+            UpstreamError::MalformedResponse(String::new()),
+        ),
+        (Fault::SlowerThanTimeout, "timeout", UpstreamError::Timeout),
+    ];
+    for (fault, name, expected) in cases {
+        let same = |result: &UpstreamError| {
+            std::mem::discriminant(result) == std::mem::discriminant(&expected)
+        };
+        h.set_fault(Upstream::Store, fault).await;
+        let store = h.store().list_products(&list).await.expect_err(name);
+        assert!(same(&store), "store {name}: {store:?}");
+        let session = h
+            .store()
+            .product(&fixture.product_id)
+            .await
+            .expect_err(name);
+        assert!(same(&session), "store {name}: {session:?}");
+        h.set_fault(Upstream::Store, Fault::None).await;
+
+        h.set_fault(Upstream::Wallet, fault).await;
+        let wallet = h
+            .wallet()
+            .start_device_authorization(&device)
+            .await
+            .expect_err(name);
+        assert!(same(&wallet), "wallet {name}: {wallet:?}");
+        let introspect = h
+            .wallet()
+            .introspect(&BearerToken::new("x"))
+            .await
+            .expect_err(name);
+        assert!(same(&introspect), "wallet {name}: {introspect:?}");
+        h.set_fault(Upstream::Wallet, Fault::None).await;
+    }
+
+    let grant = h
+        .wallet()
+        .start_device_authorization(&device)
+        .await
+        .unwrap();
+    h.set_fault(Upstream::Wallet, Fault::SlowDown).await;
+    assert_eq!(
+        h.wallet().poll_device_token(&grant.device_code).await,
+        Ok(DevicePoll::SlowDown)
+    );
+    h.set_fault(Upstream::Wallet, Fault::None).await;
+    assert_eq!(
+        h.wallet().poll_device_token(&grant.device_code).await,
+        Ok(DevicePoll::Pending)
+    );
+    assert!(
+        h.store().list_products(&list).await.is_ok(),
+        "the store recovers once the fault is gone"
+    );
+}

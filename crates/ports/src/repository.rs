@@ -1,0 +1,74 @@
+//! Durable state: checkouts and payment authorizations, updated by compare-and-swap.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sacp_domain::{Checkout, CheckoutId, PaymentAuthorization, PaymentAuthorizationId};
+
+/// Why a repository call did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RepositoryError {
+    /// No record with that id.
+    #[error("not found")]
+    NotFound,
+    /// The record changed since it was read (its version moved on): reload and retry.
+    #[error("concurrent update: the record changed since it was read")]
+    Conflict,
+    /// A record with that id already exists.
+    #[error("already exists")]
+    AlreadyExists,
+    /// A uniqueness rule of the domain would be broken (e.g. a second active
+    /// authorization for one checkout).
+    #[error("constraint violated: {0}")]
+    Constraint(String),
+    /// The storage cannot be reached now; retry later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+    /// A stored record cannot be read back as a valid domain value.
+    #[error("corrupt record: {0}")]
+    Corrupt(String),
+}
+
+/// Checkouts.
+///
+/// Versioning contract: [`CheckoutRepository::insert`] requires version 0 and stores
+/// version 1; [`CheckoutRepository::update`] succeeds only when the stored version equals the
+/// given checkout's version, stores version + 1 and sets it on the checkout. Otherwise
+/// [`RepositoryError::Conflict`] and nothing changes.
+#[async_trait]
+pub trait CheckoutRepository: Send + Sync {
+    /// Stores a new checkout. [`RepositoryError::AlreadyExists`] for a duplicate id.
+    async fn insert(&self, checkout: &mut Checkout) -> Result<(), RepositoryError>;
+
+    /// Reads a checkout. [`RepositoryError::NotFound`] for unknown ids.
+    async fn get(&self, id: &CheckoutId) -> Result<Checkout, RepositoryError>;
+
+    /// Replaces a checkout if nobody changed it since it was read.
+    /// [`RepositoryError::NotFound`], [`RepositoryError::Conflict`].
+    async fn update(&self, checkout: &mut Checkout) -> Result<(), RepositoryError>;
+}
+
+/// Payment authorizations, with the same versioning contract as [`CheckoutRepository`].
+#[async_trait]
+pub trait AuthorizationRepository: Send + Sync {
+    /// Stores a new authorization. [`RepositoryError::AlreadyExists`] for a duplicate id.
+    async fn insert(&self, authorization: &mut PaymentAuthorization)
+    -> Result<(), RepositoryError>;
+
+    /// Reads an authorization. [`RepositoryError::NotFound`] for unknown ids.
+    async fn get(
+        &self,
+        id: &PaymentAuthorizationId,
+    ) -> Result<PaymentAuthorization, RepositoryError>;
+
+    /// Replaces an authorization if nobody changed it since it was read.
+    async fn update(&self, authorization: &mut PaymentAuthorization)
+    -> Result<(), RepositoryError>;
+
+    /// Up to `limit` authorizations with work due at `now` (see
+    /// [`PaymentAuthorization::is_due`]), soonest first.
+    async fn due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<PaymentAuthorization>, RepositoryError>;
+}
