@@ -56,6 +56,10 @@ impl CheckoutRepository for MemoryCheckouts {
         checkout.set_version(checkout.version() + 1);
         Ok(())
     }
+
+    async fn ping(&self) -> Result<(), RepositoryError> {
+        Ok(())
+    }
 }
 
 /// Payment authorizations in a map.

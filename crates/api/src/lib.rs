@@ -2,3 +2,168 @@
 //! and the use cases that handlers and background workers share.
 //!
 //! This crate depends on the ports only; the server binary wires adapters in.
+
+pub mod driver;
+pub mod dto;
+pub mod openapi;
+pub mod problem;
+pub mod request_id;
+mod routes;
+pub mod usecases;
+
+use actix_web::error::{InternalError, JsonPayloadError, PayloadError, QueryPayloadError};
+use actix_web::{HttpRequest, HttpResponse, web};
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::dto::Links;
+use crate::problem::Problem;
+use crate::usecases::Gateway;
+
+/// Largest request body accepted.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// What every handler shares.
+#[derive(Debug, Clone)]
+pub struct ApiState {
+    /// The use cases.
+    pub gateway: Gateway,
+    /// Builder of the URLs the API returns.
+    pub links: Links,
+}
+
+impl ApiState {
+    /// State whose returned links start with `public_url`.
+    pub fn new(gateway: Gateway, public_url: &str) -> ApiState {
+        ApiState {
+            gateway,
+            links: Links::new(public_url),
+        }
+    }
+}
+
+fn json_error(error: JsonPayloadError, request: &HttpRequest) -> actix_web::Error {
+    let problem = match &error {
+        JsonPayloadError::OverflowKnownLength { .. } | JsonPayloadError::Overflow { .. } => {
+            Problem::new(
+                "payload_too_large",
+                format!(
+                    "request bodies are limited to {} KiB",
+                    MAX_BODY_BYTES / 1024
+                ),
+            )
+        }
+        JsonPayloadError::Payload(PayloadError::Overflow) => Problem::new(
+            "payload_too_large",
+            format!(
+                "request bodies are limited to {} KiB",
+                MAX_BODY_BYTES / 1024
+            ),
+        ),
+        JsonPayloadError::ContentType => Problem::new(
+            "unsupported_media_type",
+            "send the body as JSON with Content-Type: application/json",
+        ),
+        JsonPayloadError::Deserialize(e) => Problem::new(
+            "bad_request",
+            format!("the JSON body is not valid for this call: {e}"),
+        ),
+        other => Problem::new(
+            "bad_request",
+            format!("the body could not be read: {other}"),
+        ),
+    };
+    // Render now, inside the request's context, so the body carries the request id.
+    InternalError::from_response(error, problem.response(Some(request.path()))).into()
+}
+
+fn query_error(error: QueryPayloadError, request: &HttpRequest) -> actix_web::Error {
+    let problem = Problem::new(
+        "bad_request",
+        format!("the query string is not valid: {error}"),
+    );
+    InternalError::from_response(error, problem.response(Some(request.path()))).into()
+}
+
+async fn not_found(request: HttpRequest) -> HttpResponse {
+    Problem::new(
+        "not_found",
+        format!(
+            "no route for {} {}; see /openapi.json",
+            request.method(),
+            request.path()
+        ),
+    )
+    .response(Some(request.path()))
+}
+
+async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
+    Problem::new(
+        "method_not_allowed",
+        format!(
+            "{} is not allowed on {}; see /openapi.json",
+            request.method(),
+            request.path()
+        ),
+    )
+    .response(Some(request.path()))
+}
+
+/// A resource whose other methods answer 405 problem+json.
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+/// Registers every route of the public API on an app or scope.
+pub fn configure(
+    state: ApiState,
+    public_url: &str,
+) -> impl FnOnce(&mut web::ServiceConfig) + use<> {
+    let document = openapi::document(public_url);
+    move |cfg: &mut web::ServiceConfig| {
+        cfg.app_data(web::Data::new(state))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(MAX_BODY_BYTES)
+                    .error_handler(json_error),
+            )
+            .app_data(web::QueryConfig::default().error_handler(query_error))
+            .app_data(web::PayloadConfig::default().limit(MAX_BODY_BYTES))
+            .service(resource("/products").route(web::get().to(routes::catalog::list_products)))
+            .service(resource("/products/{id}").route(web::get().to(routes::catalog::get_product)))
+            .service(resource("/checkout").route(web::post().to(routes::checkout::create)))
+            .service(
+                resource("/checkout/{id}")
+                    .route(web::get().to(routes::checkout::get))
+                    .route(web::patch().to(routes::checkout::update)),
+            )
+            .service(
+                resource("/checkout/{id}/cancel").route(web::post().to(routes::checkout::cancel)),
+            )
+            .service(
+                resource("/checkout/{id}/complete")
+                    .route(web::post().to(routes::checkout::complete)),
+            )
+            .service(
+                resource("/checkout/{id}/payment-status/{request_id}")
+                    .route(web::get().to(routes::checkout::payment_status)),
+            )
+            .service(
+                resource("/checkout/{id}/step-up/{step_up_id}")
+                    .route(web::get().to(routes::checkout::step_up)),
+            )
+            .service(resource("/orders/{id}").route(web::get().to(routes::orders::get)))
+            .service(resource("/qr/{request_id}").route(web::get().to(routes::system::qr)))
+            .service(resource("/healthz").route(web::get().to(routes::system::healthz)))
+            .service(resource("/readyz").route(web::get().to(routes::system::readyz)))
+            .service(
+                resource("/problems/{code}").route(web::get().to(routes::system::problem_page)),
+            )
+            .service(web::redirect("/docs", "/docs/"))
+            .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document));
+    }
+}
+
+/// The answer for paths no route matches.
+pub fn default_service() -> actix_web::Route {
+    web::to(not_found)
+}

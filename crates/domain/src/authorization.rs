@@ -26,6 +26,18 @@ use crate::money::Money;
 pub const SLOW_DOWN_STEP_SECS: u32 = 5;
 /// Interval used when the wallet does not send one (RFC 8628 §3.2 default).
 pub const DEFAULT_INTERVAL_SECS: u32 = 5;
+/// How long a claimed charge attempt keeps other workers away from an approved
+/// authorization (longer than any upstream timeout, so attempts never overlap).
+pub const CHARGE_LEASE_SECS: i64 = 30;
+
+/// The work a claim reserved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Work {
+    /// Poll the wallet once.
+    Poll,
+    /// Get a payment token and place the order.
+    Charge,
+}
 
 /// The wallet's device code: a secret that lets its holder collect the person's approval.
 /// It never leaves the gateway (no response, URL or log) and prints as `***`.
@@ -322,27 +334,35 @@ impl PaymentAuthorization {
 
     /// Whether the background driver has work to do on this authorization at `now`: a
     /// pending one whose poll time has come (or whose expiry passed), or an approved one
-    /// whose order is not yet placed.
+    /// whose order is not yet placed and whose last charge attempt's lease has run out.
     pub fn is_due(&self, now: DateTime<Utc>) -> bool {
         match self.record.status {
             AuthorizationStatus::Pending => {
                 now >= self.record.next_poll_at || self.is_past_expiry(now)
             }
-            AuthorizationStatus::Approved => true,
+            AuthorizationStatus::Approved => now >= self.record.next_poll_at,
             _ => false,
         }
     }
 
-    /// Reserves the next poll of the wallet: refused unless pending and due, after which the
-    /// next poll is one interval away. Saving this with compare-and-swap before polling is
-    /// what keeps several replicas from polling inside one interval.
-    pub fn claim_poll(&mut self, now: DateTime<Utc>) -> Result<(), AuthorizationTransitionError> {
-        if self.record.status != AuthorizationStatus::Pending || now < self.record.next_poll_at {
-            return Err(self.refuse("poll now"));
-        }
-        self.record.next_poll_at = now + self.interval();
+    /// Reserves the next piece of work: for a pending authorization one poll of the wallet
+    /// (the next is then one interval away), for an approved one a charge attempt (others
+    /// wait [`CHARGE_LEASE_SECS`]). Refused unless due. Saving the claim with
+    /// compare-and-swap before acting is what keeps several workers or replicas from polling
+    /// inside one interval or charging twice at once.
+    pub fn claim(&mut self, now: DateTime<Utc>) -> Result<Work, AuthorizationTransitionError> {
+        let work = match self.record.status {
+            AuthorizationStatus::Pending if self.is_due(now) => Work::Poll,
+            AuthorizationStatus::Approved if self.is_due(now) => Work::Charge,
+            _ => return Err(self.refuse("claim work now")),
+        };
+        let wait = match work {
+            Work::Poll => self.interval(),
+            Work::Charge => Duration::seconds(CHARGE_LEASE_SECS),
+        };
+        self.record.next_poll_at = now + wait;
         self.record.updated_at = now;
-        Ok(())
+        Ok(work)
     }
 
     /// The wallet answered `slow_down`: the interval grows by 5 s for good (RFC 8628 §3.5).
@@ -357,14 +377,16 @@ impl PaymentAuthorization {
         Ok(())
     }
 
-    /// The person approved.
+    /// The person approved: the charge is due at once.
     pub fn approve(&mut self, now: DateTime<Utc>) -> Result<(), AuthorizationTransitionError> {
         self.transition(
             AuthorizationStatus::Pending,
             AuthorizationStatus::Approved,
             "approve",
             now,
-        )
+        )?;
+        self.record.next_poll_at = now;
+        Ok(())
     }
 
     /// The person rejected.
@@ -507,25 +529,25 @@ mod tests {
     fn polls_are_spaced_by_the_interval() {
         let mut auth = started(Some(5));
         assert!(!auth.is_due(t(4)));
-        assert!(auth.claim_poll(t(4)).is_err());
+        assert!(auth.claim(t(4)).is_err());
         assert!(auth.is_due(t(5)));
-        auth.claim_poll(t(5)).unwrap();
+        auth.claim(t(5)).unwrap();
         assert!(
             !auth.is_due(t(9)),
             "a claimed poll pushes the next one an interval away"
         );
-        assert!(auth.claim_poll(t(9)).is_err());
-        auth.claim_poll(t(10)).unwrap();
+        assert!(auth.claim(t(9)).is_err());
+        auth.claim(t(10)).unwrap();
     }
 
     #[test]
     fn slow_down_adds_five_seconds_for_good() {
         let mut auth = started(Some(5));
-        auth.claim_poll(t(5)).unwrap();
+        auth.claim(t(5)).unwrap();
         auth.slow_down(t(5)).unwrap();
         assert_eq!(auth.interval_secs(), 10);
         assert_eq!(auth.next_poll_at(), t(15));
-        auth.claim_poll(t(15)).unwrap();
+        auth.claim(t(15)).unwrap();
         assert_eq!(auth.next_poll_at(), t(25), "the larger interval stays");
         auth.slow_down(t(25)).unwrap();
         assert_eq!(auth.interval_secs(), 15);
@@ -582,7 +604,7 @@ mod tests {
                 now += Duration::seconds(3);
                 let before = auth.clone();
                 let result = match op {
-                    0 => auth.claim_poll(now),
+                    0 => auth.claim(now).map(|_| ()),
                     1 => auth.slow_down(now),
                     2 => auth.approve(now),
                     3 => auth.reject(now),

@@ -16,7 +16,7 @@ pub mod money;
 pub mod validation;
 
 pub use authorization::{
-    AuthorizationStatus, DeviceCode, DeviceGrant, PaymentAuthorization, PaymentStatus,
+    AuthorizationStatus, DeviceCode, DeviceGrant, PaymentAuthorization, PaymentStatus, Work,
 };
 pub use catalog::{Merchant, Order, Product, ProductPage};
 pub use checkout::{

@@ -53,6 +53,11 @@ impl ValidationErrors {
         self.errors.is_empty()
     }
 
+    /// Adds every problem of `other` as it is.
+    pub fn append(&mut self, other: ValidationErrors) {
+        self.errors.extend(other.errors);
+    }
+
     /// Adds every problem of `other`, with its field paths prefixed by `prefix`.
     pub fn merge_under(&mut self, prefix: &str, other: ValidationErrors) {
         for mut error in other.errors {

@@ -45,6 +45,10 @@ pub trait CheckoutRepository: Send + Sync {
     /// Replaces a checkout if nobody changed it since it was read.
     /// [`RepositoryError::NotFound`], [`RepositoryError::Conflict`].
     async fn update(&self, checkout: &mut Checkout) -> Result<(), RepositoryError>;
+
+    /// Whether the storage answers now (for readiness probes).
+    /// [`RepositoryError::Unavailable`] when it does not.
+    async fn ping(&self) -> Result<(), RepositoryError>;
 }
 
 /// Payment authorizations, with the same versioning contract as [`CheckoutRepository`].

@@ -1,1 +1,229 @@
-//! Wiring of the `sacp-gateway` binary: configuration, adapters, workers.
+//! Wiring of the `sacp-gateway` binary: picks adapters from the configuration, mounts the
+//! sandbox simulators when no upstream is configured, starts the HTTP server and the
+//! background driver. The binary and the integration tests both start the gateway here.
+
+pub mod config;
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::middleware::from_fn;
+use actix_web::{App, HttpServer};
+use sacp_adapters::HttpConfig;
+use sacp_adapters::http_store::HttpStore;
+use sacp_adapters::http_wallet::{HttpWallet, WalletCredentials};
+use sacp_adapters::memory::{MemoryAuthorizations, MemoryCheckouts};
+use sacp_adapters::random::OsRandom;
+use sacp_api::driver::{self, DriverConfig};
+use sacp_api::usecases::{Gateway, GatewayConfig};
+use sacp_api::{ApiState, problem, request_id};
+use sacp_ports::clock::SystemClock;
+use sacp_sim::Simulators;
+use secrecy::SecretString;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::{ConfigError, Settings, Upstreams};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration cannot run.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// An upstream URL is invalid.
+    #[error("upstream: {0}")]
+    Upstream(String),
+    /// The listener could not be bound.
+    #[error("cannot listen on {address}: {source}")]
+    Listen {
+        /// The address.
+        address: String,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A running gateway.
+#[derive(Debug)]
+pub struct Running {
+    /// The bound address.
+    pub address: SocketAddr,
+    /// The base URL of links it returns.
+    pub public_url: String,
+    /// The simulators, in sandbox mode.
+    pub simulators: Option<Simulators>,
+    server: ServerHandle,
+    served: JoinHandle<std::io::Result<()>>,
+    driver: JoinHandle<()>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl Running {
+    /// Waits until the server stops (SIGTERM or ctrl-c start a graceful shutdown), then stops
+    /// the driver.
+    pub async fn wait(self) -> std::io::Result<()> {
+        let result = match self.served.await {
+            Ok(result) => result,
+            Err(join) => Err(std::io::Error::other(join)),
+        };
+        let _ = self.shutdown.send(true);
+        let _ = self.driver.await;
+        result
+    }
+
+    /// Stops gracefully (for tests and embedding).
+    pub async fn stop(self) {
+        self.server.stop(true).await;
+        let _ = self.wait().await;
+    }
+}
+
+/// Starts the gateway: binds, wires, serves, and runs the driver in the background.
+pub async fn start(settings: &Settings) -> Result<Running, StartError> {
+    if settings.database_url.is_some() {
+        return Err(ConfigError::DatabaseNotSupported.into());
+    }
+    let upstreams = settings.upstreams()?;
+    let listener = TcpListener::bind(&settings.listen).map_err(|source| StartError::Listen {
+        address: settings.listen.clone(),
+        source,
+    })?;
+    let address = listener.local_addr().map_err(|source| StartError::Listen {
+        address: settings.listen.clone(),
+        source,
+    })?;
+    let public_url = settings
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{address}"))
+        .trim_end_matches('/')
+        .to_owned();
+    let http = HttpConfig {
+        connect_timeout: Duration::from_secs(2),
+        request_timeout: Duration::from_millis(settings.upstream_timeout_ms.max(1)),
+    };
+    let clock = Arc::new(SystemClock);
+
+    let (simulators, store, wallet) = match &upstreams {
+        Upstreams::Sandbox => {
+            let simulators = Simulators::sandbox(
+                &format!("{public_url}/sim/ssim"),
+                &format!("{public_url}/sim/wsim"),
+                clock.clone(),
+            );
+            // The gateway reaches its own simulators over loopback, through the same HTTP
+            // adapters it uses in production.
+            let local = format!("http://{address}");
+            let wallet_config = simulators.wallet.config().clone();
+            let credentials = WalletCredentials {
+                client_id: wallet_config.client_id,
+                client_secret: Some(SecretString::from(wallet_config.client_secret)),
+                introspection_client_id: Some(wallet_config.introspection_client_id),
+                introspection_client_secret: Some(SecretString::from(
+                    wallet_config.introspection_client_secret,
+                )),
+            };
+            let store = HttpStore::new(
+                &format!("{local}/sim/ssim"),
+                http,
+                settings.ssim_token.clone(),
+            )
+            .map_err(StartError::Upstream)?;
+            let wallet = HttpWallet::new(&format!("{local}/sim/wsim"), http, credentials)
+                .map_err(StartError::Upstream)?;
+            (Some(simulators), store, wallet)
+        }
+        Upstreams::Remote { ssim, wsim } => {
+            let credentials = WalletCredentials {
+                client_id: settings.gateway_client_id.clone(),
+                client_secret: settings.gateway_client_secret.clone(),
+                introspection_client_id: settings.introspection_client_id.clone(),
+                introspection_client_secret: settings.introspection_client_secret.clone(),
+            };
+            let store = HttpStore::new(ssim, http, settings.ssim_token.clone())
+                .map_err(StartError::Upstream)?;
+            let wallet = HttpWallet::new(wsim, http, credentials).map_err(StartError::Upstream)?;
+            (None, store, wallet)
+        }
+    };
+
+    let gateway = Gateway::new(
+        Arc::new(store),
+        Arc::new(wallet),
+        Arc::new(MemoryCheckouts::default()),
+        Arc::new(MemoryAuthorizations::default()),
+        clock,
+        Arc::new(OsRandom),
+        GatewayConfig::default(),
+    );
+    let state = ApiState::new(gateway.clone(), &public_url);
+    let served_simulators = simulators.clone();
+    let app_public_url = public_url.clone();
+    let mut server = HttpServer::new(move || {
+        let mut app = App::new()
+            .wrap(from_fn(problem::fallback))
+            .wrap(from_fn(request_id::middleware))
+            .default_service(sacp_api::default_service());
+        if let Some(simulators) = &served_simulators {
+            app = app.configure(sacp_sim::http::configure(simulators, "/sim"));
+        }
+        app.configure(sacp_api::configure(state.clone(), &app_public_url))
+    })
+    .shutdown_timeout(10);
+    if let Some(workers) = settings.workers {
+        server = server.workers(workers.max(1));
+    }
+    let server = server
+        .listen(listener)
+        .map_err(|source| StartError::Listen {
+            address: settings.listen.clone(),
+            source,
+        })?
+        .run();
+    let handle = server.handle();
+    let served = tokio::spawn(server);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let driver = tokio::spawn(driver::run(gateway, DriverConfig::default(), shutdown_rx));
+    Ok(Running {
+        address,
+        public_url,
+        simulators,
+        server: handle,
+        served,
+        driver,
+        shutdown,
+    })
+}
+
+/// The start-up banner: where everything is and a curl walkthrough of the seed conversation.
+pub fn banner(running: &Running) -> String {
+    let url = &running.public_url;
+    let mode = if running.simulators.is_some() {
+        format!(
+            "sandbox: simulated store at {url}/sim/ssim, wallet at {url}/sim/wsim; embedded storage"
+        )
+    } else {
+        "production upstreams; embedded storage".to_owned()
+    };
+    let product = sacp_sim::catalog::ETHIOPIAN_YIRGACHEFFE;
+    [
+        String::new(),
+        format!("SACP Gateway {} listening on {}", env!("CARGO_PKG_VERSION"), running.address),
+        format!("  {mode}"),
+        format!("  API docs: {url}/docs   OpenAPI: {url}/openapi.json"),
+        String::new(),
+        "Try the seed conversation (see README.md):".to_owned(),
+        format!("  curl -s '{url}/products?q=coffee'"),
+        format!("  curl -s -XPOST {url}/checkout -H 'content-type: application/json' \\"),
+        format!("    -d '{{\"items\":[{{\"product_id\":\"{product}\",\"quantity\":1}}]}}'"),
+        format!("  curl -s -XPATCH {url}/checkout/<id> -H 'content-type: application/json' \\"),
+        "    -d '{\"buyer\":{\"name\":\"John Doe\",\"email\":\"john@example.com\"},\"fulfillment\":{\"type\":\"shipping\",\"address\":{\"street\":\"123 Main St\",\"city\":\"Toronto\",\"state\":\"ON\",\"postal_code\":\"M5V 1A1\",\"country\":\"CA\"}}}'".to_owned(),
+        format!("  curl -s -XPOST {url}/checkout/<id>/complete    # then open authorization_url and Approve"),
+        format!("  curl -s {url}/checkout/<id>/payment-status/<request_id>"),
+        String::new(),
+    ]
+    .join("\n")
+}

@@ -219,10 +219,10 @@ pub async fn authorization_repository_contract(
     );
 
     let mut claimed = read.clone();
-    claimed.claim_poll(t(5)).unwrap();
+    claimed.claim(t(5)).unwrap();
     repo.update(&mut claimed).await.expect("claim");
     let mut rival = read;
-    rival.claim_poll(t(5)).unwrap();
+    rival.claim(t(5)).unwrap();
     assert_eq!(
         repo.update(&mut rival).await,
         Err(RepositoryError::Conflict),

@@ -1,0 +1,68 @@
+//! The background driver: advances every pending payment authorization, so an order
+//! completes even when no agent polls. It calls the same use case whatever replica it runs
+//! on; claims make concurrent drivers safe.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use crate::usecases::Gateway;
+
+/// How the driver paces itself.
+#[derive(Debug, Clone, Copy)]
+pub struct DriverConfig {
+    /// Time between scans for due work.
+    pub tick: Duration,
+    /// Largest number of authorizations taken per scan.
+    pub batch: usize,
+}
+
+impl Default for DriverConfig {
+    fn default() -> Self {
+        DriverConfig {
+            tick: Duration::from_millis(250),
+            batch: 256,
+        }
+    }
+}
+
+/// Runs until `shutdown` turns true.
+pub async fn run(gateway: Gateway, config: DriverConfig, mut shutdown: watch::Receiver<bool>) {
+    tracing::info!(
+        tick_ms = config.tick.as_millis(),
+        "payment authorization driver started"
+    );
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(config.tick) => {}
+            _ = shutdown.changed() => break,
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        scan(&gateway, config.batch).await;
+    }
+    tracing::info!("payment authorization driver stopped");
+}
+
+/// One scan: advances every due authorization concurrently and waits for all.
+pub async fn scan(gateway: &Gateway, batch: usize) {
+    let due = match gateway.due_authorizations(batch).await {
+        Ok(due) => due,
+        Err(error) => {
+            tracing::warn!(error = %error, "cannot list due payment authorizations");
+            return;
+        }
+    };
+    let mut work = JoinSet::new();
+    for id in due {
+        let gateway = gateway.clone();
+        work.spawn(async move {
+            if let Err(error) = gateway.advance_authorization(&id).await {
+                tracing::warn!(authorization = %id, error = %error, "advancing a payment authorization failed");
+            }
+        });
+    }
+    while work.join_next().await.is_some() {}
+}

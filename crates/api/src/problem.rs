@@ -1,0 +1,461 @@
+//! RFC 9457 problem details: one table of codes, one function that renders them.
+//!
+//! Every error the API answers is `application/problem+json` with a stable `code`, a `type`
+//! (`/problems/{code}`, served by the gateway), a `detail` an AI agent can act on, the
+//! request's `instance` and `request_id`, and extensions where they help (`errors` per field,
+//! `missing`, `product_ids`).
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, HeaderValue};
+use actix_web::{HttpResponse, ResponseError};
+use sacp_domain::checkout::Action;
+use sacp_domain::{CheckoutStatus, MissingField, TransitionError};
+use sacp_ports::{RepositoryError, UpstreamError};
+use serde_json::{Map, Value, json};
+
+use crate::request_id;
+use crate::usecases::AppError;
+
+/// Every problem code the API answers with: (code, HTTP status, title, what it means).
+pub const PROBLEMS: &[(&str, u16, &str, &str)] = &[
+    (
+        "bad_request",
+        400,
+        "Bad request",
+        "The request could not be read: malformed JSON, a wrong type, or an invalid query parameter. The detail names what to fix.",
+    ),
+    (
+        "user_token_required",
+        401,
+        "User token required",
+        "This call acts for the person: send their wallet access token as `Authorization: Bearer <token>` (or an `access_token` query or form parameter).",
+    ),
+    (
+        "user_token_invalid",
+        401,
+        "User token not valid",
+        "The wallet says the user token is unknown, expired or revoked. Obtain a new one.",
+    ),
+    (
+        "user_token_scope",
+        403,
+        "User token lacks a permission",
+        "The user token does not carry the permission the wallet requires (for payments: `purchase`).",
+    ),
+    (
+        "not_found",
+        404,
+        "Not found",
+        "No such resource. Ids are opaque: use the ids returned by earlier calls.",
+    ),
+    (
+        "method_not_allowed",
+        405,
+        "Method not allowed",
+        "This path exists but not with this method. See /openapi.json.",
+    ),
+    (
+        "checkout_not_ready",
+        409,
+        "Checkout not ready for payment",
+        "Payment needs items, buyer and fulfillment. `missing` lists what to add with PATCH /checkout/{id}.",
+    ),
+    (
+        "cart_frozen",
+        409,
+        "Cart frozen during payment",
+        "A payment authorization is pending for the exact total: the cart cannot change until it ends. Poll its payment-status, or cancel the checkout.",
+    ),
+    (
+        "payment_in_progress",
+        409,
+        "Payment already in progress",
+        "A payment authorization is already pending for this checkout; poll its payment-status endpoint.",
+    ),
+    (
+        "checkout_completed",
+        409,
+        "Checkout already completed",
+        "The order is placed; the checkout can no longer change.",
+    ),
+    (
+        "checkout_closed",
+        409,
+        "Checkout closed",
+        "The checkout was cancelled, expired or failed. Start a new checkout with POST /checkout.",
+    ),
+    (
+        "checkout_expired",
+        409,
+        "Checkout expired",
+        "The checkout's time ran out before payment. Start a new checkout with POST /checkout.",
+    ),
+    (
+        "invalid_transition",
+        409,
+        "Not allowed in this state",
+        "The checkout's state does not allow this call; `next_step` in GET /checkout/{id} says what does.",
+    ),
+    (
+        "concurrent_update",
+        409,
+        "Concurrent update",
+        "The checkout was being changed by another request at the same time. Retry.",
+    ),
+    (
+        "authorization_gone",
+        410,
+        "No longer available",
+        "The payment authorization is no longer pending (expired, rejected or used).",
+    ),
+    (
+        "payload_too_large",
+        413,
+        "Request body too large",
+        "Request bodies are limited to 64 KiB.",
+    ),
+    (
+        "unsupported_media_type",
+        415,
+        "Unsupported media type",
+        "Send JSON with `Content-Type: application/json`.",
+    ),
+    (
+        "validation_failed",
+        422,
+        "Validation failed",
+        "Some fields are missing or invalid; `errors` lists each field with what is accepted.",
+    ),
+    (
+        "items_unavailable",
+        422,
+        "Items unavailable",
+        "The store cannot sell some products now; `product_ids` lists them. Remove them or choose others.",
+    ),
+    (
+        "payment_refused",
+        422,
+        "Payment refused",
+        "The wallet or store refused the payment (declined, no payment method, or a limit). The checkout cannot be paid this way.",
+    ),
+    (
+        "internal_error",
+        500,
+        "Internal error",
+        "Something failed inside the gateway. Retry later; report the request_id if it persists.",
+    ),
+    (
+        "upstream_error",
+        502,
+        "Upstream error",
+        "The store or wallet answered something unexpected. Retry later.",
+    ),
+    (
+        "upstream_unavailable",
+        502,
+        "Upstream unavailable",
+        "The store or wallet could not be reached. Retry later.",
+    ),
+    (
+        "upstream_rate_limited",
+        503,
+        "Upstream rate limited",
+        "The store or wallet is throttling the gateway. Retry after the indicated delay.",
+    ),
+    (
+        "storage_unavailable",
+        503,
+        "Storage unavailable",
+        "The gateway's storage is unavailable. Retry after the indicated delay.",
+    ),
+    (
+        "upstream_timeout",
+        504,
+        "Upstream timeout",
+        "The store or wallet did not answer in time. Retry later; a write may or may not have taken effect, so read the resource first.",
+    ),
+];
+
+/// A problem ready to be answered.
+#[derive(Debug, Clone)]
+pub struct Problem {
+    code: &'static str,
+    status: StatusCode,
+    detail: String,
+    extensions: Map<String, Value>,
+    retry_after: Option<u64>,
+}
+
+impl Problem {
+    /// A problem with a code from [`PROBLEMS`] and a detail.
+    pub fn new(code: &'static str, detail: impl Into<String>) -> Problem {
+        let status = PROBLEMS
+            .iter()
+            .find(|(c, ..)| *c == code)
+            .and_then(|(_, status, ..)| StatusCode::from_u16(*status).ok())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        Problem {
+            code,
+            status,
+            detail: detail.into(),
+            extensions: Map::new(),
+            retry_after: None,
+        }
+    }
+
+    /// Adds an extension member.
+    pub fn with(mut self, key: &str, value: Value) -> Problem {
+        self.extensions.insert(key.to_owned(), value);
+        self
+    }
+
+    /// Adds a `Retry-After` header (seconds).
+    pub fn retry_after(mut self, seconds: u64) -> Problem {
+        self.retry_after = Some(seconds);
+        self
+    }
+
+    /// The HTTP status.
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// Renders the `application/problem+json` response: the one place bodies are built.
+    pub fn response(&self, instance: Option<&str>) -> HttpResponse {
+        let title = PROBLEMS
+            .iter()
+            .find(|(c, ..)| *c == self.code)
+            .map(|(_, _, title, _)| *title)
+            .unwrap_or("Error");
+        let mut body = json!({
+            "type": format!("/problems/{}", self.code),
+            "title": title,
+            "status": self.status.as_u16(),
+            "detail": self.detail,
+            "code": self.code,
+        });
+        if let Some(map) = body.as_object_mut() {
+            if let Some(instance) = instance {
+                map.insert("instance".into(), json!(instance));
+            }
+            if let Some(id) = request_id::current() {
+                map.insert("request_id".into(), json!(id));
+            }
+            for (key, value) in &self.extensions {
+                map.insert(key.clone(), value.clone());
+            }
+        }
+        let mut response = HttpResponse::build(self.status);
+        response.content_type("application/problem+json");
+        if let Some(seconds) = self.retry_after {
+            response.insert_header((header::RETRY_AFTER, HeaderValue::from(seconds)));
+        }
+        response.body(body.to_string())
+    }
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.detail)
+    }
+}
+
+impl ResponseError for Problem {
+    fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        self.response(request_id::current_path().as_deref())
+    }
+}
+
+fn missing_names(missing: &[MissingField]) -> Vec<&'static str> {
+    missing
+        .iter()
+        .map(|m| match m {
+            MissingField::Items => "items",
+            MissingField::Buyer => "buyer",
+            MissingField::Fulfillment => "fulfillment",
+        })
+        .collect()
+}
+
+fn transition_problem(error: &TransitionError) -> Problem {
+    let detail = error.to_string();
+    match error {
+        TransitionError::NotReady(missing) => Problem::new("checkout_not_ready", detail)
+            .with("missing", json!(missing_names(missing))),
+        TransitionError::Expired => Problem::new("checkout_expired", detail),
+        TransitionError::NotAllowed {
+            action: Action::Edit,
+            status: CheckoutStatus::Authorizing,
+        } => Problem::new("cart_frozen", detail),
+        TransitionError::NotAllowed {
+            action: Action::StartPayment | Action::Complete,
+            status: CheckoutStatus::Authorizing,
+        } => Problem::new("payment_in_progress", detail),
+        TransitionError::NotAllowed {
+            status: CheckoutStatus::Completed,
+            ..
+        } => Problem::new("checkout_completed", detail),
+        TransitionError::NotAllowed { status, .. } if status.is_terminal() => {
+            Problem::new("checkout_closed", detail)
+        }
+        TransitionError::NotAllowed { .. } | TransitionError::AuthorizationMismatch => {
+            Problem::new("invalid_transition", detail)
+        }
+    }
+}
+
+fn upstream_problem(upstream: &str, error: &UpstreamError) -> Problem {
+    match error {
+        UpstreamError::Timeout => Problem::new(
+            "upstream_timeout",
+            format!("the {upstream} did not answer in time"),
+        ),
+        UpstreamError::Unavailable => Problem::new(
+            "upstream_unavailable",
+            format!("the {upstream} is unavailable"),
+        ),
+        UpstreamError::RateLimited { retry_after } => Problem::new(
+            "upstream_rate_limited",
+            format!("the {upstream} is throttling requests"),
+        )
+        .retry_after(retry_after.map_or(5, |d| d.as_secs().max(1))),
+        UpstreamError::MalformedResponse(_) => Problem::new(
+            "upstream_error",
+            format!("the {upstream} answered something unexpected"),
+        ),
+        UpstreamError::Rejected { code } => Problem::new(
+            "upstream_error",
+            format!("the {upstream} refused the request ({code})"),
+        ),
+        UpstreamError::NotFound
+        | UpstreamError::Unauthorized
+        | UpstreamError::ItemsUnavailable { .. } => Problem::new(
+            "upstream_error",
+            format!("the {upstream} answered unexpectedly"),
+        ),
+    }
+}
+
+impl From<&AppError> for Problem {
+    fn from(error: &AppError) -> Problem {
+        match error {
+            AppError::NotFound(what) => Problem::new("not_found", format!("no such {what}")),
+            AppError::Invalid(errors) => Problem::new("validation_failed", errors.to_string())
+                .with(
+                    "errors",
+                    serde_json::to_value(errors.errors()).unwrap_or_default(),
+                ),
+            AppError::BadRequest(detail) => Problem::new("bad_request", detail.clone()),
+            AppError::Transition(error) => transition_problem(error),
+            AppError::ItemsUnavailable(ids) => Problem::new(
+                "items_unavailable",
+                format!(
+                    "the store cannot sell these products now: {}",
+                    ids.join(", ")
+                ),
+            )
+            .with("product_ids", json!(ids)),
+            AppError::UserTokenRequired => Problem::new(
+                "user_token_required",
+                "send the person's wallet token as Authorization: Bearer <token>",
+            ),
+            AppError::UserTokenInvalid => Problem::new(
+                "user_token_invalid",
+                "the wallet does not accept this user token (unknown, expired or revoked)",
+            ),
+            AppError::UserTokenScope(scope) => Problem::new(
+                "user_token_scope",
+                format!("the user token lacks the {scope} permission"),
+            ),
+            AppError::Gone(detail) => Problem::new("authorization_gone", detail.clone()),
+            AppError::PaymentRefused(reason) => Problem::new(
+                "payment_refused",
+                format!("the payment was refused ({reason})"),
+            ),
+            AppError::Upstream { upstream, error } => upstream_problem(upstream.name(), error),
+            AppError::Storage(RepositoryError::Corrupt(_)) => {
+                Problem::new("internal_error", "a stored record could not be read")
+            }
+            AppError::Storage(_) => Problem::new(
+                "storage_unavailable",
+                "storage is unavailable; retry shortly",
+            )
+            .retry_after(2),
+            AppError::Busy => Problem::new("concurrent_update", error.to_string()).retry_after(1),
+        }
+    }
+}
+
+impl ResponseError for AppError {
+    fn status_code(&self) -> StatusCode {
+        Problem::from(self).status()
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let problem = Problem::from(self);
+        if problem.status().is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        problem.error_response()
+    }
+}
+
+/// Turns any error answer that is not already a problem (actix's own answers for oversized
+/// raw bodies, unmatched methods and the like) into `application/problem+json`.
+pub async fn fallback(
+    request: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    let response = next.call(request).await?;
+    let status = response.status();
+    let is_problem = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/problem+json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_problem {
+        return Ok(response.map_into_boxed_body());
+    }
+    let code = match status.as_u16() {
+        404 => "not_found",
+        405 => "method_not_allowed",
+        413 => "payload_too_large",
+        415 => "unsupported_media_type",
+        400..=499 => "bad_request",
+        _ => "internal_error",
+    };
+    let detail = match code {
+        "payload_too_large" => "request bodies are limited to 64 KiB".to_owned(),
+        "internal_error" => "the gateway failed to answer".to_owned(),
+        _ => status.canonical_reason().unwrap_or("error").to_lowercase(),
+    };
+    let (request, _) = response.into_parts();
+    let answer = Problem::new(code, detail).response(Some(request.path()));
+    Ok(actix_web::dev::ServiceResponse::new(request, answer))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_declared_once_with_a_4xx_or_5xx_status() {
+        let mut codes: Vec<&str> = PROBLEMS.iter().map(|(c, ..)| *c).collect();
+        codes.sort_unstable();
+        codes.dedup();
+        assert_eq!(codes.len(), PROBLEMS.len());
+        assert!(PROBLEMS.iter().all(|(_, s, ..)| (400..600).contains(s)));
+    }
+
+    #[test]
+    fn unknown_codes_never_render_as_success() {
+        assert_eq!(
+            Problem::new("nope", "x").status(),
+            StatusCode::INTERNAL_SERVER_ERROR
+        );
+    }
+}

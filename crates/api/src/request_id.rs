@@ -1,0 +1,118 @@
+//! Request ids and access logs.
+//!
+//! Every request gets an id (the caller's `X-Request-Id` when it is a short token, else a new
+//! one), echoed in the `X-Request-Id` response header, carried by every log line of the
+//! request (a tracing span) and by problem bodies (a task-local). Access logs carry the
+//! method, the path without its query string (a query may hold an `access_token`), the
+//! status and the latency.
+
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::{HeaderName, HeaderValue};
+use actix_web::middleware::Next;
+use tracing::Instrument;
+
+/// The request id header.
+pub const HEADER: &str = "x-request-id";
+
+#[derive(Clone)]
+struct RequestContext {
+    id: String,
+    path: String,
+}
+
+tokio::task_local! {
+    static CONTEXT: RequestContext;
+}
+
+/// The id of the request being handled, if any.
+pub fn current() -> Option<String> {
+    CONTEXT.try_with(|c| c.id.clone()).ok()
+}
+
+/// The path of the request being handled, if any.
+pub fn current_path() -> Option<String> {
+    CONTEXT.try_with(|c| c.path.clone()).ok()
+}
+
+fn acceptable(id: &str) -> bool {
+    (1..=64).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+fn new_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let count = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("req_{:x}{:04x}", nanos & 0xffff_ffff_ffff, count & 0xffff)
+}
+
+/// The middleware: assigns the id, runs the request inside its span and context, logs it.
+pub async fn middleware(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = request
+        .headers()
+        .get(HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| acceptable(v))
+        .map_or_else(new_id, str::to_owned);
+    let method = request.method().clone();
+    let path = request.path().to_owned();
+    let span = tracing::info_span!("request", request_id = %id, method = %method, path = %path);
+    let started = Instant::now();
+    let context = RequestContext {
+        id: id.clone(),
+        path: path.clone(),
+    };
+    let result = CONTEXT
+        .scope(context, next.call(request))
+        .instrument(span.clone())
+        .await;
+    let _entered = span.enter();
+    match result {
+        Ok(mut response) => {
+            if let Ok(value) = HeaderValue::from_str(&id) {
+                response
+                    .headers_mut()
+                    .insert(HeaderName::from_static(HEADER), value);
+            }
+            let status = response.status().as_u16();
+            let millis = started.elapsed().as_secs_f64() * 1000.0;
+            tracing::info!(
+                status,
+                latency_ms = format!("{millis:.1}"),
+                "{method} {path}"
+            );
+            Ok(response)
+        }
+        Err(error) => {
+            tracing::warn!(error = %error, "{method} {path} failed");
+            Err(error)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_short_plain_ids_are_taken_from_callers() {
+        assert!(acceptable("abc-123_x.y"));
+        assert!(!acceptable(""));
+        assert!(!acceptable(&"a".repeat(65)));
+        assert!(!acceptable("bad id"));
+        assert!(!acceptable("a\nb"));
+        assert!(new_id().starts_with("req_"));
+    }
+}

@@ -1,0 +1,134 @@
+//! `GET /products`, `GET /products/{id}`.
+
+use actix_web::{HttpResponse, web};
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use utoipa::IntoParams;
+
+use super::State;
+use crate::dto::{ProblemDto, ProductDto, ProductListDto};
+use crate::usecases::{AppError, CatalogQuery};
+
+/// Default page size.
+const DEFAULT_LIMIT: u32 = 20;
+/// Largest page size.
+const MAX_LIMIT: u32 = 100;
+
+/// Query of `GET /products`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ProductsQuery {
+    /// Search words (needs the `search:read` scope once keys are enforced). Not combined with
+    /// `category`.
+    q: Option<String>,
+    /// Only this category, e.g. `coffee`, `tea`, `equipment`.
+    category: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
+    limit: Option<String>,
+    /// `next_cursor` of the previous page.
+    cursor: Option<String>,
+}
+
+fn encode_cursor(offset: u32) -> String {
+    URL_SAFE_NO_PAD.encode(format!("o:{offset}"))
+}
+
+fn decode_cursor(cursor: &str) -> Result<u32, AppError> {
+    URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|bytes| String::from_utf8(bytes).ok())
+        .and_then(|text| text.strip_prefix("o:").and_then(|n| n.parse().ok()))
+        .ok_or_else(|| {
+            AppError::BadRequest(
+                "cursor is not valid: pass the next_cursor of the previous page unchanged".into(),
+            )
+        })
+}
+
+fn parse_limit(limit: Option<&str>) -> Result<u32, AppError> {
+    match limit {
+        None => Ok(DEFAULT_LIMIT),
+        Some(text) => text
+            .trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=MAX_LIMIT).contains(n))
+            .ok_or_else(|| {
+                AppError::BadRequest(format!(
+                    "limit must be an integer from 1 to {MAX_LIMIT}, got {text:?}"
+                ))
+            }),
+    }
+}
+
+/// Browse or search the catalog.
+#[utoipa::path(
+    get, path = "/products", tag = "catalog", params(ProductsQuery),
+    responses(
+        (status = 200, description = "A page of products", body = ProductListDto),
+        (status = 400, description = "Invalid limit or cursor", body = ProblemDto, content_type = "application/problem+json"),
+        (status = 502, description = "Store unavailable", body = ProblemDto, content_type = "application/problem+json"),
+        (status = 504, description = "Store timeout", body = ProblemDto, content_type = "application/problem+json"),
+    )
+)]
+pub async fn list_products(
+    state: State,
+    query: web::Query<ProductsQuery>,
+) -> Result<HttpResponse, AppError> {
+    let query = query.into_inner();
+    let catalog_query = CatalogQuery {
+        q: query.q,
+        category: query.category.filter(|c| !c.trim().is_empty()),
+        limit: parse_limit(query.limit.as_deref())?,
+        offset: query
+            .cursor
+            .as_deref()
+            .map(decode_cursor)
+            .transpose()?
+            .unwrap_or(0),
+    };
+    let page = state.gateway.list_products(&catalog_query).await?;
+    Ok(HttpResponse::Ok().json(ProductListDto {
+        products: page.products.into_iter().map(Into::into).collect(),
+        next_cursor: page.next_offset.map(encode_cursor),
+    }))
+}
+
+/// One product.
+#[utoipa::path(
+    get, path = "/products/{id}", tag = "catalog",
+    params(("id" = String, Path, description = "Product id")),
+    responses(
+        (status = 200, description = "The product", body = ProductDto),
+        (status = 404, description = "No such product", body = ProblemDto, content_type = "application/problem+json"),
+        (status = 502, description = "Store unavailable", body = ProblemDto, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get_product(state: State, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let product = state.gateway.get_product(&id).await?;
+    Ok(HttpResponse::Ok().json(ProductDto::from(product)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip_and_garbage_is_refused() {
+        assert_eq!(decode_cursor(&encode_cursor(40)).ok(), Some(40));
+        assert!(decode_cursor("garbage!").is_err());
+        assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("x:1")).is_err());
+    }
+
+    #[test]
+    fn limit_is_bounded() {
+        assert_eq!(parse_limit(None).ok(), Some(20));
+        assert_eq!(parse_limit(Some("100")).ok(), Some(100));
+        assert!(parse_limit(Some("0")).is_err());
+        assert!(parse_limit(Some("101")).is_err());
+        assert!(parse_limit(Some("ten")).is_err());
+    }
+}

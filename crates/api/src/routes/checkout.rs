@@ -1,0 +1,298 @@
+//! The checkout routes: create, read, change, cancel, complete, and the payment polls.
+
+use actix_web::http::header;
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use super::{State, user_token};
+use crate::dto::{
+    AuthorizationRequiredDto, CheckoutDto, CheckoutRequestDto, CompletedDto, PaymentStatusDto,
+    ProblemDto, StepUpRequiredDto, StepUpStatusDto, payment_status_name,
+};
+use crate::usecases::{AppError, CompleteOutcome};
+use sacp_domain::PaymentStatus;
+
+/// Open a guest checkout.
+#[utoipa::path(
+    post, path = "/checkout", tag = "checkout", request_body = CheckoutRequestDto,
+    responses(
+        (status = 201, description = "Created; `missing` and `next_step` say what comes next", body = CheckoutDto),
+        (status = 400, description = "Malformed JSON", body = ProblemDto, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = ProblemDto, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = ProblemDto, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields or unavailable items", body = ProblemDto, content_type = "application/problem+json"),
+        (status = 502, description = "Store unavailable", body = ProblemDto, content_type = "application/problem+json"),
+    )
+)]
+pub async fn create(
+    state: State,
+    body: web::Json<CheckoutRequestDto>,
+) -> Result<HttpResponse, AppError> {
+    let checkout = state
+        .gateway
+        .create_checkout(&body.into_inner().into())
+        .await?;
+    let dto = CheckoutDto::new(&checkout, &state.links);
+    Ok(HttpResponse::Created()
+        .insert_header((
+            header::LOCATION,
+            state.links.checkout(checkout.id().as_str()),
+        ))
+        .json(dto))
+}
+
+/// Read a checkout.
+#[utoipa::path(
+    get, path = "/checkout/{id}", tag = "checkout",
+    params(("id" = String, Path, description = "Checkout id")),
+    responses(
+        (status = 200, description = "The checkout", body = CheckoutDto),
+        (status = 404, description = "No such checkout", body = ProblemDto, content_type = "application/problem+json"),
+    )
+)]
+pub async fn get(state: State, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let checkout = state.gateway.get_checkout(&id).await?;
+    Ok(HttpResponse::Ok().json(CheckoutDto::new(&checkout, &state.links)))
+}
+
+/// Change items, buyer or fulfillment. Refused (409) while a payment is being authorized.
+#[utoipa::path(
+    patch, path = "/checkout/{id}", tag = "checkout", request_body = CheckoutRequestDto,
+    params(("id" = String, Path, description = "Checkout id")),
+    responses(
+        (status = 200, description = "The changed checkout", body = CheckoutDto),
+        (status = 400, description = "Malformed JSON", body = ProblemDto, content_type = "application/problem+json"),
+        (status = 404, description = "No such checkout", body = ProblemDto, content_type = "application/problem+json"),
+        (status = 409, description = "Not editable now (payment pending, completed, closed, expired)", body = ProblemDto, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = ProblemDto, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = ProblemDto, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields or unavailable items", body = ProblemDto, content_type = "application/problem+json"),
+    )
+)]
+pub async fn update(
+    state: State,
+    id: web::Path<String>,
+    body: web::Json<CheckoutRequestDto>,
+) -> Result<HttpResponse, AppError> {
+    let checkout = state
+        .gateway
+        .update_checkout_details(&id, &body.into_inner().into())
+        .await?;
+    Ok(HttpResponse::Ok().json(CheckoutDto::new(&checkout, &state.links)))
+}
+
+/// Cancel a checkout (a pending payment authorization is cancelled with it).
+#[utoipa::path(
+    post, path = "/checkout/{id}/cancel", tag = "checkout",
+    params(("id" = String, Path, description = "Checkout id")),
+    responses(
+        (status = 200, description = "Cancelled", body = CheckoutDto),
+        (status = 404, description = "No such checkout", body = ProblemDto, content_type = "application/problem+json"),
+        (status = 409, description = "Already completed or closed", body = ProblemDto, content_type = "application/problem+json"),
+    )
+)]
+pub async fn cancel(state: State, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let checkout = state.gateway.cancel_checkout(&id).await?;
+    Ok(HttpResponse::Ok().json(CheckoutDto::new(&checkout, &state.links)))
+}
+
+/// Pay. Without a user token: 202 with a link, QR code and code the person approves in the
+/// wallet. With a user token (Bearer, or `access_token`): 200 completed, or 202 step-up.
+#[utoipa::path(
+    post, path = "/checkout/{id}/complete", tag = "payment",
+    params(
+        ("id" = String, Path, description = "Checkout id"),
+        ("access_token" = Option<String>, Query, description = "The person's wallet token, for clients that cannot send an Authorization header"),
+    ),
+    security((), ("user_token" = [])),
+    responses(
+        (status = 200, description = "Order placed (user token path)", body = CompletedDto),
+        (status = 202, description = "The person must approve: `authorization_required` (guest) or `step_up_required` (user token)", body = AuthorizationRequiredDto),
+        (status = 401, description = "User token not valid", body = ProblemDto, content_type = "application/problem+json"),
+        (status = 404, description = "No such checkout", body = ProblemDto, content_type = "application/problem+json"),
+        (status = 409, description = "Not ready, already paying, or closed", body = ProblemDto, content_type = "application/problem+json"),
+        (status = 422, description = "Payment refused", body = ProblemDto, content_type = "application/problem+json"),
+        (status = 502, description = "Store or wallet unavailable", body = ProblemDto, content_type = "application/problem+json"),
+        (status = 504, description = "Store or wallet timeout", body = ProblemDto, content_type = "application/problem+json"),
+    )
+)]
+pub async fn complete(
+    state: State,
+    id: web::Path<String>,
+    request: HttpRequest,
+    body: web::Bytes,
+) -> Result<HttpResponse, AppError> {
+    let token = user_token(&request, Some(&body));
+    let outcome = state.gateway.complete_checkout(&id, token.as_ref()).await?;
+    let links = &state.links;
+    Ok(match outcome {
+        CompleteOutcome::AuthorizationRequired {
+            checkout,
+            authorization,
+        } => {
+            let now = state.gateway.now();
+            let amount = authorization.amount();
+            let checkout_id = checkout.id().as_str();
+            let request_id = authorization.id().as_str();
+            HttpResponse::Accepted().json(AuthorizationRequiredDto {
+                status: "authorization_required".into(),
+                authorization_url: authorization.verification_uri_complete().to_owned(),
+                qr_code_url: links.qr(request_id),
+                user_code: authorization.user_code().to_owned(),
+                verification_uri: authorization.verification_uri().to_owned(),
+                poll_endpoint: links.payment_status(checkout_id, request_id),
+                expires_in: authorization.expires_in(now),
+                request_id: request_id.to_owned(),
+                interval: authorization.interval_secs(),
+                amount: amount.into(),
+                notification_sent: authorization.notification_sent(),
+                message: format!(
+                    "Please authorize the payment of {} by opening {} or entering code {} in your wallet app.",
+                    amount.formatted(),
+                    authorization.verification_uri_complete(),
+                    authorization.user_code()
+                ),
+                checkout_id: checkout_id.to_owned(),
+            })
+        }
+        CompleteOutcome::Completed(checkout) => {
+            let order =
+                checkout
+                    .order()
+                    .cloned()
+                    .unwrap_or_else(|| sacp_domain::OrderConfirmation {
+                        order_id: String::new(),
+                        transaction_id: String::new(),
+                    });
+            HttpResponse::Ok().json(CompletedDto {
+                status: "completed".into(),
+                message: format!(
+                    "Payment of {} approved. Order {} is confirmed.",
+                    checkout.cart().total().formatted(),
+                    order.order_id
+                ),
+                order_id: order.order_id,
+                transaction_id: order.transaction_id,
+                checkout: CheckoutDto::new(&checkout, links),
+            })
+        }
+        CompleteOutcome::StepUpRequired {
+            checkout,
+            step_up_id,
+            expires_at,
+        } => {
+            let amount = checkout.cart().total();
+            HttpResponse::Accepted().json(StepUpRequiredDto {
+                status: "step_up_required".into(),
+                poll_endpoint: links.step_up(checkout.id().as_str(), &step_up_id),
+                message: format!(
+                    "The payment of {} is above the limit of this wallet token: the person must approve it in their wallet app. Poll the step-up endpoint with the same token.",
+                    amount.formatted()
+                ),
+                step_up_id,
+                expires_at,
+                amount: amount.into(),
+                checkout_id: checkout.id().as_str().to_owned(),
+            })
+        }
+    })
+}
+
+fn payment_message(status: PaymentStatus, amount: &str, user_code: &str) -> String {
+    match status {
+        PaymentStatus::Pending => format!("Waiting for the person to approve {amount} in their wallet (code {user_code})."),
+        PaymentStatus::Completed => "Payment approved! Order confirmed.".into(),
+        PaymentStatus::Rejected => "Payment was rejected by the person. Nothing was charged; complete the checkout again to retry.".into(),
+        PaymentStatus::Expired => "The authorization request expired. Nothing was charged; complete the checkout again to get a new code.".into(),
+        PaymentStatus::Cancelled => "The checkout was cancelled; nothing was charged.".into(),
+        PaymentStatus::Failed => "The payment could not be completed; nothing was charged. Start a new checkout.".into(),
+    }
+}
+
+/// Poll a guest payment authorization. Answered from the gateway's own state: polling does
+/// not call the wallet, and the order completes even if nobody polls.
+#[utoipa::path(
+    get, path = "/checkout/{id}/payment-status/{request_id}", tag = "payment",
+    params(
+        ("id" = String, Path, description = "Checkout id"),
+        ("request_id" = String, Path, description = "Payment request id (`par_...`)"),
+    ),
+    responses(
+        (status = 200, description = "Current status", body = PaymentStatusDto),
+        (status = 404, description = "No such checkout or request", body = ProblemDto, content_type = "application/problem+json"),
+    )
+)]
+pub async fn payment_status(
+    state: State,
+    path: web::Path<(String, String)>,
+) -> Result<HttpResponse, AppError> {
+    let (checkout_id, request_id) = path.into_inner();
+    let view = state
+        .gateway
+        .payment_status(&checkout_id, &request_id)
+        .await?;
+    let authorization = &view.authorization;
+    let pending = view.status == PaymentStatus::Pending;
+    let order = view
+        .checkout
+        .order()
+        .filter(|_| view.status == PaymentStatus::Completed);
+    Ok(HttpResponse::Ok().json(PaymentStatusDto {
+        status: payment_status_name(view.status),
+        message: payment_message(
+            view.status,
+            &authorization.amount().formatted(),
+            authorization.user_code(),
+        ),
+        expires_in: pending.then_some(view.expires_in),
+        order_id: order.map(|o| o.order_id.clone()),
+        transaction_id: order.map(|o| o.transaction_id.clone()),
+        request_id: authorization.id().as_str().to_owned(),
+        checkout_id: view.checkout.id().as_str().to_owned(),
+        interval: authorization.interval_secs(),
+    }))
+}
+
+/// Poll a wallet step-up (user-token path), with the same user token.
+#[utoipa::path(
+    get, path = "/checkout/{id}/step-up/{step_up_id}", tag = "payment",
+    params(
+        ("id" = String, Path, description = "Checkout id"),
+        ("step_up_id" = String, Path, description = "Step-up id from complete"),
+    ),
+    security(("user_token" = [])),
+    responses(
+        (status = 200, description = "Current status", body = StepUpStatusDto),
+        (status = 401, description = "User token missing or not valid", body = ProblemDto, content_type = "application/problem+json"),
+        (status = 404, description = "No such checkout or step-up", body = ProblemDto, content_type = "application/problem+json"),
+    )
+)]
+pub async fn step_up(
+    state: State,
+    path: web::Path<(String, String)>,
+    request: HttpRequest,
+) -> Result<HttpResponse, AppError> {
+    let (checkout_id, step_up_id) = path.into_inner();
+    let token = user_token(&request, None);
+    let view = state
+        .gateway
+        .step_up_status(&checkout_id, &step_up_id, token.as_ref())
+        .await?;
+    let order = view
+        .checkout
+        .order()
+        .filter(|_| view.status == PaymentStatus::Completed);
+    let message = match view.status {
+        PaymentStatus::Pending => {
+            "Waiting for the person to approve the payment in their wallet.".to_owned()
+        }
+        PaymentStatus::Completed => "Payment approved! Order confirmed.".to_owned(),
+        other => payment_message(other, "", ""),
+    };
+    Ok(HttpResponse::Ok().json(StepUpStatusDto {
+        status: payment_status_name(view.status),
+        message,
+        order_id: order.map(|o| o.order_id.clone()),
+        transaction_id: order.map(|o| o.transaction_id.clone()),
+        checkout: CheckoutDto::new(&view.checkout, &state.links),
+    }))
+}

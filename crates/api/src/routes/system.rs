@@ -1,0 +1,88 @@
+//! Health, readiness, QR codes, problem pages, the OpenAPI document and its browsable docs.
+
+use std::io::Cursor;
+
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use image::{ImageFormat, Luma};
+use qrcode::QrCode;
+
+use super::State;
+use crate::dto::{HealthDto, ProblemDto};
+use crate::problem::{PROBLEMS, Problem};
+use crate::usecases::AppError;
+
+/// Liveness and version.
+#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, description = "Alive", body = HealthDto)))]
+pub async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(HealthDto {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    })
+}
+
+/// Readiness: 200 when storage answers, else 503.
+#[utoipa::path(
+    get, path = "/readyz", tag = "system",
+    responses(
+        (status = 200, description = "Ready", body = HealthDto),
+        (status = 503, description = "Not ready", body = ProblemDto, content_type = "application/problem+json"),
+    )
+)]
+pub async fn readyz(state: State) -> Result<HttpResponse, AppError> {
+    state.gateway.ready().await?;
+    Ok(HttpResponse::Ok().json(HealthDto {
+        status: "ok".into(),
+        version: env!("CARGO_PKG_VERSION").into(),
+    }))
+}
+
+/// A PNG QR code of a pending authorization's link.
+#[utoipa::path(
+    get, path = "/qr/{request_id}", tag = "payment",
+    params(("request_id" = String, Path, description = "Payment request id (`par_...`)")),
+    responses(
+        (status = 200, description = "PNG image of the authorization URL", content_type = "image/png"),
+        (status = 404, description = "No such request", body = ProblemDto, content_type = "application/problem+json"),
+        (status = 410, description = "No longer pending", body = ProblemDto, content_type = "application/problem+json"),
+    )
+)]
+pub async fn qr(state: State, request_id: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let url = state.gateway.qr_target(&request_id).await?;
+    let png = render_qr(&url).ok_or_else(|| {
+        AppError::BadRequest("the authorization URL cannot be encoded as a QR code".into())
+    })?;
+    Ok(HttpResponse::Ok()
+        .content_type("image/png")
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .body(png))
+}
+
+fn render_qr(text: &str) -> Option<Vec<u8>> {
+    let code = QrCode::new(text.as_bytes()).ok()?;
+    let image = code.render::<Luma<u8>>().min_dimensions(240, 240).build();
+    let mut png = Cursor::new(Vec::new());
+    image.write_to(&mut png, ImageFormat::Png).ok()?;
+    Some(png.into_inner())
+}
+
+/// What a problem code means (the `type` of every problem body points here).
+pub async fn problem_page(code: web::Path<String>) -> HttpResponse {
+    match PROBLEMS.iter().find(|(c, ..)| *c == code.as_str()) {
+        Some((code, status, title, meaning)) => HttpResponse::Ok().json(serde_json::json!({
+            "code": code, "status": status, "title": title, "description": meaning,
+        })),
+        None => Problem::new("not_found", "no such problem type").response(None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::render_qr;
+
+    #[test]
+    fn qr_codes_are_png() {
+        let png = render_qr("http://127.0.0.1:8080/sim/wsim/m/device?code=WSIM-ABCDEF").unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    }
+}

@@ -1,0 +1,76 @@
+//! Browse, search and read products.
+
+use sacp_domain::ProductId;
+use sacp_domain::catalog::Product;
+use sacp_ports::UpstreamError;
+use sacp_ports::store::{ProductQuery, SearchQuery};
+
+use super::{AppError, Gateway};
+
+/// What an agent asks of the catalog.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct CatalogQuery {
+    /// Search words; `None` lists.
+    pub q: Option<String>,
+    /// Only this category (listing only).
+    pub category: Option<String>,
+    /// Page size, 1..=100.
+    pub limit: u32,
+    /// Products to skip (decoded from the agent's cursor).
+    pub offset: u32,
+}
+
+/// One page of products.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductList {
+    /// The products.
+    pub products: Vec<Product>,
+    /// Offset of the next page, if any.
+    pub next_offset: Option<u32>,
+}
+
+impl Gateway {
+    /// Lists or searches products.
+    pub async fn list_products(&self, query: &CatalogQuery) -> Result<ProductList, AppError> {
+        let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+        let page = match q {
+            Some(q) => {
+                if query.category.is_some() {
+                    return Err(AppError::BadRequest(
+                        "use either q (search) or category (browse), not both".into(),
+                    ));
+                }
+                self.store
+                    .search_products(&SearchQuery {
+                        q: q.to_owned(),
+                        limit: query.limit,
+                        offset: query.offset,
+                    })
+                    .await
+            }
+            None => {
+                self.store
+                    .list_products(&ProductQuery {
+                        category: query.category.clone(),
+                        limit: query.limit,
+                        offset: query.offset,
+                    })
+                    .await
+            }
+        }
+        .map_err(AppError::store)?;
+        Ok(ProductList {
+            products: page.products,
+            next_offset: page.next_offset,
+        })
+    }
+
+    /// One product.
+    pub async fn get_product(&self, id: &str) -> Result<Product, AppError> {
+        let id = ProductId::parse(id).map_err(|_| AppError::NotFound("product"))?;
+        self.store.product(&id).await.map_err(|e| match e {
+            UpstreamError::NotFound => AppError::NotFound("product"),
+            other => AppError::store(other),
+        })
+    }
+}

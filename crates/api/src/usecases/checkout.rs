@@ -1,0 +1,237 @@
+//! Create, change, read and cancel guest checkouts.
+
+use sacp_domain::validation::{BuyerInput, FulfillmentInput, ItemInput};
+use sacp_domain::{
+    Buyer, Checkout, CheckoutId, Fulfillment, Items, PaymentHold, TransitionError, ValidationErrors,
+};
+use sacp_ports::UpstreamError;
+use sacp_ports::store::{SessionPatch, StoreSession};
+
+use super::{AppError, Gateway};
+
+/// What an agent sends to create or change a checkout, before validation. `None` leaves a
+/// part as it is.
+#[derive(Debug, Clone, Default)]
+pub struct CheckoutChanges {
+    /// Replaces every line.
+    pub items: Option<Vec<ItemInput>>,
+    /// Sets the buyer.
+    pub buyer: Option<BuyerInput>,
+    /// Sets the fulfillment.
+    pub fulfillment: Option<FulfillmentInput>,
+}
+
+/// Validated changes.
+struct ValidChanges {
+    items: Option<Items>,
+    buyer: Option<Buyer>,
+    fulfillment: Option<Fulfillment>,
+}
+
+impl CheckoutChanges {
+    /// Validates every part, collecting all problems with their field paths.
+    fn validate(&self) -> Result<ValidChanges, ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        let items = self
+            .items
+            .as_ref()
+            .and_then(|items| match Items::parse(items) {
+                Ok(items) => Some(items),
+                Err(e) => {
+                    errors.append(e);
+                    None
+                }
+            });
+        let buyer = self
+            .buyer
+            .as_ref()
+            .and_then(|buyer| match Buyer::parse(buyer) {
+                Ok(buyer) => Some(buyer),
+                Err(e) => {
+                    errors.merge_under("buyer", e);
+                    None
+                }
+            });
+        let fulfillment = self
+            .fulfillment
+            .as_ref()
+            .and_then(|f| match Fulfillment::parse(f) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    errors.merge_under("fulfillment", e);
+                    None
+                }
+            });
+        errors.into_result(ValidChanges {
+            items,
+            buyer,
+            fulfillment,
+        })
+    }
+}
+
+/// Maps errors of session calls to what the agent should hear.
+fn session_error(error: UpstreamError) -> AppError {
+    match error {
+        UpstreamError::ItemsUnavailable { product_ids } => AppError::ItemsUnavailable(product_ids),
+        UpstreamError::NotFound => AppError::NotFound("checkout session at the store"),
+        UpstreamError::Rejected { code } if code == "session_expired" => {
+            AppError::Transition(TransitionError::Expired)
+        }
+        other => AppError::store(other),
+    }
+}
+
+impl Gateway {
+    /// Opens a checkout: validates the items (and buyer and fulfillment if given), opens a
+    /// session at the store and records the checkout.
+    pub async fn create_checkout(&self, changes: &CheckoutChanges) -> Result<Checkout, AppError> {
+        let mut errors = ValidationErrors::default();
+        if changes.items.is_none() {
+            errors.push(
+                "items",
+                "required",
+                "is required: [{\"product_id\": \"...\", \"quantity\": 1}]",
+            );
+            return Err(errors.into());
+        }
+        let valid = changes.validate()?;
+        let items = valid
+            .items
+            .ok_or(AppError::BadRequest("items are required".into()))?;
+        let session = self
+            .store
+            .create_session(&items, valid.buyer.as_ref(), valid.fulfillment.as_ref())
+            .await
+            .map_err(session_error)?;
+        let now = self.clock.now();
+        let mut checkout = Checkout::open(
+            CheckoutId::generate(self.random.as_ref()),
+            session.id,
+            session.cart,
+            session.buyer,
+            session.fulfillment,
+            now,
+            session.expires_at,
+        );
+        self.checkouts.insert(&mut checkout).await?;
+        Ok(checkout)
+    }
+
+    /// Reads a checkout, recording its expiry if its time ran out.
+    pub async fn get_checkout(&self, id: &str) -> Result<Checkout, AppError> {
+        let id = CheckoutId::parse(id).map_err(|_| AppError::NotFound("checkout"))?;
+        let checkout = self.load_checkout(&id).await?;
+        let now = self.clock.now();
+        if !checkout.is_past_expiry(now) {
+            return Ok(checkout);
+        }
+        let (expired, ()) = self
+            .update_checkout(&id, |c| {
+                if c.is_past_expiry(now) {
+                    c.expire(now)?;
+                }
+                Ok(())
+            })
+            .await?;
+        Ok(expired)
+    }
+
+    /// Changes items, buyer or fulfillment. Refused while a payment authorization is
+    /// pending (the cart is frozen) and once the checkout ended.
+    pub async fn update_checkout_details(
+        &self,
+        id: &str,
+        changes: &CheckoutChanges,
+    ) -> Result<Checkout, AppError> {
+        let valid = changes.validate()?;
+        if valid.items.is_none() && valid.buyer.is_none() && valid.fulfillment.is_none() {
+            let mut errors = ValidationErrors::default();
+            errors.push(
+                "body",
+                "required",
+                "send at least one of items, buyer, fulfillment",
+            );
+            return Err(errors.into());
+        }
+        let checkout = self.get_checkout(id).await?;
+        let now = self.clock.now();
+        checkout.ensure_editable(now)?;
+        let patch = SessionPatch {
+            items: valid.items,
+            buyer: valid.buyer,
+            fulfillment: valid.fulfillment,
+        };
+        // An expiry the store reports is recorded by the next read, from the expiry time the
+        // store gave when the session opened.
+        let session = self
+            .store
+            .update_session(checkout.store_session_id(), &patch)
+            .await
+            .map_err(session_error)?;
+        let (saved, ()) = self
+            .update_checkout(checkout.id(), |c| apply_session(c, &session, now))
+            .await?;
+        Ok(saved)
+    }
+
+    /// Cancels a checkout (and a pending payment authorization with it; a later approval then
+    /// charges nothing). Refused once completed.
+    pub async fn cancel_checkout(&self, id: &str) -> Result<Checkout, AppError> {
+        let checkout = self.get_checkout(id).await?;
+        let now = self.clock.now();
+        // Check the transition before asking the store, so that an illegal cancel changes
+        // nothing anywhere.
+        checkout.clone().cancel(now)?;
+        // The store is asked first: it refuses once the order is placed, which settles a race
+        // with a payment being completed at the same moment.
+        match self.store.cancel_session(checkout.store_session_id()).await {
+            Ok(()) | Err(UpstreamError::NotFound) => {}
+            Err(UpstreamError::Rejected { code }) if code == "session_not_cancellable" => {
+                return Err(self.completed_elsewhere(checkout.id()).await);
+            }
+            Err(other) => return Err(AppError::store(other)),
+        }
+        let (cancelled, hold) = self
+            .update_checkout(checkout.id(), |c| Ok(c.cancel(now)?))
+            .await?;
+        if let Some(PaymentHold::Device {
+            authorization_id, ..
+        }) = hold
+        {
+            self.settle_authorization(&authorization_id, |a, now| a.cancel(now).is_ok())
+                .await?;
+        }
+        Ok(cancelled)
+    }
+
+    /// The error for a checkout the store says is already paid.
+    async fn completed_elsewhere(&self, id: &CheckoutId) -> AppError {
+        match self.load_checkout(id).await {
+            Ok(c) => AppError::Transition(TransitionError::NotAllowed {
+                action: sacp_domain::checkout::Action::Cancel,
+                status: if c.status().is_terminal() {
+                    c.status()
+                } else {
+                    sacp_domain::CheckoutStatus::Completed
+                },
+            }),
+            Err(e) => e,
+        }
+    }
+}
+
+/// Applies the store's view of a session to a checkout.
+fn apply_session(
+    checkout: &mut Checkout,
+    session: &StoreSession,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), AppError> {
+    checkout.edit(
+        session.cart.clone(),
+        session.buyer.clone(),
+        session.fulfillment.clone(),
+        now,
+    )?;
+    Ok(())
+}

@@ -1,0 +1,100 @@
+//! What can go wrong in a use case, independent of HTTP (the API maps each to a problem).
+
+use sacp_domain::{TransitionError, ValidationErrors};
+use sacp_ports::{RepositoryError, UpstreamError};
+
+/// Which upstream failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Upstream {
+    /// The store (SSIM).
+    Store,
+    /// The wallet (WSIM).
+    Wallet,
+}
+
+impl Upstream {
+    /// A name for messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            Upstream::Store => "store",
+            Upstream::Wallet => "wallet",
+        }
+    }
+}
+
+/// Why a use case did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// No such resource (`checkout`, `product`, `order`, `payment authorization`,
+    /// `step-up`).
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The input breaks validation rules.
+    #[error(transparent)]
+    Invalid(#[from] ValidationErrors),
+    /// The input is not understood (e.g. a bad cursor).
+    #[error("{0}")]
+    BadRequest(String),
+    /// The checkout's state does not allow this.
+    #[error(transparent)]
+    Transition(#[from] TransitionError),
+    /// The store cannot sell these products now.
+    #[error("not available: {0:?}")]
+    ItemsUnavailable(Vec<String>),
+    /// A user token is required and was not given.
+    #[error("a user token is required")]
+    UserTokenRequired,
+    /// The user token is unknown, expired or revoked.
+    #[error("the user token is not valid")]
+    UserTokenInvalid,
+    /// The user token lacks a permission the wallet requires.
+    #[error("the user token lacks the {0} permission")]
+    UserTokenScope(String),
+    /// The resource existed but is no longer usable.
+    #[error("{0}")]
+    Gone(String),
+    /// The payment was refused (declined, no payment method).
+    #[error("payment refused: {0}")]
+    PaymentRefused(String),
+    /// An upstream failed.
+    #[error("{} failed: {error}", .upstream.name())]
+    Upstream {
+        /// Which one.
+        upstream: Upstream,
+        /// How.
+        error: UpstreamError,
+    },
+    /// Storage failed.
+    #[error("storage: {0}")]
+    Storage(RepositoryError),
+    /// Concurrent writers kept winning; the caller may retry.
+    #[error("the checkout is being changed by another request; retry")]
+    Busy,
+}
+
+impl AppError {
+    /// An upstream failure of the store.
+    pub fn store(error: UpstreamError) -> AppError {
+        AppError::Upstream {
+            upstream: Upstream::Store,
+            error,
+        }
+    }
+
+    /// An upstream failure of the wallet.
+    pub fn wallet(error: UpstreamError) -> AppError {
+        AppError::Upstream {
+            upstream: Upstream::Wallet,
+            error,
+        }
+    }
+}
+
+impl From<RepositoryError> for AppError {
+    fn from(error: RepositoryError) -> Self {
+        match error {
+            RepositoryError::NotFound => AppError::NotFound("record"),
+            other => AppError::Storage(other),
+        }
+    }
+}

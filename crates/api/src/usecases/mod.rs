@@ -1,0 +1,119 @@
+//! The gateway's use cases: the one place HTTP handlers and background workers call.
+//!
+//! Each use case takes ports (store, wallet, repositories, clock, randomness) and returns
+//! domain values or an [`AppError`]. Nothing here knows about HTTP.
+
+mod catalog;
+mod checkout;
+mod error;
+mod orders;
+mod payment;
+
+use std::sync::Arc;
+
+use sacp_domain::{Checkout, CheckoutId, RandomSource};
+use sacp_ports::{
+    AuthorizationRepository, CheckoutRepository, Clock, RepositoryError, Store, Wallet,
+};
+
+pub use catalog::{CatalogQuery, ProductList};
+pub use checkout::CheckoutChanges;
+pub use error::{AppError, Upstream};
+pub use payment::{CompleteOutcome, PaymentStatusView, StepUpView};
+
+/// Settings the use cases need.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Who asks the person for approval, as the wallet shows it (e.g. `SACP Gateway`).
+    pub agent_name: String,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        GatewayConfig {
+            agent_name: "SACP Gateway".into(),
+        }
+    }
+}
+
+/// The ports the use cases run on.
+#[derive(Clone)]
+pub struct Gateway {
+    store: Arc<dyn Store>,
+    wallet: Arc<dyn Wallet>,
+    checkouts: Arc<dyn CheckoutRepository>,
+    authorizations: Arc<dyn AuthorizationRepository>,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn RandomSource>,
+    config: GatewayConfig,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many times a compare-and-swap update is retried against concurrent writers.
+const CAS_ATTEMPTS: usize = 5;
+
+impl Gateway {
+    /// Use cases over the given ports.
+    pub fn new(
+        store: Arc<dyn Store>,
+        wallet: Arc<dyn Wallet>,
+        checkouts: Arc<dyn CheckoutRepository>,
+        authorizations: Arc<dyn AuthorizationRepository>,
+        clock: Arc<dyn Clock>,
+        random: Arc<dyn RandomSource>,
+        config: GatewayConfig,
+    ) -> Gateway {
+        Gateway {
+            store,
+            wallet,
+            checkouts,
+            authorizations,
+            clock,
+            random,
+            config,
+        }
+    }
+
+    /// Whether the gateway can serve: its storage answers.
+    pub async fn ready(&self) -> Result<(), AppError> {
+        self.checkouts.ping().await.map_err(AppError::Storage)
+    }
+
+    /// The current time.
+    pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        self.clock.now()
+    }
+
+    async fn load_checkout(&self, id: &CheckoutId) -> Result<Checkout, AppError> {
+        self.checkouts.get(id).await.map_err(|e| match e {
+            RepositoryError::NotFound => AppError::NotFound("checkout"),
+            other => AppError::Storage(other),
+        })
+    }
+
+    /// Loads a checkout, applies `change` and saves it with compare-and-swap, reloading and
+    /// re-applying on conflict. Returns the saved checkout and what `change` returned.
+    async fn update_checkout<T>(
+        &self,
+        id: &CheckoutId,
+        mut change: impl FnMut(&mut Checkout) -> Result<T, AppError>,
+    ) -> Result<(Checkout, T), AppError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let mut checkout = self.load_checkout(id).await?;
+            let value = change(&mut checkout)?;
+            match self.checkouts.update(&mut checkout).await {
+                Ok(()) => return Ok((checkout, value)),
+                Err(RepositoryError::Conflict) => continue,
+                Err(other) => return Err(AppError::Storage(other)),
+            }
+        }
+        Err(AppError::Busy)
+    }
+}

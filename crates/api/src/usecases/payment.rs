@@ -1,0 +1,696 @@
+//! Paying for a checkout: the guest device-authorization path, the user-token path with
+//! step-up, status polling, and the driver step that turns an approval into an order exactly
+//! once.
+//!
+//! Exactly-once rests on three things: every piece of work on an authorization is claimed
+//! with compare-and-swap before it is done (one poll per interval, one charge attempt per
+//! lease); the approval is recorded before the charge starts; and a charge attempt first asks
+//! the store whether the session already has an order, so a retry after a crash never
+//! charges twice.
+
+use chrono::{DateTime, Utc};
+use sacp_domain::authorization::Work;
+use sacp_domain::{
+    Checkout, CheckoutId, CheckoutStatus, OrderConfirmation, PaymentAuthorization,
+    PaymentAuthorizationId, PaymentHold, PaymentStatus,
+};
+use sacp_ports::store::CompletionOutcome;
+use sacp_ports::wallet::{
+    DeviceAuthorizationRequest, DevicePoll, Introspection, PaymentTokenOutcome,
+    PaymentTokenRequest, StepUpStatus,
+};
+use sacp_ports::{BearerToken, RepositoryError, UpstreamError};
+
+use super::{AppError, CAS_ATTEMPTS, Gateway};
+
+/// What `complete` did.
+#[derive(Debug, Clone)]
+pub enum CompleteOutcome {
+    /// Guest path: the person must approve in the wallet.
+    AuthorizationRequired {
+        /// The checkout, now `authorizing`.
+        checkout: Checkout,
+        /// The pending authorization.
+        authorization: PaymentAuthorization,
+    },
+    /// User-token path: the order is placed.
+    Completed(Checkout),
+    /// User-token path: the wallet wants the person to approve a payment over their limit.
+    StepUpRequired {
+        /// The checkout, now `authorizing`.
+        checkout: Checkout,
+        /// The wallet's step-up id.
+        step_up_id: String,
+        /// When the step-up expires.
+        expires_at: Option<DateTime<Utc>>,
+    },
+}
+
+/// What a payment-status poll reports.
+#[derive(Debug, Clone)]
+pub struct PaymentStatusView {
+    /// The status as the agent sees it.
+    pub status: PaymentStatus,
+    /// Seconds until the authorization expires (while pending).
+    pub expires_in: u64,
+    /// The authorization.
+    pub authorization: PaymentAuthorization,
+    /// Its checkout.
+    pub checkout: Checkout,
+}
+
+/// What a step-up poll reports.
+#[derive(Debug, Clone)]
+pub struct StepUpView {
+    /// `pending`, `completed`, `rejected`, `expired` or `failed`.
+    pub status: PaymentStatus,
+    /// The checkout.
+    pub checkout: Checkout,
+}
+
+/// A short description of what is bought, shown to the person in the wallet.
+fn describe(checkout: &Checkout) -> String {
+    let lines: Vec<String> = checkout
+        .cart()
+        .lines()
+        .iter()
+        .map(|l| format!("{} × {}", l.quantity.get(), l.name))
+        .collect();
+    format!(
+        "{} — total {}",
+        lines.join(", "),
+        checkout.cart().total().formatted()
+    )
+}
+
+fn payment_error(error: UpstreamError) -> AppError {
+    match error {
+        UpstreamError::Unauthorized => AppError::UserTokenInvalid,
+        UpstreamError::Rejected { code } if code == "insufficient_scope" => {
+            AppError::UserTokenScope("purchase".into())
+        }
+        UpstreamError::Rejected { code } if code == "no_payment_method" => {
+            AppError::PaymentRefused(code)
+        }
+        other => AppError::wallet(other),
+    }
+}
+
+impl Gateway {
+    /// Starts payment. Without a user token: a device authorization for the exact total
+    /// (calling again while it is pending answers with the same one). With a user token:
+    /// introspects it, asks the wallet for a payment token and places the order, or reports
+    /// the step-up the wallet requires.
+    pub async fn complete_checkout(
+        &self,
+        id: &str,
+        user_token: Option<&BearerToken>,
+    ) -> Result<CompleteOutcome, AppError> {
+        let checkout = self.get_checkout(id).await?;
+        match user_token {
+            Some(token) => self.complete_with_user_token(checkout, token).await,
+            None => self.start_device_authorization(checkout).await,
+        }
+    }
+
+    /// The pending device authorization of a checkout, if one is live.
+    async fn live_authorization(&self, checkout: &Checkout) -> Option<PaymentAuthorization> {
+        let Some(PaymentHold::Device {
+            authorization_id, ..
+        }) = checkout.hold()
+        else {
+            return None;
+        };
+        let authorization = self.authorizations.get(authorization_id).await.ok()?;
+        let live = authorization.status() == sacp_domain::AuthorizationStatus::Pending
+            && !authorization.is_past_expiry(self.clock.now());
+        live.then_some(authorization)
+    }
+
+    async fn start_device_authorization(
+        &self,
+        checkout: Checkout,
+    ) -> Result<CompleteOutcome, AppError> {
+        if let Some(authorization) = self.live_authorization(&checkout).await {
+            return Ok(CompleteOutcome::AuthorizationRequired {
+                checkout,
+                authorization,
+            });
+        }
+        let now = self.clock.now();
+        let amount = checkout.ensure_payable(now)?;
+        let merchant = self.store.merchant().await.map_err(AppError::store)?;
+        let request = DeviceAuthorizationRequest {
+            agent_name: format!("{} via {}", merchant.name, self.config.agent_name),
+            agent_description: Some(describe(&checkout)),
+            scopes: vec!["purchase".into()],
+            spending_limit: amount,
+            buyer_email: checkout.buyer().map(|b| b.email.clone()),
+        };
+        let grant = self
+            .wallet
+            .start_device_authorization(&request)
+            .await
+            .map_err(AppError::wallet)?;
+        let mut authorization = PaymentAuthorization::start(
+            PaymentAuthorizationId::generate(self.random.as_ref()),
+            checkout.id().clone(),
+            grant,
+            amount,
+            now,
+        );
+        self.authorizations.insert(&mut authorization).await?;
+        let hold = authorization.hold();
+        match self
+            .update_checkout(checkout.id(), |c| {
+                Ok(c.begin_authorization(hold.clone(), now)?)
+            })
+            .await
+        {
+            Ok((checkout, ())) => Ok(CompleteOutcome::AuthorizationRequired {
+                checkout,
+                authorization,
+            }),
+            Err(error) => {
+                // Another request started payment first, or the checkout changed: this
+                // authorization must never charge.
+                let _ = self
+                    .settle_authorization(authorization.id(), |a, now| a.cancel(now).is_ok())
+                    .await;
+                if let Ok(current) = self.load_checkout(checkout.id()).await
+                    && let Some(live) = self.live_authorization(&current).await
+                {
+                    return Ok(CompleteOutcome::AuthorizationRequired {
+                        checkout: current,
+                        authorization: live,
+                    });
+                }
+                Err(error)
+            }
+        }
+    }
+
+    async fn complete_with_user_token(
+        &self,
+        checkout: Checkout,
+        token: &BearerToken,
+    ) -> Result<CompleteOutcome, AppError> {
+        match self
+            .wallet
+            .introspect(token)
+            .await
+            .map_err(AppError::wallet)?
+        {
+            Introspection::Active(_) => {}
+            Introspection::Inactive => return Err(AppError::UserTokenInvalid),
+        }
+        let now = self.clock.now();
+        let amount = checkout.ensure_payable(now)?;
+        let merchant = self.store.merchant().await.map_err(AppError::store)?;
+        let request = PaymentTokenRequest {
+            amount,
+            merchant_id: merchant.id,
+            merchant_name: Some(merchant.name),
+            session_id: Some(checkout.store_session_id().0.clone()),
+        };
+        match self
+            .wallet
+            .request_payment_token(token, &request)
+            .await
+            .map_err(payment_error)?
+        {
+            PaymentTokenOutcome::Issued(payment) => {
+                let order = self.place_order(&checkout, &payment.token, token).await?;
+                let (completed, ()) = self
+                    .update_checkout(checkout.id(), |c| {
+                        if c.order() == Some(&order) {
+                            return Ok(());
+                        }
+                        Ok(c.complete_direct(order.clone(), now)?)
+                    })
+                    .await?;
+                Ok(CompleteOutcome::Completed(completed))
+            }
+            PaymentTokenOutcome::StepUpRequired(step_up) => {
+                let hold = PaymentHold::StepUp {
+                    step_up_id: step_up.step_up_id.clone(),
+                    amount,
+                };
+                let (checkout, ()) = self
+                    .update_checkout(checkout.id(), |c| {
+                        Ok(c.begin_authorization(hold.clone(), now)?)
+                    })
+                    .await?;
+                Ok(CompleteOutcome::StepUpRequired {
+                    checkout,
+                    step_up_id: step_up.step_up_id,
+                    expires_at: step_up.expires_at,
+                })
+            }
+        }
+    }
+
+    /// Places the order at the store. A session the store already completed (a retry after a
+    /// crash or a concurrent poll) yields the order it recorded instead of a second charge.
+    async fn place_order(
+        &self,
+        checkout: &Checkout,
+        payment_token: &BearerToken,
+        user_token: &BearerToken,
+    ) -> Result<OrderConfirmation, AppError> {
+        let session_id = checkout.store_session_id();
+        match self
+            .store
+            .complete_session(session_id, payment_token, user_token)
+            .await
+        {
+            Ok(CompletionOutcome::Completed(order)) => Ok(order),
+            Ok(CompletionOutcome::AwaitingAuthorization { .. }) => {
+                Err(AppError::store(UpstreamError::MalformedResponse(
+                    "the store asked for a step-up although a payment token was given".into(),
+                )))
+            }
+            Err(UpstreamError::Rejected { code }) => {
+                let session = self
+                    .store
+                    .session(session_id)
+                    .await
+                    .map_err(AppError::store)?;
+                match session.order {
+                    Some(order) => Ok(order),
+                    None => Err(AppError::PaymentRefused(code)),
+                }
+            }
+            Err(UpstreamError::Unauthorized) => Err(AppError::UserTokenInvalid),
+            Err(other) => Err(AppError::store(other)),
+        }
+    }
+
+    /// The payment status an agent polls: answered from stored state only.
+    pub async fn payment_status(
+        &self,
+        checkout_id: &str,
+        request_id: &str,
+    ) -> Result<PaymentStatusView, AppError> {
+        let authorization = self.find_authorization(request_id).await?;
+        let checkout_id =
+            CheckoutId::parse(checkout_id).map_err(|_| AppError::NotFound("checkout"))?;
+        if authorization.checkout_id() != &checkout_id {
+            return Err(AppError::NotFound("payment authorization"));
+        }
+        let checkout = self.load_checkout(&checkout_id).await?;
+        let now = self.clock.now();
+        let status = match authorization.payment_status() {
+            // Expiry is a matter of time: report it before the driver records it.
+            PaymentStatus::Pending
+                if authorization.status() == sacp_domain::AuthorizationStatus::Pending
+                    && authorization.is_past_expiry(now) =>
+            {
+                PaymentStatus::Expired
+            }
+            other => other,
+        };
+        Ok(PaymentStatusView {
+            status,
+            expires_in: authorization.expires_in(now),
+            authorization,
+            checkout,
+        })
+    }
+
+    async fn find_authorization(&self, request_id: &str) -> Result<PaymentAuthorization, AppError> {
+        let id = PaymentAuthorizationId::parse(request_id)
+            .map_err(|_| AppError::NotFound("payment authorization"))?;
+        self.authorizations.get(&id).await.map_err(|e| match e {
+            RepositoryError::NotFound => AppError::NotFound("payment authorization"),
+            other => AppError::Storage(other),
+        })
+    }
+
+    /// Where the QR code of a pending authorization points (the wallet's page with the code
+    /// filled in). Gone once the authorization is no longer pending.
+    pub async fn qr_target(&self, request_id: &str) -> Result<String, AppError> {
+        let authorization = self.find_authorization(request_id).await?;
+        let now = self.clock.now();
+        if authorization.status() != sacp_domain::AuthorizationStatus::Pending
+            || authorization.is_past_expiry(now)
+        {
+            return Err(AppError::Gone(format!(
+                "this payment authorization is {}; the QR code is no longer valid",
+                if authorization.is_past_expiry(now)
+                    && authorization.status() == sacp_domain::AuthorizationStatus::Pending
+                {
+                    "expired"
+                } else {
+                    authorization.status().as_str()
+                }
+            )));
+        }
+        Ok(authorization.verification_uri_complete().to_owned())
+    }
+
+    /// Ids of authorizations with work due now, soonest first.
+    pub async fn due_authorizations(
+        &self,
+        limit: usize,
+    ) -> Result<Vec<PaymentAuthorizationId>, AppError> {
+        let due = self.authorizations.due(self.clock.now(), limit).await?;
+        Ok(due.into_iter().map(|a| a.id().clone()).collect())
+    }
+
+    /// One step of the background driver on one authorization: expire it, poll the wallet
+    /// once (no sooner than its interval), or turn an approval into an order. Safe to call
+    /// from several workers and replicas at once: each piece of work is claimed first.
+    pub async fn advance_authorization(&self, id: &PaymentAuthorizationId) -> Result<(), AppError> {
+        let now = self.clock.now();
+        let mut authorization = self.authorizations.get(id).await?;
+        if authorization.status() == sacp_domain::AuthorizationStatus::Pending
+            && authorization.is_past_expiry(now)
+        {
+            return self
+                .end_authorization(id, |a, now| a.expire(now).is_ok())
+                .await;
+        }
+        let Ok(work) = authorization.claim(now) else {
+            return Ok(());
+        };
+        match self.authorizations.update(&mut authorization).await {
+            Ok(()) => {}
+            // Another worker claimed it first.
+            Err(RepositoryError::Conflict) => return Ok(()),
+            Err(other) => return Err(other.into()),
+        }
+        match work {
+            Work::Poll => self.poll_wallet(authorization).await,
+            Work::Charge => self.charge(authorization, None).await,
+        }
+    }
+
+    async fn poll_wallet(&self, authorization: PaymentAuthorization) -> Result<(), AppError> {
+        let id = authorization.id().clone();
+        match self
+            .wallet
+            .poll_device_token(authorization.device_code())
+            .await
+        {
+            Ok(DevicePoll::Pending) => Ok(()),
+            Ok(DevicePoll::SlowDown) => {
+                self.settle_authorization(&id, |a, now| a.slow_down(now).is_ok())
+                    .await?;
+                Ok(())
+            }
+            Ok(DevicePoll::Denied) => {
+                self.end_authorization(&id, |a, now| a.reject(now).is_ok())
+                    .await
+            }
+            Ok(DevicePoll::Expired) => {
+                self.end_authorization(&id, |a, now| a.expire(now).is_ok())
+                    .await
+            }
+            Err(UpstreamError::Rejected { code }) if code == "invalid_grant" => {
+                self.end_authorization(&id, |a, now| a.expire(now).is_ok())
+                    .await
+            }
+            Ok(DevicePoll::Approved(token)) => {
+                // Record the approval and claim the charge in one write, before charging.
+                let approved = self
+                    .settle_authorization(&id, |a, now| {
+                        a.approve(now).is_ok() && a.claim(now).is_ok()
+                    })
+                    .await?;
+                if approved.status() != sacp_domain::AuthorizationStatus::Approved {
+                    return Ok(());
+                }
+                self.charge(approved, Some(token.access_token)).await
+            }
+            Err(error) => {
+                tracing::warn!(authorization = %id, error = %error, "wallet poll failed; retrying next interval");
+                Ok(())
+            }
+        }
+    }
+
+    /// Gets a payment token for the approved amount and places the order, unless the
+    /// checkout no longer waits for this authorization (then nothing is charged).
+    async fn charge(
+        &self,
+        authorization: PaymentAuthorization,
+        token: Option<BearerToken>,
+    ) -> Result<(), AppError> {
+        let id = authorization.id().clone();
+        let hold = authorization.hold();
+        let checkout = self.load_checkout(authorization.checkout_id()).await?;
+        if checkout.hold() != Some(&hold) {
+            // Cancelled, or already completed by an earlier attempt: charge nothing more.
+            let completed = checkout.status() == CheckoutStatus::Completed;
+            self.settle_authorization(&id, |a, now| {
+                if completed {
+                    a.consume(now).is_ok()
+                } else {
+                    a.cancel(now).is_ok()
+                }
+            })
+            .await?;
+            return Ok(());
+        }
+        let session = match self.store.session(checkout.store_session_id()).await {
+            Ok(session) => session,
+            Err(error) => {
+                tracing::warn!(authorization = %id, error = %error, "store unreachable before charging; retrying after the lease");
+                return Ok(());
+            }
+        };
+        let order = match session.order {
+            // An earlier attempt placed the order before it could record it.
+            Some(order) => order,
+            None => {
+                let token = match token {
+                    Some(token) => token,
+                    // A retry after a crash: the wallet does not consume device codes, so the
+                    // approval can be collected again.
+                    None => match self
+                        .wallet
+                        .poll_device_token(authorization.device_code())
+                        .await
+                    {
+                        Ok(DevicePoll::Approved(issued)) => issued.access_token,
+                        other => {
+                            tracing::warn!(authorization = %id, outcome = ?other.map(|_| ()), "cannot collect the approval again; retrying after the lease");
+                            return Ok(());
+                        }
+                    },
+                };
+                match self.pay(&checkout, &authorization, &token).await {
+                    Ok(order) => order,
+                    Err(AppError::PaymentRefused(reason)) => {
+                        return self.fail_payment(&authorization, &reason).await;
+                    }
+                    Err(AppError::UserTokenInvalid) => {
+                        return self
+                            .fail_payment(&authorization, "wallet_token_refused")
+                            .await;
+                    }
+                    Err(error) => {
+                        tracing::warn!(authorization = %id, error = %error, "charge attempt failed; retrying after the lease");
+                        return Ok(());
+                    }
+                }
+            }
+        };
+        self.update_checkout(checkout.id(), |c| {
+            if c.order() == Some(&order) {
+                return Ok(());
+            }
+            Ok(c.complete_authorized(&hold, order.clone(), self.clock.now())?)
+        })
+        .await?;
+        self.settle_authorization(&id, |a, now| a.consume(now).is_ok())
+            .await?;
+        tracing::info!(authorization = %id, order = %order.order_id, "payment authorization consumed: order placed");
+        Ok(())
+    }
+
+    async fn pay(
+        &self,
+        checkout: &Checkout,
+        authorization: &PaymentAuthorization,
+        token: &BearerToken,
+    ) -> Result<OrderConfirmation, AppError> {
+        let merchant = self.store.merchant().await.map_err(AppError::store)?;
+        let request = PaymentTokenRequest {
+            amount: authorization.amount(),
+            merchant_id: merchant.id,
+            merchant_name: Some(merchant.name),
+            session_id: Some(checkout.store_session_id().0.clone()),
+        };
+        match self
+            .wallet
+            .request_payment_token(token, &request)
+            .await
+            .map_err(payment_error)?
+        {
+            PaymentTokenOutcome::Issued(payment) => {
+                self.place_order(checkout, &payment.token, token).await
+            }
+            PaymentTokenOutcome::StepUpRequired(_) => {
+                Err(AppError::PaymentRefused("step_up_required".into()))
+            }
+        }
+    }
+
+    async fn fail_payment(
+        &self,
+        authorization: &PaymentAuthorization,
+        reason: &str,
+    ) -> Result<(), AppError> {
+        let hold = authorization.hold();
+        let now = self.clock.now();
+        self.update_checkout(authorization.checkout_id(), |c| {
+            if c.hold() == Some(&hold) {
+                c.fail(&hold, reason, now)?;
+            }
+            Ok(())
+        })
+        .await?;
+        self.settle_authorization(authorization.id(), |a, now| a.fail(now).is_ok())
+            .await?;
+        tracing::warn!(authorization = %authorization.id(), reason, "payment failed");
+        Ok(())
+    }
+
+    /// Ends an authorization without an order (`change` rejects or expires it) and gives
+    /// the checkout back for a new payment.
+    async fn end_authorization(
+        &self,
+        id: &PaymentAuthorizationId,
+        change: impl Fn(&mut PaymentAuthorization, DateTime<Utc>) -> bool,
+    ) -> Result<(), AppError> {
+        let ended = self.settle_authorization(id, change).await?;
+        if !ended.status().is_terminal() {
+            return Ok(());
+        }
+        let hold = ended.hold();
+        let now = self.clock.now();
+        self.update_checkout(ended.checkout_id(), |c| {
+            if c.hold() == Some(&hold) {
+                c.release_authorization(&hold, now)?;
+            }
+            Ok(())
+        })
+        .await?;
+        Ok(())
+    }
+
+    /// Applies `change` to an authorization with compare-and-swap retries; `change` returns
+    /// whether it changed anything (nothing is written otherwise).
+    pub(super) async fn settle_authorization(
+        &self,
+        id: &PaymentAuthorizationId,
+        change: impl Fn(&mut PaymentAuthorization, DateTime<Utc>) -> bool,
+    ) -> Result<PaymentAuthorization, AppError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let mut authorization = self.authorizations.get(id).await?;
+            if !change(&mut authorization, self.clock.now()) {
+                return Ok(authorization);
+            }
+            match self.authorizations.update(&mut authorization).await {
+                Ok(()) => return Ok(authorization),
+                Err(RepositoryError::Conflict) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(AppError::Busy)
+    }
+
+    /// Polls a step-up on the user-token path; once approved, places the order.
+    pub async fn step_up_status(
+        &self,
+        checkout_id: &str,
+        step_up_id: &str,
+        user_token: Option<&BearerToken>,
+    ) -> Result<StepUpView, AppError> {
+        let token = user_token.ok_or(AppError::UserTokenRequired)?;
+        let checkout = self.get_checkout(checkout_id).await?;
+        let hold = match checkout.hold() {
+            Some(
+                hold @ PaymentHold::StepUp {
+                    step_up_id: pending,
+                    ..
+                },
+            ) if pending == step_up_id => hold.clone(),
+            _ if checkout.status() == CheckoutStatus::Completed => {
+                return Ok(StepUpView {
+                    status: PaymentStatus::Completed,
+                    checkout,
+                });
+            }
+            _ => return Err(AppError::NotFound("step-up")),
+        };
+        let status = self
+            .wallet
+            .step_up_status(token, step_up_id)
+            .await
+            .map_err(|e| match e {
+                UpstreamError::NotFound => AppError::NotFound("step-up"),
+                other => payment_error(other),
+            })?;
+        let now = self.clock.now();
+        match status {
+            StepUpStatus::Pending => Ok(StepUpView {
+                status: PaymentStatus::Pending,
+                checkout,
+            }),
+            StepUpStatus::Approved(payment) => {
+                let order = match self.place_order(&checkout, &payment.token, token).await {
+                    Ok(order) => order,
+                    Err(AppError::PaymentRefused(reason)) => {
+                        let (failed, ()) = self
+                            .update_checkout(checkout.id(), |c| {
+                                if c.hold() == Some(&hold) {
+                                    c.fail(&hold, &reason, now)?;
+                                }
+                                Ok(())
+                            })
+                            .await?;
+                        return Ok(StepUpView {
+                            status: PaymentStatus::Failed,
+                            checkout: failed,
+                        });
+                    }
+                    Err(other) => return Err(other),
+                };
+                let (completed, ()) = self
+                    .update_checkout(checkout.id(), |c| {
+                        if c.order() == Some(&order) {
+                            return Ok(());
+                        }
+                        Ok(c.complete_authorized(&hold, order.clone(), now)?)
+                    })
+                    .await?;
+                Ok(StepUpView {
+                    status: PaymentStatus::Completed,
+                    checkout: completed,
+                })
+            }
+            StepUpStatus::Rejected | StepUpStatus::Expired => {
+                let (released, ()) = self
+                    .update_checkout(checkout.id(), |c| {
+                        if c.hold() == Some(&hold) {
+                            c.release_authorization(&hold, now)?;
+                        }
+                        Ok(())
+                    })
+                    .await?;
+                let status = if matches!(status, StepUpStatus::Rejected) {
+                    PaymentStatus::Rejected
+                } else {
+                    PaymentStatus::Expired
+                };
+                Ok(StepUpView {
+                    status,
+                    checkout: released,
+                })
+            }
+        }
+    }
+}
