@@ -3,5 +3,10 @@
 // The whole crate is test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod app;
+mod bad_inputs;
+mod checkout_flow;
+mod exactly_once;
 mod support;
 mod upstream_contracts;
+mod user_token;

@@ -546,6 +546,16 @@ pub struct StepUpRequiredDto {
     pub checkout_id: String,
 }
 
+/// 202 from complete: either shape, told apart by `status`.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum CompleteAcceptedDto {
+    /// Guest path: `authorization_required`.
+    AuthorizationRequired(AuthorizationRequiredDto),
+    /// User-token path: `step_up_required`.
+    StepUpRequired(StepUpRequiredDto),
+}
+
 /// A payment status poll.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PaymentStatusDto {

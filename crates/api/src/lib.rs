@@ -12,6 +12,7 @@ mod routes;
 pub mod usecases;
 
 use actix_web::error::{InternalError, JsonPayloadError, PayloadError, QueryPayloadError};
+use actix_web::middleware::from_fn;
 use actix_web::{HttpRequest, HttpResponse, web};
 use utoipa_swagger_ui::SwaggerUi;
 
@@ -113,57 +114,62 @@ fn resource(path: &str) -> actix_web::Resource {
     web::resource(path).default_service(web::to(method_not_allowed))
 }
 
-/// Registers every route of the public API on an app or scope.
+/// Registers the public API on an app, in a scope of its own so that its middleware (every
+/// error answer is problem+json) does not touch other services mounted beside it, such as the
+/// sandbox simulators. Register those first: this scope answers every other path (404).
 pub fn configure(
     state: ApiState,
     public_url: &str,
 ) -> impl FnOnce(&mut web::ServiceConfig) + use<> {
     let document = openapi::document(public_url);
     move |cfg: &mut web::ServiceConfig| {
-        cfg.app_data(web::Data::new(state))
-            .app_data(
-                web::JsonConfig::default()
-                    .limit(MAX_BODY_BYTES)
-                    .error_handler(json_error),
-            )
-            .app_data(web::QueryConfig::default().error_handler(query_error))
-            .app_data(web::PayloadConfig::default().limit(MAX_BODY_BYTES))
-            .service(resource("/products").route(web::get().to(routes::catalog::list_products)))
-            .service(resource("/products/{id}").route(web::get().to(routes::catalog::get_product)))
-            .service(resource("/checkout").route(web::post().to(routes::checkout::create)))
-            .service(
-                resource("/checkout/{id}")
-                    .route(web::get().to(routes::checkout::get))
-                    .route(web::patch().to(routes::checkout::update)),
-            )
-            .service(
-                resource("/checkout/{id}/cancel").route(web::post().to(routes::checkout::cancel)),
-            )
-            .service(
-                resource("/checkout/{id}/complete")
-                    .route(web::post().to(routes::checkout::complete)),
-            )
-            .service(
-                resource("/checkout/{id}/payment-status/{request_id}")
-                    .route(web::get().to(routes::checkout::payment_status)),
-            )
-            .service(
-                resource("/checkout/{id}/step-up/{step_up_id}")
-                    .route(web::get().to(routes::checkout::step_up)),
-            )
-            .service(resource("/orders/{id}").route(web::get().to(routes::orders::get)))
-            .service(resource("/qr/{request_id}").route(web::get().to(routes::system::qr)))
-            .service(resource("/healthz").route(web::get().to(routes::system::healthz)))
-            .service(resource("/readyz").route(web::get().to(routes::system::readyz)))
-            .service(
-                resource("/problems/{code}").route(web::get().to(routes::system::problem_page)),
-            )
-            .service(web::redirect("/docs", "/docs/"))
-            .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document));
+        cfg.service(
+            web::scope("")
+                .wrap(from_fn(problem::fallback))
+                .app_data(web::Data::new(state))
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(MAX_BODY_BYTES)
+                        .error_handler(json_error),
+                )
+                .app_data(web::QueryConfig::default().error_handler(query_error))
+                .app_data(web::PayloadConfig::default().limit(MAX_BODY_BYTES))
+                .service(resource("/products").route(web::get().to(routes::catalog::list_products)))
+                .service(
+                    resource("/products/{id}").route(web::get().to(routes::catalog::get_product)),
+                )
+                .service(resource("/checkout").route(web::post().to(routes::checkout::create)))
+                .service(
+                    resource("/checkout/{id}")
+                        .route(web::get().to(routes::checkout::get))
+                        .route(web::patch().to(routes::checkout::update)),
+                )
+                .service(
+                    resource("/checkout/{id}/cancel")
+                        .route(web::post().to(routes::checkout::cancel)),
+                )
+                .service(
+                    resource("/checkout/{id}/complete")
+                        .route(web::post().to(routes::checkout::complete)),
+                )
+                .service(
+                    resource("/checkout/{id}/payment-status/{request_id}")
+                        .route(web::get().to(routes::checkout::payment_status)),
+                )
+                .service(
+                    resource("/checkout/{id}/step-up/{step_up_id}")
+                        .route(web::get().to(routes::checkout::step_up)),
+                )
+                .service(resource("/orders/{id}").route(web::get().to(routes::orders::get)))
+                .service(resource("/qr/{request_id}").route(web::get().to(routes::system::qr)))
+                .service(resource("/healthz").route(web::get().to(routes::system::healthz)))
+                .service(resource("/readyz").route(web::get().to(routes::system::readyz)))
+                .service(
+                    resource("/problems/{code}").route(web::get().to(routes::system::problem_page)),
+                )
+                .service(web::redirect("/docs", "/docs/"))
+                .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document))
+                .default_service(web::to(not_found)),
+        );
     }
-}
-
-/// The answer for paths no route matches.
-pub fn default_service() -> actix_web::Route {
-    web::to(not_found)
 }

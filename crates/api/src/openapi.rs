@@ -1,7 +1,9 @@
 //! The OpenAPI 3.1 document, generated from the handlers and DTOs.
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::openapi::{OpenApi as Document, ServerBuilder};
+use utoipa::openapi::{
+    ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder, ServerBuilder,
+};
 use utoipa::{Modify, OpenApi};
 
 use crate::dto;
@@ -22,10 +24,10 @@ use crate::routes::{catalog, checkout, orders, system};
     ),
     components(schemas(
         dto::MoneyDto, dto::ProductDto, dto::ProductListDto, dto::CheckoutRequestDto, dto::CheckoutDto,
-        dto::AuthorizationRequiredDto, dto::CompletedDto, dto::StepUpRequiredDto, dto::PaymentStatusDto,
+        dto::AuthorizationRequiredDto, dto::CompleteAcceptedDto, dto::CompletedDto, dto::StepUpRequiredDto, dto::PaymentStatusDto,
         dto::StepUpStatusDto, dto::OrderDto, dto::HealthDto, dto::ProblemDto,
     )),
-    modifiers(&UserToken),
+    modifiers(&UserToken, &ServerErrors),
     tags(
         (name = "catalog", description = "Browse and search products"),
         (name = "checkout", description = "Guest checkout: no login needed"),
@@ -50,6 +52,62 @@ impl Modify for UserToken {
                     .build(),
             ),
         );
+    }
+}
+
+/// Every operation may fail on the server side: storage (503), upstreams (502, 503, 504) or
+/// an internal error (500), always as a problem.
+struct ServerErrors;
+
+impl Modify for ServerErrors {
+    fn modify(&self, openapi: &mut Document) {
+        let problem = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ProblemDto")))
+                        .build(),
+                )
+                .build()
+        };
+        let common = [
+            ("500", "Internal error"),
+            (
+                "502",
+                "Store or wallet unavailable or answering unexpectedly",
+            ),
+            (
+                "503",
+                "Storage unavailable or upstream throttling; see Retry-After",
+            ),
+            ("504", "Store or wallet timeout"),
+        ];
+        // Liveness answers from memory alone.
+        for (_, item) in openapi
+            .paths
+            .paths
+            .iter_mut()
+            .filter(|(path, _)| path.as_str() != "/healthz")
+        {
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.patch,
+                &mut item.put,
+                &mut item.delete,
+            ];
+            for operation in operations.into_iter().flatten() {
+                for (status, description) in common {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| RefOr::T(problem(description)));
+                }
+            }
+        }
     }
 }
 

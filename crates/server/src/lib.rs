@@ -18,7 +18,7 @@ use sacp_adapters::memory::{MemoryAuthorizations, MemoryCheckouts};
 use sacp_adapters::random::OsRandom;
 use sacp_api::driver::{self, DriverConfig};
 use sacp_api::usecases::{Gateway, GatewayConfig};
-use sacp_api::{ApiState, problem, request_id};
+use sacp_api::{ApiState, request_id};
 use sacp_ports::clock::SystemClock;
 use sacp_sim::Simulators;
 use secrecy::SecretString;
@@ -163,10 +163,7 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
     let served_simulators = simulators.clone();
     let app_public_url = public_url.clone();
     let mut server = HttpServer::new(move || {
-        let mut app = App::new()
-            .wrap(from_fn(problem::fallback))
-            .wrap(from_fn(request_id::middleware))
-            .default_service(sacp_api::default_service());
+        let mut app = App::new().wrap(from_fn(request_id::middleware));
         if let Some(simulators) = &served_simulators {
             app = app.configure(sacp_sim::http::configure(simulators, "/sim"));
         }

@@ -20,6 +20,8 @@ pub struct Faults {
     pub slow_down: bool,
     /// Wallet only: lifetime of new device codes in seconds (default 900).
     pub device_code_ttl_secs: Option<u32>,
+    /// Wallet only: poll interval announced for new device codes in seconds (default 5).
+    pub poll_interval_secs: Option<u32>,
     /// Store only: decline every payment at completion (`declined`).
     pub decline_payments: bool,
 }

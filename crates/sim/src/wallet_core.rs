@@ -434,6 +434,10 @@ impl WalletCore {
             .faults
             .device_code_ttl_secs
             .unwrap_or(DEVICE_CODE_TTL_SECS);
+        let interval = state
+            .faults
+            .poll_interval_secs
+            .unwrap_or(POLL_INTERVAL_SECS);
         let device_code = random_token("", 32);
         let mut code = user_code();
         while state.user_codes.contains_key(&code) {
@@ -460,7 +464,7 @@ impl WalletCore {
             device_code,
             user_code: code,
             expires_in: ttl,
-            interval: POLL_INTERVAL_SECS,
+            interval,
             notification_sent: request
                 .buyer_email
                 .as_ref()
@@ -822,6 +826,14 @@ impl WalletCore {
         drop(state);
         self.device_view(&code)
             .ok_or_else(|| SimError::oauth(404, "not_found", "unknown code"))
+    }
+
+    /// The secret device code behind a user code (for tests that prove it never leaks).
+    pub fn device_code_of(&self, user_code: &str) -> Option<String> {
+        self.state()
+            .user_codes
+            .get(&user_code.trim().to_ascii_uppercase())
+            .cloned()
     }
 
     /// What the approval page shows for a user code.

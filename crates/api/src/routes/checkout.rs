@@ -5,8 +5,8 @@ use actix_web::{HttpRequest, HttpResponse, web};
 
 use super::{State, user_token};
 use crate::dto::{
-    AuthorizationRequiredDto, CheckoutDto, CheckoutRequestDto, CompletedDto, PaymentStatusDto,
-    ProblemDto, StepUpRequiredDto, StepUpStatusDto, payment_status_name,
+    AuthorizationRequiredDto, CheckoutDto, CheckoutRequestDto, CompleteAcceptedDto, CompletedDto,
+    PaymentStatusDto, ProblemDto, StepUpRequiredDto, StepUpStatusDto, payment_status_name,
 };
 use crate::usecases::{AppError, CompleteOutcome};
 use sacp_domain::PaymentStatus;
@@ -106,10 +106,11 @@ pub async fn cancel(state: State, id: web::Path<String>) -> Result<HttpResponse,
     security((), ("user_token" = [])),
     responses(
         (status = 200, description = "Order placed (user token path)", body = CompletedDto),
-        (status = 202, description = "The person must approve: `authorization_required` (guest) or `step_up_required` (user token)", body = AuthorizationRequiredDto),
+        (status = 202, description = "The person must approve: `authorization_required` (guest) or `step_up_required` (user token)", body = CompleteAcceptedDto),
         (status = 401, description = "User token not valid", body = ProblemDto, content_type = "application/problem+json"),
         (status = 404, description = "No such checkout", body = ProblemDto, content_type = "application/problem+json"),
         (status = 409, description = "Not ready, already paying, or closed", body = ProblemDto, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = ProblemDto, content_type = "application/problem+json"),
         (status = 422, description = "Payment refused", body = ProblemDto, content_type = "application/problem+json"),
         (status = 502, description = "Store or wallet unavailable", body = ProblemDto, content_type = "application/problem+json"),
         (status = 504, description = "Store or wallet timeout", body = ProblemDto, content_type = "application/problem+json"),
