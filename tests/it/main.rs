@@ -5,6 +5,7 @@
 
 mod app;
 mod bad_inputs;
+mod browser;
 mod checkout_flow;
 mod exactly_once;
 mod support;
