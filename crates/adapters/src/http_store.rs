@@ -6,11 +6,11 @@ use reqwest::StatusCode;
 use sacp_domain::catalog::{Merchant, Order, OrderLine, Product, ProductImage, ProductPage};
 use sacp_domain::validation::{AddressInput, BuyerInput, FulfillmentInput};
 use sacp_domain::{
-    Buyer, Cart, Currency, Fulfillment, Items, LineItem, OrderConfirmation, ProductId, Quantity,
-    StoreSessionId,
+    Buyer, Currency, Fulfillment, Items, OrderConfirmation, ProductId, StoreSessionId,
 };
 use sacp_ports::store::{
-    CompletionOutcome, ProductQuery, SearchQuery, SessionPatch, StoreSession, StoreSessionStatus,
+    CompletionOutcome, ProductQuery, ReportedLine, ReportedSession, SearchQuery, SessionPatch,
+    StoreSession, StoreSessionStatus,
 };
 use sacp_ports::{BearerToken, Store, UpstreamError};
 use secrecy::{ExposeSecret, SecretString};
@@ -216,11 +216,10 @@ fn session(wire: WireSession) -> Result<StoreSession, UpstreamError> {
         .items
         .into_iter()
         .map(|line| {
-            Ok(LineItem {
-                product_id: ProductId::parse(&line.product_id)
-                    .map_err(|_| malformed("line product id"))?,
+            Ok(ReportedLine {
+                product_id: line.product_id,
                 name: line.name,
-                quantity: Quantity::parse(line.quantity).map_err(|_| malformed("line quantity"))?,
+                quantity: line.quantity,
                 unit_price: money(&line.unit_price, currency)?,
                 line_total: money(&line.subtotal, currency)?,
             })
@@ -230,58 +229,36 @@ fn session(wire: WireSession) -> Result<StoreSession, UpstreamError> {
         None | Some(Value::Null) => None,
         Some(value) => Some(money(&value, currency)?),
     };
-    let cart = Cart::from_reported(
-        lines,
-        money(&wire.cart.subtotal, currency)?,
-        money(&wire.cart.tax, currency)?,
-        shipping,
-        money(&wire.cart.total, currency)?,
-    )
-    .map_err(|e| UpstreamError::MalformedResponse(e.to_string()))?;
-    let buyer = wire
-        .buyer
-        .map(|b| {
-            Buyer::parse(&BuyerInput {
-                name: b.name,
-                email: b.email,
-                phone: b.phone,
-            })
-        })
-        .transpose()
-        .map_err(|_| malformed("buyer"))?;
-    let fulfillment = wire
-        .fulfillment
-        .map(|f| {
-            Fulfillment::parse(&FulfillmentInput {
-                kind: f.kind,
-                address: f.address.map(|a| AddressInput {
-                    street: a.street,
-                    city: a.city,
-                    state: a.state,
-                    postal_code: a.postal_code,
-                    country: a.country,
-                }),
-            })
-        })
-        .transpose()
-        .map_err(|_| malformed("fulfillment"))?;
-    let order = wire
+    let (order_id, transaction_id) = wire
         .payment
-        .and_then(|p| match (p.order_id, p.transaction_id) {
-            (Some(order_id), Some(transaction_id)) => Some(OrderConfirmation {
-                order_id,
-                transaction_id,
-            }),
-            _ => None,
-        });
-    Ok(StoreSession {
-        id: StoreSessionId(wire.session_id),
+        .map(|p| (p.order_id, p.transaction_id))
+        .unwrap_or_default();
+    StoreSession::from_reported(ReportedSession {
+        id: wire.session_id,
         status: StoreSessionStatus::parse(&wire.status)
             .ok_or_else(|| malformed("session status"))?,
-        cart,
-        buyer,
-        fulfillment,
-        order,
+        lines,
+        subtotal: money(&wire.cart.subtotal, currency)?,
+        tax: money(&wire.cart.tax, currency)?,
+        shipping,
+        total: money(&wire.cart.total, currency)?,
+        buyer: wire.buyer.map(|b| BuyerInput {
+            name: b.name,
+            email: b.email,
+            phone: b.phone,
+        }),
+        fulfillment: wire.fulfillment.map(|f| FulfillmentInput {
+            kind: f.kind,
+            address: f.address.map(|a| AddressInput {
+                street: a.street,
+                city: a.city,
+                state: a.state,
+                postal_code: a.postal_code,
+                country: a.country,
+            }),
+        }),
+        order_id,
+        transaction_id,
         expires_at: wire.expires_at,
     })
 }

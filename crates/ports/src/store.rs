@@ -3,7 +3,11 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sacp_domain::catalog::{Merchant, Order, Product, ProductPage};
-use sacp_domain::{Buyer, Cart, Fulfillment, Items, OrderConfirmation, ProductId, StoreSessionId};
+use sacp_domain::validation::{BuyerInput, FulfillmentInput};
+use sacp_domain::{
+    Buyer, Cart, Fulfillment, Items, LineItem, Money, OrderConfirmation, ProductId, Quantity,
+    StoreSessionId,
+};
 
 use crate::error::UpstreamError;
 use crate::token::BearerToken;
@@ -106,6 +110,110 @@ pub struct StoreSession {
     pub order: Option<OrderConfirmation>,
     /// When the session expires.
     pub expires_at: DateTime<Utc>,
+}
+
+/// One cart line as the store reported it, amounts already converted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedLine {
+    /// Product id.
+    pub product_id: String,
+    /// Product name.
+    pub name: String,
+    /// Quantity.
+    pub quantity: i64,
+    /// Unit price.
+    pub unit_price: Money,
+    /// Line total.
+    pub line_total: Money,
+}
+
+/// A session as the store reported it, before the gateway checks it: what every
+/// implementation of [`Store`] builds from its upstream and turns into a [`StoreSession`]
+/// with [`StoreSession::from_reported`], so that all of them accept and refuse the same data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedSession {
+    /// The store's id.
+    pub id: String,
+    /// Where the session is.
+    pub status: StoreSessionStatus,
+    /// Cart lines.
+    pub lines: Vec<ReportedLine>,
+    /// Reported subtotal.
+    pub subtotal: Money,
+    /// Reported tax.
+    pub tax: Money,
+    /// Reported shipping, once priced.
+    pub shipping: Option<Money>,
+    /// Reported total.
+    pub total: Money,
+    /// Buyer as sent back.
+    pub buyer: Option<BuyerInput>,
+    /// Fulfillment as sent back.
+    pub fulfillment: Option<FulfillmentInput>,
+    /// Order id once completed.
+    pub order_id: Option<String>,
+    /// Transaction id once completed.
+    pub transaction_id: Option<String>,
+    /// Expiry.
+    pub expires_at: DateTime<Utc>,
+}
+
+impl StoreSession {
+    /// Checks a reported session: ids and quantities valid, totals adding up (lines + tax +
+    /// shipping), buyer and fulfillment valid. Anything else is
+    /// [`UpstreamError::MalformedResponse`].
+    pub fn from_reported(reported: ReportedSession) -> Result<StoreSession, UpstreamError> {
+        let malformed = |what: &str| UpstreamError::MalformedResponse(what.to_owned());
+        let lines = reported
+            .lines
+            .into_iter()
+            .map(|line| {
+                Ok(LineItem {
+                    product_id: ProductId::parse(&line.product_id)
+                        .map_err(|_| malformed("line product id"))?,
+                    name: line.name,
+                    quantity: Quantity::parse(line.quantity)
+                        .map_err(|_| malformed("line quantity"))?,
+                    unit_price: line.unit_price,
+                    line_total: line.line_total,
+                })
+            })
+            .collect::<Result<Vec<_>, UpstreamError>>()?;
+        let cart = Cart::from_reported(
+            lines,
+            reported.subtotal,
+            reported.tax,
+            reported.shipping,
+            reported.total,
+        )
+        .map_err(|e| UpstreamError::MalformedResponse(e.to_string()))?;
+        let buyer = reported
+            .buyer
+            .map(|b| Buyer::parse(&b))
+            .transpose()
+            .map_err(|_| malformed("buyer"))?;
+        let fulfillment = reported
+            .fulfillment
+            .map(|f| Fulfillment::parse(&f))
+            .transpose()
+            .map_err(|_| malformed("fulfillment"))?;
+        let order = match (reported.order_id, reported.transaction_id) {
+            (Some(order_id), Some(transaction_id)) => Some(OrderConfirmation {
+                order_id,
+                transaction_id,
+            }),
+            _ => None,
+        };
+        Ok(StoreSession {
+            id: StoreSessionId(reported.id),
+            status: reported.status,
+            cart,
+            buyer,
+            fulfillment,
+            order,
+            expires_at: reported.expires_at,
+        })
+    }
 }
 
 /// A change to a session; `None` fields are left as they are.

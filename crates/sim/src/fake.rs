@@ -14,11 +14,14 @@ use rand::RngExt;
 use sacp_domain::catalog::{Merchant, Order, OrderLine, Product, ProductImage, ProductPage};
 use sacp_domain::validation::{AddressInput, BuyerInput, FulfillmentInput};
 use sacp_domain::{
-    Buyer, Cart, DeviceCode, DeviceGrant, Fulfillment, Items, LineItem, OrderConfirmation,
-    ProductId, Quantity, StoreSessionId,
+    Buyer, DeviceCode, DeviceGrant, Fulfillment, Items, OrderConfirmation, ProductId,
+    StoreSessionId,
 };
 use sacp_ports::error::from_http_status;
-use sacp_ports::store::{CompletionOutcome, ProductQuery, SearchQuery, SessionPatch, StoreSession};
+use sacp_ports::store::{
+    CompletionOutcome, ProductQuery, ReportedLine, ReportedSession, SearchQuery, SessionPatch,
+    StoreSession,
+};
 use sacp_ports::wallet::{
     DeviceAuthorizationRequest, DevicePoll, Introspection, IssuedToken, PaymentToken,
     PaymentTokenOutcome, PaymentTokenRequest, StepUp, StepUpStatus, TokenInfo,
@@ -161,68 +164,40 @@ fn domain_session(session: SimSession) -> Result<StoreSession, UpstreamError> {
     let lines = session
         .cart
         .items
-        .iter()
-        .map(|l| {
-            Ok(LineItem {
-                product_id: ProductId::parse(&l.product_id)
-                    .map_err(|_| malformed("line product id"))?,
-                name: l.name.clone(),
-                quantity: Quantity::parse(i64::from(l.quantity))
-                    .map_err(|_| malformed("line quantity"))?,
-                unit_price: l.unit_price,
-                line_total: l.subtotal,
-            })
+        .into_iter()
+        .map(|l| ReportedLine {
+            product_id: l.product_id,
+            name: l.name,
+            quantity: i64::from(l.quantity),
+            unit_price: l.unit_price,
+            line_total: l.subtotal,
         })
-        .collect::<Result<Vec<_>, UpstreamError>>()?;
-    let cart = Cart::from_reported(
-        lines,
-        session.cart.subtotal,
-        session.cart.tax,
-        session.cart.shipping,
-        session.cart.total,
-    )
-    .map_err(|e| malformed(&e.to_string()))?;
-    let buyer = session
-        .buyer
-        .map(|b| {
-            Buyer::parse(&BuyerInput {
-                name: b.name,
-                email: b.email,
-                phone: b.phone,
-            })
-        })
-        .transpose()
-        .map_err(|_| malformed("buyer"))?;
-    let fulfillment = session
-        .fulfillment
-        .map(|f| {
-            Fulfillment::parse(&FulfillmentInput {
-                kind: Some(f.kind),
-                address: f.address.map(|a| AddressInput {
-                    street: a.street,
-                    city: a.city,
-                    state: a.state,
-                    postal_code: a.postal_code,
-                    country: a.country,
-                }),
-            })
-        })
-        .transpose()
-        .map_err(|_| malformed("fulfillment"))?;
-    let order = match (session.order_id, session.transaction_id) {
-        (Some(order_id), Some(transaction_id)) => Some(OrderConfirmation {
-            order_id,
-            transaction_id,
-        }),
-        _ => None,
-    };
-    Ok(StoreSession {
-        id: StoreSessionId(session.id),
+        .collect();
+    StoreSession::from_reported(ReportedSession {
+        id: session.id,
         status: session.status,
-        cart,
-        buyer,
-        fulfillment,
-        order,
+        lines,
+        subtotal: session.cart.subtotal,
+        tax: session.cart.tax,
+        shipping: session.cart.shipping,
+        total: session.cart.total,
+        buyer: session.buyer.map(|b| BuyerInput {
+            name: b.name,
+            email: b.email,
+            phone: b.phone,
+        }),
+        fulfillment: session.fulfillment.map(|f| FulfillmentInput {
+            kind: Some(f.kind),
+            address: f.address.map(|a| AddressInput {
+                street: a.street,
+                city: a.city,
+                state: a.state,
+                postal_code: a.postal_code,
+                country: a.country,
+            }),
+        }),
+        order_id: session.order_id,
+        transaction_id: session.transaction_id,
         expires_at: session.expires_at,
     })
 }

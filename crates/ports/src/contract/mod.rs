@@ -13,7 +13,8 @@ pub mod upstream;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use sacp_domain::RandomSource;
+use sacp_domain::validation::{AddressInput, BuyerInput, FulfillmentInput};
+use sacp_domain::{Buyer, Fulfillment, RandomSource};
 
 /// A deterministic-enough random source for building test fixtures: a counter mixed into
 /// every byte, plus the process id so that separate processes do not collide.
@@ -32,6 +33,31 @@ impl RandomSource for CountingRandom {
             *byte = bytes[i % 8] ^ u8::try_from(i % 251).unwrap_or(0).wrapping_mul(31);
         }
     }
+}
+
+/// The buyer of the seed conversation.
+pub fn buyer() -> Buyer {
+    Buyer::parse(&BuyerInput {
+        name: Some("John Doe".into()),
+        email: Some("john@example.com".into()),
+        phone: Some("+1 416 555 0100".into()),
+    })
+    .unwrap()
+}
+
+/// The shipping address of the seed conversation.
+pub fn shipping() -> Fulfillment {
+    Fulfillment::parse(&FulfillmentInput {
+        kind: Some("shipping".into()),
+        address: Some(AddressInput {
+            street: Some("123 Main St".into()),
+            city: Some("Toronto".into()),
+            state: Some("ON".into()),
+            postal_code: Some("M5V 1A1".into()),
+            country: Some("CA".into()),
+        }),
+    })
+    .unwrap()
 }
 
 fn nanos() -> u64 {

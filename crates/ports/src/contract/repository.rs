@@ -3,14 +3,13 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Duration, TimeZone, Utc};
-use sacp_domain::validation::{AddressInput, BuyerInput, FulfillmentInput};
 use sacp_domain::{
-    AuthorizationStatus, Buyer, Cart, Checkout, CheckoutId, CheckoutStatus, Currency, DeviceCode,
-    DeviceGrant, Fulfillment, LineItem, Money, PaymentAuthorization, PaymentAuthorizationId,
-    ProductId, Quantity, StoreSessionId,
+    AuthorizationStatus, Cart, Checkout, CheckoutId, CheckoutStatus, Currency, DeviceCode,
+    DeviceGrant, LineItem, Money, PaymentAuthorization, PaymentAuthorizationId, ProductId,
+    Quantity, StoreSessionId,
 };
 
-use super::CountingRandom;
+use super::{CountingRandom, buyer, shipping};
 use crate::repository::{AuthorizationRepository, CheckoutRepository, RepositoryError};
 
 fn t(seconds: i64) -> DateTime<Utc> {
@@ -30,29 +29,6 @@ fn cart() -> Cart {
         Money::from_minor(247, Currency::CAD),
         None,
     )
-    .unwrap()
-}
-
-fn buyer() -> Buyer {
-    Buyer::parse(&BuyerInput {
-        name: Some("John Doe".into()),
-        email: Some("john@example.com".into()),
-        phone: Some("+1 416 555 0100".into()),
-    })
-    .unwrap()
-}
-
-fn shipping() -> Fulfillment {
-    Fulfillment::parse(&FulfillmentInput {
-        kind: Some("shipping".into()),
-        address: Some(AddressInput {
-            street: Some("123 Main St".into()),
-            city: Some("Toronto".into()),
-            state: Some("ON".into()),
-            postal_code: Some("M5V 1A1".into()),
-            country: Some("CA".into()),
-        }),
-    })
     .unwrap()
 }
 

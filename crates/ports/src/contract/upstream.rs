@@ -3,9 +3,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sacp_domain::validation::{AddressInput, BuyerInput, FulfillmentInput, ItemInput};
-use sacp_domain::{Buyer, DeviceCode, Fulfillment, Items, Money, ProductId, StoreSessionId};
+use sacp_domain::validation::ItemInput;
+use sacp_domain::{DeviceCode, Items, Money, ProductId, StoreSessionId};
 
+use super::{buyer, shipping};
 use crate::error::UpstreamError;
 use crate::store::{
     CompletionOutcome, ProductQuery, SearchQuery, SessionPatch, StoreSessionStatus,
@@ -88,29 +89,6 @@ fn items(product: &ProductId, quantity: i64) -> Items {
         product_id: Some(product.as_str().to_owned()),
         quantity: Some(quantity),
     }])
-    .unwrap()
-}
-
-fn buyer() -> Buyer {
-    Buyer::parse(&BuyerInput {
-        name: Some("John Doe".into()),
-        email: Some("john@example.com".into()),
-        phone: None,
-    })
-    .unwrap()
-}
-
-fn shipping() -> Fulfillment {
-    Fulfillment::parse(&FulfillmentInput {
-        kind: Some("shipping".into()),
-        address: Some(AddressInput {
-            street: Some("123 Main St".into()),
-            city: Some("Toronto".into()),
-            state: Some("ON".into()),
-            postal_code: Some("M5V 1A1".into()),
-            country: Some("CA".into()),
-        }),
-    })
     .unwrap()
 }
 
