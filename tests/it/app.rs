@@ -90,6 +90,11 @@ pub async fn spawn_app() -> TestApp {
 }
 
 pub async fn spawn_with_faults(wallet_faults: Faults) -> TestApp {
+    spawn_app_with(settings(), wallet_faults).await
+}
+
+/// Starts a sandbox gateway with these settings and wallet faults.
+pub async fn spawn_app_with(settings: Settings, wallet_faults: Faults) -> TestApp {
     // Gateway logs go to the test's output (shown for failing tests); RUST_LOG filters them.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(
@@ -97,9 +102,7 @@ pub async fn spawn_with_faults(wallet_faults: Faults) -> TestApp {
         )
         .with_test_writer()
         .try_init();
-    let running = sacp_server::start(&settings())
-        .await
-        .expect("gateway starts");
+    let running = sacp_server::start(&settings).await.expect("gateway starts");
     let sims = running.simulators.clone().expect("sandbox simulators");
     sims.wallet.set_faults(wallet_faults);
     let url = running.public_url.clone();

@@ -10,4 +10,5 @@ mod checkout_flow;
 mod exactly_once;
 mod support;
 mod upstream_contracts;
+mod upstream_failures;
 mod user_token;
