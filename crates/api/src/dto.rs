@@ -3,7 +3,7 @@
 use chrono::{DateTime, Utc};
 use sacp_domain::catalog::{Order, Product};
 use sacp_domain::validation::{AddressInput, BuyerInput, FulfillmentInput, ItemInput};
-use sacp_domain::{Checkout, Fulfillment, Money, NextStep, PaymentHold, PaymentStatus};
+use sacp_domain::{Checkout, Fulfillment, Money, NextStep, PaymentHold};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -595,14 +595,6 @@ pub struct StepUpStatusDto {
     pub transaction_id: Option<String>,
     /// The checkout.
     pub checkout: CheckoutDto,
-}
-
-/// The wire name of a payment status.
-pub fn payment_status_name(status: PaymentStatus) -> String {
-    serde_json::to_value(status)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 /// One line of an order.

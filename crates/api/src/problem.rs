@@ -9,7 +9,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
 use sacp_domain::checkout::Action;
-use sacp_domain::{CheckoutStatus, MissingField, TransitionError};
+use sacp_domain::{CheckoutStatus, TransitionError};
 use sacp_ports::{RepositoryError, UpstreamError};
 use serde_json::{Map, Value, json};
 
@@ -270,22 +270,13 @@ impl ResponseError for Problem {
     }
 }
 
-fn missing_names(missing: &[MissingField]) -> Vec<&'static str> {
-    missing
-        .iter()
-        .map(|m| match m {
-            MissingField::Items => "items",
-            MissingField::Buyer => "buyer",
-            MissingField::Fulfillment => "fulfillment",
-        })
-        .collect()
-}
-
 fn transition_problem(error: &TransitionError) -> Problem {
     let detail = error.to_string();
     match error {
-        TransitionError::NotReady(missing) => Problem::new("checkout_not_ready", detail)
-            .with("missing", json!(missing_names(missing))),
+        TransitionError::NotReady(missing) => Problem::new("checkout_not_ready", detail).with(
+            "missing",
+            json!(missing.iter().map(|m| m.as_str()).collect::<Vec<_>>()),
+        ),
         TransitionError::Expired => Problem::new("checkout_expired", detail),
         TransitionError::NotAllowed {
             action: Action::Edit,

@@ -165,6 +165,20 @@ pub enum PaymentStatus {
     Failed,
 }
 
+impl PaymentStatus {
+    /// Wire name: `pending`, `completed`, `rejected`, `expired`, `cancelled`, `failed`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PaymentStatus::Pending => "pending",
+            PaymentStatus::Completed => "completed",
+            PaymentStatus::Rejected => "rejected",
+            PaymentStatus::Expired => "expired",
+            PaymentStatus::Cancelled => "cancelled",
+            PaymentStatus::Failed => "failed",
+        }
+    }
+}
+
 /// A transition of the authorization lifecycle that is not allowed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("payment authorization is {from:?}; cannot {action}")]

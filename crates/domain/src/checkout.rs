@@ -266,6 +266,17 @@ pub enum MissingField {
     Fulfillment,
 }
 
+impl MissingField {
+    /// Wire name: `items`, `buyer`, `fulfillment`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MissingField::Items => "items",
+            MissingField::Buyer => "buyer",
+            MissingField::Fulfillment => "fulfillment",
+        }
+    }
+}
+
 /// The call an agent should make next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -325,14 +336,7 @@ pub enum TransitionError {
 }
 
 fn join_missing(missing: &[MissingField]) -> String {
-    let names: Vec<&str> = missing
-        .iter()
-        .map(|m| match m {
-            MissingField::Items => "items",
-            MissingField::Buyer => "buyer",
-            MissingField::Fulfillment => "fulfillment",
-        })
-        .collect();
+    let names: Vec<&str> = missing.iter().map(|m| m.as_str()).collect();
     names.join(" and ")
 }
 

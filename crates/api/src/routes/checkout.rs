@@ -6,7 +6,7 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use super::{State, user_token};
 use crate::dto::{
     AuthorizationRequiredDto, CheckoutDto, CheckoutRequestDto, CompleteAcceptedDto, CompletedDto,
-    PaymentStatusDto, ProblemDto, StepUpRequiredDto, StepUpStatusDto, payment_status_name,
+    PaymentStatusDto, ProblemDto, StepUpRequiredDto, StepUpStatusDto,
 };
 use crate::usecases::{AppError, CompleteOutcome};
 use sacp_domain::PaymentStatus;
@@ -238,7 +238,7 @@ pub async fn payment_status(
         .order()
         .filter(|_| view.status == PaymentStatus::Completed);
     Ok(HttpResponse::Ok().json(PaymentStatusDto {
-        status: payment_status_name(view.status),
+        status: view.status.as_str().to_owned(),
         message: payment_message(
             view.status,
             &authorization.amount().formatted(),
@@ -290,7 +290,7 @@ pub async fn step_up(
         other => payment_message(other, "", ""),
     };
     Ok(HttpResponse::Ok().json(StepUpStatusDto {
-        status: payment_status_name(view.status),
+        status: view.status.as_str().to_owned(),
         message,
         order_id: order.map(|o| o.order_id.clone()),
         transaction_id: order.map(|o| o.transaction_id.clone()),

@@ -29,9 +29,17 @@ struct ValidChanges {
 }
 
 impl CheckoutChanges {
-    /// Validates every part, collecting all problems with their field paths.
-    fn validate(&self) -> Result<ValidChanges, ValidationErrors> {
+    /// Validates every part, collecting all problems with their field paths. With
+    /// `items_required`, absent items are one of those problems.
+    fn validate(&self, items_required: bool) -> Result<ValidChanges, ValidationErrors> {
         let mut errors = ValidationErrors::default();
+        if items_required && self.items.is_none() {
+            errors.push(
+                "items",
+                "required",
+                "is required: [{\"product_id\": \"...\", \"quantity\": 1}]",
+            );
+        }
         let items = self
             .items
             .as_ref()
@@ -86,19 +94,11 @@ impl Gateway {
     /// Opens a checkout: validates the items (and buyer and fulfillment if given), opens a
     /// session at the store and records the checkout.
     pub async fn create_checkout(&self, changes: &CheckoutChanges) -> Result<Checkout, AppError> {
-        let mut errors = ValidationErrors::default();
-        if changes.items.is_none() {
-            errors.push(
-                "items",
-                "required",
-                "is required: [{\"product_id\": \"...\", \"quantity\": 1}]",
-            );
-            return Err(errors.into());
-        }
-        let valid = changes.validate()?;
-        let items = valid
-            .items
-            .ok_or(AppError::BadRequest("items are required".into()))?;
+        let valid = changes.validate(true)?;
+        let Some(items) = valid.items else {
+            // validate(true) refuses absent items; keep the type system honest anyway.
+            return Err(AppError::BadRequest("items are required".into()));
+        };
         let session = self
             .store
             .create_session(&items, valid.buyer.as_ref(), valid.fulfillment.as_ref())
@@ -144,7 +144,7 @@ impl Gateway {
         id: &str,
         changes: &CheckoutChanges,
     ) -> Result<Checkout, AppError> {
-        let valid = changes.validate()?;
+        let valid = changes.validate(false)?;
         if valid.items.is_none() && valid.buyer.is_none() && valid.fulfillment.is_none() {
             let mut errors = ValidationErrors::default();
             errors.push(
@@ -187,8 +187,12 @@ impl Gateway {
         // with a payment being completed at the same moment.
         match self.store.cancel_session(checkout.store_session_id()).await {
             Ok(()) | Err(UpstreamError::NotFound) => {}
+            // The store placed the order meanwhile (a concurrent approval won the race).
             Err(UpstreamError::Rejected { code }) if code == "session_not_cancellable" => {
-                return Err(self.completed_elsewhere(checkout.id()).await);
+                return Err(AppError::Transition(TransitionError::NotAllowed {
+                    action: sacp_domain::checkout::Action::Cancel,
+                    status: sacp_domain::CheckoutStatus::Completed,
+                }));
             }
             Err(other) => return Err(AppError::store(other)),
         }
@@ -203,21 +207,6 @@ impl Gateway {
                 .await?;
         }
         Ok(cancelled)
-    }
-
-    /// The error for a checkout the store says is already paid.
-    async fn completed_elsewhere(&self, id: &CheckoutId) -> AppError {
-        match self.load_checkout(id).await {
-            Ok(c) => AppError::Transition(TransitionError::NotAllowed {
-                action: sacp_domain::checkout::Action::Cancel,
-                status: if c.status().is_terminal() {
-                    c.status()
-                } else {
-                    sacp_domain::CheckoutStatus::Completed
-                },
-            }),
-            Err(e) => e,
-        }
     }
 }
 
