@@ -9,6 +9,7 @@ mod http;
 pub mod http_store;
 pub mod http_wallet;
 pub mod memory;
+pub mod pg;
 pub mod random;
 
 pub use http::HttpConfig;

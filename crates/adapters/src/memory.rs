@@ -62,6 +62,24 @@ impl CheckoutRepository for MemoryCheckouts {
     }
 }
 
+/// Whether another live authorization exists for the same checkout (the rule the
+/// database's unique index enforces).
+fn has_other_live(
+    map: &HashMap<PaymentAuthorizationId, PaymentAuthorization>,
+    authorization: &PaymentAuthorization,
+) -> bool {
+    !authorization.status().is_terminal()
+        && map.values().any(|other| {
+            other.id() != authorization.id()
+                && other.checkout_id() == authorization.checkout_id()
+                && !other.status().is_terminal()
+        })
+}
+
+fn one_live_authorization() -> RepositoryError {
+    RepositoryError::Constraint("one_active_authorization_per_checkout".into())
+}
+
 /// Payment authorizations in a map.
 #[derive(Debug, Default)]
 pub struct MemoryAuthorizations {
@@ -78,9 +96,22 @@ impl AuthorizationRepository for MemoryAuthorizations {
         if authorization.version() != 0 || map.contains_key(authorization.id()) {
             return Err(RepositoryError::AlreadyExists);
         }
+        if has_other_live(&map, authorization) {
+            return Err(one_live_authorization());
+        }
         authorization.set_version(1);
         map.insert(authorization.id().clone(), authorization.clone());
         Ok(())
+    }
+
+    async fn active_for_checkout(
+        &self,
+        checkout: &CheckoutId,
+    ) -> Result<Option<PaymentAuthorization>, RepositoryError> {
+        Ok(lock(&self.map)
+            .values()
+            .find(|a| a.checkout_id() == checkout && !a.status().is_terminal())
+            .cloned())
     }
 
     async fn get(

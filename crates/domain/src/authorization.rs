@@ -319,6 +319,10 @@ impl PaymentAuthorization {
     pub fn expires_at(&self) -> DateTime<Utc> {
         self.record.expires_at
     }
+    /// When it was started.
+    pub fn created_at(&self) -> DateTime<Utc> {
+        self.record.created_at
+    }
     /// Compare-and-swap version (see [`crate::checkout::Checkout::version`]).
     pub fn version(&self) -> u64 {
         self.record.version

@@ -727,6 +727,18 @@ impl Checkout {
     /// The invariants every reachable state satisfies.
     pub fn check_invariants(&self) -> Result<(), InvariantViolation> {
         let r = &self.record;
+        let cart = &r.cart;
+        if Cart::from_reported(
+            cart.lines().to_vec(),
+            cart.subtotal(),
+            cart.tax(),
+            cart.shipping(),
+            cart.total(),
+        )
+        .is_err()
+        {
+            return Err(InvariantViolation("the cart's totals add up"));
+        }
         let ready_data = self.missing().is_empty();
         match r.status {
             CheckoutStatus::Cart if ready_data => {
@@ -853,6 +865,12 @@ pub(crate) mod tests {
         let c = cart(2);
         let lines = c.lines().to_vec();
         assert!(Cart::from_reported(lines.clone(), c.subtotal(), c.tax(), None, c.total()).is_ok());
+        // A stored record whose totals were tampered with is refused on restore.
+        let mut record = new_checkout().record().clone();
+        let mut json = serde_json::to_value(&record.cart).unwrap();
+        json["total"]["amount"] = serde_json::json!(1);
+        record.cart = serde_json::from_value(json).unwrap();
+        assert!(Checkout::restore(record).is_err());
         assert_eq!(
             Cart::from_reported(lines.clone(), c.subtotal(), c.tax(), None, cad(1)),
             Err(CartError::TotalMismatch)

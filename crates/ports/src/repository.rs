@@ -52,11 +52,21 @@ pub trait CheckoutRepository: Send + Sync {
 }
 
 /// Payment authorizations, with the same versioning contract as [`CheckoutRepository`].
+///
+/// A checkout has at most one live (pending or approved) authorization: inserting or
+/// updating into a second one is [`RepositoryError::Constraint`].
 #[async_trait]
 pub trait AuthorizationRepository: Send + Sync {
-    /// Stores a new authorization. [`RepositoryError::AlreadyExists`] for a duplicate id.
+    /// Stores a new authorization. [`RepositoryError::AlreadyExists`] for a duplicate id;
+    /// [`RepositoryError::Constraint`] when its checkout already has a live one.
     async fn insert(&self, authorization: &mut PaymentAuthorization)
     -> Result<(), RepositoryError>;
+
+    /// The live (pending or approved) authorization of a checkout, if any.
+    async fn active_for_checkout(
+        &self,
+        checkout: &CheckoutId,
+    ) -> Result<Option<PaymentAuthorization>, RepositoryError>;
 
     /// Reads an authorization. [`RepositoryError::NotFound`] for unknown ids.
     async fn get(

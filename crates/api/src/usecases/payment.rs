@@ -23,6 +23,10 @@ use sacp_ports::{BearerToken, RepositoryError, UpstreamError};
 
 use super::{AppError, CAS_ATTEMPTS, Gateway};
 
+/// Age after which a live authorization its checkout does not hold is taken for an orphan
+/// of a crash (no request runs this long).
+const ORPHAN_AFTER_SECS: i64 = 60;
+
 /// What `complete` did.
 #[derive(Debug, Clone)]
 pub enum CompleteOutcome {
@@ -159,7 +163,35 @@ impl Gateway {
             amount,
             now,
         );
-        self.authorizations.insert(&mut authorization).await?;
+        if let Err(error) = self.authorizations.insert(&mut authorization).await {
+            let RepositoryError::Constraint(_) = error else {
+                return Err(error.into());
+            };
+            // The checkout already has a live authorization: the one it holds (answer with
+            // it), one a concurrent request is about to hold (retry shortly), or an orphan a
+            // crash left between two writes (retire it, then try once more).
+            let current = self.load_checkout(checkout.id()).await?;
+            if let Some(live) = self.live_authorization(&current).await {
+                return Ok(CompleteOutcome::AuthorizationRequired {
+                    checkout: current,
+                    authorization: live,
+                });
+            }
+            let orphan = self
+                .authorizations
+                .active_for_checkout(checkout.id())
+                .await?;
+            match orphan {
+                Some(orphan)
+                    if now - orphan.created_at() > chrono::Duration::seconds(ORPHAN_AFTER_SECS) =>
+                {
+                    self.settle_authorization(orphan.id(), |a, now| a.cancel(now).is_ok())
+                        .await?;
+                    self.authorizations.insert(&mut authorization).await?;
+                }
+                _ => return Err(AppError::Busy),
+            }
+        }
         let hold = authorization.hold();
         match self
             .update_checkout(checkout.id(), |c| {

@@ -226,6 +226,14 @@ pub async fn authorization_repository_contract(
     repo.update(&mut claimed).await.unwrap();
     let consumed = repo.get(auth.id()).await.unwrap();
     assert_eq!(consumed.status(), AuthorizationStatus::Consumed);
+    assert_eq!(repo.active_for_checkout(checkout.id()).await.unwrap(), None);
+    // Once the first has ended, the checkout may get a new one.
+    let mut next = sample_authorization(&random, checkout.id(), start);
+    repo.insert(&mut next)
+        .await
+        .expect("a new authorization after the last one ended");
+    next.cancel(t(8)).unwrap();
+    repo.update(&mut next).await.unwrap();
     assert!(
         repo.due(t(10_000), 10)
             .await

@@ -1,0 +1,513 @@
+//! PostgreSQL repositories (diesel, r2d2 pool).
+//!
+//! Queries are blocking diesel calls run on tokio's blocking pool (`spawn_blocking`), so
+//! async handlers never block the runtime; `docs/operations.md` explains the choice over
+//! diesel-async. Every update is a compare-and-swap on `version`; the database's own
+//! constraints back the domain invariants (valid states, one order per checkout, at most one
+//! live authorization per checkout).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use sacp_domain::authorization::AuthorizationRecord;
+use sacp_domain::checkout::CheckoutRecord;
+use sacp_domain::{
+    AuthorizationStatus, Checkout, CheckoutId, Currency, DeviceCode, Money, PaymentAuthorization,
+    PaymentAuthorizationId, PaymentHold,
+};
+use sacp_ports::{AuthorizationRepository, CheckoutRepository, RepositoryError};
+
+/// The migrations of the top-level `migrations/` folder, embedded in the binary.
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
+
+mod schema {
+    diesel::table! {
+        checkouts (id) {
+            id -> Text,
+            store_session_id -> Text,
+            status -> Text,
+            record -> Jsonb,
+            hold_authorization_id -> Nullable<Text>,
+            order_id -> Nullable<Text>,
+            version -> Int8,
+            expires_at -> Timestamptz,
+            created_at -> Timestamptz,
+            updated_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
+        payment_authorizations (id) {
+            id -> Text,
+            checkout_id -> Text,
+            device_code -> Text,
+            user_code -> Text,
+            verification_uri -> Text,
+            verification_uri_complete -> Text,
+            amount_minor -> Int8,
+            currency -> Bpchar,
+            status -> Text,
+            interval_secs -> Int4,
+            next_poll_at -> Timestamptz,
+            notification_sent -> Bool,
+            created_at -> Timestamptz,
+            expires_at -> Timestamptz,
+            updated_at -> Timestamptz,
+            version -> Int8,
+        }
+    }
+
+    diesel::joinable!(payment_authorizations -> checkouts (checkout_id));
+    diesel::allow_tables_to_appear_in_same_query!(checkouts, payment_authorizations);
+}
+
+use schema::{checkouts, payment_authorizations};
+
+type PgPool = Pool<ConnectionManager<PgConnection>>;
+
+/// Pool settings.
+#[derive(Debug, Clone, Copy)]
+pub struct PgConfig {
+    /// Largest number of connections.
+    pub max_connections: u32,
+    /// How long a request waits for a connection before the storage counts as unavailable.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for PgConfig {
+    fn default() -> Self {
+        PgConfig {
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// PostgreSQL storage: implements both repository ports over one pool.
+#[derive(Clone)]
+pub struct PgStorage {
+    pool: PgPool,
+}
+
+impl std::fmt::Debug for PgStorage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.pool.state();
+        f.debug_struct("PgStorage")
+            .field("connections", &state.connections)
+            .field("idle", &state.idle_connections)
+            .finish()
+    }
+}
+
+fn unavailable(error: impl std::fmt::Display) -> RepositoryError {
+    RepositoryError::Unavailable(error.to_string())
+}
+
+/// Maps a diesel error: unique violations of the primary key are `AlreadyExists`, other
+/// constraint violations `Constraint` (named), lost connections `Unavailable`.
+fn database_error(error: DieselError) -> RepositoryError {
+    match error {
+        DieselError::NotFound => RepositoryError::NotFound,
+        DieselError::DatabaseError(kind, info) => {
+            let constraint = info.constraint_name().unwrap_or("").to_owned();
+            match kind {
+                DatabaseErrorKind::UniqueViolation if constraint.ends_with("_pkey") => {
+                    RepositoryError::AlreadyExists
+                }
+                DatabaseErrorKind::UniqueViolation
+                | DatabaseErrorKind::CheckViolation
+                | DatabaseErrorKind::ForeignKeyViolation
+                | DatabaseErrorKind::NotNullViolation => {
+                    RepositoryError::Constraint(if constraint.is_empty() {
+                        info.message().to_owned()
+                    } else {
+                        constraint
+                    })
+                }
+                DatabaseErrorKind::ClosedConnection => unavailable("connection closed"),
+                _ => unavailable(info.message()),
+            }
+        }
+        other => unavailable(other),
+    }
+}
+
+fn version_of(version: u64) -> Result<i64, RepositoryError> {
+    i64::try_from(version).map_err(|_| RepositoryError::Corrupt("version out of range".into()))
+}
+
+fn version_from(version: i64) -> Result<u64, RepositoryError> {
+    u64::try_from(version).map_err(|_| RepositoryError::Corrupt("negative version".into()))
+}
+
+impl PgStorage {
+    /// A pool for `database_url`. Connections are opened lazily, so this succeeds while the
+    /// database is down; calls then answer [`RepositoryError::Unavailable`] until it returns.
+    pub fn connect(database_url: &str, config: PgConfig) -> Result<PgStorage, String> {
+        let manager = ConnectionManager::<PgConnection>::new(database_url);
+        let pool = Pool::builder()
+            .max_size(config.max_connections.max(1))
+            .min_idle(Some(0))
+            .connection_timeout(config.acquire_timeout)
+            .test_on_check_out(true)
+            .build_unchecked(manager);
+        Ok(PgStorage { pool })
+    }
+
+    /// Applies every pending migration; returns the names applied.
+    pub async fn migrate(&self) -> Result<Vec<String>, RepositoryError> {
+        self.run(|conn| {
+            conn.run_pending_migrations(MIGRATIONS)
+                .map(|done| done.iter().map(ToString::to_string).collect())
+                .map_err(|e| RepositoryError::Unavailable(format!("migration failed: {e}")))
+        })
+        .await
+    }
+
+    /// Runs blocking database work on the blocking pool.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(
+            &mut PooledConnection<ConnectionManager<PgConnection>>,
+        ) -> Result<T, RepositoryError>
+        + Send
+        + 'static,
+    ) -> Result<T, RepositoryError> {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool.get().map_err(unavailable)?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(|e| unavailable(format!("storage worker failed: {e}")))?
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = checkouts)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+struct CheckoutRow {
+    id: String,
+    store_session_id: String,
+    status: String,
+    record: serde_json::Value,
+    hold_authorization_id: Option<String>,
+    order_id: Option<String>,
+    version: i64,
+    expires_at: DateTime<Utc>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl CheckoutRow {
+    fn new(checkout: &Checkout, version: u64) -> Result<CheckoutRow, RepositoryError> {
+        let record = checkout.record();
+        Ok(CheckoutRow {
+            id: record.id.as_str().to_owned(),
+            store_session_id: record.store_session_id.0.clone(),
+            status: record.status.as_str().to_owned(),
+            record: serde_json::to_value(record)
+                .map_err(|e| RepositoryError::Corrupt(e.to_string()))?,
+            hold_authorization_id: match &record.hold {
+                Some(PaymentHold::Device {
+                    authorization_id, ..
+                }) => Some(authorization_id.as_str().to_owned()),
+                _ => None,
+            },
+            order_id: record.order.as_ref().map(|o| o.order_id.clone()),
+            version: version_of(version)?,
+            expires_at: record.expires_at,
+            created_at: record.created_at,
+            updated_at: record.updated_at,
+        })
+    }
+
+    fn into_checkout(self) -> Result<Checkout, RepositoryError> {
+        let mut record: CheckoutRecord = serde_json::from_value(self.record)
+            .map_err(|e| RepositoryError::Corrupt(format!("checkout {}: {e}", self.id)))?;
+        record.version = version_from(self.version)?;
+        Checkout::restore(record).map_err(|e| RepositoryError::Corrupt(e.to_string()))
+    }
+}
+
+#[async_trait]
+impl CheckoutRepository for PgStorage {
+    async fn insert(&self, checkout: &mut Checkout) -> Result<(), RepositoryError> {
+        if checkout.version() != 0 {
+            return Err(RepositoryError::AlreadyExists);
+        }
+        let row = CheckoutRow::new(checkout, 1)?;
+        self.run(move |conn| {
+            diesel::insert_into(checkouts::table)
+                .values(&row)
+                .execute(conn)
+                .map_err(database_error)
+        })
+        .await?;
+        checkout.set_version(1);
+        Ok(())
+    }
+
+    async fn get(&self, id: &CheckoutId) -> Result<Checkout, RepositoryError> {
+        let id = id.as_str().to_owned();
+        let row = self
+            .run(move |conn| {
+                checkouts::table
+                    .find(id)
+                    .select(CheckoutRow::as_select())
+                    .first(conn)
+                    .map_err(database_error)
+            })
+            .await?;
+        row.into_checkout()
+    }
+
+    async fn update(&self, checkout: &mut Checkout) -> Result<(), RepositoryError> {
+        let expected = version_of(checkout.version())?;
+        let next = checkout.version() + 1;
+        let row = CheckoutRow::new(checkout, next)?;
+        let id = row.id.clone();
+        self.run(move |conn| {
+            let changed = diesel::update(
+                checkouts::table
+                    .find(&id)
+                    .filter(checkouts::version.eq(expected)),
+            )
+            .set(&row)
+            .execute(conn)
+            .map_err(database_error)?;
+            if changed == 1 {
+                return Ok(());
+            }
+            let exists: i64 = checkouts::table
+                .find(&id)
+                .count()
+                .get_result(conn)
+                .map_err(database_error)?;
+            Err(if exists == 0 {
+                RepositoryError::NotFound
+            } else {
+                RepositoryError::Conflict
+            })
+        })
+        .await?;
+        checkout.set_version(next);
+        Ok(())
+    }
+
+    async fn ping(&self) -> Result<(), RepositoryError> {
+        self.run(|conn| {
+            diesel::sql_query("SELECT 1")
+                .execute(conn)
+                .map_err(database_error)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = payment_authorizations)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+struct AuthorizationRow {
+    id: String,
+    checkout_id: String,
+    device_code: String,
+    user_code: String,
+    verification_uri: String,
+    verification_uri_complete: String,
+    amount_minor: i64,
+    currency: String,
+    status: String,
+    interval_secs: i32,
+    next_poll_at: DateTime<Utc>,
+    notification_sent: bool,
+    created_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+    version: i64,
+}
+
+impl AuthorizationRow {
+    fn new(
+        authorization: &PaymentAuthorization,
+        version: u64,
+    ) -> Result<AuthorizationRow, RepositoryError> {
+        let r = authorization.record();
+        Ok(AuthorizationRow {
+            id: r.id.as_str().to_owned(),
+            checkout_id: r.checkout_id.as_str().to_owned(),
+            device_code: r.device_code.expose().to_owned(),
+            user_code: r.user_code.clone(),
+            verification_uri: r.verification_uri.clone(),
+            verification_uri_complete: r.verification_uri_complete.clone(),
+            amount_minor: r.amount.minor_units(),
+            currency: r.amount.currency().code().to_owned(),
+            status: r.status.as_str().to_owned(),
+            interval_secs: i32::try_from(r.interval_secs)
+                .map_err(|_| RepositoryError::Corrupt("interval".into()))?,
+            next_poll_at: r.next_poll_at,
+            notification_sent: r.notification_sent,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            updated_at: r.updated_at,
+            version: version_of(version)?,
+        })
+    }
+
+    fn into_authorization(self) -> Result<PaymentAuthorization, RepositoryError> {
+        let corrupt =
+            |what: &str| RepositoryError::Corrupt(format!("authorization {}: {what}", self.id));
+        let record = AuthorizationRecord {
+            id: PaymentAuthorizationId::parse(&self.id).map_err(|_| corrupt("id"))?,
+            checkout_id: CheckoutId::parse(&self.checkout_id)
+                .map_err(|_| corrupt("checkout id"))?,
+            device_code: DeviceCode::new(self.device_code.clone()),
+            user_code: self.user_code.clone(),
+            verification_uri: self.verification_uri.clone(),
+            verification_uri_complete: self.verification_uri_complete.clone(),
+            amount: Money::from_minor(
+                self.amount_minor,
+                Currency::parse(&self.currency).map_err(|_| corrupt("currency"))?,
+            ),
+            status: AuthorizationStatus::parse(&self.status).ok_or_else(|| corrupt("status"))?,
+            interval_secs: u32::try_from(self.interval_secs).map_err(|_| corrupt("interval"))?,
+            next_poll_at: self.next_poll_at,
+            notification_sent: self.notification_sent,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            updated_at: self.updated_at,
+            version: version_from(self.version)?,
+        };
+        Ok(PaymentAuthorization::restore(record))
+    }
+}
+
+const LIVE: [&str; 2] = ["pending", "approved"];
+
+#[async_trait]
+impl AuthorizationRepository for PgStorage {
+    async fn insert(
+        &self,
+        authorization: &mut PaymentAuthorization,
+    ) -> Result<(), RepositoryError> {
+        if authorization.version() != 0 {
+            return Err(RepositoryError::AlreadyExists);
+        }
+        let row = AuthorizationRow::new(authorization, 1)?;
+        self.run(move |conn| {
+            diesel::insert_into(payment_authorizations::table)
+                .values(&row)
+                .execute(conn)
+                .map_err(database_error)
+        })
+        .await?;
+        authorization.set_version(1);
+        Ok(())
+    }
+
+    async fn active_for_checkout(
+        &self,
+        checkout: &CheckoutId,
+    ) -> Result<Option<PaymentAuthorization>, RepositoryError> {
+        let checkout = checkout.as_str().to_owned();
+        let row = self
+            .run(move |conn| {
+                payment_authorizations::table
+                    .filter(payment_authorizations::checkout_id.eq(checkout))
+                    .filter(payment_authorizations::status.eq_any(LIVE))
+                    .select(AuthorizationRow::as_select())
+                    .first(conn)
+                    .optional()
+                    .map_err(database_error)
+            })
+            .await?;
+        row.map(AuthorizationRow::into_authorization).transpose()
+    }
+
+    async fn get(
+        &self,
+        id: &PaymentAuthorizationId,
+    ) -> Result<PaymentAuthorization, RepositoryError> {
+        let id = id.as_str().to_owned();
+        self.run(move |conn| {
+            payment_authorizations::table
+                .find(id)
+                .select(AuthorizationRow::as_select())
+                .first(conn)
+                .map_err(database_error)
+        })
+        .await?
+        .into_authorization()
+    }
+
+    async fn update(
+        &self,
+        authorization: &mut PaymentAuthorization,
+    ) -> Result<(), RepositoryError> {
+        let expected = version_of(authorization.version())?;
+        let next = authorization.version() + 1;
+        let row = AuthorizationRow::new(authorization, next)?;
+        let id = row.id.clone();
+        self.run(move |conn| {
+            let changed = diesel::update(
+                payment_authorizations::table
+                    .find(&id)
+                    .filter(payment_authorizations::version.eq(expected)),
+            )
+            .set(&row)
+            .execute(conn)
+            .map_err(database_error)?;
+            if changed == 1 {
+                return Ok(());
+            }
+            let exists: i64 = payment_authorizations::table
+                .find(&id)
+                .count()
+                .get_result(conn)
+                .map_err(database_error)?;
+            Err(if exists == 0 {
+                RepositoryError::NotFound
+            } else {
+                RepositoryError::Conflict
+            })
+        })
+        .await?;
+        authorization.set_version(next);
+        Ok(())
+    }
+
+    async fn due(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<PaymentAuthorization>, RepositoryError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .run(move |conn| {
+                use payment_authorizations::dsl as pa;
+                pa::payment_authorizations
+                    .filter(pa::status.eq_any(LIVE))
+                    .filter(
+                        pa::next_poll_at
+                            .le(now)
+                            .or(pa::status.eq("pending").and(pa::expires_at.le(now))),
+                    )
+                    .order(pa::next_poll_at.asc())
+                    .limit(limit)
+                    .select(AuthorizationRow::as_select())
+                    .load(conn)
+                    .map_err(database_error)
+            })
+            .await?;
+        rows.into_iter()
+            .map(AuthorizationRow::into_authorization)
+            .collect()
+    }
+}

@@ -1,0 +1,2 @@
+DROP TABLE payment_authorizations;
+DROP TABLE checkouts;

@@ -1,0 +1,38 @@
+//! The repository contract suites on PostgreSQL.
+
+use std::sync::Arc;
+
+use sacp_adapters::pg::{PgConfig, PgStorage};
+use sacp_ports::contract::repository::{
+    authorization_repository_contract, checkout_repository_contract,
+};
+
+use crate::database::TestDatabase;
+
+async fn storage(db: &TestDatabase) -> PgStorage {
+    let storage = PgStorage::connect(&db.url, PgConfig::default()).unwrap();
+    let applied = storage.migrate().await.expect("migrations run");
+    assert!(!applied.is_empty(), "a fresh database gets every migration");
+    assert!(
+        storage.migrate().await.unwrap().is_empty(),
+        "migrations run once"
+    );
+    storage
+}
+
+#[tokio::test]
+async fn postgres_checkouts_pass_the_contract() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    checkout_repository_contract(Arc::new(storage(&db).await)).await;
+}
+
+#[tokio::test]
+async fn postgres_authorizations_pass_the_contract() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let storage = Arc::new(storage(&db).await);
+    authorization_repository_contract(storage.clone(), storage).await;
+}
