@@ -33,26 +33,36 @@ pub async fn run(gateway: Gateway, config: DriverConfig, mut shutdown: watch::Re
         tick_ms = config.tick.as_millis(),
         "payment authorization driver started"
     );
+    let mut pause = config.tick;
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(config.tick) => {}
+            _ = tokio::time::sleep(pause) => {}
             _ = shutdown.changed() => break,
         }
         if *shutdown.borrow() {
             break;
         }
-        scan(&gateway, config.batch).await;
+        // While storage is down, back off (up to 5 s) instead of failing four times a second.
+        pause = if scan(&gateway, config.batch).await {
+            config.tick
+        } else {
+            (pause * 2).min(MAX_BACKOFF)
+        };
     }
     tracing::info!("payment authorization driver stopped");
 }
 
-/// One scan: advances every due authorization concurrently and waits for all.
-pub async fn scan(gateway: &Gateway, batch: usize) {
+/// Longest pause between scans while storage fails.
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// One scan: advances every due authorization concurrently and waits for all. Returns
+/// whether the due work could be listed.
+pub async fn scan(gateway: &Gateway, batch: usize) -> bool {
     let due = match gateway.due_authorizations(batch).await {
         Ok(due) => due,
         Err(error) => {
             tracing::warn!(error = %error, "cannot list due payment authorizations");
-            return;
+            return false;
         }
     };
     let mut work = JoinSet::new();
@@ -65,4 +75,5 @@ pub async fn scan(gateway: &Gateway, batch: usize) {
         });
     }
     while work.join_next().await.is_some() {}
+    true
 }

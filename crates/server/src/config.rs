@@ -69,11 +69,9 @@ pub enum ConfigError {
     /// Only one of the two upstream URLs was given.
     #[error("set both SSIM_BASE_URL and WSIM_BASE_URL (production) or neither (sandbox)")]
     HalfUpstreams,
-    /// PostgreSQL storage is not available in this build yet.
-    #[error(
-        "DATABASE_URL is set, but this build of the gateway only has embedded storage; unset DATABASE_URL"
-    )]
-    DatabaseNotSupported,
+    /// A command needs the database but none is configured.
+    #[error("DATABASE_URL is not set")]
+    NoDatabase,
 }
 
 impl Settings {

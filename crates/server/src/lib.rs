@@ -15,13 +15,15 @@ use sacp_adapters::HttpConfig;
 use sacp_adapters::http_store::HttpStore;
 use sacp_adapters::http_wallet::{HttpWallet, WalletCredentials};
 use sacp_adapters::memory::{MemoryAuthorizations, MemoryCheckouts};
+use sacp_adapters::pg::{PgConfig, PgStorage};
 use sacp_adapters::random::OsRandom;
 use sacp_api::driver::{self, DriverConfig};
 use sacp_api::usecases::{Gateway, GatewayConfig};
 use sacp_api::{ApiState, request_id};
 use sacp_ports::clock::SystemClock;
+use sacp_ports::{AuthorizationRepository, CheckoutRepository};
 use sacp_sim::Simulators;
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -36,6 +38,9 @@ pub enum StartError {
     /// An upstream URL is invalid.
     #[error("upstream: {0}")]
     Upstream(String),
+    /// The database could not be opened or migrated.
+    #[error("storage: {0}")]
+    Storage(String),
     /// The listener could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Listen {
@@ -55,6 +60,8 @@ pub struct Running {
     pub public_url: String,
     /// The simulators, in sandbox mode.
     pub simulators: Option<Simulators>,
+    /// `embedded storage` or `PostgreSQL storage`.
+    pub storage: &'static str,
     server: ServerHandle,
     served: JoinHandle<std::io::Result<()>>,
     driver: JoinHandle<()>,
@@ -81,12 +88,52 @@ impl Running {
     }
 }
 
+/// Opens the PostgreSQL storage of `settings` and applies pending migrations.
+pub async fn migrate(settings: &Settings) -> Result<(PgStorage, Vec<String>), StartError> {
+    let url = settings
+        .database_url
+        .as_ref()
+        .ok_or(ConfigError::NoDatabase)?;
+    let storage = PgStorage::connect(url.expose_secret(), PgConfig::default())
+        .map_err(StartError::Storage)?;
+    let applied = storage
+        .migrate()
+        .await
+        .map_err(|e| StartError::Storage(e.to_string()))?;
+    Ok((storage, applied))
+}
+
+/// The repositories: PostgreSQL when a database is configured (migrated at start), else
+/// embedded memory.
+async fn storage(
+    settings: &Settings,
+) -> Result<
+    (
+        Arc<dyn CheckoutRepository>,
+        Arc<dyn AuthorizationRepository>,
+        &'static str,
+    ),
+    StartError,
+> {
+    if settings.database_url.is_none() {
+        return Ok((
+            Arc::new(MemoryCheckouts::default()),
+            Arc::new(MemoryAuthorizations::default()),
+            "embedded storage",
+        ));
+    }
+    let (storage, applied) = migrate(settings).await?;
+    if !applied.is_empty() {
+        tracing::info!(migrations = ?applied, "database migrated");
+    }
+    let storage = Arc::new(storage);
+    Ok((storage.clone(), storage, "PostgreSQL storage"))
+}
+
 /// Starts the gateway: binds, wires, serves, and runs the driver in the background.
 pub async fn start(settings: &Settings) -> Result<Running, StartError> {
-    if settings.database_url.is_some() {
-        return Err(ConfigError::DatabaseNotSupported.into());
-    }
     let upstreams = settings.upstreams()?;
+    let (checkouts, authorizations, storage_kind) = storage(settings).await?;
     let listener = TcpListener::bind(&settings.listen).map_err(|source| StartError::Listen {
         address: settings.listen.clone(),
         source,
@@ -153,8 +200,8 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
     let gateway = Gateway::new(
         Arc::new(store),
         Arc::new(wallet),
-        Arc::new(MemoryCheckouts::default()),
-        Arc::new(MemoryAuthorizations::default()),
+        checkouts,
+        authorizations,
         clock,
         Arc::new(OsRandom),
         GatewayConfig::default(),
@@ -188,6 +235,7 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
         address,
         public_url,
         simulators,
+        storage: storage_kind,
         server: handle,
         served,
         driver,
@@ -200,10 +248,11 @@ pub fn banner(running: &Running) -> String {
     let url = &running.public_url;
     let mode = if running.simulators.is_some() {
         format!(
-            "sandbox: simulated store at {url}/sim/ssim, wallet at {url}/sim/wsim; embedded storage"
+            "sandbox: simulated store at {url}/sim/ssim, wallet at {url}/sim/wsim; {}",
+            running.storage
         )
     } else {
-        "production upstreams; embedded storage".to_owned()
+        format!("production upstreams; {}", running.storage)
     };
     let product = sacp_sim::catalog::ETHIOPIAN_YIRGACHEFFE;
     [

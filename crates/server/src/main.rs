@@ -1,15 +1,25 @@
 //! `sacp-gateway`: the SACP Gateway server.
 
-use clap::Parser;
-use sacp_server::{Settings, banner, start};
+use clap::{Parser, Subcommand};
+use sacp_server::{Settings, banner, migrate, start};
 use tracing_subscriber::EnvFilter;
 
 /// The SACP Gateway: AI agents shop for a person; the person approves payment in their wallet.
 #[derive(Debug, Parser)]
 #[command(name = "sacp-gateway", version, about)]
 struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
     #[command(flatten)]
     settings: Settings,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the gateway (the default).
+    Serve,
+    /// Apply pending database migrations to DATABASE_URL and exit.
+    Migrate,
 }
 
 fn init_logs(format: &str) {
@@ -26,6 +36,18 @@ fn init_logs(format: &str) {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logs(&cli.settings.log_format);
+    if let Some(Command::Migrate) = cli.command {
+        return match migrate(&cli.settings).await {
+            Ok((_, applied)) => {
+                tracing::info!(count = applied.len(), migrations = ?applied, "migrations applied");
+                std::process::ExitCode::SUCCESS
+            }
+            Err(error) => {
+                tracing::error!(%error, "migration failed");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     let running = match start(&cli.settings).await {
         Ok(running) => running,
         Err(error) => {
