@@ -12,6 +12,16 @@ use sacp_sim::catalog::ETHIOPIAN_YIRGACHEFFE;
 use sacp_sim::faults::Faults;
 use serde_json::{Value, json};
 
+/// An HTTP client for tests. The workspace builds reqwest with rustls and no default crypto
+/// provider, so install ring first, as the gateway's adapters do.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap()
+}
+
 /// A gateway in sandbox mode on a free loopback port.
 pub struct TestApp {
     pub url: String,

@@ -9,6 +9,7 @@ mod browser;
 mod checkout_flow;
 mod database;
 mod exactly_once;
+mod persistence;
 mod postgres;
 mod support;
 mod upstream_contracts;

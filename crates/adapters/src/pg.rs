@@ -191,6 +191,8 @@ impl PgStorage {
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = checkouts)]
+// An update writes every column: a cleared hold or order must become NULL, not be skipped.
+#[diesel(treat_none_as_null = true)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
 struct CheckoutRow {
     id: String,
@@ -314,6 +316,7 @@ impl CheckoutRepository for PgStorage {
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
 #[diesel(table_name = payment_authorizations)]
+#[diesel(treat_none_as_null = true)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
 struct AuthorizationRow {
     id: String,

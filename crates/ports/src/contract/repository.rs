@@ -87,8 +87,9 @@ pub async fn checkout_repository_contract(repo: Arc<dyn CheckoutRepository>) {
     );
 
     let mut edited = read.clone();
-    let hold = sacp_domain::PaymentHold::StepUp {
-        step_up_id: "stepup_1".into(),
+    // A device hold, later cleared: storage must forget it, not keep a stale copy.
+    let hold = sacp_domain::PaymentHold::Device {
+        authorization_id: PaymentAuthorizationId::generate(&random),
         amount: edited.cart().total(),
     };
     edited.begin_authorization(hold, t(10)).unwrap();
@@ -149,7 +150,10 @@ pub async fn checkout_repository_contract(repo: Arc<dyn CheckoutRepository>) {
         wins, 1,
         "compare-and-swap lets exactly one concurrent writer win"
     );
-    assert_eq!(repo.get(checkout.id()).await.unwrap().version(), 3);
+    let cancelled = repo.get(checkout.id()).await.unwrap();
+    assert_eq!(cancelled.version(), 3);
+    assert_eq!(cancelled.status(), CheckoutStatus::Cancelled);
+    assert_eq!(cancelled.hold(), None, "a cleared hold reads back cleared");
 }
 
 /// Runs every [`AuthorizationRepository`] rule.
