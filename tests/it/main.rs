@@ -7,6 +7,7 @@ mod app;
 mod bad_inputs;
 mod browser;
 mod checkout_flow;
+mod crash_windows;
 mod database;
 mod exactly_once;
 mod persistence;
