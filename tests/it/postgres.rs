@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use sacp_adapters::pg::{PgConfig, PgStorage};
 use sacp_ports::contract::repository::{
-    authorization_repository_contract, checkout_repository_contract,
+    api_key_repository_contract, authorization_repository_contract, checkout_repository_contract,
 };
 
 use crate::database::TestDatabase;
@@ -35,4 +35,12 @@ async fn postgres_authorizations_pass_the_contract() {
     };
     let storage = Arc::new(storage(&db).await);
     authorization_repository_contract(storage.clone(), storage).await;
+}
+
+#[tokio::test]
+async fn postgres_api_keys_pass_the_contract() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    api_key_repository_contract(Arc::new(storage(&db).await)).await;
 }

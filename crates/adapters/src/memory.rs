@@ -6,8 +6,9 @@ use std::sync::{Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sacp_domain::{Checkout, CheckoutId, PaymentAuthorization, PaymentAuthorizationId};
-use sacp_ports::{AuthorizationRepository, CheckoutRepository, RepositoryError};
+use sacp_domain::access::ApiKey;
+use sacp_domain::{ApiKeyId, Checkout, CheckoutId, PaymentAuthorization, PaymentAuthorizationId};
+use sacp_ports::{ApiKeyRepository, AuthorizationRepository, CheckoutRepository, RepositoryError};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section below is a single map operation, so a panic elsewhere cannot
@@ -156,6 +157,51 @@ impl AuthorizationRepository for MemoryAuthorizations {
     }
 }
 
+/// API keys in a map.
+#[derive(Debug, Default)]
+pub struct MemoryApiKeys {
+    map: Mutex<HashMap<ApiKeyId, ApiKey>>,
+}
+
+#[async_trait]
+impl ApiKeyRepository for MemoryApiKeys {
+    async fn insert(&self, key: &mut ApiKey) -> Result<(), RepositoryError> {
+        let mut map = lock(&self.map);
+        if key.version() != 0 || map.contains_key(key.id()) {
+            return Err(RepositoryError::AlreadyExists);
+        }
+        key.set_version(1);
+        map.insert(key.id().clone(), key.clone());
+        Ok(())
+    }
+
+    async fn get(&self, id: &ApiKeyId) -> Result<ApiKey, RepositoryError> {
+        lock(&self.map)
+            .get(id)
+            .cloned()
+            .ok_or(RepositoryError::NotFound)
+    }
+
+    async fn list(&self) -> Result<Vec<ApiKey>, RepositoryError> {
+        let mut keys: Vec<ApiKey> = lock(&self.map).values().cloned().collect();
+        keys.sort_by_key(|k| (k.record().created_at, k.id().clone()));
+        Ok(keys)
+    }
+
+    async fn update(&self, key: &mut ApiKey) -> Result<(), RepositoryError> {
+        let mut map = lock(&self.map);
+        let stored = map.get_mut(key.id()).ok_or(RepositoryError::NotFound)?;
+        if stored.version() != key.version() {
+            return Err(RepositoryError::Conflict);
+        }
+        let mut next = key.clone();
+        next.set_version(key.version() + 1);
+        *stored = next;
+        key.set_version(key.version() + 1);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -169,6 +215,14 @@ mod tests {
     #[tokio::test]
     async fn memory_checkouts_pass_the_contract() {
         checkout_repository_contract(Arc::new(MemoryCheckouts::default())).await;
+    }
+
+    #[tokio::test]
+    async fn memory_api_keys_pass_the_contract() {
+        sacp_ports::contract::repository::api_key_repository_contract(Arc::new(
+            MemoryApiKeys::default(),
+        ))
+        .await;
     }
 
     #[tokio::test]

@@ -15,13 +15,14 @@ use diesel::prelude::*;
 use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use sacp_domain::access::{ApiKey, ApiKeyRecord, KeyLimits, Scope, SecretHash};
 use sacp_domain::authorization::AuthorizationRecord;
 use sacp_domain::checkout::CheckoutRecord;
 use sacp_domain::{
-    AuthorizationStatus, Checkout, CheckoutId, Currency, DeviceCode, Money, PaymentAuthorization,
-    PaymentAuthorizationId, PaymentHold,
+    ApiKeyId, AuthorizationStatus, Checkout, CheckoutId, Currency, DeviceCode, Money,
+    PaymentAuthorization, PaymentAuthorizationId, PaymentHold,
 };
-use sacp_ports::{AuthorizationRepository, CheckoutRepository, RepositoryError};
+use sacp_ports::{ApiKeyRepository, AuthorizationRepository, CheckoutRepository, RepositoryError};
 
 /// The migrations of the top-level `migrations/` folder, embedded in the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
@@ -63,11 +64,31 @@ mod schema {
         }
     }
 
+    diesel::table! {
+        api_keys (id) {
+            id -> Text,
+            name -> Text,
+            org -> Text,
+            scopes -> Array<Text>,
+            requests_per_minute -> Int4,
+            daily_quota -> Int4,
+            expires_at -> Nullable<Timestamptz>,
+            revoked_at -> Nullable<Timestamptz>,
+            disabled -> Bool,
+            secret_hash -> Bytea,
+            previous_secret_hash -> Nullable<Bytea>,
+            previous_valid_until -> Nullable<Timestamptz>,
+            created_at -> Timestamptz,
+            last_used_at -> Nullable<Timestamptz>,
+            version -> Int8,
+        }
+    }
+
     diesel::joinable!(payment_authorizations -> checkouts (checkout_id));
-    diesel::allow_tables_to_appear_in_same_query!(checkouts, payment_authorizations);
+    diesel::allow_tables_to_appear_in_same_query!(checkouts, payment_authorizations, api_keys);
 }
 
-use schema::{checkouts, payment_authorizations};
+use schema::{api_keys, checkouts, payment_authorizations};
 
 type PgPool = Pool<ConnectionManager<PgConnection>>;
 
@@ -512,5 +533,168 @@ impl AuthorizationRepository for PgStorage {
         rows.into_iter()
             .map(AuthorizationRow::into_authorization)
             .collect()
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = api_keys)]
+#[diesel(treat_none_as_null = true)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+struct ApiKeyRow {
+    id: String,
+    name: String,
+    org: String,
+    scopes: Vec<String>,
+    requests_per_minute: i32,
+    daily_quota: i32,
+    expires_at: Option<DateTime<Utc>>,
+    revoked_at: Option<DateTime<Utc>>,
+    disabled: bool,
+    secret_hash: Vec<u8>,
+    previous_secret_hash: Option<Vec<u8>>,
+    previous_valid_until: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    last_used_at: Option<DateTime<Utc>>,
+    version: i64,
+}
+
+impl ApiKeyRow {
+    fn new(key: &ApiKey, version: u64) -> Result<ApiKeyRow, RepositoryError> {
+        let r = key.record();
+        let count = |n: u32| {
+            i32::try_from(n).map_err(|_| RepositoryError::Corrupt("limit out of range".into()))
+        };
+        Ok(ApiKeyRow {
+            id: r.id.as_str().to_owned(),
+            name: r.name.clone(),
+            org: r.org.clone(),
+            scopes: r.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+            requests_per_minute: count(r.limits.requests_per_minute)?,
+            daily_quota: count(r.limits.daily_quota)?,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+            disabled: r.disabled,
+            secret_hash: r.secret_hash.0.to_vec(),
+            previous_secret_hash: r.previous.map(|(hash, _)| hash.0.to_vec()),
+            previous_valid_until: r.previous.map(|(_, until)| until),
+            created_at: r.created_at,
+            last_used_at: r.last_used_at,
+            version: version_of(version)?,
+        })
+    }
+
+    fn into_key(self) -> Result<ApiKey, RepositoryError> {
+        let corrupt = |what: &str| RepositoryError::Corrupt(format!("api key {}: {what}", self.id));
+        let hash = |bytes: &[u8]| {
+            <[u8; 32]>::try_from(bytes)
+                .map(SecretHash)
+                .map_err(|_| corrupt("hash"))
+        };
+        let previous = match (&self.previous_secret_hash, self.previous_valid_until) {
+            (Some(bytes), Some(until)) => Some((hash(bytes)?, until)),
+            _ => None,
+        };
+        let record = ApiKeyRecord {
+            id: ApiKeyId::parse(&self.id).map_err(|_| corrupt("id"))?,
+            name: self.name.clone(),
+            org: self.org.clone(),
+            scopes: self
+                .scopes
+                .iter()
+                .map(|s| Scope::parse(s).ok_or_else(|| corrupt("scope")))
+                .collect::<Result<_, _>>()?,
+            limits: KeyLimits {
+                requests_per_minute: u32::try_from(self.requests_per_minute)
+                    .map_err(|_| corrupt("limit"))?,
+                daily_quota: u32::try_from(self.daily_quota).map_err(|_| corrupt("quota"))?,
+            },
+            expires_at: self.expires_at,
+            revoked_at: self.revoked_at,
+            disabled: self.disabled,
+            secret_hash: hash(&self.secret_hash)?,
+            previous,
+            created_at: self.created_at,
+            last_used_at: self.last_used_at,
+            version: version_from(self.version)?,
+        };
+        Ok(ApiKey::restore(record))
+    }
+}
+
+#[async_trait]
+impl ApiKeyRepository for PgStorage {
+    async fn insert(&self, key: &mut ApiKey) -> Result<(), RepositoryError> {
+        if key.version() != 0 {
+            return Err(RepositoryError::AlreadyExists);
+        }
+        let row = ApiKeyRow::new(key, 1)?;
+        self.run(move |conn| {
+            diesel::insert_into(api_keys::table)
+                .values(&row)
+                .execute(conn)
+                .map_err(database_error)
+        })
+        .await?;
+        key.set_version(1);
+        Ok(())
+    }
+
+    async fn get(&self, id: &ApiKeyId) -> Result<ApiKey, RepositoryError> {
+        let id = id.as_str().to_owned();
+        self.run(move |conn| {
+            api_keys::table
+                .find(id)
+                .select(ApiKeyRow::as_select())
+                .first(conn)
+                .map_err(database_error)
+        })
+        .await?
+        .into_key()
+    }
+
+    async fn list(&self) -> Result<Vec<ApiKey>, RepositoryError> {
+        let rows = self
+            .run(|conn| {
+                api_keys::table
+                    .order((api_keys::created_at.asc(), api_keys::id.asc()))
+                    .select(ApiKeyRow::as_select())
+                    .load(conn)
+                    .map_err(database_error)
+            })
+            .await?;
+        rows.into_iter().map(ApiKeyRow::into_key).collect()
+    }
+
+    async fn update(&self, key: &mut ApiKey) -> Result<(), RepositoryError> {
+        let expected = version_of(key.version())?;
+        let next = key.version() + 1;
+        let row = ApiKeyRow::new(key, next)?;
+        let id = row.id.clone();
+        self.run(move |conn| {
+            let changed = diesel::update(
+                api_keys::table
+                    .find(&id)
+                    .filter(api_keys::version.eq(expected)),
+            )
+            .set(&row)
+            .execute(conn)
+            .map_err(database_error)?;
+            if changed == 1 {
+                return Ok(());
+            }
+            let exists: i64 = api_keys::table
+                .find(&id)
+                .count()
+                .get_result(conn)
+                .map_err(database_error)?;
+            Err(if exists == 0 {
+                RepositoryError::NotFound
+            } else {
+                RepositoryError::Conflict
+            })
+        })
+        .await?;
+        key.set_version(next);
+        Ok(())
     }
 }

@@ -19,7 +19,7 @@ const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
 /// Length of the encoded random part: ceil(128 / 5).
 const ENCODED_LEN: usize = 26;
 
-fn encode(bytes: &[u8; ID_RANDOM_BYTES]) -> String {
+fn encode(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(ENCODED_LEN);
     let mut buffer: u32 = 0;
     let mut bits = 0;
@@ -30,11 +30,22 @@ fn encode(bytes: &[u8; ID_RANDOM_BYTES]) -> String {
             bits -= 5;
             out.push(char::from(ALPHABET[((buffer >> bits) & 31) as usize]));
         }
+        buffer &= (1 << bits) - 1;
     }
     if bits > 0 {
         out.push(char::from(ALPHABET[((buffer << (5 - bits)) & 31) as usize]));
     }
     out
+}
+
+/// Lowercase base32 (RFC 4648 alphabet, no padding) of `bytes`.
+pub fn base32(bytes: &[u8]) -> String {
+    encode(bytes)
+}
+
+/// Whether `text` uses only the base32 alphabet of [`base32`].
+pub fn is_base32(text: &str) -> bool {
+    text.bytes().all(|b| ALPHABET.contains(&b))
 }
 
 /// Error returned when text is not an id of the expected kind.
@@ -107,6 +118,12 @@ prefixed_id!(
     CheckoutId,
     "cs_",
     "checkout"
+);
+prefixed_id!(
+    /// An integration API key (`key_...`); the key's public handle, not its secret.
+    ApiKeyId,
+    "key_",
+    "API key"
 );
 prefixed_id!(
     /// A payment authorization request (`par_...`): the handle agents poll and the QR code

@@ -8,6 +8,7 @@
 //! - [`authorization`]: the payment-authorization lifecycle and RFC 8628 poll arithmetic.
 //! - [`catalog`]: products, merchant and orders.
 
+pub mod access;
 pub mod authorization;
 pub mod catalog;
 pub mod checkout;
@@ -23,6 +24,6 @@ pub use checkout::{
     Cart, Checkout, CheckoutStatus, LineItem, MissingField, NextStep, OrderConfirmation,
     PaymentHold, StoreSessionId, TransitionError,
 };
-pub use ids::{CheckoutId, PaymentAuthorizationId, RandomSource};
+pub use ids::{ApiKeyId, CheckoutId, PaymentAuthorizationId, RandomSource};
 pub use money::{Currency, Money, MoneyError};
 pub use validation::{Buyer, Fulfillment, Items, ProductId, Quantity, ValidationErrors};

@@ -21,7 +21,9 @@ pub mod contract;
 
 pub use clock::Clock;
 pub use error::UpstreamError;
-pub use repository::{AuthorizationRepository, CheckoutRepository, RepositoryError};
+pub use repository::{
+    ApiKeyRepository, AuthorizationRepository, CheckoutRepository, RepositoryError,
+};
 pub use store::Store;
 pub use token::BearerToken;
 pub use wallet::Wallet;

@@ -2,7 +2,8 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sacp_domain::{Checkout, CheckoutId, PaymentAuthorization, PaymentAuthorizationId};
+use sacp_domain::access::ApiKey;
+use sacp_domain::{ApiKeyId, Checkout, CheckoutId, PaymentAuthorization, PaymentAuthorizationId};
 
 /// Why a repository call did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -85,4 +86,23 @@ pub trait AuthorizationRepository: Send + Sync {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<PaymentAuthorization>, RepositoryError>;
+}
+
+/// Integration API keys, with the versioning contract of [`CheckoutRepository`].
+///
+/// Reads must see every committed write at once (no caching beyond one request), so that a
+/// revocation takes effect on every replica immediately.
+#[async_trait]
+pub trait ApiKeyRepository: Send + Sync {
+    /// Stores a new key. [`RepositoryError::AlreadyExists`] for a duplicate id.
+    async fn insert(&self, key: &mut ApiKey) -> Result<(), RepositoryError>;
+
+    /// Reads a key. [`RepositoryError::NotFound`] for unknown ids.
+    async fn get(&self, id: &ApiKeyId) -> Result<ApiKey, RepositoryError>;
+
+    /// Every key, oldest first.
+    async fn list(&self) -> Result<Vec<ApiKey>, RepositoryError>;
+
+    /// Replaces a key if nobody changed it since it was read.
+    async fn update(&self, key: &mut ApiKey) -> Result<(), RepositoryError>;
 }

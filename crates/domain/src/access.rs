@@ -1,0 +1,575 @@
+//! Integration API keys and scopes (ADR 019).
+//!
+//! A key's secret reads `sacp_<key id>_<52 base32 characters>`: a recognisable prefix, the
+//! key's public id (so a presented secret finds its record without a search), and 256 random
+//! bits. Only the SHA-256 of the secret is stored; presented secrets are compared with it in
+//! constant time. SHA-256 suffices for a 256-bit random secret (there is nothing to guess).
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use chrono::{DateTime, Duration, Utc};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::ids::{self, ApiKeyId, RandomSource};
+use crate::validation::ValidationErrors;
+
+/// What a key may do (least privilege).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Scope {
+    /// Browse products.
+    #[serde(rename = "catalog:read")]
+    CatalogRead,
+    /// Search products.
+    #[serde(rename = "search:read")]
+    SearchRead,
+    /// Read checkouts and payment status.
+    #[serde(rename = "checkout:read")]
+    CheckoutRead,
+    /// Create, change, cancel and pay checkouts.
+    #[serde(rename = "checkout:write")]
+    CheckoutWrite,
+    /// Read orders (with the person's token).
+    #[serde(rename = "orders:read")]
+    OrdersRead,
+    /// Operate the gateway.
+    #[serde(rename = "admin")]
+    Admin,
+}
+
+impl Scope {
+    /// Every scope.
+    pub const ALL: [Scope; 6] = [
+        Scope::CatalogRead,
+        Scope::SearchRead,
+        Scope::CheckoutRead,
+        Scope::CheckoutWrite,
+        Scope::OrdersRead,
+        Scope::Admin,
+    ];
+
+    /// Wire name, e.g. `checkout:write`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::CatalogRead => "catalog:read",
+            Scope::SearchRead => "search:read",
+            Scope::CheckoutRead => "checkout:read",
+            Scope::CheckoutWrite => "checkout:write",
+            Scope::OrdersRead => "orders:read",
+            Scope::Admin => "admin",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(text: &str) -> Option<Scope> {
+        Scope::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Prefix of every key secret.
+pub const SECRET_PREFIX: &str = "sacp_";
+const SECRET_RANDOM_BYTES: usize = 32;
+
+/// A key's secret, shown once at creation or rotation; prints as `***`.
+#[derive(Clone)]
+pub struct ApiKeySecret(SecretString);
+
+impl ApiKeySecret {
+    /// The secret, to hand to the integration once.
+    pub fn expose(&self) -> &str {
+        self.0.expose_secret()
+    }
+}
+
+impl fmt::Debug for ApiKeySecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ApiKeySecret(***)")
+    }
+}
+
+/// The SHA-256 of a secret: what storage keeps.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct SecretHash(pub [u8; 32]);
+
+impl SecretHash {
+    /// The hash of `secret`.
+    pub fn of(secret: &str) -> SecretHash {
+        SecretHash(Sha256::digest(secret.as_bytes()).into())
+    }
+
+    /// Compares with a presented secret's hash in constant time.
+    pub fn matches(&self, other: &SecretHash) -> bool {
+        self.0.ct_eq(&other.0).into()
+    }
+}
+
+impl fmt::Debug for SecretHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretHash(…)")
+    }
+}
+
+/// The key id a presented secret names, if it has the shape of a key secret.
+pub fn key_id_of(secret: &str) -> Option<ApiKeyId> {
+    let rest = secret.strip_prefix(SECRET_PREFIX)?;
+    let (id, random) = rest.rsplit_once('_')?;
+    let random_ok = random.len() == 52 && ids::is_base32(random);
+    random_ok
+        .then(|| ApiKeyId::parse(&format!("key_{id}")).ok())
+        .flatten()
+}
+
+fn new_secret(id: &ApiKeyId, random: &dyn RandomSource) -> (ApiKeySecret, SecretHash) {
+    let mut bytes = [0u8; SECRET_RANDOM_BYTES];
+    random.fill_bytes(&mut bytes);
+    let id_part = id.as_str().trim_start_matches(ApiKeyId::PREFIX);
+    let secret = format!("{SECRET_PREFIX}{id_part}_{}", ids::base32(&bytes));
+    let hash = SecretHash::of(&secret);
+    (ApiKeySecret(SecretString::from(secret)), hash)
+}
+
+/// Where a key is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KeyStatus {
+    /// Usable.
+    Active,
+    /// Revoked by an operator. Final.
+    Revoked,
+    /// Past its expiry.
+    Expired,
+}
+
+impl KeyStatus {
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyStatus::Active => "active",
+            KeyStatus::Revoked => "revoked",
+            KeyStatus::Expired => "expired",
+        }
+    }
+}
+
+/// Why a presented secret was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AuthFailure {
+    /// The secret is not this key's (or not a key secret at all).
+    #[error("the API key is not valid")]
+    Invalid,
+    /// The key was revoked.
+    #[error("the API key was revoked")]
+    Revoked,
+    /// The key expired.
+    #[error("the API key expired")]
+    Expired,
+    /// An operator disabled the key (kill switch).
+    #[error("the API key is disabled")]
+    Disabled,
+}
+
+/// Limits of one key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyLimits {
+    /// Requests per minute.
+    pub requests_per_minute: u32,
+    /// Requests per day.
+    pub daily_quota: u32,
+}
+
+impl KeyLimits {
+    /// The default read tier (ADR 019, open question 3): 600 per minute, 100,000 per day.
+    pub const READ_TIER: KeyLimits = KeyLimits {
+        requests_per_minute: 600,
+        daily_quota: 100_000,
+    };
+
+    /// Checks the limits are usable (1 to 1,000,000 per minute, 1 to 100,000,000 per day).
+    pub fn validate(self) -> Result<KeyLimits, ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        if !(1..=1_000_000).contains(&self.requests_per_minute) {
+            errors.push(
+                "requests_per_minute",
+                "out_of_range",
+                "must be between 1 and 1000000",
+            );
+        }
+        if !(1..=100_000_000).contains(&self.daily_quota) {
+            errors.push(
+                "daily_quota",
+                "out_of_range",
+                "must be between 1 and 100000000",
+            );
+        }
+        errors.into_result(self)
+    }
+}
+
+/// What an operator asks for when creating a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewKey {
+    /// Integration name, e.g. `ChatGPT shopping action`.
+    pub name: String,
+    /// Organisation the integration belongs to.
+    pub org: String,
+    /// Scopes granted.
+    pub scopes: BTreeSet<Scope>,
+    /// Limits.
+    pub limits: KeyLimits,
+    /// Optional expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+fn label(errors: &mut ValidationErrors, field: &str, value: &str) {
+    let value = value.trim();
+    if value.is_empty() || value.chars().count() > 100 || value.chars().any(char::is_control) {
+        errors.push(
+            field,
+            "invalid_format",
+            "must be 1 to 100 printable characters",
+        );
+    }
+}
+
+impl NewKey {
+    /// Validates every field.
+    pub fn validate(&self, now: DateTime<Utc>) -> Result<(), ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        label(&mut errors, "name", &self.name);
+        label(&mut errors, "org", &self.org);
+        if self.scopes.is_empty() {
+            errors.push(
+                "scopes",
+                "too_few",
+                "grant at least one scope, e.g. [\"catalog:read\", \"search:read\"]",
+            );
+        }
+        if let Err(limits) = self.limits.validate() {
+            errors.append(limits);
+        }
+        if self.expires_at.is_some_and(|at| at <= now) {
+            errors.push("expires_at", "out_of_range", "must be in the future");
+        }
+        errors.into_result(())
+    }
+}
+
+/// Plain data of a key, for storage.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    /// Public id.
+    pub id: ApiKeyId,
+    /// Integration name.
+    pub name: String,
+    /// Organisation.
+    pub org: String,
+    /// Scopes.
+    pub scopes: BTreeSet<Scope>,
+    /// Limits.
+    pub limits: KeyLimits,
+    /// Optional expiry.
+    pub expires_at: Option<DateTime<Utc>>,
+    /// When it was revoked.
+    pub revoked_at: Option<DateTime<Utc>>,
+    /// Kill switch for this key.
+    pub disabled: bool,
+    /// Hash of the current secret.
+    pub secret_hash: SecretHash,
+    /// Hash of the previous secret and until when it still works (rotation grace).
+    pub previous: Option<(SecretHash, DateTime<Utc>)>,
+    /// Creation time.
+    pub created_at: DateTime<Utc>,
+    /// Last successful authentication, as last recorded.
+    pub last_used_at: Option<DateTime<Utc>>,
+    /// Compare-and-swap version; 0 before the first save.
+    pub version: u64,
+}
+
+/// An integration API key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    record: ApiKeyRecord,
+}
+
+impl ApiKey {
+    /// Creates a key and its secret (returned once; only its hash is kept).
+    pub fn create(
+        new: NewKey,
+        now: DateTime<Utc>,
+        random: &dyn RandomSource,
+    ) -> Result<(ApiKey, ApiKeySecret), ValidationErrors> {
+        new.validate(now)?;
+        let id = ApiKeyId::generate(random);
+        let (secret, hash) = new_secret(&id, random);
+        let key = ApiKey {
+            record: ApiKeyRecord {
+                id,
+                name: new.name.trim().to_owned(),
+                org: new.org.trim().to_owned(),
+                scopes: new.scopes,
+                limits: new.limits,
+                expires_at: new.expires_at,
+                revoked_at: None,
+                disabled: false,
+                secret_hash: hash,
+                previous: None,
+                created_at: now,
+                last_used_at: None,
+                version: 0,
+            },
+        };
+        Ok((key, secret))
+    }
+
+    /// Restores a key from storage.
+    pub fn restore(record: ApiKeyRecord) -> ApiKey {
+        ApiKey { record }
+    }
+
+    /// The plain data.
+    pub fn record(&self) -> &ApiKeyRecord {
+        &self.record
+    }
+    /// Public id.
+    pub fn id(&self) -> &ApiKeyId {
+        &self.record.id
+    }
+    /// Organisation.
+    pub fn org(&self) -> &str {
+        &self.record.org
+    }
+    /// Scopes.
+    pub fn scopes(&self) -> &BTreeSet<Scope> {
+        &self.record.scopes
+    }
+    /// Limits.
+    pub fn limits(&self) -> KeyLimits {
+        self.record.limits
+    }
+    /// Compare-and-swap version.
+    pub fn version(&self) -> u64 {
+        self.record.version
+    }
+    /// Sets the version after storage accepted a write. Only repositories call this.
+    pub fn set_version(&mut self, version: u64) {
+        self.record.version = version;
+    }
+
+    /// Where the key is at `now`.
+    pub fn status(&self, now: DateTime<Utc>) -> KeyStatus {
+        if self.record.revoked_at.is_some() {
+            KeyStatus::Revoked
+        } else if self.record.expires_at.is_some_and(|at| now >= at) {
+            KeyStatus::Expired
+        } else {
+            KeyStatus::Active
+        }
+    }
+
+    /// Checks a presented secret at `now`: the current secret, or the previous one within its
+    /// rotation grace; refused once revoked, expired or disabled.
+    pub fn authenticate(&self, presented: &str, now: DateTime<Utc>) -> Result<(), AuthFailure> {
+        let hash = SecretHash::of(presented);
+        let current = self.record.secret_hash.matches(&hash);
+        let previous = self
+            .record
+            .previous
+            .is_some_and(|(old, until)| old.matches(&hash) && now < until);
+        if !current && !previous {
+            return Err(AuthFailure::Invalid);
+        }
+        match self.status(now) {
+            KeyStatus::Revoked => Err(AuthFailure::Revoked),
+            KeyStatus::Expired => Err(AuthFailure::Expired),
+            KeyStatus::Active if self.record.disabled => Err(AuthFailure::Disabled),
+            KeyStatus::Active => Ok(()),
+        }
+    }
+
+    /// Whether the key grants `scope`.
+    pub fn has_scope(&self, scope: Scope) -> bool {
+        self.record.scopes.contains(&scope)
+    }
+
+    /// Issues a new secret; the old one keeps working for `grace` (0 = not at all).
+    pub fn rotate(
+        &mut self,
+        grace: Duration,
+        now: DateTime<Utc>,
+        random: &dyn RandomSource,
+    ) -> Result<ApiKeySecret, AuthFailure> {
+        if self.status(now) == KeyStatus::Revoked {
+            return Err(AuthFailure::Revoked);
+        }
+        let (secret, hash) = new_secret(&self.record.id, random);
+        let grace = grace.max(Duration::zero());
+        self.record.previous =
+            (grace > Duration::zero()).then(|| (self.record.secret_hash, now + grace));
+        self.record.secret_hash = hash;
+        Ok(secret)
+    }
+
+    /// Revokes the key for good (idempotent).
+    pub fn revoke(&mut self, now: DateTime<Utc>) {
+        if self.record.revoked_at.is_none() {
+            self.record.revoked_at = Some(now);
+        }
+        self.record.previous = None;
+    }
+
+    /// Replaces scopes, limits or the disabled switch.
+    pub fn update(
+        &mut self,
+        scopes: Option<BTreeSet<Scope>>,
+        limits: Option<KeyLimits>,
+        disabled: Option<bool>,
+    ) -> Result<(), ValidationErrors> {
+        let mut errors = ValidationErrors::default();
+        if scopes.as_ref().is_some_and(BTreeSet::is_empty) {
+            errors.push("scopes", "too_few", "grant at least one scope");
+        }
+        if let Some(Err(e)) = limits.map(KeyLimits::validate) {
+            errors.append(e);
+        }
+        errors.into_result(())?;
+        if let Some(scopes) = scopes {
+            self.record.scopes = scopes;
+        }
+        if let Some(limits) = limits {
+            self.record.limits = limits;
+        }
+        if let Some(disabled) = disabled {
+            self.record.disabled = disabled;
+        }
+        Ok(())
+    }
+
+    /// Records a use (kept coarse by callers to spare writes).
+    pub fn touch(&mut self, now: DateTime<Utc>) {
+        self.record.last_used_at = Some(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::checkout::tests::{Fixed, t};
+
+    struct Counter(std::sync::atomic::AtomicU8);
+    impl RandomSource for Counter {
+        fn fill_bytes(&self, dest: &mut [u8]) {
+            let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            dest.iter_mut()
+                .enumerate()
+                .for_each(|(i, b)| *b = n.wrapping_add(u8::try_from(i % 256).unwrap_or(0)));
+        }
+    }
+
+    fn new_key() -> NewKey {
+        NewKey {
+            name: "ChatGPT shopping".into(),
+            org: "acme".into(),
+            scopes: [Scope::CatalogRead, Scope::SearchRead]
+                .into_iter()
+                .collect(),
+            limits: KeyLimits::READ_TIER,
+            expires_at: Some(t(1000)),
+        }
+    }
+
+    #[test]
+    fn a_secret_is_recognisable_names_its_key_and_is_stored_only_as_a_hash() {
+        let random = Counter(0.into());
+        let (key, secret) = ApiKey::create(new_key(), t(0), &random).unwrap();
+        assert!(secret.expose().starts_with("sacp_"));
+        assert_eq!(key_id_of(secret.expose()).as_ref(), Some(key.id()));
+        assert_eq!(secret.expose().len(), 5 + 26 + 1 + 52);
+        assert!(!format!("{key:?}{secret:?}").contains(secret.expose()));
+        assert_eq!(key.authenticate(secret.expose(), t(1)), Ok(()));
+        assert_eq!(
+            key.authenticate("sacp_wrong", t(1)),
+            Err(AuthFailure::Invalid)
+        );
+        assert_eq!(key_id_of("sacp_nope"), None);
+        assert_eq!(key_id_of("not a key"), None);
+    }
+
+    #[test]
+    fn expiry_revocation_and_disabling_refuse_the_right_secret() {
+        let random = Counter(0.into());
+        let (mut key, secret) = ApiKey::create(new_key(), t(0), &random).unwrap();
+        assert_eq!(
+            key.authenticate(secret.expose(), t(1000)),
+            Err(AuthFailure::Expired)
+        );
+        assert_eq!(key.status(t(1000)), KeyStatus::Expired);
+        key.update(None, None, Some(true)).unwrap();
+        assert_eq!(
+            key.authenticate(secret.expose(), t(1)),
+            Err(AuthFailure::Disabled)
+        );
+        key.revoke(t(2));
+        assert_eq!(
+            key.authenticate(secret.expose(), t(3)),
+            Err(AuthFailure::Revoked)
+        );
+        assert_eq!(key.status(t(3)), KeyStatus::Revoked);
+    }
+
+    #[test]
+    fn rotation_keeps_the_old_secret_for_the_grace_period_only() {
+        let random = Counter(0.into());
+        let (mut key, old) = ApiKey::create(new_key(), t(0), &random).unwrap();
+        let new = key.rotate(Duration::seconds(60), t(10), &random).unwrap();
+        assert_ne!(old.expose(), new.expose());
+        assert_eq!(key.authenticate(new.expose(), t(11)), Ok(()));
+        assert_eq!(key.authenticate(old.expose(), t(69)), Ok(()));
+        assert_eq!(
+            key.authenticate(old.expose(), t(70)),
+            Err(AuthFailure::Invalid)
+        );
+        let newest = key.rotate(Duration::zero(), t(80), &random).unwrap();
+        assert_eq!(
+            key.authenticate(new.expose(), t(80)),
+            Err(AuthFailure::Invalid),
+            "grace 0: at once"
+        );
+        assert_eq!(key.authenticate(newest.expose(), t(80)), Ok(()));
+    }
+
+    #[test]
+    fn bad_key_requests_are_refused_field_by_field() {
+        let random = Fixed(9);
+        let mut request = new_key();
+        request.name = " ".into();
+        request.scopes.clear();
+        request.limits.requests_per_minute = 0;
+        request.expires_at = Some(t(-1));
+        let errors = ApiKey::create(request, t(0), &random).unwrap_err();
+        let fields: Vec<&str> = errors.errors().iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(
+            fields,
+            ["name", "scopes", "requests_per_minute", "expires_at"]
+        );
+    }
+
+    #[test]
+    fn scopes_have_stable_wire_names() {
+        for scope in Scope::ALL {
+            assert_eq!(Scope::parse(scope.as_str()), Some(scope));
+            assert_eq!(
+                serde_json::to_value(scope).unwrap(),
+                serde_json::json!(scope.as_str())
+            );
+        }
+    }
+}
