@@ -12,9 +12,12 @@ use sacp_sim::catalog::ETHIOPIAN_YIRGACHEFFE;
 use sacp_sim::faults::Faults;
 use serde_json::{Value, json};
 
-/// An HTTP client for tests. The workspace builds reqwest with rustls and no default crypto
-/// provider, so install ring first, as the gateway's adapters do.
-pub fn http_client() -> reqwest::Client {
+/// The bootstrap API key every test gateway gets (every scope but admin).
+pub const TEST_KEY: &str = "sacp-integration-tests-bootstrap-key-0001";
+
+/// An HTTP client for tests that sends no API key. The workspace builds reqwest with rustls
+/// and no default crypto provider, so install ring first, as the gateway's adapters do.
+pub fn anonymous_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
@@ -22,9 +25,26 @@ pub fn http_client() -> reqwest::Client {
         .unwrap()
 }
 
+/// An HTTP client for tests that sends [`TEST_KEY`] as `X-API-Key` on every request.
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        "x-api-key",
+        reqwest::header::HeaderValue::from_static(TEST_KEY),
+    );
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .default_headers(headers)
+        .build()
+        .unwrap()
+}
+
 /// A gateway in sandbox mode on a free loopback port.
 pub struct TestApp {
     pub url: String,
+    /// The gateway's use cases (to create or revoke keys in tests).
+    pub gateway: sacp_api::usecases::Gateway,
     pub sims: Simulators,
     pub http: reqwest::Client,
     running: Option<Running>,
@@ -83,6 +103,7 @@ pub fn settings() -> Settings {
         introspection_client_id: None,
         introspection_client_secret: None,
         ssim_token: None,
+        bootstrap_api_key: Some(TEST_KEY.to_owned().into()),
         upstream_timeout_ms: 5_000,
         workers: Some(2),
         log_format: "text".into(),
@@ -116,10 +137,8 @@ pub async fn spawn_app_with(settings: Settings, wallet_faults: Faults) -> TestAp
     let sims = running.simulators.clone().expect("sandbox simulators");
     sims.wallet.set_faults(wallet_faults);
     let url = running.public_url.clone();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .unwrap();
+    let gateway = running.gateway.clone();
+    let http = http_client();
     let doc: Value = http
         .get(format!("{url}/openapi.json"))
         .send()
@@ -130,6 +149,7 @@ pub async fn spawn_app_with(settings: Settings, wallet_faults: Faults) -> TestAp
         .unwrap();
     TestApp {
         url,
+        gateway,
         sims,
         http,
         running: Some(running),

@@ -40,6 +40,7 @@ async fn world(db: &TestDatabase) -> World {
         Arc::new(wallet.clone()),
         storage.clone(),
         storage.clone(),
+        storage.clone(),
         Arc::new(SystemClock),
         Arc::new(OsRandom),
         GatewayConfig::default(),

@@ -3,6 +3,7 @@
 // The whole crate is test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod access_matrix;
 mod app;
 mod bad_inputs;
 mod browser;

@@ -3,6 +3,7 @@
 //!
 //! This crate depends on the ports only; the server binary wires adapters in.
 
+pub mod access;
 pub mod driver;
 pub mod dto;
 pub mod openapi;
@@ -123,10 +124,12 @@ pub fn configure(
 ) -> impl FnOnce(&mut web::ServiceConfig) + use<> {
     let document = openapi::document(public_url);
     move |cfg: &mut web::ServiceConfig| {
-        cfg.service(
+        // App-level, so that the access middleware (which runs before the scope's routing)
+        // can reach the use cases.
+        cfg.app_data(web::Data::new(state)).service(
             web::scope("")
+                .wrap(from_fn(access::middleware))
                 .wrap(from_fn(problem::fallback))
-                .app_data(web::Data::new(state))
                 .app_data(
                     web::JsonConfig::default()
                         .limit(MAX_BODY_BYTES)

@@ -1,11 +1,14 @@
 //! The OpenAPI 3.1 document, generated from the handlers and DTOs.
 
-use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::security::{
+    ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::{
     ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder, ServerBuilder,
 };
 use utoipa::{Modify, OpenApi};
 
+use crate::access::{self, Access};
 use crate::dto;
 use crate::routes::{catalog, checkout, orders, system};
 
@@ -27,7 +30,7 @@ use crate::routes::{catalog, checkout, orders, system};
         dto::AuthorizationRequiredDto, dto::CompleteAcceptedDto, dto::CompletedDto, dto::StepUpRequiredDto, dto::PaymentStatusDto,
         dto::StepUpStatusDto, dto::OrderDto, dto::HealthDto, dto::ProblemDto,
     )),
-    modifiers(&UserToken, &ServerErrors),
+    modifiers(&UserToken, &ServerErrors, &ApiKeys),
     tags(
         (name = "catalog", description = "Browse and search products"),
         (name = "checkout", description = "Guest checkout: no login needed"),
@@ -106,6 +109,78 @@ impl Modify for ServerErrors {
                         .entry(status.to_owned())
                         .or_insert_with(|| RefOr::T(problem(description)));
                 }
+            }
+        }
+    }
+}
+
+/// Declares the integration key (`X-API-Key`) on every operation that needs one, with the
+/// scopes it must hold and the 401/403 answers it may get.
+struct ApiKeys;
+
+impl Modify for ApiKeys {
+    fn modify(&self, openapi: &mut Document) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "X-API-Key",
+                "The integration's API key (operators create them)",
+            ))),
+        );
+        let problem = |description: &str| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(description)
+                    .content(
+                        "application/problem+json",
+                        ContentBuilder::new()
+                            .schema(Some(Ref::from_schema_name("ProblemDto")))
+                            .build(),
+                    )
+                    .build(),
+            )
+        };
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                ("GET", &mut item.get),
+                ("POST", &mut item.post),
+                ("PATCH", &mut item.patch),
+                ("PUT", &mut item.put),
+                ("DELETE", &mut item.delete),
+            ];
+            for (method, operation) in operations {
+                let Some(operation) = operation else { continue };
+                let Access::Scopes(scopes) = access::required(method, path, "") else {
+                    continue;
+                };
+                let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
+                let mut note = format!("Needs an API key with scope `{}`.", names.join("`, `"));
+                if method == "GET" && path == "/products" {
+                    note.push_str(" Searching (`q`) also needs `search:read`.");
+                }
+                operation.description = Some(match operation.description.take() {
+                    Some(text) => format!("{text}\n\n{note}"),
+                    None => note,
+                });
+                // The key is needed in every alternative (alongside a user token or not).
+                let requirements = operation.security.take().unwrap_or_default();
+                let requirements = if requirements.is_empty() {
+                    vec![SecurityRequirement::new("api_key", Vec::<String>::new())]
+                } else {
+                    requirements
+                        .into_iter()
+                        .map(|r| r.add("api_key", Vec::<String>::new()))
+                        .collect()
+                };
+                operation.security = Some(requirements);
+                let responses = &mut operation.responses.responses;
+                responses
+                    .entry("401".into())
+                    .or_insert_with(|| problem("API key missing, unknown, revoked or expired"));
+                responses
+                    .entry("403".into())
+                    .or_insert_with(|| problem("The API key lacks a required scope"));
             }
         }
     }

@@ -8,6 +8,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
+use sacp_domain::access::AuthFailure;
 use sacp_domain::checkout::Action;
 use sacp_domain::{CheckoutStatus, TransitionError};
 use sacp_ports::{RepositoryError, UpstreamError};
@@ -23,6 +24,42 @@ pub const PROBLEMS: &[(&str, u16, &str, &str)] = &[
         400,
         "Bad request",
         "The request could not be read: malformed JSON, a wrong type, or an invalid query parameter. The detail names what to fix.",
+    ),
+    (
+        "api_key_required",
+        401,
+        "API key required",
+        "Every call but the public pages (health, docs, QR codes) needs an integration key: send it as `X-API-Key: <key>`. Operators create keys.",
+    ),
+    (
+        "api_key_invalid",
+        401,
+        "API key not valid",
+        "The X-API-Key is not a key the gateway knows (mistyped, or an old secret after rotation).",
+    ),
+    (
+        "api_key_revoked",
+        401,
+        "API key revoked",
+        "The key was revoked by an operator; ask for a new one.",
+    ),
+    (
+        "api_key_expired",
+        401,
+        "API key expired",
+        "The key passed its expiry; ask for a new one.",
+    ),
+    (
+        "insufficient_scope",
+        403,
+        "Scope missing",
+        "The key does not hold the scope this call needs; `required_scope` names it.",
+    ),
+    (
+        "api_key_disabled",
+        503,
+        "API key disabled",
+        "An operator switched this key off for now (a kill switch). Retry later or contact the operator.",
     ),
     (
         "user_token_required",
@@ -377,6 +414,29 @@ impl From<&AppError> for Problem {
             )
             .retry_after(2),
             AppError::Busy => Problem::new("concurrent_update", error.to_string()).retry_after(1),
+            AppError::ApiKeyRequired => Problem::new(
+                "api_key_required",
+                "send your integration key as X-API-Key: <key>",
+            ),
+            AppError::ApiKeyRefused(AuthFailure::Invalid) => {
+                Problem::new("api_key_invalid", "the X-API-Key is not a valid key")
+            }
+            AppError::ApiKeyRefused(AuthFailure::Revoked) => {
+                Problem::new("api_key_revoked", "this API key was revoked")
+            }
+            AppError::ApiKeyRefused(AuthFailure::Expired) => {
+                Problem::new("api_key_expired", "this API key has expired")
+            }
+            AppError::ApiKeyRefused(AuthFailure::Disabled) => Problem::new(
+                "api_key_disabled",
+                "this API key is switched off by an operator",
+            )
+            .retry_after(60),
+            AppError::MissingScope(scope) => Problem::new(
+                "insufficient_scope",
+                format!("this call needs the {scope} scope, which the API key does not hold"),
+            )
+            .with("required_scope", json!(scope.as_str())),
         }
     }
 }
@@ -440,6 +500,76 @@ mod tests {
         codes.dedup();
         assert_eq!(codes.len(), PROBLEMS.len());
         assert!(PROBLEMS.iter().all(|(_, s, ..)| (400..600).contains(s)));
+    }
+
+    #[test]
+    fn every_app_error_renders_a_declared_code() {
+        use crate::usecases::{AppError, Upstream};
+        use sacp_domain::access::{AuthFailure, Scope};
+        use sacp_domain::checkout::Action;
+        let errors = vec![
+            AppError::NotFound("checkout"),
+            AppError::Invalid(sacp_domain::ValidationErrors::default()),
+            AppError::BadRequest("x".into()),
+            AppError::Transition(TransitionError::Expired),
+            AppError::Transition(TransitionError::NotReady(vec![])),
+            AppError::Transition(TransitionError::AuthorizationMismatch),
+            AppError::Transition(TransitionError::NotAllowed {
+                action: Action::Edit,
+                status: CheckoutStatus::Authorizing,
+            }),
+            AppError::Transition(TransitionError::NotAllowed {
+                action: Action::Cancel,
+                status: CheckoutStatus::Completed,
+            }),
+            AppError::Transition(TransitionError::NotAllowed {
+                action: Action::Cancel,
+                status: CheckoutStatus::Expired,
+            }),
+            AppError::ItemsUnavailable(vec![]),
+            AppError::UserTokenRequired,
+            AppError::UserTokenInvalid,
+            AppError::UserTokenScope("purchase".into()),
+            AppError::Gone("x".into()),
+            AppError::PaymentRefused("declined".into()),
+            AppError::Upstream {
+                upstream: Upstream::Store,
+                error: UpstreamError::Timeout,
+            },
+            AppError::Upstream {
+                upstream: Upstream::Wallet,
+                error: UpstreamError::Unavailable,
+            },
+            AppError::Upstream {
+                upstream: Upstream::Store,
+                error: UpstreamError::rejected("x"),
+            },
+            AppError::Upstream {
+                upstream: Upstream::Store,
+                error: UpstreamError::RateLimited { retry_after: None },
+            },
+            AppError::Storage(RepositoryError::Unavailable("x".into())),
+            AppError::Busy,
+            AppError::ApiKeyRequired,
+            AppError::ApiKeyRefused(AuthFailure::Invalid),
+            AppError::ApiKeyRefused(AuthFailure::Revoked),
+            AppError::ApiKeyRefused(AuthFailure::Expired),
+            AppError::ApiKeyRefused(AuthFailure::Disabled),
+            AppError::MissingScope(Scope::Admin),
+        ];
+        for error in &errors {
+            let problem = Problem::from(error);
+            assert!(
+                PROBLEMS.iter().any(|(code, ..)| *code == problem.code),
+                "{error:?} renders undeclared {}",
+                problem.code
+            );
+            assert_ne!(
+                problem.status(),
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "{error:?}"
+            );
+        }
     }
 
     #[test]

@@ -68,7 +68,13 @@ pub async fn middleware(
         .map_or_else(new_id, str::to_owned);
     let method = request.method().clone();
     let path = request.path().to_owned();
-    let span = tracing::info_span!("request", request_id = %id, method = %method, path = %path);
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %method,
+        path = %path,
+        key_id = tracing::field::Empty
+    );
     let started = Instant::now();
     let context = RequestContext {
         id: id.clone(),

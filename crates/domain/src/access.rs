@@ -118,14 +118,37 @@ impl fmt::Debug for SecretHash {
     }
 }
 
-/// The key id a presented secret names, if it has the shape of a key secret.
+/// Shortest secret an operator may choose for the bootstrap key.
+pub const MIN_OPERATOR_SECRET_LEN: usize = 32;
+
+/// The key id a presented secret names: the id inside a generated secret
+/// (`sacp_<id>_<random>`), or for an operator-chosen secret (the bootstrap key) an id derived
+/// from its hash. `None` when the text cannot be a key secret at all.
 pub fn key_id_of(secret: &str) -> Option<ApiKeyId> {
-    let rest = secret.strip_prefix(SECRET_PREFIX)?;
-    let (id, random) = rest.rsplit_once('_')?;
-    let random_ok = random.len() == 52 && ids::is_base32(random);
-    random_ok
-        .then(|| ApiKeyId::parse(&format!("key_{id}")).ok())
-        .flatten()
+    let generated = secret.strip_prefix(SECRET_PREFIX).and_then(|rest| {
+        let (id, random) = rest.rsplit_once('_')?;
+        let random_ok = random.len() == 52 && ids::is_base32(random);
+        random_ok
+            .then(|| ApiKeyId::parse(&format!("key_{id}")).ok())
+            .flatten()
+    });
+    generated.or_else(|| (secret.len() >= MIN_OPERATOR_SECRET_LEN).then(|| derived_id(secret)))
+}
+
+/// The id of a key whose secret an operator chose: 128 bits of a hash of the secret.
+fn derived_id(secret: &str) -> ApiKeyId {
+    struct HashBytes([u8; 32]);
+    impl RandomSource for HashBytes {
+        fn fill_bytes(&self, dest: &mut [u8]) {
+            for (byte, source) in dest.iter_mut().zip(self.0.iter().cycle()) {
+                *byte = *source;
+            }
+        }
+    }
+    // A different hash input than the stored hash, so the id reveals nothing about it.
+    ApiKeyId::generate(&HashBytes(
+        Sha256::digest(format!("key-id:{secret}")).into(),
+    ))
 }
 
 fn new_secret(id: &ApiKeyId, random: &dyn RandomSource) -> (ApiKeySecret, SecretHash) {
@@ -328,6 +351,45 @@ impl ApiKey {
             },
         };
         Ok((key, secret))
+    }
+
+    /// A key for a secret the operator chose (`SACP_BOOTSTRAP_API_KEY`, at least
+    /// [`MIN_OPERATOR_SECRET_LEN`] characters); its id is derived from the secret, so every
+    /// replica bootstrapping the same secret finds the same key.
+    pub fn with_operator_secret(
+        new: NewKey,
+        secret: &str,
+        now: DateTime<Utc>,
+    ) -> Result<ApiKey, ValidationErrors> {
+        new.validate(now)?;
+        if secret.len() < MIN_OPERATOR_SECRET_LEN
+            || secret.chars().any(|c| c.is_whitespace() || c.is_control())
+        {
+            let mut errors = ValidationErrors::default();
+            errors.push(
+                "secret",
+                "too_short",
+                format!("must be at least {MIN_OPERATOR_SECRET_LEN} characters without spaces"),
+            );
+            return Err(errors);
+        }
+        Ok(ApiKey {
+            record: ApiKeyRecord {
+                id: derived_id(secret),
+                name: new.name.trim().to_owned(),
+                org: new.org.trim().to_owned(),
+                scopes: new.scopes,
+                limits: new.limits,
+                expires_at: new.expires_at,
+                revoked_at: None,
+                disabled: false,
+                secret_hash: SecretHash::of(secret),
+                previous: None,
+                created_at: now,
+                last_used_at: None,
+                version: 0,
+            },
+        })
     }
 
     /// Restores a key from storage.
@@ -560,6 +622,23 @@ mod tests {
             fields,
             ["name", "scopes", "requests_per_minute", "expires_at"]
         );
+    }
+
+    #[test]
+    fn an_operator_chosen_secret_finds_its_key() {
+        let secret = "an-operator-chosen-secret-of-40-characters";
+        let key = ApiKey::with_operator_secret(new_key(), secret, t(0)).unwrap();
+        assert_eq!(key_id_of(secret).as_ref(), Some(key.id()));
+        assert_eq!(
+            ApiKey::with_operator_secret(new_key(), secret, t(5))
+                .unwrap()
+                .id(),
+            key.id(),
+            "deterministic"
+        );
+        assert_eq!(key.authenticate(secret, t(1)), Ok(()));
+        assert!(ApiKey::with_operator_secret(new_key(), "short", t(0)).is_err());
+        assert_eq!(key_id_of("short"), None);
     }
 
     #[test]

@@ -38,6 +38,11 @@ pub struct Settings {
     /// Service token sent to the store on guest calls.
     #[arg(long, env = "GATEWAY_SSIM_TOKEN", hide_env_values = true)]
     pub ssim_token: Option<SecretString>,
+    /// A secret (at least 32 characters) for an integration key with every scope but
+    /// `admin`, created at start if missing. In sandbox mode without it, a key is generated
+    /// and printed.
+    #[arg(long, env = "SACP_BOOTSTRAP_API_KEY", hide_env_values = true)]
+    pub bootstrap_api_key: Option<SecretString>,
     /// Upstream request timeout in milliseconds.
     #[arg(long, env = "SACP_UPSTREAM_TIMEOUT_MS", default_value_t = 10_000)]
     pub upstream_timeout_ms: u64,

@@ -14,14 +14,15 @@ use actix_web::{App, HttpServer};
 use sacp_adapters::HttpConfig;
 use sacp_adapters::http_store::HttpStore;
 use sacp_adapters::http_wallet::{HttpWallet, WalletCredentials};
-use sacp_adapters::memory::{MemoryAuthorizations, MemoryCheckouts};
+use sacp_adapters::memory::{MemoryApiKeys, MemoryAuthorizations, MemoryCheckouts};
 use sacp_adapters::pg::{PgConfig, PgStorage};
 use sacp_adapters::random::OsRandom;
 use sacp_api::driver::{self, DriverConfig};
-use sacp_api::usecases::{Gateway, GatewayConfig};
+use sacp_api::usecases::{Gateway, GatewayConfig, integration_scopes};
 use sacp_api::{ApiState, request_id};
+use sacp_domain::access::{KeyLimits, NewKey};
 use sacp_ports::clock::SystemClock;
-use sacp_ports::{AuthorizationRepository, CheckoutRepository};
+use sacp_ports::{ApiKeyRepository, AuthorizationRepository, CheckoutRepository};
 use sacp_sim::Simulators;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
@@ -41,6 +42,9 @@ pub enum StartError {
     /// The database could not be opened or migrated.
     #[error("storage: {0}")]
     Storage(String),
+    /// The bootstrap key could not be set up.
+    #[error("bootstrap API key: {0}")]
+    Bootstrap(String),
     /// The listener could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Listen {
@@ -62,6 +66,10 @@ pub struct Running {
     pub simulators: Option<Simulators>,
     /// `embedded storage` or `PostgreSQL storage`.
     pub storage: &'static str,
+    /// The API key generated in sandbox mode (no `SACP_BOOTSTRAP_API_KEY`), shown once.
+    pub demo_key: Option<String>,
+    /// The use cases (for operator tooling and tests in the same process).
+    pub gateway: Gateway,
     server: ServerHandle,
     served: JoinHandle<std::io::Result<()>>,
     driver: JoinHandle<()>,
@@ -105,35 +113,69 @@ pub async fn migrate(settings: &Settings) -> Result<(PgStorage, Vec<String>), St
 
 /// The repositories: PostgreSQL when a database is configured (migrated at start), else
 /// embedded memory.
-async fn storage(
-    settings: &Settings,
-) -> Result<
-    (
-        Arc<dyn CheckoutRepository>,
-        Arc<dyn AuthorizationRepository>,
-        &'static str,
-    ),
-    StartError,
-> {
+struct Storage {
+    checkouts: Arc<dyn CheckoutRepository>,
+    authorizations: Arc<dyn AuthorizationRepository>,
+    keys: Arc<dyn ApiKeyRepository>,
+    kind: &'static str,
+}
+
+async fn storage(settings: &Settings) -> Result<Storage, StartError> {
     if settings.database_url.is_none() {
-        return Ok((
-            Arc::new(MemoryCheckouts::default()),
-            Arc::new(MemoryAuthorizations::default()),
-            "embedded storage",
-        ));
+        return Ok(Storage {
+            checkouts: Arc::new(MemoryCheckouts::default()),
+            authorizations: Arc::new(MemoryAuthorizations::default()),
+            keys: Arc::new(MemoryApiKeys::default()),
+            kind: "embedded storage",
+        });
     }
     let (storage, applied) = migrate(settings).await?;
     if !applied.is_empty() {
         tracing::info!(migrations = ?applied, "database migrated");
     }
     let storage = Arc::new(storage);
-    Ok((storage.clone(), storage, "PostgreSQL storage"))
+    Ok(Storage {
+        checkouts: storage.clone(),
+        authorizations: storage.clone(),
+        keys: storage,
+        kind: "PostgreSQL storage",
+    })
+}
+
+/// Makes the bootstrap key work: the operator's secret, or in sandbox mode a generated one
+/// (returned, to be printed).
+async fn bootstrap_key(
+    gateway: &Gateway,
+    settings: &Settings,
+    sandbox: bool,
+) -> Result<Option<String>, StartError> {
+    if let Some(secret) = &settings.bootstrap_api_key {
+        gateway
+            .ensure_bootstrap_key(secret.expose_secret())
+            .await
+            .map_err(|e| StartError::Bootstrap(e.to_string()))?;
+        return Ok(None);
+    }
+    if !sandbox {
+        return Ok(None);
+    }
+    let (_, secret) = gateway
+        .create_key(NewKey {
+            name: "sandbox demo".into(),
+            org: "sandbox".into(),
+            scopes: integration_scopes(),
+            limits: KeyLimits::READ_TIER,
+            expires_at: None,
+        })
+        .await
+        .map_err(|e| StartError::Bootstrap(e.to_string()))?;
+    Ok(Some(secret.expose().to_owned()))
 }
 
 /// Starts the gateway: binds, wires, serves, and runs the driver in the background.
 pub async fn start(settings: &Settings) -> Result<Running, StartError> {
     let upstreams = settings.upstreams()?;
-    let (checkouts, authorizations, storage_kind) = storage(settings).await?;
+    let storage = storage(settings).await?;
     let listener = TcpListener::bind(&settings.listen).map_err(|source| StartError::Listen {
         address: settings.listen.clone(),
         source,
@@ -200,12 +242,14 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
     let gateway = Gateway::new(
         Arc::new(store),
         Arc::new(wallet),
-        checkouts,
-        authorizations,
+        storage.checkouts,
+        storage.authorizations,
+        storage.keys,
         clock,
         Arc::new(OsRandom),
         GatewayConfig::default(),
     );
+    let demo_key = bootstrap_key(&gateway, settings, simulators.is_some()).await?;
     let state = ApiState::new(gateway.clone(), &public_url);
     let served_simulators = simulators.clone();
     let app_public_url = public_url.clone();
@@ -230,12 +274,15 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
     let handle = server.handle();
     let served = tokio::spawn(server);
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let gateway_handle = gateway.clone();
     let driver = tokio::spawn(driver::run(gateway, DriverConfig::default(), shutdown_rx));
     Ok(Running {
         address,
         public_url,
         simulators,
-        storage: storage_kind,
+        storage: storage.kind,
+        demo_key,
+        gateway: gateway_handle,
         server: handle,
         served,
         driver,
@@ -255,20 +302,27 @@ pub fn banner(running: &Running) -> String {
         format!("production upstreams; {}", running.storage)
     };
     let product = sacp_sim::catalog::ETHIOPIAN_YIRGACHEFFE;
+    let key = match &running.demo_key {
+        Some(key) => format!("  Demo API key (shown once): {key}"),
+        None => "  API key: the one given in SACP_BOOTSTRAP_API_KEY, or one an operator created"
+            .to_owned(),
+    };
     [
         String::new(),
         format!("SACP Gateway {} listening on {}", env!("CARGO_PKG_VERSION"), running.address),
         format!("  {mode}"),
         format!("  API docs: {url}/docs   OpenAPI: {url}/openapi.json"),
+        key,
         String::new(),
         "Try the seed conversation (see README.md):".to_owned(),
-        format!("  curl -s '{url}/products?q=coffee'"),
-        format!("  curl -s -XPOST {url}/checkout -H 'content-type: application/json' \\"),
+        format!("  export KEY={}", running.demo_key.as_deref().unwrap_or("<your key>")),
+        format!("  curl -s -H \"X-API-Key: $KEY\" '{url}/products?q=coffee'"),
+        format!("  curl -s -H \"X-API-Key: $KEY\" -XPOST {url}/checkout -H 'content-type: application/json' \\"),
         format!("    -d '{{\"items\":[{{\"product_id\":\"{product}\",\"quantity\":1}}]}}'"),
-        format!("  curl -s -XPATCH {url}/checkout/<id> -H 'content-type: application/json' \\"),
+        format!("  curl -s -H \"X-API-Key: $KEY\" -XPATCH {url}/checkout/<id> -H 'content-type: application/json' \\"),
         "    -d '{\"buyer\":{\"name\":\"John Doe\",\"email\":\"john@example.com\"},\"fulfillment\":{\"type\":\"shipping\",\"address\":{\"street\":\"123 Main St\",\"city\":\"Toronto\",\"state\":\"ON\",\"postal_code\":\"M5V 1A1\",\"country\":\"CA\"}}}'".to_owned(),
-        format!("  curl -s -XPOST {url}/checkout/<id>/complete    # then open authorization_url and Approve"),
-        format!("  curl -s {url}/checkout/<id>/payment-status/<request_id>"),
+        format!("  curl -s -H \"X-API-Key: $KEY\" -XPOST {url}/checkout/<id>/complete   # open authorization_url, Approve"),
+        format!("  curl -s -H \"X-API-Key: $KEY\" {url}/checkout/<id>/payment-status/<request_id>"),
         String::new(),
     ]
     .join("\n")

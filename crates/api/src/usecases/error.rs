@@ -1,5 +1,6 @@
 //! What can go wrong in a use case, independent of HTTP (the API maps each to a problem).
 
+use sacp_domain::access::{AuthFailure, Scope};
 use sacp_domain::{TransitionError, ValidationErrors};
 use sacp_ports::{RepositoryError, UpstreamError};
 
@@ -67,6 +68,15 @@ pub enum AppError {
     /// Storage failed.
     #[error("storage: {0}")]
     Storage(RepositoryError),
+    /// No `X-API-Key` was sent.
+    #[error("an API key is required")]
+    ApiKeyRequired,
+    /// The API key was refused.
+    #[error("{0}")]
+    ApiKeyRefused(AuthFailure),
+    /// The API key lacks a scope the call needs.
+    #[error("the API key lacks the {0} scope")]
+    MissingScope(Scope),
     /// Concurrent writers kept winning; the caller may retry.
     #[error("the checkout is being changed by another request; retry")]
     Busy,

@@ -3,6 +3,7 @@
 //! Each use case takes ports (store, wallet, repositories, clock, randomness) and returns
 //! domain values or an [`AppError`]. Nothing here knows about HTTP.
 
+mod access;
 mod catalog;
 mod checkout;
 mod error;
@@ -13,9 +14,11 @@ use std::sync::Arc;
 
 use sacp_domain::{Checkout, CheckoutId, RandomSource};
 use sacp_ports::{
-    AuthorizationRepository, CheckoutRepository, Clock, RepositoryError, Store, Wallet,
+    ApiKeyRepository, AuthorizationRepository, CheckoutRepository, Clock, RepositoryError, Store,
+    Wallet,
 };
 
+pub use access::{Principal, integration_scopes};
 pub use catalog::{CatalogQuery, ProductList};
 pub use checkout::CheckoutChanges;
 pub use error::{AppError, Upstream};
@@ -43,6 +46,7 @@ pub struct Gateway {
     wallet: Arc<dyn Wallet>,
     checkouts: Arc<dyn CheckoutRepository>,
     authorizations: Arc<dyn AuthorizationRepository>,
+    keys: Arc<dyn ApiKeyRepository>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn RandomSource>,
     config: GatewayConfig,
@@ -61,11 +65,13 @@ const CAS_ATTEMPTS: usize = 5;
 
 impl Gateway {
     /// Use cases over the given ports.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         store: Arc<dyn Store>,
         wallet: Arc<dyn Wallet>,
         checkouts: Arc<dyn CheckoutRepository>,
         authorizations: Arc<dyn AuthorizationRepository>,
+        keys: Arc<dyn ApiKeyRepository>,
         clock: Arc<dyn Clock>,
         random: Arc<dyn RandomSource>,
         config: GatewayConfig,
@@ -75,6 +81,7 @@ impl Gateway {
             wallet,
             checkouts,
             authorizations,
+            keys,
             clock,
             random,
             config,

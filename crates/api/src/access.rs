@@ -1,0 +1,178 @@
+//! Which key and scope each route needs — one table — and the middleware that enforces it.
+//!
+//! Every call needs an integration key (`X-API-Key`) except the public routes listed here;
+//! a path the table does not name needs a valid key of any scope (so probing unknown paths
+//! without a key learns nothing). The route × scope matrix test walks this same table.
+
+use std::sync::LazyLock;
+
+use actix_web::body::{BoxBody, MessageBody};
+use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{HttpMessage, web};
+use sacp_domain::access::Scope;
+
+use crate::ApiState;
+use crate::usecases::AppError;
+
+/// What a route needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone.
+    Public,
+    /// A valid key holding every one of these scopes (none = any valid key).
+    Scopes(&'static [Scope]),
+}
+
+/// The header carrying the integration key.
+pub const API_KEY_HEADER: &str = "x-api-key";
+
+/// Every route of the API with what it needs. `GET /products` with a non-empty `q` also
+/// needs `search:read`.
+pub const ROUTES: &[(&str, &str, Access)] = &[
+    ("GET", "/products", Access::Scopes(&[Scope::CatalogRead])),
+    (
+        "GET",
+        "/products/{id}",
+        Access::Scopes(&[Scope::CatalogRead]),
+    ),
+    ("POST", "/checkout", Access::Scopes(&[Scope::CheckoutWrite])),
+    (
+        "GET",
+        "/checkout/{id}",
+        Access::Scopes(&[Scope::CheckoutRead]),
+    ),
+    (
+        "PATCH",
+        "/checkout/{id}",
+        Access::Scopes(&[Scope::CheckoutWrite]),
+    ),
+    (
+        "POST",
+        "/checkout/{id}/cancel",
+        Access::Scopes(&[Scope::CheckoutWrite]),
+    ),
+    (
+        "POST",
+        "/checkout/{id}/complete",
+        Access::Scopes(&[Scope::CheckoutWrite]),
+    ),
+    (
+        "GET",
+        "/checkout/{id}/payment-status/{request_id}",
+        Access::Scopes(&[Scope::CheckoutRead]),
+    ),
+    (
+        "GET",
+        "/checkout/{id}/step-up/{step_up_id}",
+        Access::Scopes(&[Scope::CheckoutRead]),
+    ),
+    ("GET", "/orders/{id}", Access::Scopes(&[Scope::OrdersRead])),
+    // The QR code is fetched by the person's phone or browser, which holds no key; the
+    // request id in its URL is an unguessable capability.
+    ("GET", "/qr/{request_id}", Access::Public),
+    ("GET", "/healthz", Access::Public),
+    ("GET", "/readyz", Access::Public),
+    ("GET", "/openapi.json", Access::Public),
+    ("GET", "/docs", Access::Public),
+    ("GET", "/docs/{tail}*", Access::Public),
+    ("GET", "/problems/{code}", Access::Public),
+];
+
+static COMPILED: LazyLock<Vec<(&'static str, ResourceDef, Access)>> = LazyLock::new(|| {
+    ROUTES
+        .iter()
+        .map(|(method, pattern, access)| (*method, ResourceDef::new(*pattern), *access))
+        .collect()
+});
+
+const CATALOG_AND_SEARCH: &[Scope] = &[Scope::CatalogRead, Scope::SearchRead];
+
+/// What a request needs.
+pub fn required(method: &str, path: &str, query: &str) -> Access {
+    let access = COMPILED
+        .iter()
+        .find(|(m, def, _)| *m == method && def.is_match(path))
+        .map_or(Access::Scopes(&[]), |(_, _, access)| *access);
+    let searching = || {
+        web::Query::<Vec<(String, String)>>::from_query(query)
+            .map(|q| q.iter().any(|(k, v)| k == "q" && !v.trim().is_empty()))
+            .unwrap_or(false)
+    };
+    if method == "GET" && path == "/products" && searching() {
+        return Access::Scopes(CATALOG_AND_SEARCH);
+    }
+    access
+}
+
+/// The middleware: authenticates the key and checks the route's scopes; the principal is
+/// left in the request's extensions for handlers (and audit).
+pub async fn middleware(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let Access::Scopes(scopes) = required(
+        request.method().as_str(),
+        request.path(),
+        request.query_string(),
+    ) else {
+        return Ok(next.call(request).await?.map_into_boxed_body());
+    };
+    let Some(state) = request.app_data::<web::Data<ApiState>>().cloned() else {
+        return Ok(request
+            .error_response(AppError::BadRequest("gateway misconfigured".into()))
+            .map_into_boxed_body());
+    };
+    let presented = request
+        .headers()
+        .get(API_KEY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let principal = match state.gateway.authenticate(presented.as_deref()).await {
+        Ok(principal) => principal,
+        Err(error) => return Ok(request.error_response(error).map_into_boxed_body()),
+    };
+    if let Err(error) = principal.require(scopes) {
+        return Ok(request.error_response(error).map_into_boxed_body());
+    }
+    tracing::Span::current().record("key_id", principal.key_id.as_str());
+    request.extensions_mut().insert(principal);
+    Ok(next.call(request).await?.map_into_boxed_body())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_map_to_their_scopes() {
+        assert_eq!(
+            required("GET", "/products", ""),
+            Access::Scopes(&[Scope::CatalogRead])
+        );
+        assert_eq!(
+            required("GET", "/products", "q=coffee"),
+            Access::Scopes(CATALOG_AND_SEARCH)
+        );
+        assert_eq!(
+            required("GET", "/products", "q=&limit=2"),
+            Access::Scopes(&[Scope::CatalogRead])
+        );
+        assert_eq!(
+            required("PATCH", "/checkout/cs_x", ""),
+            Access::Scopes(&[Scope::CheckoutWrite])
+        );
+        assert_eq!(
+            required("GET", "/checkout/cs_x", ""),
+            Access::Scopes(&[Scope::CheckoutRead])
+        );
+        assert_eq!(required("GET", "/qr/par_x", ""), Access::Public);
+        assert_eq!(required("GET", "/docs/index.html", ""), Access::Public);
+        assert_eq!(
+            required("GET", "/nowhere", ""),
+            Access::Scopes(&[]),
+            "unknown paths need a key"
+        );
+        assert_eq!(required("DELETE", "/healthz", ""), Access::Scopes(&[]));
+    }
+}
