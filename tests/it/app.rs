@@ -12,6 +12,9 @@ use sacp_sim::catalog::ETHIOPIAN_YIRGACHEFFE;
 use sacp_sim::faults::Faults;
 use serde_json::{Value, json};
 
+/// The admin token of every test gateway.
+pub const ADMIN_TOKEN: &str = "test-admin-token";
+
 /// The bootstrap API key every test gateway gets (every scope but admin).
 pub const TEST_KEY: &str = "sacp-integration-tests-bootstrap-key-0001";
 
@@ -104,6 +107,7 @@ pub fn settings() -> Settings {
         introspection_client_secret: None,
         ssim_token: None,
         bootstrap_api_key: Some(TEST_KEY.to_owned().into()),
+        admin_token: Some(ADMIN_TOKEN.to_owned().into()),
         upstream_timeout_ms: 5_000,
         workers: Some(2),
         log_format: "text".into(),

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod access_matrix;
+mod admin;
 mod app;
 mod bad_inputs;
 mod browser;

@@ -8,9 +8,10 @@ use std::sync::LazyLock;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
+use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
-use sacp_domain::access::Scope;
+use sacp_domain::access::{Scope, SecretHash};
 
 use crate::ApiState;
 use crate::usecases::AppError;
@@ -22,6 +23,8 @@ pub enum Access {
     Public,
     /// A valid key holding every one of these scopes (none = any valid key).
     Scopes(&'static [Scope]),
+    /// The operator: `Authorization: Bearer <SACP_ADMIN_TOKEN>`, or a key with `admin`.
+    Admin,
 }
 
 /// The header carrying the integration key.
@@ -77,6 +80,12 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("GET", "/docs", Access::Public),
     ("GET", "/docs/{tail}*", Access::Public),
     ("GET", "/problems/{code}", Access::Public),
+    ("POST", "/admin/keys", Access::Admin),
+    ("GET", "/admin/keys", Access::Admin),
+    ("GET", "/admin/keys/{id}", Access::Admin),
+    ("PATCH", "/admin/keys/{id}", Access::Admin),
+    ("POST", "/admin/keys/{id}/rotate", Access::Admin),
+    ("POST", "/admin/keys/{id}/revoke", Access::Admin),
 ];
 
 static COMPILED: LazyLock<Vec<(&'static str, ResourceDef, Access)>> = LazyLock::new(|| {
@@ -87,6 +96,7 @@ static COMPILED: LazyLock<Vec<(&'static str, ResourceDef, Access)>> = LazyLock::
 });
 
 const CATALOG_AND_SEARCH: &[Scope] = &[Scope::CatalogRead, Scope::SearchRead];
+const ADMIN: &[Scope] = &[Scope::Admin];
 
 /// What a request needs.
 pub fn required(method: &str, path: &str, query: &str) -> Access {
@@ -111,12 +121,14 @@ pub async fn middleware(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let Access::Scopes(scopes) = required(
+    let scopes = match required(
         request.method().as_str(),
         request.path(),
         request.query_string(),
-    ) else {
-        return Ok(next.call(request).await?.map_into_boxed_body());
+    ) {
+        Access::Public => return Ok(next.call(request).await?.map_into_boxed_body()),
+        Access::Scopes(scopes) => scopes,
+        Access::Admin => ADMIN,
     };
     let Some(state) = request.app_data::<web::Data<ApiState>>().cloned() else {
         return Ok(request
@@ -128,7 +140,30 @@ pub async fn middleware(
         .get(API_KEY_HEADER)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    let principal = match state.gateway.authenticate(presented.as_deref()).await {
+    if scopes == ADMIN && presented.is_none() {
+        // The operator's token, compared through its SHA-256 in constant time.
+        let bearer = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| SecretHash::of(token.trim()));
+        return match (bearer, &state.admin_token) {
+            (Some(presented), Some(expected)) if presented.matches(expected) => {
+                Ok(next.call(request).await?.map_into_boxed_body())
+            }
+            _ => Ok(request
+                .error_response(AppError::AdminCredentialsRequired)
+                .map_into_boxed_body()),
+        };
+    }
+    let principal = match state
+        .gateway
+        .keys()
+        .authenticate(presented.as_deref())
+        .await
+    {
         Ok(principal) => principal,
         Err(error) => return Ok(request.error_response(error).map_into_boxed_body()),
     };
@@ -174,5 +209,9 @@ mod tests {
             "unknown paths need a key"
         );
         assert_eq!(required("DELETE", "/healthz", ""), Access::Scopes(&[]));
+        assert_eq!(
+            required("POST", "/admin/keys/key_x/rotate", ""),
+            Access::Admin
+        );
     }
 }

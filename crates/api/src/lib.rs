@@ -12,10 +12,14 @@ pub mod request_id;
 mod routes;
 pub mod usecases;
 
+pub use routes::admin::KeyDto;
+
 use actix_web::error::{InternalError, JsonPayloadError, PayloadError, QueryPayloadError};
 use actix_web::middleware::from_fn;
 use actix_web::{HttpRequest, HttpResponse, web};
 use utoipa_swagger_ui::SwaggerUi;
+
+use sacp_domain::access::SecretHash;
 
 use crate::dto::Links;
 use crate::problem::Problem;
@@ -31,14 +35,18 @@ pub struct ApiState {
     pub gateway: Gateway,
     /// Builder of the URLs the API returns.
     pub links: Links,
+    /// Hash of the operator's admin token (`SACP_ADMIN_TOKEN`); `None` = no token accepted.
+    pub admin_token: Option<SecretHash>,
 }
 
 impl ApiState {
-    /// State whose returned links start with `public_url`.
-    pub fn new(gateway: Gateway, public_url: &str) -> ApiState {
+    /// State whose returned links start with `public_url`, accepting `admin_token` (if any)
+    /// for the admin API.
+    pub fn new(gateway: Gateway, public_url: &str, admin_token: Option<&str>) -> ApiState {
         ApiState {
             gateway,
             links: Links::new(public_url),
+            admin_token: admin_token.filter(|t| !t.is_empty()).map(SecretHash::of),
         }
     }
 }
@@ -169,6 +177,24 @@ pub fn configure(
                 .service(resource("/readyz").route(web::get().to(routes::system::readyz)))
                 .service(
                     resource("/problems/{code}").route(web::get().to(routes::system::problem_page)),
+                )
+                .service(
+                    resource("/admin/keys")
+                        .route(web::get().to(routes::admin::list))
+                        .route(web::post().to(routes::admin::create)),
+                )
+                .service(
+                    resource("/admin/keys/{id}")
+                        .route(web::get().to(routes::admin::show))
+                        .route(web::patch().to(routes::admin::update)),
+                )
+                .service(
+                    resource("/admin/keys/{id}/rotate")
+                        .route(web::post().to(routes::admin::rotate)),
+                )
+                .service(
+                    resource("/admin/keys/{id}/revoke")
+                        .route(web::post().to(routes::admin::revoke)),
                 )
                 .service(web::redirect("/docs", "/docs/"))
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document))

@@ -10,7 +10,7 @@ use utoipa::{Modify, OpenApi};
 
 use crate::access::{self, Access};
 use crate::dto;
-use crate::routes::{catalog, checkout, orders, system};
+use crate::routes::{admin, catalog, checkout, orders, system};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -24,11 +24,13 @@ use crate::routes::{catalog, checkout, orders, system};
         checkout::payment_status, checkout::step_up,
         orders::get,
         system::qr, system::healthz, system::readyz,
+        admin::create, admin::list, admin::show, admin::update, admin::rotate, admin::revoke,
     ),
     components(schemas(
         dto::MoneyDto, dto::ProductDto, dto::ProductListDto, dto::CheckoutRequestDto, dto::CheckoutDto,
         dto::AuthorizationRequiredDto, dto::CompleteAcceptedDto, dto::CompletedDto, dto::StepUpRequiredDto, dto::PaymentStatusDto,
         dto::StepUpStatusDto, dto::OrderDto, dto::HealthDto, dto::ProblemDto,
+        admin::KeyDto, admin::KeyListDto, admin::NewKeyDto, admin::KeyChangesDto, admin::RotateDto,
     )),
     modifiers(&UserToken, &ServerErrors, &ApiKeys),
     tags(
@@ -37,6 +39,7 @@ use crate::routes::{catalog, checkout, orders, system};
         (name = "payment", description = "Payment authorization by the person, in their wallet"),
         (name = "orders", description = "Placed orders (needs the person's wallet token)"),
         (name = "system", description = "Health and readiness"),
+        (name = "admin", description = "Operators: integration keys"),
     )
 )]
 struct ApiDoc;
@@ -46,6 +49,17 @@ struct UserToken;
 impl Modify for UserToken {
     fn modify(&self, openapi: &mut Document) {
         let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "admin_token",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "The operator's SACP_ADMIN_TOKEN (or send an X-API-Key holding the admin scope)",
+                    ))
+                    .build(),
+            ),
+        );
         components.add_security_scheme(
             "user_token",
             SecurityScheme::Http(
@@ -151,8 +165,20 @@ impl Modify for ApiKeys {
             ];
             for (method, operation) in operations {
                 let Some(operation) = operation else { continue };
-                let Access::Scopes(scopes) = access::required(method, path, "") else {
-                    continue;
+                let scopes = match access::required(method, path, "") {
+                    Access::Public => continue,
+                    Access::Admin => {
+                        let requirements = operation.security.get_or_insert_with(Vec::new);
+                        requirements
+                            .push(SecurityRequirement::new("api_key", Vec::<String>::new()));
+                        operation
+                            .responses
+                            .responses
+                            .entry("403".into())
+                            .or_insert_with(|| problem("The API key lacks the admin scope"));
+                        continue;
+                    }
+                    Access::Scopes(scopes) => scopes,
                 };
                 let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
                 let mut note = format!("Needs an API key with scope `{}`.", names.join("`, `"));

@@ -50,6 +50,12 @@ pub const PROBLEMS: &[(&str, u16, &str, &str)] = &[
         "The key passed its expiry; ask for a new one.",
     ),
     (
+        "admin_credentials_required",
+        401,
+        "Operator credentials required",
+        "The admin API needs `Authorization: Bearer <SACP_ADMIN_TOKEN>` (when the gateway has one) or an X-API-Key holding the `admin` scope.",
+    ),
+    (
         "insufficient_scope",
         403,
         "Scope missing",
@@ -414,6 +420,10 @@ impl From<&AppError> for Problem {
             )
             .retry_after(2),
             AppError::Busy => Problem::new("concurrent_update", error.to_string()).retry_after(1),
+            AppError::AdminCredentialsRequired => Problem::new(
+                "admin_credentials_required",
+                "send Authorization: Bearer <SACP_ADMIN_TOKEN> or an X-API-Key with the admin scope",
+            ),
             AppError::ApiKeyRequired => Problem::new(
                 "api_key_required",
                 "send your integration key as X-API-Key: <key>",
@@ -556,6 +566,7 @@ mod tests {
             AppError::ApiKeyRefused(AuthFailure::Expired),
             AppError::ApiKeyRefused(AuthFailure::Disabled),
             AppError::MissingScope(Scope::Admin),
+            AppError::AdminCredentialsRequired,
         ];
         for error in &errors {
             let problem = Problem::from(error);

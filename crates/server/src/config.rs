@@ -43,6 +43,10 @@ pub struct Settings {
     /// and printed.
     #[arg(long, env = "SACP_BOOTSTRAP_API_KEY", hide_env_values = true)]
     pub bootstrap_api_key: Option<SecretString>,
+    /// Bearer token for the admin API (`/admin/...`); absent = only keys with the `admin`
+    /// scope may use it.
+    #[arg(long, env = "SACP_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<SecretString>,
     /// Upstream request timeout in milliseconds.
     #[arg(long, env = "SACP_UPSTREAM_TIMEOUT_MS", default_value_t = 10_000)]
     pub upstream_timeout_ms: u64,

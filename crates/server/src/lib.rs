@@ -3,6 +3,7 @@
 //! background driver. The binary and the integration tests both start the gateway here.
 
 pub mod config;
+pub mod keys;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -151,7 +152,8 @@ async fn bootstrap_key(
 ) -> Result<Option<String>, StartError> {
     if let Some(secret) = &settings.bootstrap_api_key {
         gateway
-            .ensure_bootstrap_key(secret.expose_secret())
+            .keys()
+            .ensure_bootstrap(secret.expose_secret())
             .await
             .map_err(|e| StartError::Bootstrap(e.to_string()))?;
         return Ok(None);
@@ -160,7 +162,8 @@ async fn bootstrap_key(
         return Ok(None);
     }
     let (_, secret) = gateway
-        .create_key(NewKey {
+        .keys()
+        .create(NewKey {
             name: "sandbox demo".into(),
             org: "sandbox".into(),
             scopes: integration_scopes(),
@@ -250,7 +253,11 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
         GatewayConfig::default(),
     );
     let demo_key = bootstrap_key(&gateway, settings, simulators.is_some()).await?;
-    let state = ApiState::new(gateway.clone(), &public_url);
+    let admin_token = settings
+        .admin_token
+        .as_ref()
+        .map(|t| t.expose_secret().to_owned());
+    let state = ApiState::new(gateway.clone(), &public_url, admin_token.as_deref());
     let served_simulators = simulators.clone();
     let app_public_url = public_url.clone();
     let mut server = HttpServer::new(move || {

@@ -14,12 +14,17 @@ struct Cli {
     settings: Settings,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 enum Command {
     /// Serve the gateway (the default).
     Serve,
     /// Apply pending database migrations to DATABASE_URL and exit.
     Migrate,
+    /// Manage integration API keys in DATABASE_URL (prints JSON).
+    Keys {
+        #[command(subcommand)]
+        command: sacp_server::keys::KeysCommand,
+    },
 }
 
 fn init_logs(format: &str) {
@@ -36,6 +41,24 @@ fn init_logs(format: &str) {
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     init_logs(&cli.settings.log_format);
+    if let Some(Command::Keys { command }) = cli.command.clone() {
+        return match sacp_server::keys::run(&cli.settings, command).await {
+            Ok(output) => {
+                #[allow(clippy::print_stdout)] // the command's answer, for the operator or a script
+                {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&output).unwrap_or_default()
+                    );
+                }
+                std::process::ExitCode::SUCCESS
+            }
+            Err(error) => {
+                tracing::error!(%error, "keys command failed");
+                std::process::ExitCode::FAILURE
+            }
+        };
+    }
     if let Some(Command::Migrate) = cli.command {
         return match migrate(&cli.settings).await {
             Ok((_, applied)) => {

@@ -1,5 +1,6 @@
 //! Route handlers: each translates HTTP into one use-case call and back.
 
+pub mod admin;
 pub mod catalog;
 pub mod checkout;
 pub mod orders;

@@ -1,12 +1,15 @@
-//! Integration API keys: authenticate a request, create, revoke and bootstrap keys.
+//! Integration API keys: authenticate requests, and the operator's key management (shared by
+//! the admin API and the `sacp-gateway keys` commands).
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
-use sacp_domain::ApiKeyId;
+use chrono::{DateTime, Duration, Utc};
 use sacp_domain::access::{ApiKey, ApiKeySecret, AuthFailure, KeyLimits, NewKey, Scope, key_id_of};
-use sacp_ports::RepositoryError;
+use sacp_domain::{ApiKeyId, RandomSource};
+use sacp_ports::{ApiKeyRepository, Clock, RepositoryError};
 
-use super::{AppError, CAS_ATTEMPTS, Gateway};
+use super::{AppError, CAS_ATTEMPTS};
 
 /// Who is calling: the integration behind an authenticated key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,7 +40,62 @@ pub fn integration_scopes() -> BTreeSet<Scope> {
         .collect()
 }
 
-impl Gateway {
+/// Longest rotation grace: 30 days.
+pub const MAX_GRACE_SECS: i64 = 30 * 24 * 3600;
+
+/// A change an operator makes to a key; `None` leaves a part as it is.
+#[derive(Debug, Clone, Default)]
+pub struct KeyChanges {
+    /// New scopes.
+    pub scopes: Option<BTreeSet<Scope>>,
+    /// New per-minute limit.
+    pub requests_per_minute: Option<u32>,
+    /// New daily quota.
+    pub daily_quota: Option<u32>,
+    /// Switch the key off (or back on).
+    pub disabled: Option<bool>,
+}
+
+/// Key use cases: they need only the key repository, a clock and randomness.
+#[derive(Clone)]
+pub struct Keys {
+    repo: Arc<dyn ApiKeyRepository>,
+    clock: Arc<dyn Clock>,
+    random: Arc<dyn RandomSource>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Keys")
+    }
+}
+
+fn not_found(error: RepositoryError) -> AppError {
+    match error {
+        RepositoryError::NotFound => AppError::NotFound("API key"),
+        other => AppError::Storage(other),
+    }
+}
+
+impl Keys {
+    /// Key use cases over these ports.
+    pub fn new(
+        repo: Arc<dyn ApiKeyRepository>,
+        clock: Arc<dyn Clock>,
+        random: Arc<dyn RandomSource>,
+    ) -> Keys {
+        Keys {
+            repo,
+            clock,
+            random,
+        }
+    }
+
+    /// The current time.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
     /// Authenticates the secret of an `X-API-Key` header. The key is read from storage on
     /// every call (no cache), so revocation is effective on every replica at once.
     pub async fn authenticate(&self, presented: Option<&str>) -> Result<Principal, AppError> {
@@ -46,7 +104,7 @@ impl Gateway {
             .filter(|p| !p.is_empty())
             .ok_or(AppError::ApiKeyRequired)?;
         let id = key_id_of(presented).ok_or(AppError::ApiKeyRefused(AuthFailure::Invalid))?;
-        let key = self.keys.get(&id).await.map_err(|e| match e {
+        let key = self.repo.get(&id).await.map_err(|e| match e {
             RepositoryError::NotFound => AppError::ApiKeyRefused(AuthFailure::Invalid),
             other => AppError::Storage(other),
         })?;
@@ -60,22 +118,34 @@ impl Gateway {
     }
 
     /// Creates a key; the secret is returned once and never stored.
-    pub async fn create_key(&self, new: NewKey) -> Result<(ApiKey, ApiKeySecret), AppError> {
+    pub async fn create(&self, new: NewKey) -> Result<(ApiKey, ApiKeySecret), AppError> {
         let (mut key, secret) = ApiKey::create(new, self.clock.now(), self.random.as_ref())?;
-        self.keys.insert(&mut key).await?;
+        self.repo.insert(&mut key).await?;
         Ok((key, secret))
     }
 
-    /// Revokes a key at once (idempotent).
-    pub async fn revoke_key(&self, id: &ApiKeyId) -> Result<ApiKey, AppError> {
+    /// Every key, oldest first.
+    pub async fn list(&self) -> Result<Vec<ApiKey>, AppError> {
+        Ok(self.repo.list().await?)
+    }
+
+    /// One key.
+    pub async fn get(&self, id: &str) -> Result<ApiKey, AppError> {
+        let id = ApiKeyId::parse(id).map_err(|_| AppError::NotFound("API key"))?;
+        self.repo.get(&id).await.map_err(not_found)
+    }
+
+    /// Loads a key, applies `change`, saves with compare-and-swap (retrying on conflict).
+    async fn modify<T>(
+        &self,
+        id: &str,
+        mut change: impl FnMut(&mut ApiKey, DateTime<Utc>) -> Result<T, AppError>,
+    ) -> Result<(ApiKey, T), AppError> {
         for _ in 0..CAS_ATTEMPTS {
-            let mut key = self.keys.get(id).await.map_err(|e| match e {
-                RepositoryError::NotFound => AppError::NotFound("API key"),
-                other => AppError::Storage(other),
-            })?;
-            key.revoke(self.clock.now());
-            match self.keys.update(&mut key).await {
-                Ok(()) => return Ok(key),
+            let mut key = self.get(id).await?;
+            let value = change(&mut key, self.clock.now())?;
+            match self.repo.update(&mut key).await {
+                Ok(()) => return Ok((key, value)),
                 Err(RepositoryError::Conflict) => continue,
                 Err(other) => return Err(AppError::Storage(other)),
             }
@@ -83,10 +153,61 @@ impl Gateway {
         Err(AppError::Busy)
     }
 
+    /// Changes scopes, limits or the disable switch.
+    pub async fn update(&self, id: &str, changes: &KeyChanges) -> Result<ApiKey, AppError> {
+        let (key, ()) = self
+            .modify(id, |key, _| {
+                let limits = (changes.requests_per_minute.is_some()
+                    || changes.daily_quota.is_some())
+                .then(|| KeyLimits {
+                    requests_per_minute: changes
+                        .requests_per_minute
+                        .unwrap_or(key.limits().requests_per_minute),
+                    daily_quota: changes.daily_quota.unwrap_or(key.limits().daily_quota),
+                });
+                Ok(key.update(changes.scopes.clone(), limits, changes.disabled)?)
+            })
+            .await?;
+        Ok(key)
+    }
+
+    /// Issues a new secret; the old one keeps working for `grace_seconds` (0 to 30 days).
+    pub async fn rotate(
+        &self,
+        id: &str,
+        grace_seconds: i64,
+    ) -> Result<(ApiKey, ApiKeySecret), AppError> {
+        if !(0..=MAX_GRACE_SECS).contains(&grace_seconds) {
+            let mut errors = sacp_domain::ValidationErrors::default();
+            errors.push(
+                "grace_seconds",
+                "out_of_range",
+                format!("must be between 0 and {MAX_GRACE_SECS}"),
+            );
+            return Err(errors.into());
+        }
+        self.modify(id, |key, now| {
+            key.rotate(Duration::seconds(grace_seconds), now, self.random.as_ref())
+                .map_err(AppError::ApiKeyRefused)
+        })
+        .await
+    }
+
+    /// Revokes a key at once (idempotent).
+    pub async fn revoke(&self, id: &str) -> Result<ApiKey, AppError> {
+        let (key, ()) = self
+            .modify(id, |key, now| {
+                key.revoke(now);
+                Ok(())
+            })
+            .await?;
+        Ok(key)
+    }
+
     /// Makes sure the operator's bootstrap secret works: creates its key (every scope but
     /// `admin`, the read tier's limits) unless it exists. Safe when several replicas start
     /// together.
-    pub async fn ensure_bootstrap_key(&self, secret: &str) -> Result<ApiKey, AppError> {
+    pub async fn ensure_bootstrap(&self, secret: &str) -> Result<ApiKey, AppError> {
         let new = NewKey {
             name: "bootstrap".into(),
             org: "default".into(),
@@ -95,9 +216,9 @@ impl Gateway {
             expires_at: None,
         };
         let mut key = ApiKey::with_operator_secret(new, secret, self.clock.now())?;
-        match self.keys.insert(&mut key).await {
+        match self.repo.insert(&mut key).await {
             Ok(()) => Ok(key),
-            Err(RepositoryError::AlreadyExists) => Ok(self.keys.get(key.id()).await?),
+            Err(RepositoryError::AlreadyExists) => Ok(self.repo.get(key.id()).await?),
             Err(other) => Err(AppError::Storage(other)),
         }
     }

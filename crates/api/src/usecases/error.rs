@@ -74,6 +74,9 @@ pub enum AppError {
     /// The API key was refused.
     #[error("{0}")]
     ApiKeyRefused(AuthFailure),
+    /// An admin call without valid operator credentials.
+    #[error("operator credentials are required")]
+    AdminCredentialsRequired,
     /// The API key lacks a scope the call needs.
     #[error("the API key lacks the {0} scope")]
     MissingScope(Scope),

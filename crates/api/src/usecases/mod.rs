@@ -18,7 +18,7 @@ use sacp_ports::{
     Wallet,
 };
 
-pub use access::{Principal, integration_scopes};
+pub use access::{KeyChanges, Keys, MAX_GRACE_SECS, Principal, integration_scopes};
 pub use catalog::{CatalogQuery, ProductList};
 pub use checkout::CheckoutChanges;
 pub use error::{AppError, Upstream};
@@ -46,7 +46,7 @@ pub struct Gateway {
     wallet: Arc<dyn Wallet>,
     checkouts: Arc<dyn CheckoutRepository>,
     authorizations: Arc<dyn AuthorizationRepository>,
-    keys: Arc<dyn ApiKeyRepository>,
+    keys: Keys,
     clock: Arc<dyn Clock>,
     random: Arc<dyn RandomSource>,
     config: GatewayConfig,
@@ -77,15 +77,20 @@ impl Gateway {
         config: GatewayConfig,
     ) -> Gateway {
         Gateway {
+            keys: Keys::new(keys, clock.clone(), random.clone()),
             store,
             wallet,
             checkouts,
             authorizations,
-            keys,
             clock,
             random,
             config,
         }
+    }
+
+    /// The key use cases.
+    pub fn keys(&self) -> &Keys {
+        &self.keys
     }
 
     /// Whether the gateway can serve: its storage answers.
