@@ -4,7 +4,8 @@ use std::sync::Arc;
 
 use sacp_adapters::pg::{PgConfig, PgStorage};
 use sacp_ports::contract::repository::{
-    api_key_repository_contract, authorization_repository_contract, checkout_repository_contract,
+    api_key_repository_contract, audit_log_contract, authorization_repository_contract,
+    checkout_repository_contract,
 };
 
 use crate::database::TestDatabase;
@@ -43,4 +44,12 @@ async fn postgres_api_keys_pass_the_contract() {
         return;
     };
     api_key_repository_contract(Arc::new(storage(&db).await)).await;
+}
+
+#[tokio::test]
+async fn postgres_audit_log_passes_the_contract() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    audit_log_contract(Arc::new(storage(&db).await)).await;
 }

@@ -7,8 +7,11 @@ use std::sync::{Mutex, MutexGuard};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sacp_domain::access::ApiKey;
+use sacp_domain::audit::AuditEvent;
 use sacp_domain::{ApiKeyId, Checkout, CheckoutId, PaymentAuthorization, PaymentAuthorizationId};
-use sacp_ports::{ApiKeyRepository, AuthorizationRepository, CheckoutRepository, RepositoryError};
+use sacp_ports::{
+    ApiKeyRepository, AuditLog, AuthorizationRepository, CheckoutRepository, RepositoryError,
+};
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section below is a single map operation, so a panic elsewhere cannot
@@ -202,6 +205,41 @@ impl ApiKeyRepository for MemoryApiKeys {
     }
 }
 
+/// Largest number of events the in-memory audit log keeps (oldest dropped first).
+pub const MEMORY_AUDIT_CAPACITY: usize = 100_000;
+
+/// The audit log in memory (bounded to [`MEMORY_AUDIT_CAPACITY`] events).
+#[derive(Debug, Default)]
+pub struct MemoryAuditLog {
+    events: Mutex<std::collections::VecDeque<AuditEvent>>,
+}
+
+#[async_trait]
+impl AuditLog for MemoryAuditLog {
+    async fn record(&self, event: &AuditEvent) -> Result<(), RepositoryError> {
+        let mut events = lock(&self.events);
+        if events.len() == MEMORY_AUDIT_CAPACITY {
+            events.pop_front();
+        }
+        events.push_back(event.clone());
+        Ok(())
+    }
+
+    async fn query(
+        &self,
+        key: Option<&ApiKeyId>,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, RepositoryError> {
+        Ok(lock(&self.events)
+            .iter()
+            .rev()
+            .filter(|e| key.is_none_or(|k| e.key_id.as_ref() == Some(k)))
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;
@@ -215,6 +253,12 @@ mod tests {
     #[tokio::test]
     async fn memory_checkouts_pass_the_contract() {
         checkout_repository_contract(Arc::new(MemoryCheckouts::default())).await;
+    }
+
+    #[tokio::test]
+    async fn memory_audit_log_passes_the_contract() {
+        sacp_ports::contract::repository::audit_log_contract(Arc::new(MemoryAuditLog::default()))
+            .await;
     }
 
     #[tokio::test]

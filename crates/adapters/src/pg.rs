@@ -16,13 +16,16 @@ use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use sacp_domain::access::{ApiKey, ApiKeyRecord, KeyLimits, Scope, SecretHash};
+use sacp_domain::audit::{AuditEvent, AuditOutcome};
 use sacp_domain::authorization::AuthorizationRecord;
 use sacp_domain::checkout::CheckoutRecord;
 use sacp_domain::{
     ApiKeyId, AuthorizationStatus, Checkout, CheckoutId, Currency, DeviceCode, Money,
     PaymentAuthorization, PaymentAuthorizationId, PaymentHold,
 };
-use sacp_ports::{ApiKeyRepository, AuthorizationRepository, CheckoutRepository, RepositoryError};
+use sacp_ports::{
+    ApiKeyRepository, AuditLog, AuthorizationRepository, CheckoutRepository, RepositoryError,
+};
 
 /// The migrations of the top-level `migrations/` folder, embedded in the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
@@ -84,11 +87,31 @@ mod schema {
         }
     }
 
+    diesel::table! {
+        audit_events (id) {
+            id -> Int8,
+            at -> Timestamptz,
+            request_id -> Text,
+            key_id -> Nullable<Text>,
+            org -> Nullable<Text>,
+            subject -> Nullable<Text>,
+            action -> Text,
+            resource -> Nullable<Text>,
+            outcome -> Text,
+            status -> Int2,
+        }
+    }
+
     diesel::joinable!(payment_authorizations -> checkouts (checkout_id));
-    diesel::allow_tables_to_appear_in_same_query!(checkouts, payment_authorizations, api_keys);
+    diesel::allow_tables_to_appear_in_same_query!(
+        checkouts,
+        payment_authorizations,
+        api_keys,
+        audit_events
+    );
 }
 
-use schema::{api_keys, checkouts, payment_authorizations};
+use schema::{api_keys, audit_events, checkouts, payment_authorizations};
 
 type PgPool = Pool<ConnectionManager<PgConnection>>;
 
@@ -696,5 +719,107 @@ impl ApiKeyRepository for PgStorage {
         .await?;
         key.set_version(next);
         Ok(())
+    }
+}
+
+#[derive(Insertable)]
+#[diesel(table_name = audit_events)]
+struct NewAuditRow {
+    at: DateTime<Utc>,
+    request_id: String,
+    key_id: Option<String>,
+    org: Option<String>,
+    subject: Option<String>,
+    action: String,
+    resource: Option<String>,
+    outcome: String,
+    status: i16,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = audit_events)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+struct AuditRow {
+    at: DateTime<Utc>,
+    request_id: String,
+    key_id: Option<String>,
+    org: Option<String>,
+    subject: Option<String>,
+    action: String,
+    resource: Option<String>,
+    outcome: String,
+    status: i16,
+}
+
+impl AuditRow {
+    fn into_event(self) -> Result<AuditEvent, RepositoryError> {
+        let corrupt = |what: &str| {
+            RepositoryError::Corrupt(format!("audit event {}: {what}", self.request_id))
+        };
+        Ok(AuditEvent {
+            at: self.at,
+            key_id: self
+                .key_id
+                .as_deref()
+                .map(ApiKeyId::parse)
+                .transpose()
+                .map_err(|_| corrupt("key id"))?,
+            org: self.org,
+            subject: self.subject,
+            action: self.action,
+            resource: self.resource,
+            outcome: AuditOutcome::parse(&self.outcome).ok_or_else(|| corrupt("outcome"))?,
+            status: u16::try_from(self.status).map_err(|_| corrupt("status"))?,
+            request_id: self.request_id,
+        })
+    }
+}
+
+#[async_trait]
+impl AuditLog for PgStorage {
+    async fn record(&self, event: &AuditEvent) -> Result<(), RepositoryError> {
+        let row = NewAuditRow {
+            at: event.at,
+            request_id: event.request_id.clone(),
+            key_id: event.key_id.as_ref().map(|k| k.as_str().to_owned()),
+            org: event.org.clone(),
+            subject: event.subject.clone(),
+            action: event.action.clone(),
+            resource: event.resource.clone(),
+            outcome: event.outcome.as_str().to_owned(),
+            status: i16::try_from(event.status)
+                .map_err(|_| RepositoryError::Corrupt("status".into()))?,
+        };
+        self.run(move |conn| {
+            diesel::insert_into(audit_events::table)
+                .values(&row)
+                .execute(conn)
+                .map_err(database_error)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn query(
+        &self,
+        key: Option<&ApiKeyId>,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, RepositoryError> {
+        let key = key.map(|k| k.as_str().to_owned());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows = self
+            .run(move |conn| {
+                let mut query = audit_events::table
+                    .order(audit_events::id.desc())
+                    .limit(limit)
+                    .select(AuditRow::as_select())
+                    .into_boxed();
+                if let Some(key) = key {
+                    query = query.filter(audit_events::key_id.eq(key));
+                }
+                query.load(conn).map_err(database_error)
+            })
+            .await?;
+        rows.into_iter().map(AuditRow::into_event).collect()
     }
 }

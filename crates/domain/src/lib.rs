@@ -9,6 +9,7 @@
 //! - [`catalog`]: products, merchant and orders.
 
 pub mod access;
+pub mod audit;
 pub mod authorization;
 pub mod catalog;
 pub mod checkout;

@@ -22,7 +22,7 @@ pub mod contract;
 pub use clock::Clock;
 pub use error::UpstreamError;
 pub use repository::{
-    ApiKeyRepository, AuthorizationRepository, CheckoutRepository, RepositoryError,
+    ApiKeyRepository, AuditLog, AuthorizationRepository, CheckoutRepository, RepositoryError,
 };
 pub use store::Store;
 pub use token::BearerToken;

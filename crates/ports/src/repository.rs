@@ -106,3 +106,17 @@ pub trait ApiKeyRepository: Send + Sync {
     /// Replaces a key if nobody changed it since it was read.
     async fn update(&self, key: &mut ApiKey) -> Result<(), RepositoryError>;
 }
+
+/// The durable audit log.
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Appends an event. [`RepositoryError::Unavailable`] when it cannot be stored.
+    async fn record(&self, event: &sacp_domain::audit::AuditEvent) -> Result<(), RepositoryError>;
+
+    /// Up to `limit` events, newest first, optionally of one key only.
+    async fn query(
+        &self,
+        key: Option<&ApiKeyId>,
+        limit: usize,
+    ) -> Result<Vec<sacp_domain::audit::AuditEvent>, RepositoryError>;
+}

@@ -350,3 +350,60 @@ pub async fn api_key_repository_contract(repo: Arc<dyn ApiKeyRepository>) {
         Err(RepositoryError::NotFound)
     );
 }
+
+/// Runs every [`crate::repository::AuditLog`] rule.
+pub async fn audit_log_contract(log: Arc<dyn crate::repository::AuditLog>) {
+    use sacp_domain::audit::{AuditEvent, AuditOutcome};
+
+    let random = CountingRandom::default();
+    let (key_a, key_b) = (
+        sacp_domain::ApiKeyId::generate(&random),
+        sacp_domain::ApiKeyId::generate(&random),
+    );
+    let event = |second: i64, key: Option<&sacp_domain::ApiKeyId>, action: &str| AuditEvent {
+        at: t(second),
+        request_id: format!("req_{second}"),
+        key_id: key.cloned(),
+        org: key.map(|_| "acme".to_owned()),
+        subject: (second == 3).then(|| "usr_demo".to_owned()),
+        action: action.to_owned(),
+        resource: Some(format!("cs_{second}")),
+        outcome: if second == 2 {
+            AuditOutcome::Denied
+        } else {
+            AuditOutcome::Success
+        },
+        status: if second == 2 { 401 } else { 201 },
+    };
+    log.record(&event(1, Some(&key_a), "POST /checkout"))
+        .await
+        .expect("record");
+    log.record(&event(2, None, "POST /checkout")).await.unwrap();
+    log.record(&event(3, Some(&key_b), "POST /checkout/{id}/complete"))
+        .await
+        .unwrap();
+    log.record(&event(4, Some(&key_a), "PATCH /checkout/{id}"))
+        .await
+        .unwrap();
+
+    let all = log.query(None, 10).await.unwrap();
+    let seconds: Vec<String> = all.iter().map(|e| e.request_id.clone()).collect();
+    assert_eq!(
+        seconds,
+        ["req_4", "req_3", "req_2", "req_1"],
+        "newest first"
+    );
+    assert_eq!(
+        all[1],
+        event(3, Some(&key_b), "POST /checkout/{id}/complete"),
+        "an event reads back exactly"
+    );
+    let of_a = log.query(Some(&key_a), 10).await.unwrap();
+    assert_eq!(of_a.len(), 2);
+    assert!(of_a.iter().all(|e| e.key_id.as_ref() == Some(&key_a)));
+    assert_eq!(
+        log.query(None, 2).await.unwrap().len(),
+        2,
+        "the limit is honoured"
+    );
+}

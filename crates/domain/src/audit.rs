@@ -1,0 +1,73 @@
+//! Audit events: who did what to which resource, and how it ended (ADR 019). Never a
+//! secret, token or device code: keys are named by id, resources by their public id.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+use crate::ids::ApiKeyId;
+
+/// How an audited request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AuditOutcome {
+    /// Done (2xx).
+    Success,
+    /// Refused by authentication or authorization (401, 403).
+    Denied,
+    /// Refused or failed otherwise (other 4xx, 5xx).
+    Failed,
+}
+
+impl AuditOutcome {
+    /// The outcome of an HTTP status.
+    pub fn of_status(status: u16) -> AuditOutcome {
+        match status {
+            200..=399 => AuditOutcome::Success,
+            401 | 403 => AuditOutcome::Denied,
+            _ => AuditOutcome::Failed,
+        }
+    }
+
+    /// Wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditOutcome::Success => "success",
+            AuditOutcome::Denied => "denied",
+            AuditOutcome::Failed => "failed",
+        }
+    }
+
+    /// Parses a wire name.
+    pub fn parse(text: &str) -> Option<AuditOutcome> {
+        [
+            AuditOutcome::Success,
+            AuditOutcome::Denied,
+            AuditOutcome::Failed,
+        ]
+        .into_iter()
+        .find(|o| o.as_str() == text)
+    }
+}
+
+/// One audited action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEvent {
+    /// When it was answered.
+    pub at: DateTime<Utc>,
+    /// The request id (`X-Request-Id`).
+    pub request_id: String,
+    /// The integration key, when one was presented (by id, never the secret).
+    pub key_id: Option<ApiKeyId>,
+    /// The key's organisation, once authenticated.
+    pub org: Option<String>,
+    /// The end user, when a user token was introspected.
+    pub subject: Option<String>,
+    /// What was attempted: method and route, e.g. `POST /checkout/{id}/complete`.
+    pub action: String,
+    /// The resource acted on (a checkout, key or request id).
+    pub resource: Option<String>,
+    /// How it ended.
+    pub outcome: AuditOutcome,
+    /// The HTTP status answered.
+    pub status: u16,
+}
