@@ -182,6 +182,22 @@ fn database_error(error: DieselError) -> RepositoryError {
     }
 }
 
+/// The result of a compare-and-swap update that touched `changed` rows: done, or — when
+/// nothing matched — `NotFound` if the row is absent (`count` of its id is 0), else `Conflict`.
+fn cas_outcome(
+    changed: usize,
+    count: impl FnOnce() -> QueryResult<i64>,
+) -> Result<(), RepositoryError> {
+    if changed == 1 {
+        return Ok(());
+    }
+    Err(if count().map_err(database_error)? == 0 {
+        RepositoryError::NotFound
+    } else {
+        RepositoryError::Conflict
+    })
+}
+
 fn version_of(version: u64) -> Result<i64, RepositoryError> {
     i64::try_from(version).map_err(|_| RepositoryError::Corrupt("version out of range".into()))
 }
@@ -328,18 +344,8 @@ impl CheckoutRepository for PgStorage {
             .set(&row)
             .execute(conn)
             .map_err(database_error)?;
-            if changed == 1 {
-                return Ok(());
-            }
-            let exists: i64 = checkouts::table
-                .find(&id)
-                .count()
-                .get_result(conn)
-                .map_err(database_error)?;
-            Err(if exists == 0 {
-                RepositoryError::NotFound
-            } else {
-                RepositoryError::Conflict
+            cas_outcome(changed, || {
+                checkouts::table.find(&id).count().get_result(conn)
             })
         })
         .await?;
@@ -511,18 +517,11 @@ impl AuthorizationRepository for PgStorage {
             .set(&row)
             .execute(conn)
             .map_err(database_error)?;
-            if changed == 1 {
-                return Ok(());
-            }
-            let exists: i64 = payment_authorizations::table
-                .find(&id)
-                .count()
-                .get_result(conn)
-                .map_err(database_error)?;
-            Err(if exists == 0 {
-                RepositoryError::NotFound
-            } else {
-                RepositoryError::Conflict
+            cas_outcome(changed, || {
+                payment_authorizations::table
+                    .find(&id)
+                    .count()
+                    .get_result(conn)
             })
         })
         .await?;
@@ -702,18 +701,8 @@ impl ApiKeyRepository for PgStorage {
             .set(&row)
             .execute(conn)
             .map_err(database_error)?;
-            if changed == 1 {
-                return Ok(());
-            }
-            let exists: i64 = api_keys::table
-                .find(&id)
-                .count()
-                .get_result(conn)
-                .map_err(database_error)?;
-            Err(if exists == 0 {
-                RepositoryError::NotFound
-            } else {
-                RepositoryError::Conflict
+            cas_outcome(changed, || {
+                api_keys::table.find(&id).count().get_result(conn)
             })
         })
         .await?;
