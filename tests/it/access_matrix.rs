@@ -28,13 +28,16 @@ async fn key_with(
     let (key, secret) = app
         .gateway
         .keys()
-        .create(NewKey {
-            name: "matrix".into(),
-            org: "tests".into(),
-            scopes,
-            limits: KeyLimits::READ_TIER,
-            expires_at: expires_in.map(|s| chrono::Utc::now() + chrono::Duration::seconds(s)),
-        })
+        .create(
+            NewKey {
+                name: "matrix".into(),
+                org: "tests".into(),
+                scopes,
+                limits: KeyLimits::READ_TIER,
+                expires_at: expires_in.map(|s| chrono::Utc::now() + chrono::Duration::seconds(s)),
+            },
+            None,
+        )
         .await
         .unwrap();
     (secret.expose().to_owned(), key.id().clone())

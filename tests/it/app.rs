@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use reqwest::{Method, StatusCode};
+use sacp_server::config::LimitArgs;
 use sacp_server::{Running, Settings};
 use sacp_sim::Simulators;
 use sacp_sim::catalog::ETHIOPIAN_YIRGACHEFFE;
@@ -111,6 +112,16 @@ pub fn settings() -> Settings {
         upstream_timeout_ms: 5_000,
         workers: Some(2),
         log_format: "text".into(),
+        // Generous gateway-wide limits: the rate-limit tests set their own.
+        limits: LimitArgs {
+            org_per_minute: 1_000_000,
+            user_per_minute: 1_000_000,
+            writes_per_minute: 1_000_000,
+            completions_per_minute: 1_000_000,
+            checkouts_per_day: 1_000_000,
+            anonymous_per_minute: None,
+            max_in_flight: 4_096,
+        },
     }
 }
 
@@ -138,6 +149,22 @@ pub async fn spawn_app_with(settings: Settings, wallet_faults: Faults) -> TestAp
         .with_test_writer()
         .try_init();
     let running = sacp_server::start(&settings).await.expect("gateway starts");
+    // The shared test key gets room for load tests (1000 concurrent polls); keys made by the
+    // rate-limit tests keep their own limits.
+    let test_key = sacp_domain::access::key_id_of(TEST_KEY).expect("test key id");
+    running
+        .gateway
+        .keys()
+        .update(
+            test_key.as_str(),
+            &sacp_api::usecases::KeyChanges {
+                requests_per_minute: Some(1_000_000),
+                daily_quota: Some(100_000_000),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("test key limits raised");
     let sims = running.simulators.clone().expect("sandbox simulators");
     sims.wallet.set_faults(wallet_faults);
     let url = running.public_url.clone();

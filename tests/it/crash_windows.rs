@@ -41,6 +41,13 @@ async fn world(db: &TestDatabase) -> World {
         storage.clone(),
         storage.clone(),
         storage.clone(),
+        sacp_api::usecases::GuardPorts {
+            counters: storage.clone(),
+            switches: storage.clone(),
+            idempotency: storage.clone(),
+            traffic: storage.clone(),
+            audit: storage.clone(),
+        },
         Arc::new(SystemClock),
         Arc::new(OsRandom),
         GatewayConfig::default(),
@@ -78,7 +85,7 @@ async fn approved_then_crashed(world: &World) -> (String, PaymentAuthorization) 
             }),
         }),
     };
-    let checkout = world.gateway.create_checkout(&changes).await.unwrap();
+    let checkout = world.gateway.create_checkout(&changes, None).await.unwrap();
     let id = checkout.id().as_str().to_owned();
     let CompleteOutcome::AuthorizationRequired { authorization, .. } =
         world.gateway.complete_checkout(&id, None).await.unwrap()

@@ -53,3 +53,20 @@ async fn postgres_audit_log_passes_the_contract() {
     };
     audit_log_contract(Arc::new(storage(&db).await)).await;
 }
+
+#[tokio::test]
+async fn postgres_guardrails_pass_their_contracts() {
+    use sacp_ports::contract::guard::{
+        idempotency_store_contract, insert_answering_contract, rate_counters_contract,
+        switch_board_contract, traffic_log_contract,
+    };
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let storage = Arc::new(storage(&db).await);
+    rate_counters_contract(storage.clone()).await;
+    switch_board_contract(storage.clone()).await;
+    idempotency_store_contract(storage.clone()).await;
+    insert_answering_contract(storage.clone(), storage.clone()).await;
+    traffic_log_contract(storage).await;
+}

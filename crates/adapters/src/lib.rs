@@ -2,14 +2,18 @@
 //!
 //! - [`http_store::HttpStore`] and [`http_wallet::HttpWallet`]: reqwest (rustls) clients that
 //!   speak the SSIM and WSIM contracts of `UPSTREAMS.md`.
-//! - [`memory`]: in-memory repositories (embedded storage and tests).
+//! - [`memory`], [`memory_guard`]: in-memory repositories and guardrail storage (embedded
+//!   storage and tests).
+//! - [`pg`]: PostgreSQL storage of everything durable.
 //! - [`random::OsRandom`]: the operating system's randomness for ids.
 
 mod http;
 pub mod http_store;
 pub mod http_wallet;
 pub mod memory;
+pub mod memory_guard;
 pub mod pg;
+mod pg_guard;
 pub mod random;
 
 pub use http::HttpConfig;

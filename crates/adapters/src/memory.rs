@@ -2,18 +2,21 @@
 //! as long as the process.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sacp_domain::access::ApiKey;
 use sacp_domain::audit::AuditEvent;
+use sacp_domain::idempotency::Answer;
 use sacp_domain::{ApiKeyId, Checkout, CheckoutId, PaymentAuthorization, PaymentAuthorizationId};
 use sacp_ports::{
     ApiKeyRepository, AuditLog, AuthorizationRepository, CheckoutRepository, RepositoryError,
 };
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+use crate::memory_guard::MemoryIdempotency;
+
+pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     // Every critical section below is a single map operation, so a panic elsewhere cannot
     // leave the map half-updated: keep serving after a poisoned lock.
     mutex
@@ -25,18 +28,58 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Debug, Default)]
 pub struct MemoryCheckouts {
     map: Mutex<HashMap<CheckoutId, Checkout>>,
+    idempotency: Arc<MemoryIdempotency>,
+}
+
+impl MemoryCheckouts {
+    /// Checkouts whose [`CheckoutRepository::insert_answering`] finishes records of
+    /// `idempotency`.
+    pub fn sharing(idempotency: Arc<MemoryIdempotency>) -> MemoryCheckouts {
+        MemoryCheckouts {
+            map: Mutex::default(),
+            idempotency,
+        }
+    }
+}
+
+/// Inserts `value` under `id` at version 1, refusing duplicates.
+fn insert_new<K: std::hash::Hash + Eq + Clone, V: Clone>(
+    map: &Mutex<HashMap<K, V>>,
+    id: &K,
+    version: u64,
+    value: &V,
+) -> Result<(), RepositoryError> {
+    let mut map = lock(map);
+    if version != 0 || map.contains_key(id) {
+        return Err(RepositoryError::AlreadyExists);
+    }
+    map.insert(id.clone(), value.clone());
+    Ok(())
 }
 
 #[async_trait]
 impl CheckoutRepository for MemoryCheckouts {
     async fn insert(&self, checkout: &mut Checkout) -> Result<(), RepositoryError> {
-        let mut map = lock(&self.map);
-        if checkout.version() != 0 || map.contains_key(checkout.id()) {
-            return Err(RepositoryError::AlreadyExists);
-        }
+        let version = checkout.version();
         checkout.set_version(1);
-        map.insert(checkout.id().clone(), checkout.clone());
-        Ok(())
+        insert_new(&self.map, checkout.id(), version, checkout).inspect_err(|_| {
+            checkout.set_version(version);
+        })
+    }
+
+    async fn insert_answering(
+        &self,
+        checkout: &mut Checkout,
+        answer: &Answer,
+    ) -> Result<(), RepositoryError> {
+        let version = checkout.version();
+        checkout.set_version(1);
+        let stored = checkout.clone();
+        self.idempotency
+            .finish_with(answer, || {
+                insert_new(&self.map, stored.id(), version, &stored)
+            })
+            .inspect_err(|_| checkout.set_version(version))
     }
 
     async fn get(&self, id: &CheckoutId) -> Result<Checkout, RepositoryError> {
@@ -164,18 +207,40 @@ impl AuthorizationRepository for MemoryAuthorizations {
 #[derive(Debug, Default)]
 pub struct MemoryApiKeys {
     map: Mutex<HashMap<ApiKeyId, ApiKey>>,
+    idempotency: Arc<MemoryIdempotency>,
+}
+
+impl MemoryApiKeys {
+    /// Keys whose [`ApiKeyRepository::insert_answering`] finishes records of `idempotency`.
+    pub fn sharing(idempotency: Arc<MemoryIdempotency>) -> MemoryApiKeys {
+        MemoryApiKeys {
+            map: Mutex::default(),
+            idempotency,
+        }
+    }
 }
 
 #[async_trait]
 impl ApiKeyRepository for MemoryApiKeys {
     async fn insert(&self, key: &mut ApiKey) -> Result<(), RepositoryError> {
-        let mut map = lock(&self.map);
-        if key.version() != 0 || map.contains_key(key.id()) {
-            return Err(RepositoryError::AlreadyExists);
-        }
+        let version = key.version();
         key.set_version(1);
-        map.insert(key.id().clone(), key.clone());
-        Ok(())
+        insert_new(&self.map, key.id(), version, key).inspect_err(|_| key.set_version(version))
+    }
+
+    async fn insert_answering(
+        &self,
+        key: &mut ApiKey,
+        answer: &Answer,
+    ) -> Result<(), RepositoryError> {
+        let version = key.version();
+        key.set_version(1);
+        let stored = key.clone();
+        self.idempotency
+            .finish_with(answer, || {
+                insert_new(&self.map, stored.id(), version, &stored)
+            })
+            .inspect_err(|_| key.set_version(version))
     }
 
     async fn get(&self, id: &ApiKeyId) -> Result<ApiKey, RepositoryError> {
@@ -253,6 +318,23 @@ mod tests {
     #[tokio::test]
     async fn memory_checkouts_pass_the_contract() {
         checkout_repository_contract(Arc::new(MemoryCheckouts::default())).await;
+    }
+
+    #[tokio::test]
+    async fn memory_guardrails_pass_their_contracts() {
+        use crate::memory_guard::{
+            MemoryIdempotency, MemoryRateCounters, MemorySwitchBoard, MemoryTrafficLog,
+        };
+        use sacp_ports::contract::guard::{
+            idempotency_store_contract, insert_answering_contract, rate_counters_contract,
+            switch_board_contract, traffic_log_contract,
+        };
+        rate_counters_contract(Arc::new(MemoryRateCounters::default())).await;
+        switch_board_contract(Arc::new(MemorySwitchBoard::default())).await;
+        idempotency_store_contract(Arc::new(MemoryIdempotency::default())).await;
+        let shared = Arc::new(MemoryIdempotency::default());
+        insert_answering_contract(Arc::new(MemoryCheckouts::sharing(shared.clone())), shared).await;
+        traffic_log_contract(Arc::new(MemoryTrafficLog::default())).await;
     }
 
     #[tokio::test]

@@ -19,6 +19,7 @@ use sacp_domain::access::{ApiKey, ApiKeyRecord, KeyLimits, Scope, SecretHash};
 use sacp_domain::audit::{AuditEvent, AuditOutcome};
 use sacp_domain::authorization::AuthorizationRecord;
 use sacp_domain::checkout::CheckoutRecord;
+use sacp_domain::idempotency::Answer;
 use sacp_domain::{
     ApiKeyId, AuthorizationStatus, Checkout, CheckoutId, Currency, DeviceCode, Money,
     PaymentAuthorization, PaymentAuthorizationId, PaymentHold,
@@ -30,7 +31,7 @@ use sacp_ports::{
 /// The migrations of the top-level `migrations/` folder, embedded in the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
 
-mod schema {
+pub(crate) mod schema {
     diesel::table! {
         checkouts (id) {
             id -> Text,
@@ -102,12 +103,62 @@ mod schema {
         }
     }
 
+    diesel::table! {
+        rate_counters (name, window_start) {
+            name -> Text,
+            window_start -> Timestamptz,
+            window_end -> Timestamptz,
+            count -> Int8,
+        }
+    }
+
+    diesel::table! {
+        switches (id) {
+            id -> Int2,
+            read_only -> Bool,
+            checkout_creation -> Bool,
+            payments -> Bool,
+            updated_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
+        idempotency_records (caller, method, path, idempotency_key) {
+            caller -> Text,
+            method -> Text,
+            path -> Text,
+            idempotency_key -> Text,
+            fingerprint -> Text,
+            state -> Text,
+            locked_at -> Timestamptz,
+            status -> Nullable<Int2>,
+            content_type -> Nullable<Text>,
+            location -> Nullable<Text>,
+            body -> Nullable<Bytea>,
+            expires_at -> Timestamptz,
+        }
+    }
+
+    diesel::table! {
+        traffic_minutes (minute, key_id, route, status) {
+            minute -> Timestamptz,
+            key_id -> Text,
+            route -> Text,
+            status -> Int2,
+            count -> Int8,
+        }
+    }
+
     diesel::joinable!(payment_authorizations -> checkouts (checkout_id));
     diesel::allow_tables_to_appear_in_same_query!(
         checkouts,
         payment_authorizations,
         api_keys,
-        audit_events
+        audit_events,
+        rate_counters,
+        switches,
+        idempotency_records,
+        traffic_minutes
     );
 }
 
@@ -155,7 +206,7 @@ fn unavailable(error: impl std::fmt::Display) -> RepositoryError {
 
 /// Maps a diesel error: unique violations of the primary key are `AlreadyExists`, other
 /// constraint violations `Constraint` (named), lost connections `Unavailable`.
-fn database_error(error: DieselError) -> RepositoryError {
+pub(crate) fn database_error(error: DieselError) -> RepositoryError {
     match error {
         DieselError::NotFound => RepositoryError::NotFound,
         DieselError::DatabaseError(kind, info) => {
@@ -231,7 +282,7 @@ impl PgStorage {
     }
 
     /// Runs blocking database work on the blocking pool.
-    async fn run<T: Send + 'static>(
+    pub(crate) async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce(
             &mut PooledConnection<ConnectionManager<PgConnection>>,
@@ -310,6 +361,30 @@ impl CheckoutRepository for PgStorage {
                 .values(&row)
                 .execute(conn)
                 .map_err(database_error)
+        })
+        .await?;
+        checkout.set_version(1);
+        Ok(())
+    }
+
+    async fn insert_answering(
+        &self,
+        checkout: &mut Checkout,
+        answer: &Answer,
+    ) -> Result<(), RepositoryError> {
+        if checkout.version() != 0 {
+            return Err(RepositoryError::AlreadyExists);
+        }
+        let row = CheckoutRow::new(checkout, 1)?;
+        let answer = answer.clone();
+        self.run(move |conn| {
+            conn.transaction(|conn| {
+                diesel::insert_into(checkouts::table)
+                    .values(&row)
+                    .execute(conn)?;
+                crate::pg_guard::finish_in(conn, &answer)
+            })
+            .map_err(database_error)
         })
         .await?;
         checkout.set_version(1);
@@ -655,6 +730,30 @@ impl ApiKeyRepository for PgStorage {
                 .values(&row)
                 .execute(conn)
                 .map_err(database_error)
+        })
+        .await?;
+        key.set_version(1);
+        Ok(())
+    }
+
+    async fn insert_answering(
+        &self,
+        key: &mut ApiKey,
+        answer: &Answer,
+    ) -> Result<(), RepositoryError> {
+        if key.version() != 0 {
+            return Err(RepositoryError::AlreadyExists);
+        }
+        let row = ApiKeyRow::new(key, 1)?;
+        let answer = answer.clone();
+        self.run(move |conn| {
+            conn.transaction(|conn| {
+                diesel::insert_into(api_keys::table)
+                    .values(&row)
+                    .execute(conn)?;
+                crate::pg_guard::finish_in(conn, &answer)
+            })
+            .map_err(database_error)
         })
         .await?;
         key.set_version(1);

@@ -14,6 +14,7 @@ use actix_web::{HttpMessage, web};
 use sacp_domain::access::{Scope, SecretHash};
 
 use crate::ApiState;
+use crate::guard::{AnonymousCaller, Operator};
 use crate::usecases::AppError;
 
 /// What a route needs.
@@ -86,6 +87,10 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("PATCH", "/admin/keys/{id}", Access::Admin),
     ("POST", "/admin/keys/{id}/rotate", Access::Admin),
     ("POST", "/admin/keys/{id}/revoke", Access::Admin),
+    ("GET", "/admin/audit", Access::Admin),
+    ("GET", "/admin/traffic", Access::Admin),
+    ("GET", "/admin/switches", Access::Admin),
+    ("PUT", "/admin/switches", Access::Admin),
 ];
 
 static COMPILED: LazyLock<Vec<(&'static str, ResourceDef, Access)>> = LazyLock::new(|| {
@@ -94,6 +99,35 @@ static COMPILED: LazyLock<Vec<(&'static str, ResourceDef, Access)>> = LazyLock::
         .map(|(method, pattern, access)| (*method, ResourceDef::new(*pattern), *access))
         .collect()
 });
+
+/// A request's route in the table, with the values of its path parameters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MatchedRoute {
+    /// The route pattern, e.g. `/checkout/{id}`.
+    pub pattern: &'static str,
+    /// What it needs (without the `search:read` refinement of [`required`]).
+    pub access: Access,
+    /// Path parameters by name.
+    pub params: Vec<(String, String)>,
+}
+
+/// The table's route for a request, if any.
+pub fn matched_route(method: &str, path: &str) -> Option<MatchedRoute> {
+    let (index, (_, def, access)) = COMPILED
+        .iter()
+        .enumerate()
+        .find(|(_, (m, def, _))| *m == method && def.is_match(path))?;
+    let mut captured = actix_web::dev::Path::new(path.to_owned());
+    def.capture_match_info(&mut captured);
+    Some(MatchedRoute {
+        pattern: ROUTES[index].1,
+        access: *access,
+        params: captured
+            .iter()
+            .map(|(name, value)| (name.to_owned(), value.to_owned()))
+            .collect(),
+    })
+}
 
 const CATALOG_AND_SEARCH: &[Scope] = &[Scope::CatalogRead, Scope::SearchRead];
 const ADMIN: &[Scope] = &[Scope::Admin];
@@ -151,12 +185,28 @@ pub async fn middleware(
             .map(|(_, token)| SecretHash::of(token.trim()));
         return match (bearer, &state.admin_token) {
             (Some(presented), Some(expected)) if presented.matches(expected) => {
+                request.extensions_mut().insert(Operator);
                 Ok(next.call(request).await?.map_into_boxed_body())
             }
             _ => Ok(request
                 .error_response(AppError::AdminCredentialsRequired)
                 .map_into_boxed_body()),
         };
+    }
+    let anonymous_tier = state
+        .gateway
+        .guard()
+        .settings()
+        .anonymous_per_minute
+        .is_some();
+    let catalog_only = !scopes.is_empty() && scopes.iter().all(|s| *s == Scope::CatalogRead);
+    if presented.is_none()
+        && anonymous_tier
+        && catalog_only
+        && let Some(ip) = request.peer_addr().map(|a| a.ip())
+    {
+        request.extensions_mut().insert(AnonymousCaller(ip));
+        return Ok(next.call(request).await?.map_into_boxed_body());
     }
     let principal = match state
         .gateway

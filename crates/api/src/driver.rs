@@ -77,3 +77,36 @@ pub async fn scan(gateway: &Gateway, batch: usize) -> bool {
     while work.join_next().await.is_some() {}
     true
 }
+
+/// How often traffic counts are written.
+const TRAFFIC_FLUSH: Duration = Duration::from_secs(1);
+/// How often ended rate windows and expired idempotency records are purged.
+const PURGE_EVERY: u32 = 300;
+
+/// Writes traffic counts every second and purges expired guardrail records every five
+/// minutes, until `shutdown` turns true (then writes the last counts).
+pub async fn housekeeping(gateway: Gateway, mut shutdown: watch::Receiver<bool>) {
+    let guard = gateway.guard();
+    let mut ticks: u32 = 0;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(TRAFFIC_FLUSH) => {}
+            _ = shutdown.changed() => break,
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        if let Err(error) = guard.flush_traffic().await {
+            tracing::warn!(%error, "traffic counts not written; will retry");
+        }
+        ticks = ticks.wrapping_add(1);
+        if ticks.is_multiple_of(PURGE_EVERY)
+            && let Err(error) = guard.purge().await
+        {
+            tracing::warn!(%error, "purging expired guardrail records failed");
+        }
+    }
+    if let Err(error) = guard.flush_traffic().await {
+        tracing::warn!(%error, "last traffic counts not written");
+    }
+}

@@ -6,6 +6,7 @@
 pub mod access;
 pub mod driver;
 pub mod dto;
+pub mod guard;
 pub mod openapi;
 pub mod problem;
 pub mod request_id;
@@ -13,6 +14,8 @@ mod routes;
 pub mod usecases;
 
 pub use routes::admin::KeyDto;
+
+use std::sync::Arc;
 
 use actix_web::error::{InternalError, JsonPayloadError, PayloadError, QueryPayloadError};
 use actix_web::middleware::from_fn;
@@ -22,6 +25,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use sacp_domain::access::SecretHash;
 
 use crate::dto::Links;
+use crate::guard::InFlight;
 use crate::problem::Problem;
 use crate::usecases::Gateway;
 
@@ -37,7 +41,12 @@ pub struct ApiState {
     pub links: Links,
     /// Hash of the operator's admin token (`SACP_ADMIN_TOKEN`); `None` = no token accepted.
     pub admin_token: Option<SecretHash>,
+    /// Requests in flight on this replica and their cap.
+    pub in_flight: Arc<InFlight>,
 }
+
+/// Default cap on requests in flight per replica.
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
 
 impl ApiState {
     /// State whose returned links start with `public_url`, accepting `admin_token` (if any)
@@ -47,7 +56,14 @@ impl ApiState {
             gateway,
             links: Links::new(public_url),
             admin_token: admin_token.filter(|t| !t.is_empty()).map(SecretHash::of),
+            in_flight: Arc::new(InFlight::new(DEFAULT_MAX_IN_FLIGHT)),
         }
+    }
+
+    /// The same state with a cap of `max` requests in flight.
+    pub fn with_max_in_flight(mut self, max: usize) -> ApiState {
+        self.in_flight = Arc::new(InFlight::new(max));
+        self
     }
 }
 
@@ -136,7 +152,12 @@ pub fn configure(
         // can reach the use cases.
         cfg.app_data(web::Data::new(state)).service(
             web::scope("")
+                // Innermost first: actix runs the last `wrap` first.
+                .wrap(from_fn(guard::idempotency))
+                .wrap(from_fn(guard::admission))
                 .wrap(from_fn(access::middleware))
+                .wrap(from_fn(guard::record))
+                .wrap(from_fn(guard::in_flight))
                 .wrap(from_fn(problem::fallback))
                 .app_data(
                     web::JsonConfig::default()
@@ -195,6 +216,15 @@ pub fn configure(
                 .service(
                     resource("/admin/keys/{id}/revoke")
                         .route(web::post().to(routes::admin::revoke)),
+                )
+                .service(resource("/admin/audit").route(web::get().to(routes::guardrails::audit)))
+                .service(
+                    resource("/admin/traffic").route(web::get().to(routes::guardrails::traffic)),
+                )
+                .service(
+                    resource("/admin/switches")
+                        .route(web::get().to(routes::guardrails::switches))
+                        .route(web::put().to(routes::guardrails::set_switches)),
                 )
                 .service(web::redirect("/docs", "/docs/"))
                 .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document))

@@ -1,16 +1,18 @@
 //! The OpenAPI 3.1 document, generated from the handlers and DTOs.
 
+use utoipa::openapi::path::{ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::security::{
     ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme,
 };
 use utoipa::openapi::{
-    ContentBuilder, OpenApi as Document, Ref, RefOr, ResponseBuilder, ServerBuilder,
+    ContentBuilder, OpenApi as Document, Ref, RefOr, Required, ResponseBuilder, ServerBuilder,
 };
 use utoipa::{Modify, OpenApi};
 
 use crate::access::{self, Access};
 use crate::dto;
-use crate::routes::{admin, catalog, checkout, orders, system};
+use crate::routes::{admin, catalog, checkout, guardrails, orders, system};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -25,21 +27,24 @@ use crate::routes::{admin, catalog, checkout, orders, system};
         orders::get,
         system::qr, system::healthz, system::readyz,
         admin::create, admin::list, admin::show, admin::update, admin::rotate, admin::revoke,
+        guardrails::audit, guardrails::traffic, guardrails::switches, guardrails::set_switches,
     ),
     components(schemas(
         dto::MoneyDto, dto::ProductDto, dto::ProductListDto, dto::CheckoutRequestDto, dto::CheckoutDto,
         dto::AuthorizationRequiredDto, dto::CompleteAcceptedDto, dto::CompletedDto, dto::StepUpRequiredDto, dto::PaymentStatusDto,
         dto::StepUpStatusDto, dto::OrderDto, dto::HealthDto, dto::ProblemDto,
         admin::KeyDto, admin::KeyListDto, admin::NewKeyDto, admin::KeyChangesDto, admin::RotateDto,
+        guardrails::AuditEventDto, guardrails::AuditListDto, guardrails::TrafficDto,
+        guardrails::TrafficListDto, guardrails::SwitchesDto,
     )),
-    modifiers(&UserToken, &ServerErrors, &ApiKeys),
+    modifiers(&UserToken, &ServerErrors, &ApiKeys, &Guardrails),
     tags(
         (name = "catalog", description = "Browse and search products"),
         (name = "checkout", description = "Guest checkout: no login needed"),
         (name = "payment", description = "Payment authorization by the person, in their wallet"),
         (name = "orders", description = "Placed orders (needs the person's wallet token)"),
         (name = "system", description = "Health and readiness"),
-        (name = "admin", description = "Operators: integration keys"),
+        (name = "admin", description = "Operators: integration keys, audit, traffic, kill switches"),
     )
 )]
 struct ApiDoc;
@@ -97,7 +102,7 @@ impl Modify for ServerErrors {
             ),
             (
                 "503",
-                "Storage unavailable or upstream throttling; see Retry-After",
+                "Storage unavailable, upstream throttling, a kill switch, or the gateway at capacity; see Retry-After",
             ),
             ("504", "Store or wallet timeout"),
         ];
@@ -207,6 +212,86 @@ impl Modify for ApiKeys {
                 responses
                     .entry("403".into())
                     .or_insert_with(|| problem("The API key lacks a required scope"));
+            }
+        }
+    }
+}
+
+fn problem_response(description: &str) -> RefOr<utoipa::openapi::Response> {
+    RefOr::T(
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/problem+json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ProblemDto")))
+                    .build(),
+            )
+            .build(),
+    )
+}
+
+/// Declares the guardrails: 429 on every rate-limited operation, and on every POST/PATCH the
+/// optional `Idempotency-Key` header with its 400/409/422 answers.
+struct Guardrails;
+
+impl Modify for Guardrails {
+    fn modify(&self, openapi: &mut Document) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let operations = [
+                ("GET", &mut item.get),
+                ("POST", &mut item.post),
+                ("PATCH", &mut item.patch),
+                ("PUT", &mut item.put),
+            ];
+            for (method, operation) in operations {
+                let Some(operation) = operation else { continue };
+                let access = access::required(method, path, "");
+                if matches!(access, Access::Scopes(_)) {
+                    operation
+                        .responses
+                        .responses
+                        .entry("429".into())
+                        .or_insert_with(|| {
+                            problem_response(
+                                "A rate limit or quota is used up; see Retry-After, RateLimit-Policy and RateLimit",
+                            )
+                        });
+                }
+                if access == Access::Public || !matches!(method, "POST" | "PATCH") {
+                    continue;
+                }
+                let header = ParameterBuilder::new()
+                    .name("Idempotency-Key")
+                    .parameter_in(ParameterIn::Header)
+                    .required(Required::False)
+                    .description(Some(
+                        "Optional; 1 to 255 characters, bare or quoted. A repeat with the same body gets the first answer (Idempotent-Replayed: true) for 24 hours.",
+                    ))
+                    .schema(Some(
+                        ObjectBuilder::new().schema_type(Type::String).max_length(Some(257)),
+                    ))
+                    .build();
+                operation
+                    .parameters
+                    .get_or_insert_with(Vec::new)
+                    .push(header);
+                let responses = &mut operation.responses.responses;
+                for (status, description) in [
+                    ("400", "Malformed body or Idempotency-Key"),
+                    (
+                        "409",
+                        "A request with this Idempotency-Key is still in flight",
+                    ),
+                    (
+                        "422",
+                        "Invalid fields, or the Idempotency-Key was used with another body",
+                    ),
+                ] {
+                    responses
+                        .entry(status.into())
+                        .or_insert_with(|| problem_response(description));
+                }
             }
         }
     }

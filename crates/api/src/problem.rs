@@ -68,6 +68,42 @@ pub const PROBLEMS: &[(&str, u16, &str, &str)] = &[
         "An operator switched this key off for now (a kill switch). Retry later or contact the operator.",
     ),
     (
+        "rate_limited",
+        429,
+        "Rate limit reached",
+        "A rate limit or quota of this key, its organisation, the end user or the client address is used up. Wait `Retry-After` seconds; `RateLimit-Policy` and `RateLimit` headers (on every answer) show each limit and what is left.",
+    ),
+    (
+        "switched_off",
+        503,
+        "Switched off by the operator",
+        "An operator kill switch refuses this kind of call for now (read-only mode, checkout creation off, or payments off). The detail says which; retry later.",
+    ),
+    (
+        "overloaded",
+        503,
+        "Gateway at capacity",
+        "Too many requests are in flight on this gateway instance. Retry after `Retry-After` seconds.",
+    ),
+    (
+        "idempotency_key_invalid",
+        400,
+        "Idempotency-Key not valid",
+        "The Idempotency-Key header must be 1 to 255 printable ASCII characters, bare or as a quoted string.",
+    ),
+    (
+        "idempotency_key_reused",
+        422,
+        "Idempotency-Key reused with another request",
+        "This Idempotency-Key was already used on this path with a different body. Use a new key for a new request, or resend the original body to get its answer.",
+    ),
+    (
+        "idempotency_key_in_flight",
+        409,
+        "Request with this Idempotency-Key in progress",
+        "The first request with this Idempotency-Key has not finished. Retry after `Retry-After` seconds to get its answer.",
+    ),
+    (
         "user_token_required",
         401,
         "User token required",
@@ -442,12 +478,54 @@ impl From<&AppError> for Problem {
                 "this API key is switched off by an operator",
             )
             .retry_after(60),
+            AppError::RateLimited {
+                policy,
+                limit,
+                window_secs,
+                retry_after,
+            } => Problem::new(
+                "rate_limited",
+                format!(
+                    "the {policy} limit ({limit} requests per {}) is used up; retry in {retry_after} s",
+                    window_name(*window_secs)
+                ),
+            )
+            .with("policy", json!(policy))
+            .retry_after(*retry_after),
+            AppError::SwitchedOff(switch) => {
+                Problem::new("switched_off", switch.reason()).retry_after(30)
+            }
+            AppError::Overloaded => Problem::new(
+                "overloaded",
+                "too many requests are in flight on this gateway instance; retry shortly",
+            )
+            .retry_after(1),
+            AppError::IdempotencyKeyInvalid(e) => {
+                Problem::new("idempotency_key_invalid", e.to_string())
+            }
+            AppError::IdempotencyKeyReused => Problem::new(
+                "idempotency_key_reused",
+                "this Idempotency-Key was used on this path with a different body; send a new key for a new request",
+            ),
+            AppError::IdempotencyKeyInFlight { retry_after } => Problem::new(
+                "idempotency_key_in_flight",
+                "the first request with this Idempotency-Key is still running; retry to get its answer",
+            )
+            .retry_after(*retry_after),
             AppError::MissingScope(scope) => Problem::new(
                 "insufficient_scope",
                 format!("this call needs the {scope} scope, which the API key does not hold"),
             )
             .with("required_scope", json!(scope.as_str())),
         }
+    }
+}
+
+fn window_name(secs: u32) -> String {
+    match secs {
+        60 => "minute".into(),
+        86_400 => "day".into(),
+        n => format!("{n} s"),
     }
 }
 
@@ -567,6 +645,17 @@ mod tests {
             AppError::ApiKeyRefused(AuthFailure::Disabled),
             AppError::MissingScope(Scope::Admin),
             AppError::AdminCredentialsRequired,
+            AppError::RateLimited {
+                policy: "key-minute",
+                limit: 1,
+                window_secs: 60,
+                retry_after: 3,
+            },
+            AppError::SwitchedOff(sacp_domain::switches::SwitchedOff::Payments),
+            AppError::Overloaded,
+            AppError::IdempotencyKeyInvalid(sacp_domain::idempotency::IdempotencyKeyError::TooLong),
+            AppError::IdempotencyKeyReused,
+            AppError::IdempotencyKeyInFlight { retry_after: 5 },
         ];
         for error in &errors {
             let problem = Problem::from(error);

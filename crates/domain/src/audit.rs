@@ -71,3 +71,18 @@ pub struct AuditEvent {
     /// The HTTP status answered.
     pub status: u16,
 }
+
+/// Requests of one key to one route with one status during one minute (traffic inspection).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TrafficCount {
+    /// Start of the minute (UTC).
+    pub minute: DateTime<Utc>,
+    /// The key (`None` for calls without a valid key).
+    pub key_id: Option<ApiKeyId>,
+    /// Method and route pattern, e.g. `GET /products/{id}`.
+    pub route: String,
+    /// HTTP status answered.
+    pub status: u16,
+    /// How many.
+    pub count: u64,
+}

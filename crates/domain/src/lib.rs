@@ -7,14 +7,19 @@
 //! - [`checkout`]: the checkout state machine (DESIGN §5).
 //! - [`authorization`]: the payment-authorization lifecycle and RFC 8628 poll arithmetic.
 //! - [`catalog`]: products, merchant and orders.
+//! - [`access`], [`audit`]: integration keys and scopes, audit events and traffic counts.
+//! - [`ratelimit`], [`idempotency`], [`switches`]: the guardrails of ADR 019.
 
 pub mod access;
 pub mod audit;
 pub mod authorization;
 pub mod catalog;
 pub mod checkout;
+pub mod idempotency;
 pub mod ids;
 pub mod money;
+pub mod ratelimit;
+pub mod switches;
 pub mod validation;
 
 pub use authorization::{

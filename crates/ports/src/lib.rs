@@ -5,12 +5,14 @@
 //!   introspection, payment tokens, step-up.
 //! - [`repository`]: durable state of checkouts and payment authorizations, with
 //!   compare-and-swap on version.
+//! - [`guard`]: rate-limit counters, kill switches, idempotency records, traffic counts.
 //! - [`clock::Clock`]: the current time, so that use cases never read the clock directly.
 //!
 //! With the `contract` feature, [`contract`] holds the suites every implementation must pass.
 
 pub mod clock;
 pub mod error;
+pub mod guard;
 pub mod repository;
 pub mod store;
 pub mod token;
@@ -21,6 +23,7 @@ pub mod contract;
 
 pub use clock::Clock;
 pub use error::UpstreamError;
+pub use guard::{IdempotencyStore, RateCounters, SwitchBoard, TrafficLog};
 pub use repository::{
     ApiKeyRepository, AuditLog, AuthorizationRepository, CheckoutRepository, RepositoryError,
 };

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sacp_domain::access::ApiKey;
+use sacp_domain::idempotency::Answer;
 use sacp_domain::{ApiKeyId, Checkout, CheckoutId, PaymentAuthorization, PaymentAuthorizationId};
 
 /// Why a repository call did not succeed.
@@ -39,6 +40,15 @@ pub enum RepositoryError {
 pub trait CheckoutRepository: Send + Sync {
     /// Stores a new checkout. [`RepositoryError::AlreadyExists`] for a duplicate id.
     async fn insert(&self, checkout: &mut Checkout) -> Result<(), RepositoryError>;
+
+    /// [`CheckoutRepository::insert`], and in the same transaction finishes the idempotency
+    /// record of `answer.scope` (see [`crate::IdempotencyStore::finish`]): both are stored
+    /// or neither, so a crash cannot leave a checkout whose creation a retry would repeat.
+    async fn insert_answering(
+        &self,
+        checkout: &mut Checkout,
+        answer: &Answer,
+    ) -> Result<(), RepositoryError>;
 
     /// Reads a checkout. [`RepositoryError::NotFound`] for unknown ids.
     async fn get(&self, id: &CheckoutId) -> Result<Checkout, RepositoryError>;
@@ -96,6 +106,14 @@ pub trait AuthorizationRepository: Send + Sync {
 pub trait ApiKeyRepository: Send + Sync {
     /// Stores a new key. [`RepositoryError::AlreadyExists`] for a duplicate id.
     async fn insert(&self, key: &mut ApiKey) -> Result<(), RepositoryError>;
+
+    /// [`ApiKeyRepository::insert`] and the idempotency answer in one transaction, like
+    /// [`CheckoutRepository::insert_answering`].
+    async fn insert_answering(
+        &self,
+        key: &mut ApiKey,
+        answer: &Answer,
+    ) -> Result<(), RepositoryError>;
 
     /// Reads a key. [`RepositoryError::NotFound`] for unknown ids.
     async fn get(&self, id: &ApiKeyId) -> Result<ApiKey, RepositoryError>;

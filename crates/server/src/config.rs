@@ -56,6 +56,64 @@ pub struct Settings {
     /// Log format: `text` or `json`.
     #[arg(long, env = "SACP_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+    /// Gateway-wide rate limits and capacity.
+    #[command(flatten)]
+    pub limits: LimitArgs,
+}
+
+/// Gateway-wide limits (per-key limits are set on each key).
+#[derive(Debug, Clone, PartialEq, Eq, clap::Args)]
+pub struct LimitArgs {
+    /// Requests per minute of all keys of one organisation together.
+    #[arg(long, env = "SACP_ORG_RATE_LIMIT", default_value_t = 6_000)]
+    pub org_per_minute: u32,
+    /// Requests per minute acting for one end user (one user token).
+    #[arg(long, env = "SACP_USER_RATE_LIMIT", default_value_t = 60)]
+    pub user_per_minute: u32,
+    /// Writes (POST/PATCH) per minute per key.
+    #[arg(long, env = "SACP_WRITE_RATE_LIMIT", default_value_t = 120)]
+    pub writes_per_minute: u32,
+    /// Payment completions per minute per key.
+    #[arg(long, env = "SACP_PAYMENT_RATE_LIMIT", default_value_t = 30)]
+    pub completions_per_minute: u32,
+    /// Checkouts created per day per key.
+    #[arg(long, env = "SACP_DAILY_CHECKOUT_QUOTA", default_value_t = 5_000)]
+    pub checkouts_per_day: u32,
+    /// Catalog reads per minute per client address without a key; absent = no anonymous tier.
+    #[arg(long, env = "SACP_ANONYMOUS_RATE_LIMIT")]
+    pub anonymous_per_minute: Option<u32>,
+    /// Requests in flight per replica before answering 503.
+    #[arg(long, env = "SACP_MAX_IN_FLIGHT", default_value_t = 1_024)]
+    pub max_in_flight: usize,
+}
+
+impl Default for LimitArgs {
+    fn default() -> Self {
+        let defaults = sacp_api::usecases::LimitSettings::default();
+        LimitArgs {
+            org_per_minute: defaults.org_per_minute,
+            user_per_minute: defaults.user_per_minute,
+            writes_per_minute: defaults.writes_per_minute,
+            completions_per_minute: defaults.completions_per_minute,
+            checkouts_per_day: defaults.checkouts_per_day,
+            anonymous_per_minute: defaults.anonymous_per_minute,
+            max_in_flight: sacp_api::DEFAULT_MAX_IN_FLIGHT,
+        }
+    }
+}
+
+impl LimitArgs {
+    /// The use cases' view of these limits.
+    pub fn settings(&self) -> sacp_api::usecases::LimitSettings {
+        sacp_api::usecases::LimitSettings {
+            org_per_minute: self.org_per_minute.max(1),
+            user_per_minute: self.user_per_minute.max(1),
+            writes_per_minute: self.writes_per_minute.max(1),
+            completions_per_minute: self.completions_per_minute.max(1),
+            checkouts_per_day: self.checkouts_per_day.max(1),
+            anonymous_per_minute: self.anonymous_per_minute.filter(|n| *n > 0),
+        }
+    }
 }
 
 /// Where the upstreams are.

@@ -117,7 +117,7 @@ pub async fn run(settings: &Settings, command: KeysCommand) -> Result<serde_json
                 },
                 expires_at,
             };
-            let (key, secret) = keys.create(new).await.map_err(failed)?;
+            let (key, secret) = keys.create(new, None).await.map_err(failed)?;
             view(&keys, &key, Some(&secret))
         }
         KeysCommand::List => {

@@ -15,11 +15,14 @@ use actix_web::{App, HttpServer};
 use sacp_adapters::HttpConfig;
 use sacp_adapters::http_store::HttpStore;
 use sacp_adapters::http_wallet::{HttpWallet, WalletCredentials};
-use sacp_adapters::memory::{MemoryApiKeys, MemoryAuthorizations, MemoryCheckouts};
+use sacp_adapters::memory::{MemoryApiKeys, MemoryAuditLog, MemoryAuthorizations, MemoryCheckouts};
+use sacp_adapters::memory_guard::{
+    MemoryIdempotency, MemoryRateCounters, MemorySwitchBoard, MemoryTrafficLog,
+};
 use sacp_adapters::pg::{PgConfig, PgStorage};
 use sacp_adapters::random::OsRandom;
 use sacp_api::driver::{self, DriverConfig};
-use sacp_api::usecases::{Gateway, GatewayConfig, integration_scopes};
+use sacp_api::usecases::{Gateway, GatewayConfig, GuardPorts, integration_scopes};
 use sacp_api::{ApiState, request_id};
 use sacp_domain::access::{KeyLimits, NewKey};
 use sacp_ports::clock::SystemClock;
@@ -74,6 +77,7 @@ pub struct Running {
     server: ServerHandle,
     served: JoinHandle<std::io::Result<()>>,
     driver: JoinHandle<()>,
+    housekeeping: JoinHandle<()>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -87,6 +91,7 @@ impl Running {
         };
         let _ = self.shutdown.send(true);
         let _ = self.driver.await;
+        let _ = self.housekeeping.await;
         result
     }
 
@@ -118,15 +123,26 @@ struct Storage {
     checkouts: Arc<dyn CheckoutRepository>,
     authorizations: Arc<dyn AuthorizationRepository>,
     keys: Arc<dyn ApiKeyRepository>,
+    guard: GuardPorts,
     kind: &'static str,
 }
 
 async fn storage(settings: &Settings) -> Result<Storage, StartError> {
     if settings.database_url.is_none() {
+        // One idempotency store shared with the repositories that store answers with
+        // their changes.
+        let idempotency = Arc::new(MemoryIdempotency::default());
         return Ok(Storage {
-            checkouts: Arc::new(MemoryCheckouts::default()),
+            checkouts: Arc::new(MemoryCheckouts::sharing(idempotency.clone())),
             authorizations: Arc::new(MemoryAuthorizations::default()),
-            keys: Arc::new(MemoryApiKeys::default()),
+            keys: Arc::new(MemoryApiKeys::sharing(idempotency.clone())),
+            guard: GuardPorts {
+                counters: Arc::new(MemoryRateCounters::default()),
+                switches: Arc::new(MemorySwitchBoard::default()),
+                idempotency,
+                traffic: Arc::new(MemoryTrafficLog::default()),
+                audit: Arc::new(MemoryAuditLog::default()),
+            },
             kind: "embedded storage",
         });
     }
@@ -138,7 +154,14 @@ async fn storage(settings: &Settings) -> Result<Storage, StartError> {
     Ok(Storage {
         checkouts: storage.clone(),
         authorizations: storage.clone(),
-        keys: storage,
+        keys: storage.clone(),
+        guard: GuardPorts {
+            counters: storage.clone(),
+            switches: storage.clone(),
+            idempotency: storage.clone(),
+            traffic: storage.clone(),
+            audit: storage,
+        },
         kind: "PostgreSQL storage",
     })
 }
@@ -163,13 +186,16 @@ async fn bootstrap_key(
     }
     let (_, secret) = gateway
         .keys()
-        .create(NewKey {
-            name: "sandbox demo".into(),
-            org: "sandbox".into(),
-            scopes: integration_scopes(),
-            limits: KeyLimits::READ_TIER,
-            expires_at: None,
-        })
+        .create(
+            NewKey {
+                name: "sandbox demo".into(),
+                org: "sandbox".into(),
+                scopes: integration_scopes(),
+                limits: KeyLimits::READ_TIER,
+                expires_at: None,
+            },
+            None,
+        )
         .await
         .map_err(|e| StartError::Bootstrap(e.to_string()))?;
     Ok(Some(secret.expose().to_owned()))
@@ -248,16 +274,21 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
         storage.checkouts,
         storage.authorizations,
         storage.keys,
+        storage.guard,
         clock,
         Arc::new(OsRandom),
-        GatewayConfig::default(),
+        GatewayConfig {
+            limits: settings.limits.settings(),
+            ..GatewayConfig::default()
+        },
     );
     let demo_key = bootstrap_key(&gateway, settings, simulators.is_some()).await?;
     let admin_token = settings
         .admin_token
         .as_ref()
         .map(|t| t.expose_secret().to_owned());
-    let state = ApiState::new(gateway.clone(), &public_url, admin_token.as_deref());
+    let state = ApiState::new(gateway.clone(), &public_url, admin_token.as_deref())
+        .with_max_in_flight(settings.limits.max_in_flight);
     let served_simulators = simulators.clone();
     let app_public_url = public_url.clone();
     let mut server = HttpServer::new(move || {
@@ -282,6 +313,7 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
     let served = tokio::spawn(server);
     let (shutdown, shutdown_rx) = watch::channel(false);
     let gateway_handle = gateway.clone();
+    let housekeeping = tokio::spawn(driver::housekeeping(gateway.clone(), shutdown_rx.clone()));
     let driver = tokio::spawn(driver::run(gateway, DriverConfig::default(), shutdown_rx));
     Ok(Running {
         address,
@@ -293,6 +325,7 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
         server: handle,
         served,
         driver,
+        housekeeping,
         shutdown,
     })
 }

@@ -3,16 +3,19 @@
 
 use std::collections::BTreeSet;
 
-use actix_web::{HttpResponse, web};
+use actix_web::http::header;
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use sacp_domain::ValidationErrors;
 use sacp_domain::access::{ApiKey, ApiKeySecret, KeyLimits, NewKey, Scope};
+use sacp_domain::idempotency::StoredResponse;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::State;
 use crate::dto::ProblemDto;
-use crate::usecases::{AppError, KeyChanges};
+use crate::guard::{Answered, IdempotencyClaim, ReplayAs};
+use crate::usecases::{Answering, AppError, KeyChanges};
 
 /// An integration key as operators see it (never its secret, except once in `key`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -141,7 +144,11 @@ fn scopes(names: &[String]) -> Result<BTreeSet<Scope>, AppError> {
         (status = 422, description = "Invalid fields", body = ProblemDto, content_type = "application/problem+json"),
     )
 )]
-pub async fn create(state: State, body: web::Json<NewKeyDto>) -> Result<HttpResponse, AppError> {
+pub async fn create(
+    state: State,
+    request: HttpRequest,
+    body: web::Json<NewKeyDto>,
+) -> Result<HttpResponse, AppError> {
     let body = body.into_inner();
     let new = NewKey {
         name: body.name,
@@ -156,8 +163,36 @@ pub async fn create(state: State, body: web::Json<NewKeyDto>) -> Result<HttpResp
         expires_at: body.expires_at,
     };
     let keys = state.gateway.keys();
-    let (key, secret) = keys.create(new).await?;
-    Ok(HttpResponse::Created().json(KeyDto::new(&key, Some(&secret), keys.now())))
+    let now = keys.now();
+    // A replay never carries the secret: it is shown once, and stored nowhere.
+    let render = |key: &ApiKey| secretless(201, &KeyDto::new(key, None, now), Some(key));
+    let claim = request.extensions().get::<IdempotencyClaim>().cloned();
+    let answered = claim.is_some();
+    let answering = claim.map(|claim| Answering {
+        scope: claim.0,
+        render: &render,
+    });
+    let (key, secret) = keys.create(new, answering).await?;
+    let mut response = HttpResponse::Created()
+        .insert_header((
+            header::LOCATION,
+            format!("/admin/keys/{}", key.id().as_str()),
+        ))
+        .json(KeyDto::new(&key, Some(&secret), now));
+    if answered {
+        response.extensions_mut().insert(Answered);
+    }
+    Ok(response)
+}
+
+/// The replayable answer for a key: its JSON without the secret.
+fn secretless(status: u16, dto: &KeyDto, created: Option<&ApiKey>) -> StoredResponse {
+    StoredResponse {
+        status,
+        content_type: Some("application/json".into()),
+        location: created.map(|k| format!("/admin/keys/{}", k.id().as_str())),
+        body: serde_json::to_vec(dto).unwrap_or_default(),
+    }
 }
 
 /// Every integration key.
@@ -241,7 +276,14 @@ pub async fn rotate(
     let grace = body.and_then(|b| b.grace_seconds).unwrap_or(0);
     let keys = state.gateway.keys();
     let (key, secret) = keys.rotate(&id, grace).await?;
-    Ok(HttpResponse::Ok().json(KeyDto::new(&key, Some(&secret), keys.now())))
+    let now = keys.now();
+    let mut response = HttpResponse::Ok().json(KeyDto::new(&key, Some(&secret), now));
+    response.extensions_mut().insert(ReplayAs(secretless(
+        200,
+        &KeyDto::new(&key, None, now),
+        None,
+    )));
+    Ok(response)
 }
 
 /// Revoke a key, at once on every replica.

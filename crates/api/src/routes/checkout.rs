@@ -1,15 +1,17 @@
 //! The checkout routes: create, read, change, cancel, complete, and the payment polls.
 
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 
 use super::{State, user_token};
 use crate::dto::{
     AuthorizationRequiredDto, CheckoutDto, CheckoutRequestDto, CompleteAcceptedDto, CompletedDto,
     PaymentStatusDto, ProblemDto, StepUpRequiredDto, StepUpStatusDto,
 };
-use crate::usecases::{AppError, CompleteOutcome};
-use sacp_domain::PaymentStatus;
+use crate::guard::{Answered, EndUser, IdempotencyClaim};
+use crate::usecases::{Answering, AppError, CompleteOutcome};
+use sacp_domain::idempotency::StoredResponse;
+use sacp_domain::{Checkout, PaymentStatus};
 
 /// Open a guest checkout.
 #[utoipa::path(
@@ -25,19 +27,35 @@ use sacp_domain::PaymentStatus;
 )]
 pub async fn create(
     state: State,
+    request: HttpRequest,
     body: web::Json<CheckoutRequestDto>,
 ) -> Result<HttpResponse, AppError> {
+    let links = &state.links;
+    let render = |checkout: &Checkout| StoredResponse {
+        status: 201,
+        content_type: Some("application/json".into()),
+        location: Some(links.checkout(checkout.id().as_str())),
+        body: serde_json::to_vec(&CheckoutDto::new(checkout, links)).unwrap_or_default(),
+    };
+    let claim = request.extensions().get::<IdempotencyClaim>().cloned();
+    let answered = claim.is_some();
+    let answering = claim.map(|claim| Answering {
+        scope: claim.0,
+        render: &render,
+    });
     let checkout = state
         .gateway
-        .create_checkout(&body.into_inner().into())
+        .create_checkout(&body.into_inner().into(), answering)
         .await?;
-    let dto = CheckoutDto::new(&checkout, &state.links);
-    Ok(HttpResponse::Created()
-        .insert_header((
-            header::LOCATION,
-            state.links.checkout(checkout.id().as_str()),
-        ))
-        .json(dto))
+    let answer = render(&checkout);
+    let mut response = HttpResponse::Created()
+        .insert_header((header::LOCATION, answer.location.unwrap_or_default()))
+        .content_type("application/json")
+        .body(answer.body);
+    if answered {
+        response.extensions_mut().insert(Answered);
+    }
+    Ok(response)
 }
 
 /// Read a checkout.
@@ -123,7 +141,11 @@ pub async fn complete(
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
     let token = user_token(&request, Some(&body));
-    let outcome = state.gateway.complete_checkout(&id, token.as_ref()).await?;
+    let outcome = state.gateway.complete_checkout(&id, token.as_ref()).await;
+    if let Some(subject) = token.as_ref().and_then(|t| t.subject()) {
+        request.extensions_mut().insert(EndUser(subject.to_owned()));
+    }
+    let outcome = outcome?;
     let links = &state.links;
     Ok(match outcome {
         CompleteOutcome::AuthorizationRequired {

@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod catalog;
 pub mod checkout;
+pub mod guardrails;
 pub mod orders;
 pub mod system;
 

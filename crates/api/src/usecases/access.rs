@@ -9,7 +9,7 @@ use sacp_domain::access::{ApiKey, ApiKeySecret, AuthFailure, KeyLimits, NewKey, 
 use sacp_domain::{ApiKeyId, RandomSource};
 use sacp_ports::{ApiKeyRepository, Clock, RepositoryError};
 
-use super::{AppError, CAS_ATTEMPTS};
+use super::{Answering, AppError, CAS_ATTEMPTS};
 
 /// Who is calling: the integration behind an authenticated key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +20,8 @@ pub struct Principal {
     pub org: String,
     /// What it may do.
     pub scopes: BTreeSet<Scope>,
+    /// Its rate limit and daily quota.
+    pub limits: KeyLimits,
 }
 
 impl Principal {
@@ -114,13 +116,31 @@ impl Keys {
             key_id: key.id().clone(),
             org: key.org().to_owned(),
             scopes: key.scopes().clone(),
+            limits: key.limits(),
         })
     }
 
     /// Creates a key; the secret is returned once and never stored.
-    pub async fn create(&self, new: NewKey) -> Result<(ApiKey, ApiKeySecret), AppError> {
-        let (mut key, secret) = ApiKey::create(new, self.clock.now(), self.random.as_ref())?;
-        self.repo.insert(&mut key).await?;
+    ///
+    /// With `answering`, the idempotent answer (without the secret) is stored in the same
+    /// transaction as the key.
+    pub async fn create(
+        &self,
+        new: NewKey,
+        answering: Option<Answering<'_, ApiKey>>,
+    ) -> Result<(ApiKey, ApiKeySecret), AppError> {
+        let now = self.clock.now();
+        let (mut key, secret) = ApiKey::create(new, now, self.random.as_ref())?;
+        match answering {
+            Some(answering) => {
+                let answer = answering.answer(&key, now);
+                self.repo
+                    .insert_answering(&mut key, &answer)
+                    .await
+                    .map_err(super::lost_claim)?;
+            }
+            None => self.repo.insert(&mut key).await?,
+        }
         Ok((key, secret))
     }
 

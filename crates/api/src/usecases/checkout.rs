@@ -7,6 +7,7 @@ use sacp_domain::{
 use sacp_ports::UpstreamError;
 use sacp_ports::store::{SessionPatch, StoreSession};
 
+use super::{Answering, lost_claim};
 use super::{AppError, Gateway};
 
 /// What an agent sends to create or change a checkout, before validation. `None` leaves a
@@ -93,7 +94,14 @@ fn session_error(error: UpstreamError) -> AppError {
 impl Gateway {
     /// Opens a checkout: validates the items (and buyer and fulfillment if given), opens a
     /// session at the store and records the checkout.
-    pub async fn create_checkout(&self, changes: &CheckoutChanges) -> Result<Checkout, AppError> {
+    ///
+    /// With `answering`, the idempotent answer is stored in the same transaction as the
+    /// checkout.
+    pub async fn create_checkout(
+        &self,
+        changes: &CheckoutChanges,
+        answering: Option<Answering<'_, Checkout>>,
+    ) -> Result<Checkout, AppError> {
         let valid = changes.validate(true)?;
         let Some(items) = valid.items else {
             // validate(true) refuses absent items; keep the type system honest anyway.
@@ -114,7 +122,16 @@ impl Gateway {
             now,
             session.expires_at,
         );
-        self.checkouts.insert(&mut checkout).await?;
+        match answering {
+            Some(answering) => {
+                let answer = answering.answer(&checkout, now);
+                self.checkouts
+                    .insert_answering(&mut checkout, &answer)
+                    .await
+                    .map_err(lost_claim)?;
+            }
+            None => self.checkouts.insert(&mut checkout).await?,
+        }
         Ok(checkout)
     }
 

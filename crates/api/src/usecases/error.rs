@@ -1,6 +1,8 @@
 //! What can go wrong in a use case, independent of HTTP (the API maps each to a problem).
 
 use sacp_domain::access::{AuthFailure, Scope};
+use sacp_domain::idempotency::IdempotencyKeyError;
+use sacp_domain::switches::SwitchedOff;
 use sacp_domain::{TransitionError, ValidationErrors};
 use sacp_ports::{RepositoryError, UpstreamError};
 
@@ -83,6 +85,36 @@ pub enum AppError {
     /// Concurrent writers kept winning; the caller may retry.
     #[error("the checkout is being changed by another request; retry")]
     Busy,
+    /// A rate limit or quota is used up.
+    #[error("rate limit {policy} reached")]
+    RateLimited {
+        /// The exceeded policy's name.
+        policy: &'static str,
+        /// Its limit.
+        limit: u32,
+        /// Its window in seconds.
+        window_secs: u32,
+        /// Seconds until it resets.
+        retry_after: u64,
+    },
+    /// An operator switched this operation off.
+    #[error("{}", .0.reason())]
+    SwitchedOff(SwitchedOff),
+    /// Too many requests in flight on this replica.
+    #[error("the gateway is at capacity")]
+    Overloaded,
+    /// The `Idempotency-Key` header is unusable.
+    #[error(transparent)]
+    IdempotencyKeyInvalid(#[from] IdempotencyKeyError),
+    /// The `Idempotency-Key` was used before with a different request body.
+    #[error("the Idempotency-Key was used with a different request")]
+    IdempotencyKeyReused,
+    /// The first request with this `Idempotency-Key` is still running.
+    #[error("a request with this Idempotency-Key is still in flight")]
+    IdempotencyKeyInFlight {
+        /// Seconds to wait.
+        retry_after: u64,
+    },
 }
 
 impl AppError {

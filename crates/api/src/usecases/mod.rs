@@ -7,6 +7,7 @@ mod access;
 mod catalog;
 mod checkout;
 mod error;
+mod guard;
 mod orders;
 mod payment;
 
@@ -22,6 +23,7 @@ pub use access::{KeyChanges, Keys, MAX_GRACE_SECS, Principal, integration_scopes
 pub use catalog::{CatalogQuery, ProductList};
 pub use checkout::CheckoutChanges;
 pub use error::{AppError, Upstream};
+pub use guard::{Answering, GuardPorts, Guardrails, LimitSettings};
 pub use payment::{CompleteOutcome, PaymentStatusView, StepUpView};
 
 /// Settings the use cases need.
@@ -29,12 +31,15 @@ pub use payment::{CompleteOutcome, PaymentStatusView, StepUpView};
 pub struct GatewayConfig {
     /// Who asks the person for approval, as the wallet shows it (e.g. `SACP Gateway`).
     pub agent_name: String,
+    /// Gateway-wide rate limits and the anonymous tier.
+    pub limits: LimitSettings,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
         GatewayConfig {
             agent_name: "SACP Gateway".into(),
+            limits: LimitSettings::default(),
         }
     }
 }
@@ -47,6 +52,7 @@ pub struct Gateway {
     checkouts: Arc<dyn CheckoutRepository>,
     authorizations: Arc<dyn AuthorizationRepository>,
     keys: Keys,
+    guard: Guardrails,
     clock: Arc<dyn Clock>,
     random: Arc<dyn RandomSource>,
     config: GatewayConfig,
@@ -57,6 +63,16 @@ impl std::fmt::Debug for Gateway {
         f.debug_struct("Gateway")
             .field("config", &self.config)
             .finish_non_exhaustive()
+    }
+}
+
+/// The error when an idempotent answer could not be stored with its change because the
+/// claim was lost (its lease ran out and a retry took it over): nothing was stored, and the
+/// retry gets the answer.
+pub(crate) fn lost_claim(error: RepositoryError) -> AppError {
+    match error {
+        RepositoryError::NotFound => AppError::IdempotencyKeyInFlight { retry_after: 1 },
+        other => AppError::Storage(other),
     }
 }
 
@@ -72,12 +88,14 @@ impl Gateway {
         checkouts: Arc<dyn CheckoutRepository>,
         authorizations: Arc<dyn AuthorizationRepository>,
         keys: Arc<dyn ApiKeyRepository>,
+        guard: GuardPorts,
         clock: Arc<dyn Clock>,
         random: Arc<dyn RandomSource>,
         config: GatewayConfig,
     ) -> Gateway {
         Gateway {
             keys: Keys::new(keys, clock.clone(), random.clone()),
+            guard: Guardrails::new(guard, clock.clone(), config.limits),
             store,
             wallet,
             checkouts,
@@ -91,6 +109,11 @@ impl Gateway {
     /// The key use cases.
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    /// The guardrail use cases (limits, switches, idempotency, audit, traffic).
+    pub fn guard(&self) -> &Guardrails {
+        &self.guard
     }
 
     /// Whether the gateway can serve: its storage answers.

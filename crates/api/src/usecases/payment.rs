@@ -233,7 +233,7 @@ impl Gateway {
             .await
             .map_err(AppError::wallet)?
         {
-            Introspection::Active(_) => {}
+            Introspection::Active(info) => token.note_subject(&info.subject),
             Introspection::Inactive => return Err(AppError::UserTokenInvalid),
         }
         let now = self.clock.now();

@@ -1,0 +1,244 @@
+//! In-memory guardrail storage (one process): rate counters, switches, idempotency records
+//! and traffic counts for the embedded sandbox and tests.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sacp_domain::ApiKeyId;
+use sacp_domain::audit::TrafficCount;
+use sacp_domain::idempotency::{
+    Answer, Begin, IN_FLIGHT_LEASE, IdempotencyScope, RETENTION, StoredResponse, lease_left,
+};
+use sacp_domain::ratelimit::Counter;
+use sacp_domain::switches::Switches;
+use sacp_ports::{IdempotencyStore, RateCounters, RepositoryError, SwitchBoard, TrafficLog};
+
+use crate::memory::lock;
+
+/// A counter's name and window start.
+type CounterKey = (String, DateTime<Utc>);
+
+/// Counters in a map: count and window end by name and window start.
+#[derive(Debug, Default)]
+pub struct MemoryRateCounters {
+    map: Mutex<HashMap<CounterKey, (u64, DateTime<Utc>)>>,
+}
+
+#[async_trait]
+impl RateCounters for MemoryRateCounters {
+    async fn hit(&self, counters: &[Counter]) -> Result<Vec<u64>, RepositoryError> {
+        let mut map = lock(&self.map);
+        Ok(counters
+            .iter()
+            .map(|c| {
+                let entry = map
+                    .entry((c.name.clone(), c.window_start))
+                    .or_insert((0, c.window_end));
+                entry.0 += 1;
+                entry.0
+            })
+            .collect())
+    }
+
+    async fn release(&self, counters: &[Counter]) -> Result<(), RepositoryError> {
+        let mut map = lock(&self.map);
+        for c in counters {
+            if let Some(entry) = map.get_mut(&(c.name.clone(), c.window_start)) {
+                entry.0 = entry.0.saturating_sub(1);
+            }
+        }
+        Ok(())
+    }
+
+    async fn purge(&self, now: DateTime<Utc>) -> Result<u64, RepositoryError> {
+        let mut map = lock(&self.map);
+        let before = map.len();
+        map.retain(|_, (_, end)| *end >= now);
+        Ok(u64::try_from(before - map.len()).unwrap_or(u64::MAX))
+    }
+}
+
+/// The switches in a cell.
+#[derive(Debug, Default)]
+pub struct MemorySwitchBoard {
+    switches: Mutex<Switches>,
+}
+
+#[async_trait]
+impl SwitchBoard for MemorySwitchBoard {
+    async fn switches(&self) -> Result<Switches, RepositoryError> {
+        Ok(*lock(&self.switches))
+    }
+
+    async fn set_switches(&self, switches: &Switches) -> Result<(), RepositoryError> {
+        *lock(&self.switches) = *switches;
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+enum State {
+    InFlight { locked_at: DateTime<Utc> },
+    Done { response: StoredResponse },
+}
+
+#[derive(Debug, Clone)]
+struct Record {
+    fingerprint: String,
+    state: State,
+    expires_at: DateTime<Utc>,
+}
+
+/// Idempotency records in a map.
+#[derive(Debug, Default)]
+pub struct MemoryIdempotency {
+    map: Mutex<HashMap<IdempotencyScope, Record>>,
+}
+
+impl MemoryIdempotency {
+    /// Finishes a claimed scope; `NotFound` when it is not in flight. `also` runs under the
+    /// same lock before the record changes, so a business change and its answer are stored
+    /// together (`also` failing leaves the record in flight).
+    pub(crate) fn finish_with(
+        &self,
+        answer: &Answer,
+        also: impl FnOnce() -> Result<(), RepositoryError>,
+    ) -> Result<(), RepositoryError> {
+        let mut map = lock(&self.map);
+        let record = map
+            .get_mut(&answer.scope)
+            .filter(|r| matches!(r.state, State::InFlight { .. }))
+            .ok_or(RepositoryError::NotFound)?;
+        also()?;
+        record.state = State::Done {
+            response: answer.response.clone(),
+        };
+        record.expires_at = answer.at + RETENTION;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for MemoryIdempotency {
+    async fn begin(
+        &self,
+        scope: &IdempotencyScope,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Begin, RepositoryError> {
+        let mut map = lock(&self.map);
+        let fresh = Record {
+            fingerprint: fingerprint.to_owned(),
+            state: State::InFlight { locked_at: now },
+            expires_at: now + RETENTION,
+        };
+        let Some(record) = map.get(scope) else {
+            map.insert(scope.clone(), fresh);
+            return Ok(Begin::Started);
+        };
+        if record.expires_at < now {
+            map.insert(scope.clone(), fresh);
+            return Ok(Begin::Started);
+        }
+        if record.fingerprint != fingerprint {
+            return Ok(Begin::Mismatch);
+        }
+        match &record.state {
+            State::Done { response } => Ok(Begin::Replay(response.clone())),
+            State::InFlight { locked_at } if *locked_at + IN_FLIGHT_LEASE <= now => {
+                map.insert(scope.clone(), fresh);
+                Ok(Begin::Started)
+            }
+            State::InFlight { locked_at } => Ok(Begin::InFlight {
+                retry_after_secs: lease_left(*locked_at, now),
+            }),
+        }
+    }
+
+    async fn finish(
+        &self,
+        scope: &IdempotencyScope,
+        response: &StoredResponse,
+        now: DateTime<Utc>,
+    ) -> Result<(), RepositoryError> {
+        let answer = Answer {
+            scope: scope.clone(),
+            response: response.clone(),
+            at: now,
+        };
+        self.finish_with(&answer, || Ok(()))
+    }
+
+    async fn abandon(&self, scope: &IdempotencyScope) -> Result<(), RepositoryError> {
+        let mut map = lock(&self.map);
+        if map
+            .get(scope)
+            .is_some_and(|r| matches!(r.state, State::InFlight { .. }))
+        {
+            map.remove(scope);
+        }
+        Ok(())
+    }
+
+    async fn purge(&self, now: DateTime<Utc>) -> Result<u64, RepositoryError> {
+        let mut map = lock(&self.map);
+        let before = map.len();
+        map.retain(|_, r| r.expires_at >= now);
+        Ok(u64::try_from(before - map.len()).unwrap_or(u64::MAX))
+    }
+}
+
+/// Most traffic rows kept in memory; the oldest minutes go first.
+const MEMORY_TRAFFIC_CAPACITY: usize = 100_000;
+
+type TrafficKey = (DateTime<Utc>, Option<ApiKeyId>, String, u16);
+
+/// Traffic counts in an ordered map (oldest minute first).
+#[derive(Debug, Default)]
+pub struct MemoryTrafficLog {
+    map: Mutex<BTreeMap<TrafficKey, u64>>,
+}
+
+#[async_trait]
+impl TrafficLog for MemoryTrafficLog {
+    async fn add(&self, counts: &[TrafficCount]) -> Result<(), RepositoryError> {
+        let mut map = lock(&self.map);
+        for c in counts {
+            *map.entry((c.minute, c.key_id.clone(), c.route.clone(), c.status))
+                .or_insert(0) += c.count;
+        }
+        while map.len() > MEMORY_TRAFFIC_CAPACITY {
+            map.pop_first();
+        }
+        Ok(())
+    }
+
+    async fn traffic(
+        &self,
+        key: Option<&ApiKeyId>,
+        limit: usize,
+    ) -> Result<Vec<TrafficCount>, RepositoryError> {
+        let map = lock(&self.map);
+        let mut rows: Vec<TrafficCount> = map
+            .iter()
+            .filter(|((_, k, _, _), _)| key.is_none_or(|key| k.as_ref() == Some(key)))
+            .map(|((minute, key_id, route, status), count)| TrafficCount {
+                minute: *minute,
+                key_id: key_id.clone(),
+                route: route.clone(),
+                status: *status,
+                count: *count,
+            })
+            .collect();
+        rows.sort_by(|a, b| {
+            b.minute
+                .cmp(&a.minute)
+                .then_with(|| a.route.cmp(&b.route))
+                .then_with(|| a.status.cmp(&b.status))
+        });
+        rows.truncate(limit);
+        Ok(rows)
+    }
+}

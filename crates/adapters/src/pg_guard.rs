@@ -1,0 +1,458 @@
+//! PostgreSQL guardrail storage: every replica sharing the database shares the counters,
+//! switches, idempotency records and traffic counts.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use diesel::pg::PgConnection;
+use diesel::prelude::*;
+use diesel::result::Error as DieselError;
+use diesel::upsert::excluded;
+use sacp_domain::ApiKeyId;
+use sacp_domain::audit::TrafficCount;
+use sacp_domain::idempotency::{
+    Answer, Begin, IN_FLIGHT_LEASE, IdempotencyScope, RETENTION, StoredResponse, lease_left,
+};
+use sacp_domain::ratelimit::Counter;
+use sacp_domain::switches::Switches;
+use sacp_ports::{IdempotencyStore, RateCounters, RepositoryError, SwitchBoard, TrafficLog};
+
+use crate::pg::schema::{idempotency_records, rate_counters, switches, traffic_minutes};
+use crate::pg::{PgStorage, database_error};
+
+#[derive(Insertable)]
+#[diesel(table_name = rate_counters)]
+struct NewCounter {
+    name: String,
+    window_start: DateTime<Utc>,
+    window_end: DateTime<Utc>,
+    count: i64,
+}
+
+/// Counters sorted by name, so that concurrent multi-row upserts lock rows in one order
+/// (no deadlocks between replicas).
+fn sorted(counters: &[Counter]) -> Vec<Counter> {
+    let mut sorted = counters.to_vec();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    sorted
+}
+
+fn count_of(value: i64) -> u64 {
+    u64::try_from(value).unwrap_or(0)
+}
+
+#[async_trait]
+impl RateCounters for PgStorage {
+    async fn hit(&self, counters: &[Counter]) -> Result<Vec<u64>, RepositoryError> {
+        if counters.is_empty() {
+            return Ok(Vec::new());
+        }
+        let rows: Vec<NewCounter> = sorted(counters)
+            .into_iter()
+            .map(|c| NewCounter {
+                name: c.name,
+                window_start: c.window_start,
+                window_end: c.window_end,
+                count: 1,
+            })
+            .collect();
+        let counted: Vec<(String, i64)> = self
+            .run(move |conn| {
+                diesel::insert_into(rate_counters::table)
+                    .values(&rows)
+                    .on_conflict((rate_counters::name, rate_counters::window_start))
+                    .do_update()
+                    .set(rate_counters::count.eq(rate_counters::count + 1))
+                    .returning((rate_counters::name, rate_counters::count))
+                    .get_results(conn)
+                    .map_err(database_error)
+            })
+            .await?;
+        // One statement per request, answered in the caller's order.
+        counters
+            .iter()
+            .map(|c| {
+                counted
+                    .iter()
+                    .find(|(name, _)| *name == c.name)
+                    .map(|(_, n)| count_of(*n))
+                    .ok_or_else(|| RepositoryError::Corrupt(format!("counter {} lost", c.name)))
+            })
+            .collect()
+    }
+
+    async fn release(&self, counters: &[Counter]) -> Result<(), RepositoryError> {
+        let counters = sorted(counters);
+        self.run(move |conn| {
+            conn.transaction(|conn| {
+                for c in &counters {
+                    diesel::update(
+                        rate_counters::table
+                            .filter(rate_counters::name.eq(&c.name))
+                            .filter(rate_counters::window_start.eq(c.window_start))
+                            .filter(rate_counters::count.gt(0)),
+                    )
+                    .set(rate_counters::count.eq(rate_counters::count - 1))
+                    .execute(conn)?;
+                }
+                Ok(())
+            })
+            .map_err(database_error)
+        })
+        .await
+    }
+
+    async fn purge(&self, now: DateTime<Utc>) -> Result<u64, RepositoryError> {
+        self.run(move |conn| {
+            diesel::delete(rate_counters::table.filter(rate_counters::window_end.lt(now)))
+                .execute(conn)
+                .map(|n| u64::try_from(n).unwrap_or(0))
+                .map_err(database_error)
+        })
+        .await
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable, AsChangeset)]
+#[diesel(table_name = switches)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+struct SwitchRow {
+    id: i16,
+    read_only: bool,
+    checkout_creation: bool,
+    payments: bool,
+    updated_at: DateTime<Utc>,
+}
+
+#[async_trait]
+impl SwitchBoard for PgStorage {
+    async fn switches(&self) -> Result<Switches, RepositoryError> {
+        let row = self
+            .run(|conn| {
+                switches::table
+                    .find(1i16)
+                    .select(SwitchRow::as_select())
+                    .first(conn)
+                    .optional()
+                    .map_err(database_error)
+            })
+            .await?;
+        Ok(row.map_or_else(Switches::default, |r| Switches {
+            read_only: r.read_only,
+            checkout_creation: r.checkout_creation,
+            payments: r.payments,
+        }))
+    }
+
+    async fn set_switches(&self, value: &Switches) -> Result<(), RepositoryError> {
+        let row = SwitchRow {
+            id: 1,
+            read_only: value.read_only,
+            checkout_creation: value.checkout_creation,
+            payments: value.payments,
+            updated_at: Utc::now(),
+        };
+        self.run(move |conn| {
+            diesel::insert_into(switches::table)
+                .values(&row)
+                .on_conflict(switches::id)
+                .do_update()
+                .set(&row)
+                .execute(conn)
+                .map(|_| ())
+                .map_err(database_error)
+        })
+        .await
+    }
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = idempotency_records)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+struct RecordRow {
+    fingerprint: String,
+    state: String,
+    locked_at: DateTime<Utc>,
+    status: Option<i16>,
+    content_type: Option<String>,
+    location: Option<String>,
+    body: Option<Vec<u8>>,
+    expires_at: DateTime<Utc>,
+}
+
+#[derive(Insertable, AsChangeset)]
+#[diesel(table_name = idempotency_records)]
+#[diesel(treat_none_as_null = true)]
+struct NewRecord {
+    caller: String,
+    method: String,
+    path: String,
+    idempotency_key: String,
+    fingerprint: String,
+    state: String,
+    locked_at: DateTime<Utc>,
+    status: Option<i16>,
+    content_type: Option<String>,
+    location: Option<String>,
+    body: Option<Vec<u8>>,
+    expires_at: DateTime<Utc>,
+}
+
+fn in_flight(scope: &IdempotencyScope, fingerprint: &str, now: DateTime<Utc>) -> NewRecord {
+    NewRecord {
+        caller: scope.caller.clone(),
+        method: scope.method.clone(),
+        path: scope.path.clone(),
+        idempotency_key: scope.key.as_str().to_owned(),
+        fingerprint: fingerprint.to_owned(),
+        state: "in_flight".into(),
+        locked_at: now,
+        status: None,
+        content_type: None,
+        location: None,
+        body: None,
+        expires_at: now + RETENTION,
+    }
+}
+
+/// The row of one scope, as a diesel filter.
+macro_rules! scope_filter {
+    ($scope:expr) => {
+        idempotency_records::table
+            .filter(idempotency_records::caller.eq(&$scope.caller))
+            .filter(idempotency_records::method.eq(&$scope.method))
+            .filter(idempotency_records::path.eq(&$scope.path))
+            .filter(idempotency_records::idempotency_key.eq($scope.key.as_str()))
+    };
+}
+
+fn decide(
+    conn: &mut PgConnection,
+    scope: &IdempotencyScope,
+    fingerprint: &str,
+    now: DateTime<Utc>,
+) -> Result<Begin, DieselError> {
+    let fresh = in_flight(scope, fingerprint, now);
+    let inserted = diesel::insert_into(idempotency_records::table)
+        .values(&fresh)
+        .on_conflict_do_nothing()
+        .execute(conn)?;
+    if inserted == 1 {
+        return Ok(Begin::Started);
+    }
+    let row: RecordRow = scope_filter!(scope)
+        .select(RecordRow::as_select())
+        .for_update()
+        .first(conn)?;
+    let stale = row.state == "in_flight" && row.locked_at + IN_FLIGHT_LEASE <= now;
+    if row.expires_at < now || stale {
+        diesel::update(scope_filter!(scope))
+            .set(&fresh)
+            .execute(conn)?;
+        return Ok(Begin::Started);
+    }
+    if row.fingerprint != fingerprint {
+        return Ok(Begin::Mismatch);
+    }
+    if row.state == "in_flight" {
+        return Ok(Begin::InFlight {
+            retry_after_secs: lease_left(row.locked_at, now),
+        });
+    }
+    Ok(Begin::Replay(StoredResponse {
+        status: row
+            .status
+            .and_then(|s| u16::try_from(s).ok())
+            .unwrap_or(200),
+        content_type: row.content_type,
+        location: row.location,
+        body: row.body.unwrap_or_default(),
+    }))
+}
+
+/// Finishes a claimed scope inside the caller's transaction; `NotFound` when the scope is
+/// not in flight (then the caller's transaction rolls back).
+pub(crate) fn finish_in(conn: &mut PgConnection, answer: &Answer) -> Result<(), DieselError> {
+    let response = &answer.response;
+    let status = i16::try_from(response.status)
+        .map_err(|_| DieselError::QueryBuilderError("status out of range".into()))?;
+    let changed = diesel::update(
+        scope_filter!(answer.scope).filter(idempotency_records::state.eq("in_flight")),
+    )
+    .set((
+        idempotency_records::state.eq("done"),
+        idempotency_records::status.eq(Some(status)),
+        idempotency_records::content_type.eq(response.content_type.clone()),
+        idempotency_records::location.eq(response.location.clone()),
+        idempotency_records::body.eq(Some(response.body.clone())),
+        idempotency_records::expires_at.eq(answer.at + RETENTION),
+    ))
+    .execute(conn)?;
+    if changed == 1 {
+        Ok(())
+    } else {
+        Err(DieselError::NotFound)
+    }
+}
+
+#[async_trait]
+impl IdempotencyStore for PgStorage {
+    async fn begin(
+        &self,
+        scope: &IdempotencyScope,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Begin, RepositoryError> {
+        let scope = scope.clone();
+        let fingerprint = fingerprint.to_owned();
+        self.run(move |conn| {
+            conn.transaction(|conn| decide(conn, &scope, &fingerprint, now))
+                .map_err(database_error)
+        })
+        .await
+    }
+
+    async fn finish(
+        &self,
+        scope: &IdempotencyScope,
+        response: &StoredResponse,
+        now: DateTime<Utc>,
+    ) -> Result<(), RepositoryError> {
+        let answer = Answer {
+            scope: scope.clone(),
+            response: response.clone(),
+            at: now,
+        };
+        self.run(move |conn| finish_in(conn, &answer).map_err(database_error))
+            .await
+    }
+
+    async fn abandon(&self, scope: &IdempotencyScope) -> Result<(), RepositoryError> {
+        let scope = scope.clone();
+        self.run(move |conn| {
+            diesel::delete(scope_filter!(scope).filter(idempotency_records::state.eq("in_flight")))
+                .execute(conn)
+                .map(|_| ())
+                .map_err(database_error)
+        })
+        .await
+    }
+
+    async fn purge(&self, now: DateTime<Utc>) -> Result<u64, RepositoryError> {
+        self.run(move |conn| {
+            diesel::delete(
+                idempotency_records::table.filter(idempotency_records::expires_at.lt(now)),
+            )
+            .execute(conn)
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(database_error)
+        })
+        .await
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = traffic_minutes)]
+#[diesel(check_for_backend(diesel::pg::Pg))]
+struct TrafficRow {
+    minute: DateTime<Utc>,
+    key_id: String,
+    route: String,
+    status: i16,
+    count: i64,
+}
+
+#[async_trait]
+impl TrafficLog for PgStorage {
+    async fn add(&self, counts: &[TrafficCount]) -> Result<(), RepositoryError> {
+        let mut rows = counts
+            .iter()
+            .map(|c| {
+                Ok(TrafficRow {
+                    minute: c.minute,
+                    key_id: c
+                        .key_id
+                        .as_ref()
+                        .map(|k| k.as_str().to_owned())
+                        .unwrap_or_default(),
+                    route: c.route.clone(),
+                    status: i16::try_from(c.status)
+                        .map_err(|_| RepositoryError::Corrupt("status".into()))?,
+                    count: i64::try_from(c.count).unwrap_or(i64::MAX),
+                })
+            })
+            .collect::<Result<Vec<_>, RepositoryError>>()?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        // One lock order for every replica's batch.
+        rows.sort_by(|a, b| {
+            (a.minute, &a.key_id, &a.route, a.status)
+                .cmp(&(b.minute, &b.key_id, &b.route, b.status))
+        });
+        self.run(move |conn| {
+            diesel::insert_into(traffic_minutes::table)
+                .values(&rows)
+                .on_conflict((
+                    traffic_minutes::minute,
+                    traffic_minutes::key_id,
+                    traffic_minutes::route,
+                    traffic_minutes::status,
+                ))
+                .do_update()
+                .set(
+                    traffic_minutes::count
+                        .eq(traffic_minutes::count + excluded(traffic_minutes::count)),
+                )
+                .execute(conn)
+                .map(|_| ())
+                .map_err(database_error)
+        })
+        .await
+    }
+
+    async fn traffic(
+        &self,
+        key: Option<&ApiKeyId>,
+        limit: usize,
+    ) -> Result<Vec<TrafficCount>, RepositoryError> {
+        let key = key.map(|k| k.as_str().to_owned());
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let rows: Vec<TrafficRow> = self
+            .run(move |conn| {
+                let mut query = traffic_minutes::table
+                    .order((
+                        traffic_minutes::minute.desc(),
+                        traffic_minutes::route,
+                        traffic_minutes::status,
+                    ))
+                    .limit(limit)
+                    .select(TrafficRow::as_select())
+                    .into_boxed();
+                if let Some(key) = key {
+                    query = query.filter(traffic_minutes::key_id.eq(key));
+                }
+                query.load(conn).map_err(database_error)
+            })
+            .await?;
+        rows.into_iter()
+            .map(|r| {
+                let key_id =
+                    if r.key_id.is_empty() {
+                        None
+                    } else {
+                        Some(ApiKeyId::parse(&r.key_id).map_err(|_| {
+                            RepositoryError::Corrupt(format!("key id {}", r.key_id))
+                        })?)
+                    };
+                Ok(TrafficCount {
+                    minute: r.minute,
+                    key_id,
+                    route: r.route,
+                    status: u16::try_from(r.status)
+                        .map_err(|_| RepositoryError::Corrupt("status".into()))?,
+                    count: count_of(r.count),
+                })
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,314 @@
+//! Guardrails (ADR 019): rate limits and quotas, kill switches, idempotency, audit and
+//! traffic — the use cases behind the API's middleware and the admin API.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::{DateTime, DurationRound, TimeDelta, Utc};
+use sacp_domain::ApiKeyId;
+use sacp_domain::audit::{AuditEvent, TrafficCount};
+use sacp_domain::idempotency::{Answer, Begin, IdempotencyScope, StoredResponse};
+use sacp_domain::ratelimit::{Decision, Limit, Usage};
+use sacp_domain::switches::{Operation, Switches};
+use sacp_ports::{AuditLog, Clock, IdempotencyStore, RateCounters, SwitchBoard, TrafficLog};
+
+use super::AppError;
+
+/// The storage the guardrails use.
+#[derive(Clone)]
+pub struct GuardPorts {
+    /// Rate-limit counters.
+    pub counters: Arc<dyn RateCounters>,
+    /// Kill switches.
+    pub switches: Arc<dyn SwitchBoard>,
+    /// Idempotency records.
+    pub idempotency: Arc<dyn IdempotencyStore>,
+    /// Traffic counts.
+    pub traffic: Arc<dyn TrafficLog>,
+    /// The audit log.
+    pub audit: Arc<dyn AuditLog>,
+}
+
+impl std::fmt::Debug for GuardPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GuardPorts")
+    }
+}
+
+/// How a created resource's idempotent answer is rendered, for storing it in the same
+/// transaction as the resource.
+pub struct Answering<'a, T> {
+    /// The scope claimed for the request.
+    pub scope: IdempotencyScope,
+    /// The answer the request gets, rendered from the resource to be stored.
+    pub render: &'a (dyn Fn(&T) -> StoredResponse + Send + Sync),
+}
+
+impl<T> std::fmt::Debug for Answering<'_, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answering")
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> Answering<'_, T> {
+    /// The answer for `value`, at `now`.
+    pub fn answer(&self, value: &T, now: DateTime<Utc>) -> Answer {
+        Answer {
+            scope: self.scope.clone(),
+            response: (self.render)(value),
+            at: now,
+        }
+    }
+}
+
+/// Gateway-wide limits (ADR 019 default tiers); per-key limits live on each key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LimitSettings {
+    /// Requests per minute of all keys of one organisation together.
+    pub org_per_minute: u32,
+    /// Requests per minute acting for one end user (one user token).
+    pub user_per_minute: u32,
+    /// Writes (POST/PATCH) per minute per key.
+    pub writes_per_minute: u32,
+    /// Payment completions per minute per key.
+    pub completions_per_minute: u32,
+    /// Checkouts created per day per key.
+    pub checkouts_per_day: u32,
+    /// Catalog reads per minute per client address without a key; `None` = no anonymous tier.
+    pub anonymous_per_minute: Option<u32>,
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        LimitSettings {
+            org_per_minute: 6_000,
+            user_per_minute: 60,
+            writes_per_minute: 120,
+            completions_per_minute: 30,
+            checkouts_per_day: 5_000,
+            anonymous_per_minute: None,
+        }
+    }
+}
+
+/// How long a replica reuses the switches it read: well under the one second in which a
+/// change must reach every replica.
+const SWITCH_CACHE: StdDuration = StdDuration::from_millis(250);
+
+type TrafficKey = (DateTime<Utc>, Option<ApiKeyId>, String, u16);
+
+/// The guardrail use cases.
+#[derive(Clone)]
+pub struct Guardrails {
+    ports: GuardPorts,
+    clock: Arc<dyn Clock>,
+    settings: LimitSettings,
+    switch_cache: Arc<Mutex<Option<(Instant, Switches)>>>,
+    pending_traffic: Arc<Mutex<HashMap<TrafficKey, u64>>>,
+}
+
+impl std::fmt::Debug for Guardrails {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guardrails")
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Guardrails {
+    /// Guardrails over these ports.
+    pub fn new(ports: GuardPorts, clock: Arc<dyn Clock>, settings: LimitSettings) -> Guardrails {
+        Guardrails {
+            ports,
+            clock,
+            settings,
+            switch_cache: Arc::default(),
+            pending_traffic: Arc::default(),
+        }
+    }
+
+    /// The gateway-wide limits.
+    pub fn settings(&self) -> &LimitSettings {
+        &self.settings
+    }
+
+    /// The current time.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Counts one request against every limit in `limits` and returns each one's usage (for
+    /// the `RateLimit` headers). A refused request (see [`Guardrails::refusal`]) is taken
+    /// back off every counter: refusals do not use up quota.
+    pub async fn admit(&self, limits: &[Limit]) -> Result<Decision, AppError> {
+        if limits.is_empty() {
+            return Ok(Decision { usages: Vec::new() });
+        }
+        let now = self.clock.now();
+        let counters: Vec<_> = limits.iter().map(|l| l.counter(now)).collect();
+        let counts = self.ports.counters.hit(&counters).await?;
+        let decision = Decision {
+            usages: limits
+                .iter()
+                .zip(counts)
+                .map(|(limit, count)| Usage::new(limit, count, now))
+                .collect(),
+        };
+        if !decision.allowed()
+            && let Err(e) = self.ports.counters.release(&counters).await
+        {
+            tracing::warn!(error = %e, "could not release refused rate-limit counts");
+        }
+        Ok(decision)
+    }
+
+    /// The error refusing a request under `decision`, if any limit is exceeded.
+    pub fn refusal(&self, decision: &Decision) -> Option<AppError> {
+        let exceeded = decision.exceeded()?;
+        Some(AppError::RateLimited {
+            policy: exceeded.policy.name,
+            limit: exceeded.policy.limit,
+            window_secs: exceeded.policy.window_secs,
+            retry_after: decision.retry_after_secs().unwrap_or(1),
+        })
+    }
+
+    /// The kill switches, read from storage at most every 250 ms per replica.
+    pub async fn switches(&self) -> Result<Switches, AppError> {
+        if let Some((read_at, switches)) = *lock(&self.switch_cache)
+            && read_at.elapsed() < SWITCH_CACHE
+        {
+            return Ok(switches);
+        }
+        let switches = self.ports.switches.switches().await?;
+        *lock(&self.switch_cache) = Some((Instant::now(), switches));
+        Ok(switches)
+    }
+
+    /// Refuses `operation` if a switch is off.
+    pub async fn ensure_allowed(&self, operation: Operation) -> Result<(), AppError> {
+        if operation == Operation::Read {
+            return Ok(());
+        }
+        match self.switches().await?.refuses(operation) {
+            Some(off) => Err(AppError::SwitchedOff(off)),
+            None => Ok(()),
+        }
+    }
+
+    /// Sets the kill switches (every replica sees them within the cache period).
+    pub async fn set_switches(&self, switches: Switches) -> Result<Switches, AppError> {
+        self.ports.switches.set_switches(&switches).await?;
+        *lock(&self.switch_cache) = Some((Instant::now(), switches));
+        Ok(switches)
+    }
+
+    /// Claims an idempotency scope for a request whose body has `fingerprint`.
+    pub async fn begin_idempotent(
+        &self,
+        scope: &IdempotencyScope,
+        fingerprint: &str,
+    ) -> Result<Begin, AppError> {
+        Ok(self
+            .ports
+            .idempotency
+            .begin(scope, fingerprint, self.clock.now())
+            .await?)
+    }
+
+    /// Stores the answer of a claimed scope for replay.
+    pub async fn finish_idempotent(
+        &self,
+        scope: &IdempotencyScope,
+        response: &StoredResponse,
+    ) -> Result<(), AppError> {
+        Ok(self
+            .ports
+            .idempotency
+            .finish(scope, response, self.clock.now())
+            .await?)
+    }
+
+    /// Releases a claimed scope without an answer.
+    pub async fn abandon_idempotent(&self, scope: &IdempotencyScope) -> Result<(), AppError> {
+        Ok(self.ports.idempotency.abandon(scope).await?)
+    }
+
+    /// Writes an audit event (durably, before the request is answered).
+    pub async fn audit(&self, event: &AuditEvent) -> Result<(), AppError> {
+        Ok(self.ports.audit.record(event).await?)
+    }
+
+    /// Audit events, newest first.
+    pub async fn audit_events(
+        &self,
+        key: Option<&ApiKeyId>,
+        limit: usize,
+    ) -> Result<Vec<AuditEvent>, AppError> {
+        Ok(self.ports.audit.query(key, limit).await?)
+    }
+
+    /// Counts one answered request (kept in memory, written by [`Guardrails::flush_traffic`]).
+    pub fn count_request(&self, key: Option<ApiKeyId>, route: String, status: u16) {
+        let now = self.clock.now();
+        let minute = now.duration_trunc(TimeDelta::minutes(1)).unwrap_or(now);
+        *lock(&self.pending_traffic)
+            .entry((minute, key, route, status))
+            .or_insert(0) += 1;
+    }
+
+    /// Writes the counted traffic to storage (the server calls this every second).
+    pub async fn flush_traffic(&self) -> Result<(), AppError> {
+        let pending: Vec<TrafficCount> = lock(&self.pending_traffic)
+            .drain()
+            .map(|((minute, key_id, route, status), count)| TrafficCount {
+                minute,
+                key_id,
+                route,
+                status,
+                count,
+            })
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if let Err(error) = self.ports.traffic.add(&pending).await {
+            // Put them back: the next flush tries again.
+            let mut map = lock(&self.pending_traffic);
+            for c in pending {
+                *map.entry((c.minute, c.key_id, c.route, c.status))
+                    .or_insert(0) += c.count;
+            }
+            return Err(error.into());
+        }
+        Ok(())
+    }
+
+    /// Traffic per key, route, status and minute, newest first (this replica's counts are
+    /// flushed first).
+    pub async fn traffic(
+        &self,
+        key: Option<&ApiKeyId>,
+        limit: usize,
+    ) -> Result<Vec<TrafficCount>, AppError> {
+        self.flush_traffic().await?;
+        Ok(self.ports.traffic.traffic(key, limit).await?)
+    }
+
+    /// Forgets ended rate-limit windows and expired idempotency records.
+    pub async fn purge(&self) -> Result<u64, AppError> {
+        let now = self.clock.now();
+        let counters = self.ports.counters.purge(now).await?;
+        let records = self.ports.idempotency.purge(now).await?;
+        Ok(counters + records)
+    }
+}

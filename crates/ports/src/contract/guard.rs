@@ -1,0 +1,335 @@
+//! Contract suites of the guardrail ports ([`crate::guard`]).
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use sacp_domain::ApiKeyId;
+use sacp_domain::audit::TrafficCount;
+use sacp_domain::idempotency::{Answer, Begin, IdempotencyKey, IdempotencyScope, StoredResponse};
+use sacp_domain::ratelimit::{Limit, Policy};
+use sacp_domain::switches::Switches;
+
+use super::CountingRandom;
+use super::repository::sample_checkout;
+use crate::{
+    CheckoutRepository, IdempotencyStore, RateCounters, RepositoryError, SwitchBoard, TrafficLog,
+};
+
+fn t(seconds: i64) -> DateTime<Utc> {
+    DateTime::<Utc>::from_timestamp(1_800_000_000 + seconds, 0).unwrap()
+}
+
+/// A subject no other run of the suite uses (suites may share a database).
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}",
+        ApiKeyId::generate(&CountingRandom::default()).as_str()
+    )
+}
+
+/// Runs every [`RateCounters`] rule.
+pub async fn rate_counters_contract(counters: Arc<dyn RateCounters>) {
+    let key = Limit::new(Policy::per_minute("key-minute", 10), unique("key"));
+    let day = Limit::new(Policy::per_day("key-day", 100), unique("key"));
+    let now = t(0);
+    let both = [key.counter(now), day.counter(now)];
+    assert_eq!(counters.hit(&both).await.unwrap(), vec![1, 1]);
+    assert_eq!(counters.hit(&both).await.unwrap(), vec![2, 2]);
+    assert_eq!(
+        counters
+            .hit(&[day.counter(now), key.counter(now)])
+            .await
+            .unwrap(),
+        vec![3, 3],
+        "counts come back in the order asked"
+    );
+    let next_minute = key.counter(now + Duration::seconds(60));
+    assert_eq!(
+        counters
+            .hit(std::slice::from_ref(&next_minute))
+            .await
+            .unwrap(),
+        vec![1],
+        "a new window starts at 0"
+    );
+    counters.release(&both).await.unwrap();
+    assert_eq!(
+        counters.hit(&both).await.unwrap(),
+        vec![3, 3],
+        "release takes one back"
+    );
+    counters
+        .release(std::slice::from_ref(&next_minute))
+        .await
+        .unwrap();
+    counters
+        .release(std::slice::from_ref(&next_minute))
+        .await
+        .unwrap();
+    assert_eq!(
+        counters
+            .hit(std::slice::from_ref(&next_minute))
+            .await
+            .unwrap(),
+        vec![1],
+        "never below zero"
+    );
+
+    // Concurrent hits never lose an increment.
+    let busy = Limit::new(Policy::per_minute("key-minute", 10), unique("busy")).counter(now);
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let counters = counters.clone();
+        let busy = busy.clone();
+        tasks.push(tokio::spawn(async move {
+            counters.hit(&[busy]).await.unwrap()[0]
+        }));
+    }
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.push(task.await.unwrap());
+    }
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (1..=40).collect::<Vec<u64>>(),
+        "each hit gets its own count"
+    );
+
+    assert!(counters.purge(t(3 * 86_400)).await.unwrap() >= 3);
+    assert_eq!(
+        counters.hit(&[key.counter(now)]).await.unwrap(),
+        vec![1],
+        "purged windows are forgotten"
+    );
+}
+
+/// Runs every [`SwitchBoard`] rule.
+pub async fn switch_board_contract(board: Arc<dyn SwitchBoard>) {
+    assert_eq!(board.switches().await.unwrap(), Switches::default());
+    let off = Switches {
+        read_only: true,
+        checkout_creation: false,
+        payments: false,
+    };
+    board.set_switches(&off).await.unwrap();
+    assert_eq!(board.switches().await.unwrap(), off);
+    board.set_switches(&Switches::default()).await.unwrap();
+    assert_eq!(board.switches().await.unwrap(), Switches::default());
+}
+
+fn scope(path: &str) -> IdempotencyScope {
+    IdempotencyScope {
+        caller: unique("key"),
+        method: "POST".into(),
+        path: path.into(),
+        key: IdempotencyKey::parse("\"order-42\"").unwrap(),
+    }
+}
+
+fn created(body: &str) -> StoredResponse {
+    StoredResponse {
+        status: 201,
+        content_type: Some("application/json".into()),
+        location: Some("/checkout/cs_x".into()),
+        body: body.as_bytes().to_vec(),
+    }
+}
+
+/// Runs every [`IdempotencyStore`] rule.
+pub async fn idempotency_store_contract(store: Arc<dyn IdempotencyStore>) {
+    let first = scope("/checkout");
+    let now = t(0);
+    assert_eq!(
+        store.begin(&first, "fp-a", now).await.unwrap(),
+        Begin::Started
+    );
+    assert_eq!(
+        store
+            .begin(&first, "fp-a", now + Duration::seconds(1))
+            .await
+            .unwrap(),
+        Begin::InFlight {
+            retry_after_secs: 59
+        }
+    );
+    assert_eq!(
+        store.begin(&first, "fp-b", now).await.unwrap(),
+        Begin::Mismatch,
+        "another body with the same key"
+    );
+    let answer = created("{\"id\":\"cs_x\"}");
+    store.finish(&first, &answer, now).await.unwrap();
+    assert_eq!(
+        store
+            .begin(&first, "fp-a", now + Duration::hours(23))
+            .await
+            .unwrap(),
+        Begin::Replay(answer.clone())
+    );
+    assert_eq!(
+        store
+            .begin(&first, "fp-b", now + Duration::hours(23))
+            .await
+            .unwrap(),
+        Begin::Mismatch
+    );
+    assert_eq!(
+        store.finish(&first, &answer, now).await,
+        Err(RepositoryError::NotFound),
+        "a finished scope cannot be finished again"
+    );
+    assert_eq!(
+        store
+            .begin(&first, "fp-b", now + Duration::hours(25))
+            .await
+            .unwrap(),
+        Begin::Started,
+        "records are kept 24 hours"
+    );
+
+    // Scopes differ by caller, method and path.
+    let mut other = first.clone();
+    other.path = "/checkout/cs_y/cancel".into();
+    assert_eq!(
+        store.begin(&other, "fp-a", now).await.unwrap(),
+        Begin::Started
+    );
+
+    // Abandoned (5xx) and stale claims may start again.
+    let failing = scope("/checkout");
+    assert_eq!(
+        store.begin(&failing, "fp", now).await.unwrap(),
+        Begin::Started
+    );
+    store.abandon(&failing).await.unwrap();
+    assert_eq!(
+        store.begin(&failing, "fp", now).await.unwrap(),
+        Begin::Started
+    );
+    assert_eq!(
+        store
+            .begin(&failing, "fp", now + Duration::seconds(60))
+            .await
+            .unwrap(),
+        Begin::Started,
+        "an in-flight lease ends after 60 s"
+    );
+    assert_eq!(
+        store.finish(&scope("/never"), &answer, now).await,
+        Err(RepositoryError::NotFound),
+        "finishing needs a claim"
+    );
+
+    // Of concurrent claims exactly one starts.
+    let contested = scope("/checkout");
+    let mut tasks = Vec::new();
+    for _ in 0..20 {
+        let store = store.clone();
+        let contested = contested.clone();
+        tasks.push(tokio::spawn(async move {
+            store.begin(&contested, "fp", now).await.unwrap()
+        }));
+    }
+    let mut started = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Begin::Started => started += 1,
+            Begin::InFlight { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(started, 1);
+
+    assert!(store.purge(now + Duration::days(30)).await.unwrap() >= 1);
+}
+
+/// Runs the rule of [`CheckoutRepository::insert_answering`] over a checkout repository and
+/// the idempotency store it shares a transaction with.
+pub async fn insert_answering_contract(
+    checkouts: Arc<dyn CheckoutRepository>,
+    store: Arc<dyn IdempotencyStore>,
+) {
+    let random = CountingRandom::default();
+    let now = t(0);
+    let claimed = scope("/checkout");
+    assert_eq!(
+        store.begin(&claimed, "fp", now).await.unwrap(),
+        Begin::Started
+    );
+    let mut checkout = sample_checkout(&random);
+    let answer = Answer {
+        scope: claimed.clone(),
+        response: created("{\"id\":\"cs_1\"}"),
+        at: now,
+    };
+    checkouts
+        .insert_answering(&mut checkout, &answer)
+        .await
+        .unwrap();
+    assert_eq!(checkout.version(), 1);
+    assert_eq!(checkouts.get(checkout.id()).await.unwrap(), checkout);
+    assert_eq!(
+        store.begin(&claimed, "fp", now).await.unwrap(),
+        Begin::Replay(answer.response.clone()),
+        "the answer is stored with the checkout"
+    );
+
+    // Without a claim in flight, neither is stored.
+    let unclaimed = Answer {
+        scope: scope("/checkout"),
+        ..answer
+    };
+    let mut lost = sample_checkout(&random);
+    assert_eq!(
+        checkouts.insert_answering(&mut lost, &unclaimed).await,
+        Err(RepositoryError::NotFound)
+    );
+    assert_eq!(lost.version(), 0);
+    assert_eq!(
+        checkouts.get(lost.id()).await,
+        Err(RepositoryError::NotFound),
+        "the checkout was rolled back with the answer"
+    );
+}
+
+/// Runs every [`TrafficLog`] rule.
+pub async fn traffic_log_contract(log: Arc<dyn TrafficLog>) {
+    let random = CountingRandom::default();
+    let key = ApiKeyId::generate(&random);
+    let other = ApiKeyId::generate(&random);
+    let count =
+        |minute: i64, key: Option<&ApiKeyId>, route: &str, status: u16, n: u64| TrafficCount {
+            minute: t(minute * 60),
+            key_id: key.cloned(),
+            route: route.into(),
+            status,
+            count: n,
+        };
+    log.add(&[
+        count(0, Some(&key), "GET /products", 200, 3),
+        count(0, Some(&key), "GET /products", 429, 1),
+        count(1, Some(&key), "GET /products/{id}", 200, 2),
+        count(1, Some(&other), "GET /products", 200, 7),
+        count(1, None, "GET /products", 401, 1),
+    ])
+    .await
+    .unwrap();
+    log.add(&[count(0, Some(&key), "GET /products", 200, 2)])
+        .await
+        .unwrap();
+    let mine = log.traffic(Some(&key), 10).await.unwrap();
+    assert_eq!(
+        mine,
+        vec![
+            count(1, Some(&key), "GET /products/{id}", 200, 2),
+            count(0, Some(&key), "GET /products", 200, 5),
+            count(0, Some(&key), "GET /products", 429, 1),
+        ],
+        "one key's rows, newest minute first, counts added up"
+    );
+    assert_eq!(log.traffic(Some(&key), 1).await.unwrap().len(), 1);
+    let all = log.traffic(None, 1000).await.unwrap();
+    assert!(all.contains(&count(1, None, "GET /products", 401, 1)));
+    assert!(all.contains(&count(1, Some(&other), "GET /products", 200, 7)));
+}

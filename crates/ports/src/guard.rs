@@ -1,0 +1,91 @@
+//! Guardrail storage shared by every replica (ADR 019): rate-limit counters, kill switches,
+//! idempotency records and traffic counts.
+//!
+//! Every method answers [`RepositoryError::Unavailable`] when the storage cannot be reached;
+//! callers decide whether to fail open or closed.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sacp_domain::ApiKeyId;
+use sacp_domain::audit::TrafficCount;
+use sacp_domain::idempotency::{Begin, IdempotencyScope, StoredResponse};
+use sacp_domain::ratelimit::Counter;
+use sacp_domain::switches::Switches;
+
+use crate::RepositoryError;
+
+/// Fixed-window counters.
+#[async_trait]
+pub trait RateCounters: Send + Sync {
+    /// Adds one to each counter (a counter not seen in its window starts at 0) and returns
+    /// the new counts, in order. Atomic per counter: concurrent calls on every replica never
+    /// lose an increment.
+    async fn hit(&self, counters: &[Counter]) -> Result<Vec<u64>, RepositoryError>;
+
+    /// Takes one back from each counter (a refused request does not use up quota). Never
+    /// goes below 0.
+    async fn release(&self, counters: &[Counter]) -> Result<(), RepositoryError>;
+
+    /// Forgets counters whose window ended before `now`; returns how many.
+    async fn purge(&self, now: DateTime<Utc>) -> Result<u64, RepositoryError>;
+}
+
+/// The global kill switches.
+#[async_trait]
+pub trait SwitchBoard: Send + Sync {
+    /// The current switches ([`Switches::default`] when never set).
+    async fn switches(&self) -> Result<Switches, RepositoryError>;
+
+    /// Replaces the switches; every later [`SwitchBoard::switches`] call, on any replica,
+    /// sees them.
+    async fn set_switches(&self, switches: &Switches) -> Result<(), RepositoryError>;
+}
+
+/// Idempotency records: one per [`IdempotencyScope`].
+///
+/// Lifecycle: [`IdempotencyStore::begin`] claims a scope (in flight, with a lease of
+/// [`sacp_domain::idempotency::IN_FLIGHT_LEASE`]); the caller then either
+/// [`IdempotencyStore::finish`]es it with the answer or [`IdempotencyStore::abandon`]s it.
+#[async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Claims `scope` for a request whose body has `fingerprint`: [`Begin::Started`] when the
+    /// scope is new, expired or its in-flight lease ran out; [`Begin::Replay`] when finished
+    /// with the same fingerprint; [`Begin::Mismatch`] when used with another fingerprint;
+    /// [`Begin::InFlight`] while another request holds it. Atomic: of concurrent claims on
+    /// one scope exactly one starts.
+    async fn begin(
+        &self,
+        scope: &IdempotencyScope,
+        fingerprint: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Begin, RepositoryError>;
+
+    /// Stores the answer of a claimed scope, kept until `now` + 24 h.
+    async fn finish(
+        &self,
+        scope: &IdempotencyScope,
+        response: &StoredResponse,
+        now: DateTime<Utc>,
+    ) -> Result<(), RepositoryError>;
+
+    /// Releases a claimed scope without an answer (the request failed with a 5xx and may be
+    /// retried with the same key).
+    async fn abandon(&self, scope: &IdempotencyScope) -> Result<(), RepositoryError>;
+
+    /// Forgets records that expired before `now`; returns how many.
+    async fn purge(&self, now: DateTime<Utc>) -> Result<u64, RepositoryError>;
+}
+
+/// Traffic counts per key, route, status and minute.
+#[async_trait]
+pub trait TrafficLog: Send + Sync {
+    /// Adds these counts to the stored ones (same minute, key, route and status add up).
+    async fn add(&self, counts: &[TrafficCount]) -> Result<(), RepositoryError>;
+
+    /// Up to `limit` rows, newest minute first, optionally of one key only.
+    async fn traffic(
+        &self,
+        key: Option<&ApiKeyId>,
+        limit: usize,
+    ) -> Result<Vec<TrafficCount>, RepositoryError>;
+}
