@@ -9,7 +9,7 @@ use crate::app::{
 };
 use crate::database::TestDatabase;
 
-async fn admin(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Answer {
+pub async fn admin(app: &TestApp, method: Method, path: &str, body: Option<Value>) -> Answer {
     let mut request = anonymous_client()
         .request(method.clone(), format!("{}{path}", app.url))
         .bearer_auth(ADMIN_TOKEN);
@@ -19,7 +19,7 @@ async fn admin(app: &TestApp, method: Method, path: &str, body: Option<Value>) -
     app.finish(method, path, request).await
 }
 
-async fn as_key(
+pub async fn as_key(
     app: &TestApp,
     key: &str,
     method: Method,

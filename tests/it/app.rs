@@ -110,6 +110,9 @@ pub fn settings() -> Settings {
         bootstrap_api_key: Some(TEST_KEY.to_owned().into()),
         admin_token: Some(ADMIN_TOKEN.to_owned().into()),
         upstream_timeout_ms: 5_000,
+        // Fault tests inject runs of upstream failures; the breaker test sets its own.
+        breaker_failures: 1_000_000,
+        breaker_cool_down_ms: 5_000,
         workers: Some(2),
         log_format: "text".into(),
         // Generous gateway-wide limits: the rate-limit tests set their own.

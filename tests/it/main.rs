@@ -12,6 +12,7 @@ mod checkout_flow;
 mod crash_windows;
 mod database;
 mod exactly_once;
+mod guardrails;
 mod persistence;
 mod postgres;
 mod support;

@@ -165,6 +165,11 @@ impl HttpHarness {
         let config = HttpConfig {
             connect_timeout: Duration::from_secs(1),
             request_timeout: CLIENT_TIMEOUT,
+            // The fault-mapping suites inject long runs of failures on purpose.
+            breaker: sacp_adapters::BreakerConfig {
+                failure_threshold: u32::MAX,
+                ..Default::default()
+            },
         };
         let wallet_config = server.simulators.wallet.config().clone();
         let credentials = WalletCredentials {

@@ -1,6 +1,7 @@
 //! What both HTTP clients share: configuration, URL building, error mapping, decoding.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
 use reqwest::{RequestBuilder, StatusCode};
@@ -10,6 +11,8 @@ use sacp_ports::error::from_http_status;
 use serde::de::DeserializeOwned;
 use url::Url;
 
+use crate::breaker::{Breaker, BreakerConfig};
+
 /// Timeouts of an upstream client.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HttpConfig {
@@ -17,6 +20,8 @@ pub struct HttpConfig {
     pub connect_timeout: Duration,
     /// Time allowed for a whole request, answer included.
     pub request_timeout: Duration,
+    /// When to stop calling a failing upstream for a while.
+    pub breaker: BreakerConfig,
 }
 
 impl Default for HttpConfig {
@@ -24,15 +29,17 @@ impl Default for HttpConfig {
         HttpConfig {
             connect_timeout: Duration::from_secs(2),
             request_timeout: Duration::from_secs(10),
+            breaker: BreakerConfig::default(),
         }
     }
 }
 
-/// One upstream: a client and the base URL every path is appended to.
+/// One upstream: a client, the base URL every path is appended to, and its breaker.
 #[derive(Debug, Clone)]
 pub(crate) struct Upstream {
     pub(crate) client: reqwest::Client,
     base: Url,
+    breaker: Arc<Breaker>,
 }
 
 /// An answer that arrived: status, headers and body.
@@ -61,7 +68,11 @@ impl Upstream {
             .user_agent(concat!("sacp-gateway/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
-        Ok(Upstream { client, base })
+        Ok(Upstream {
+            client,
+            base,
+            breaker: Arc::new(Breaker::new(config.breaker)),
+        })
     }
 
     /// The base URL with `segments` appended, each percent-encoded as one path segment.
@@ -74,7 +85,21 @@ impl Upstream {
     }
 
     /// Sends a request; transport failures become typed errors.
+    /// While the upstream's circuit is open, answers [`UpstreamError::Unavailable`] at once.
     pub(crate) async fn send(&self, request: RequestBuilder) -> Result<Answer, UpstreamError> {
+        if !self.breaker.allow(Instant::now()) {
+            return Err(UpstreamError::Unavailable);
+        }
+        let answer = Self::exchange(request).await;
+        let failed = match &answer {
+            Ok(answer) => answer.status.is_server_error(),
+            Err(_) => true,
+        };
+        self.breaker.record(failed, Instant::now());
+        answer
+    }
+
+    async fn exchange(request: RequestBuilder) -> Result<Answer, UpstreamError> {
         let response = request.send().await.map_err(transport_error)?;
         let status = response.status();
         let headers = response.headers().clone();

@@ -7,6 +7,7 @@
 //! - [`pg`]: PostgreSQL storage of everything durable.
 //! - [`random::OsRandom`]: the operating system's randomness for ids.
 
+pub mod breaker;
 mod http;
 pub mod http_store;
 pub mod http_wallet;
@@ -16,4 +17,5 @@ pub mod pg;
 mod pg_guard;
 pub mod random;
 
+pub use breaker::BreakerConfig;
 pub use http::HttpConfig;

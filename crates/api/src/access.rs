@@ -217,11 +217,13 @@ pub async fn middleware(
         Ok(principal) => principal,
         Err(error) => return Ok(request.error_response(error).map_into_boxed_body()),
     };
-    if let Err(error) = principal.require(scopes) {
+    tracing::Span::current().record("key_id", principal.key_id.as_str());
+    // Known before the scope check, so that a refusal is attributed (audit, traffic).
+    let refused = principal.require(scopes);
+    request.extensions_mut().insert(principal);
+    if let Err(error) = refused {
         return Ok(request.error_response(error).map_into_boxed_body());
     }
-    tracing::Span::current().record("key_id", principal.key_id.as_str());
-    request.extensions_mut().insert(principal);
     Ok(next.call(request).await?.map_into_boxed_body())
 }
 

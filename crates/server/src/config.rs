@@ -50,6 +50,12 @@ pub struct Settings {
     /// Upstream request timeout in milliseconds.
     #[arg(long, env = "SACP_UPSTREAM_TIMEOUT_MS", default_value_t = 10_000)]
     pub upstream_timeout_ms: u64,
+    /// Consecutive upstream failures (unreachable, timeout, 5xx) that open its circuit.
+    #[arg(long, env = "SACP_BREAKER_FAILURES", default_value_t = 5)]
+    pub breaker_failures: u32,
+    /// How long an open circuit answers at once before one trial request, in milliseconds.
+    #[arg(long, env = "SACP_BREAKER_COOL_DOWN_MS", default_value_t = 5_000)]
+    pub breaker_cool_down_ms: u64,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "SACP_WORKERS")]
     pub workers: Option<usize>,

@@ -12,7 +12,6 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer};
-use sacp_adapters::HttpConfig;
 use sacp_adapters::http_store::HttpStore;
 use sacp_adapters::http_wallet::{HttpWallet, WalletCredentials};
 use sacp_adapters::memory::{MemoryApiKeys, MemoryAuditLog, MemoryAuthorizations, MemoryCheckouts};
@@ -21,6 +20,7 @@ use sacp_adapters::memory_guard::{
 };
 use sacp_adapters::pg::{PgConfig, PgStorage};
 use sacp_adapters::random::OsRandom;
+use sacp_adapters::{BreakerConfig, HttpConfig};
 use sacp_api::driver::{self, DriverConfig};
 use sacp_api::usecases::{Gateway, GatewayConfig, GuardPorts, integration_scopes};
 use sacp_api::{ApiState, request_id};
@@ -222,6 +222,10 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
     let http = HttpConfig {
         connect_timeout: Duration::from_secs(2),
         request_timeout: Duration::from_millis(settings.upstream_timeout_ms.max(1)),
+        breaker: BreakerConfig {
+            failure_threshold: settings.breaker_failures.max(1),
+            cool_down: Duration::from_millis(settings.breaker_cool_down_ms),
+        },
     };
     let clock = Arc::new(SystemClock);
 
