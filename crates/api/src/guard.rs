@@ -456,6 +456,15 @@ pub async fn idempotency(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
+    // A handler that found its claim taken over (its lease ran out) answers 409; the claim
+    // now belongs to the other request, whose answer must not be overwritten.
+    let claim_lost = head.status() == StatusCode::CONFLICT
+        && serde_json::from_slice::<serde_json::Value>(&body)
+            .is_ok_and(|problem| problem["code"] == "idempotency_key_in_flight");
+    if claim_lost {
+        let response = head.set_body(body).map_into_boxed_body();
+        return Ok(ServiceResponse::new(request, response));
+    }
     let stored = replay_as.map(|r| r.0).unwrap_or_else(|| StoredResponse {
         status: head.status().as_u16(),
         content_type: header_text(header::CONTENT_TYPE),
