@@ -281,6 +281,71 @@ impl PgStorage {
         .await
     }
 
+    /// Inserts a new row and, with `answer`, finishes its idempotency record in the same
+    /// transaction.
+    async fn insert_row(
+        &self,
+        insert: impl FnOnce(&mut PgConnection) -> QueryResult<usize> + Send + 'static,
+        answer: Option<&Answer>,
+    ) -> Result<(), RepositoryError> {
+        let answer = answer.cloned();
+        self.run(move |conn| {
+            match answer {
+                None => insert(conn).map(|_| ()),
+                Some(answer) => conn.transaction(|conn| {
+                    insert(conn)?;
+                    crate::pg_guard::finish_in(conn, &answer)
+                }),
+            }
+            .map_err(database_error)
+        })
+        .await
+    }
+
+    async fn insert_checkout(
+        &self,
+        checkout: &mut Checkout,
+        answer: Option<&Answer>,
+    ) -> Result<(), RepositoryError> {
+        if checkout.version() != 0 {
+            return Err(RepositoryError::AlreadyExists);
+        }
+        let row = CheckoutRow::new(checkout, 1)?;
+        self.insert_row(
+            move |conn| {
+                diesel::insert_into(checkouts::table)
+                    .values(&row)
+                    .execute(conn)
+            },
+            answer,
+        )
+        .await?;
+        checkout.set_version(1);
+        Ok(())
+    }
+
+    async fn insert_key(
+        &self,
+        key: &mut ApiKey,
+        answer: Option<&Answer>,
+    ) -> Result<(), RepositoryError> {
+        if key.version() != 0 {
+            return Err(RepositoryError::AlreadyExists);
+        }
+        let row = ApiKeyRow::new(key, 1)?;
+        self.insert_row(
+            move |conn| {
+                diesel::insert_into(api_keys::table)
+                    .values(&row)
+                    .execute(conn)
+            },
+            answer,
+        )
+        .await?;
+        key.set_version(1);
+        Ok(())
+    }
+
     /// Runs blocking database work on the blocking pool.
     pub(crate) async fn run<T: Send + 'static>(
         &self,
@@ -352,19 +417,7 @@ impl CheckoutRow {
 #[async_trait]
 impl CheckoutRepository for PgStorage {
     async fn insert(&self, checkout: &mut Checkout) -> Result<(), RepositoryError> {
-        if checkout.version() != 0 {
-            return Err(RepositoryError::AlreadyExists);
-        }
-        let row = CheckoutRow::new(checkout, 1)?;
-        self.run(move |conn| {
-            diesel::insert_into(checkouts::table)
-                .values(&row)
-                .execute(conn)
-                .map_err(database_error)
-        })
-        .await?;
-        checkout.set_version(1);
-        Ok(())
+        self.insert_checkout(checkout, None).await
     }
 
     async fn insert_answering(
@@ -372,23 +425,7 @@ impl CheckoutRepository for PgStorage {
         checkout: &mut Checkout,
         answer: &Answer,
     ) -> Result<(), RepositoryError> {
-        if checkout.version() != 0 {
-            return Err(RepositoryError::AlreadyExists);
-        }
-        let row = CheckoutRow::new(checkout, 1)?;
-        let answer = answer.clone();
-        self.run(move |conn| {
-            conn.transaction(|conn| {
-                diesel::insert_into(checkouts::table)
-                    .values(&row)
-                    .execute(conn)?;
-                crate::pg_guard::finish_in(conn, &answer)
-            })
-            .map_err(database_error)
-        })
-        .await?;
-        checkout.set_version(1);
-        Ok(())
+        self.insert_checkout(checkout, Some(answer)).await
     }
 
     async fn get(&self, id: &CheckoutId) -> Result<Checkout, RepositoryError> {
@@ -721,19 +758,7 @@ impl ApiKeyRow {
 #[async_trait]
 impl ApiKeyRepository for PgStorage {
     async fn insert(&self, key: &mut ApiKey) -> Result<(), RepositoryError> {
-        if key.version() != 0 {
-            return Err(RepositoryError::AlreadyExists);
-        }
-        let row = ApiKeyRow::new(key, 1)?;
-        self.run(move |conn| {
-            diesel::insert_into(api_keys::table)
-                .values(&row)
-                .execute(conn)
-                .map_err(database_error)
-        })
-        .await?;
-        key.set_version(1);
-        Ok(())
+        self.insert_key(key, None).await
     }
 
     async fn insert_answering(
@@ -741,23 +766,7 @@ impl ApiKeyRepository for PgStorage {
         key: &mut ApiKey,
         answer: &Answer,
     ) -> Result<(), RepositoryError> {
-        if key.version() != 0 {
-            return Err(RepositoryError::AlreadyExists);
-        }
-        let row = ApiKeyRow::new(key, 1)?;
-        let answer = answer.clone();
-        self.run(move |conn| {
-            conn.transaction(|conn| {
-                diesel::insert_into(api_keys::table)
-                    .values(&row)
-                    .execute(conn)?;
-                crate::pg_guard::finish_in(conn, &answer)
-            })
-            .map_err(database_error)
-        })
-        .await?;
-        key.set_version(1);
-        Ok(())
+        self.insert_key(key, Some(answer)).await
     }
 
     async fn get(&self, id: &ApiKeyId) -> Result<ApiKey, RepositoryError> {

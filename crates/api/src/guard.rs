@@ -12,7 +12,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::Next;
-use actix_web::{HttpMessage, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use sacp_domain::access::{SecretHash, key_id_of};
 use sacp_domain::audit::{AuditEvent, AuditOutcome};
 use sacp_domain::idempotency::{
@@ -22,7 +22,7 @@ use sacp_domain::ratelimit::{Decision, Limit, Policy};
 use sacp_domain::switches::Operation;
 
 use crate::access::{API_KEY_HEADER, Access, matched_route};
-use crate::usecases::{AppError, Principal};
+use crate::usecases::{Answering, AppError, Principal};
 use crate::{ApiState, MAX_BODY_BYTES, request_id};
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers).
@@ -54,6 +54,26 @@ pub struct IdempotencyClaim(pub IdempotencyScope);
 /// Response mark: the idempotent answer was already stored with the change.
 #[derive(Debug, Clone, Copy)]
 pub struct Answered;
+
+/// The request's idempotency claim, for a use case that stores its answer (rendered by
+/// `render`) together with the change; `None` without an `Idempotency-Key`.
+pub fn answering<'a, T>(
+    request: &HttpRequest,
+    render: &'a (dyn Fn(&T) -> StoredResponse + Send + Sync),
+) -> Option<Answering<'a, T>> {
+    let claim = request.extensions().get::<IdempotencyClaim>().cloned()?;
+    Some(Answering {
+        scope: claim.0,
+        render,
+    })
+}
+
+/// Marks `response` as already stored with its change (when the request held a claim).
+pub fn mark_answered(response: &mut HttpResponse, claimed: bool) {
+    if claimed {
+        response.extensions_mut().insert(Answered);
+    }
+}
 
 /// Response mark: store this instead of the body sent (answers carrying a secret).
 #[derive(Debug, Clone)]

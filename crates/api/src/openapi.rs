@@ -83,17 +83,6 @@ struct ServerErrors;
 
 impl Modify for ServerErrors {
     fn modify(&self, openapi: &mut Document) {
-        let problem = |description: &str| {
-            ResponseBuilder::new()
-                .description(description)
-                .content(
-                    "application/problem+json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name("ProblemDto")))
-                        .build(),
-                )
-                .build()
-        };
         let common = [
             ("500", "Internal error"),
             (
@@ -126,7 +115,7 @@ impl Modify for ServerErrors {
                         .responses
                         .responses
                         .entry(status.to_owned())
-                        .or_insert_with(|| RefOr::T(problem(description)));
+                        .or_insert_with(|| problem_response(description));
                 }
             }
         }
@@ -147,19 +136,6 @@ impl Modify for ApiKeys {
                 "The integration's API key (operators create them)",
             ))),
         );
-        let problem = |description: &str| {
-            RefOr::T(
-                ResponseBuilder::new()
-                    .description(description)
-                    .content(
-                        "application/problem+json",
-                        ContentBuilder::new()
-                            .schema(Some(Ref::from_schema_name("ProblemDto")))
-                            .build(),
-                    )
-                    .build(),
-            )
-        };
         for (path, item) in openapi.paths.paths.iter_mut() {
             let operations = [
                 ("GET", &mut item.get),
@@ -180,7 +156,9 @@ impl Modify for ApiKeys {
                             .responses
                             .responses
                             .entry("403".into())
-                            .or_insert_with(|| problem("The API key lacks the admin scope"));
+                            .or_insert_with(|| {
+                                problem_response("The API key lacks the admin scope")
+                            });
                         continue;
                     }
                     Access::Scopes(scopes) => scopes,
@@ -206,17 +184,18 @@ impl Modify for ApiKeys {
                 };
                 operation.security = Some(requirements);
                 let responses = &mut operation.responses.responses;
-                responses
-                    .entry("401".into())
-                    .or_insert_with(|| problem("API key missing, unknown, revoked or expired"));
+                responses.entry("401".into()).or_insert_with(|| {
+                    problem_response("API key missing, unknown, revoked or expired")
+                });
                 responses
                     .entry("403".into())
-                    .or_insert_with(|| problem("The API key lacks a required scope"));
+                    .or_insert_with(|| problem_response("The API key lacks a required scope"));
             }
         }
     }
 }
 
+/// A problem+json answer with this description.
 fn problem_response(description: &str) -> RefOr<utoipa::openapi::Response> {
     RefOr::T(
         ResponseBuilder::new()

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 
 use actix_web::http::header;
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use sacp_domain::ValidationErrors;
 use sacp_domain::access::{ApiKey, ApiKeySecret, KeyLimits, NewKey, Scope};
@@ -14,8 +14,8 @@ use utoipa::ToSchema;
 
 use super::State;
 use crate::dto::ProblemDto;
-use crate::guard::{Answered, IdempotencyClaim, ReplayAs};
-use crate::usecases::{Answering, AppError, KeyChanges};
+use crate::guard::{self, ReplayAs};
+use crate::usecases::{AppError, KeyChanges};
 
 /// An integration key as operators see it (never its secret, except once in `key`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -166,12 +166,8 @@ pub async fn create(
     let now = keys.now();
     // A replay never carries the secret: it is shown once, and stored nowhere.
     let render = |key: &ApiKey| secretless(201, &KeyDto::new(key, None, now), Some(key));
-    let claim = request.extensions().get::<IdempotencyClaim>().cloned();
-    let answered = claim.is_some();
-    let answering = claim.map(|claim| Answering {
-        scope: claim.0,
-        render: &render,
-    });
+    let answering = guard::answering(&request, &render);
+    let claimed = answering.is_some();
     let (key, secret) = keys.create(new, answering).await?;
     let mut response = HttpResponse::Created()
         .insert_header((
@@ -179,9 +175,7 @@ pub async fn create(
             format!("/admin/keys/{}", key.id().as_str()),
         ))
         .json(KeyDto::new(&key, Some(&secret), now));
-    if answered {
-        response.extensions_mut().insert(Answered);
-    }
+    guard::mark_answered(&mut response, claimed);
     Ok(response)
 }
 

@@ -8,8 +8,8 @@ use crate::dto::{
     AuthorizationRequiredDto, CheckoutDto, CheckoutRequestDto, CompleteAcceptedDto, CompletedDto,
     PaymentStatusDto, ProblemDto, StepUpRequiredDto, StepUpStatusDto,
 };
-use crate::guard::{Answered, EndUser, IdempotencyClaim};
-use crate::usecases::{Answering, AppError, CompleteOutcome};
+use crate::guard::{self, EndUser};
+use crate::usecases::{AppError, CompleteOutcome};
 use sacp_domain::idempotency::StoredResponse;
 use sacp_domain::{Checkout, PaymentStatus};
 
@@ -37,12 +37,8 @@ pub async fn create(
         location: Some(links.checkout(checkout.id().as_str())),
         body: serde_json::to_vec(&CheckoutDto::new(checkout, links)).unwrap_or_default(),
     };
-    let claim = request.extensions().get::<IdempotencyClaim>().cloned();
-    let answered = claim.is_some();
-    let answering = claim.map(|claim| Answering {
-        scope: claim.0,
-        render: &render,
-    });
+    let answering = guard::answering(&request, &render);
+    let claimed = answering.is_some();
     let checkout = state
         .gateway
         .create_checkout(&body.into_inner().into(), answering)
@@ -52,9 +48,7 @@ pub async fn create(
         .insert_header((header::LOCATION, answer.location.unwrap_or_default()))
         .content_type("application/json")
         .body(answer.body);
-    if answered {
-        response.extensions_mut().insert(Answered);
-    }
+    guard::mark_answered(&mut response, claimed);
     Ok(response)
 }
 
