@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sacp_domain::ApiKeyId;
 use sacp_domain::audit::TrafficCount;
 use sacp_domain::idempotency::{
-    Answer, Begin, IN_FLIGHT_LEASE, IdempotencyScope, RETENTION, StoredResponse, lease_left,
+    Answer, Begin, Claim, IN_FLIGHT_LEASE, IdempotencyScope, RETENTION, StoredResponse, lease_left,
 };
 use sacp_domain::ratelimit::Counter;
 use sacp_domain::switches::Switches;
@@ -97,8 +97,13 @@ pub struct MemoryIdempotency {
     map: Mutex<HashMap<IdempotencyScope, Record>>,
 }
 
+/// Whether `record` is in flight under `claim` (not finished, abandoned or taken over).
+fn held(record: &Record, claim: &Claim) -> bool {
+    matches!(record.state, State::InFlight { locked_at } if locked_at == claim.claimed_at)
+}
+
 impl MemoryIdempotency {
-    /// Finishes a claimed scope; `NotFound` when it is not in flight. `also` runs under the
+    /// Finishes a held claim; `NotFound` when it is no longer held. `also` runs under the
     /// same lock before the record changes, so a business change and its answer are stored
     /// together (`also` failing leaves the record in flight).
     pub(crate) fn finish_with(
@@ -108,8 +113,8 @@ impl MemoryIdempotency {
     ) -> Result<(), RepositoryError> {
         let mut map = lock(&self.map);
         let record = map
-            .get_mut(&answer.scope)
-            .filter(|r| matches!(r.state, State::InFlight { .. }))
+            .get_mut(&answer.claim.scope)
+            .filter(|r| held(r, &answer.claim))
             .ok_or(RepositoryError::NotFound)?;
         also()?;
         record.state = State::Done {
@@ -129,55 +134,51 @@ impl IdempotencyStore for MemoryIdempotency {
         now: DateTime<Utc>,
     ) -> Result<Begin, RepositoryError> {
         let mut map = lock(&self.map);
+        let claim = Claim::new(scope.clone(), now);
         let fresh = Record {
             fingerprint: fingerprint.to_owned(),
-            state: State::InFlight { locked_at: now },
+            state: State::InFlight {
+                locked_at: claim.claimed_at,
+            },
             expires_at: now + RETENTION,
         };
-        let Some(record) = map.get(scope) else {
-            map.insert(scope.clone(), fresh);
-            return Ok(Begin::Started);
-        };
-        if record.expires_at < now {
-            map.insert(scope.clone(), fresh);
-            return Ok(Begin::Started);
-        }
-        if record.fingerprint != fingerprint {
-            return Ok(Begin::Mismatch);
-        }
-        match &record.state {
-            State::Done { response } => Ok(Begin::Replay(response.clone())),
-            State::InFlight { locked_at } if *locked_at + IN_FLIGHT_LEASE <= now => {
-                map.insert(scope.clone(), fresh);
-                Ok(Begin::Started)
+        // A live record decides; an absent or expired one, or a run-out lease, is taken.
+        if let Some(record) = map.get(scope).filter(|r| r.expires_at >= now) {
+            if record.fingerprint != fingerprint {
+                return Ok(Begin::Mismatch);
             }
-            State::InFlight { locked_at } => Ok(Begin::InFlight {
-                retry_after_secs: lease_left(*locked_at, now),
-            }),
+            match &record.state {
+                State::Done { response } => return Ok(Begin::Replay(response.clone())),
+                State::InFlight { locked_at } if *locked_at + IN_FLIGHT_LEASE > now => {
+                    return Ok(Begin::InFlight {
+                        retry_after_secs: lease_left(*locked_at, now),
+                    });
+                }
+                State::InFlight { .. } => {}
+            }
         }
+        map.insert(scope.clone(), fresh);
+        Ok(Begin::Started(claim))
     }
 
     async fn finish(
         &self,
-        scope: &IdempotencyScope,
+        claim: &Claim,
         response: &StoredResponse,
         now: DateTime<Utc>,
     ) -> Result<(), RepositoryError> {
         let answer = Answer {
-            scope: scope.clone(),
+            claim: claim.clone(),
             response: response.clone(),
             at: now,
         };
         self.finish_with(&answer, || Ok(()))
     }
 
-    async fn abandon(&self, scope: &IdempotencyScope) -> Result<(), RepositoryError> {
+    async fn abandon(&self, claim: &Claim) -> Result<(), RepositoryError> {
         let mut map = lock(&self.map);
-        if map
-            .get(scope)
-            .is_some_and(|r| matches!(r.state, State::InFlight { .. }))
-        {
-            map.remove(scope);
+        if map.get(&claim.scope).is_some_and(|r| held(r, claim)) {
+            map.remove(&claim.scope);
         }
         Ok(())
     }

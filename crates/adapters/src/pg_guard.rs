@@ -10,7 +10,7 @@ use diesel::upsert::excluded;
 use sacp_domain::ApiKeyId;
 use sacp_domain::audit::TrafficCount;
 use sacp_domain::idempotency::{
-    Answer, Begin, IN_FLIGHT_LEASE, IdempotencyScope, RETENTION, StoredResponse, lease_left,
+    Answer, Begin, Claim, IN_FLIGHT_LEASE, IdempotencyScope, RETENTION, StoredResponse, lease_left,
 };
 use sacp_domain::ratelimit::Counter;
 use sacp_domain::switches::Switches;
@@ -197,7 +197,8 @@ struct NewRecord {
     expires_at: DateTime<Utc>,
 }
 
-fn in_flight(scope: &IdempotencyScope, fingerprint: &str, now: DateTime<Utc>) -> NewRecord {
+fn in_flight(claim: &Claim, fingerprint: &str, now: DateTime<Utc>) -> NewRecord {
+    let scope = &claim.scope;
     NewRecord {
         caller: scope.caller.clone(),
         method: scope.method.clone(),
@@ -205,7 +206,7 @@ fn in_flight(scope: &IdempotencyScope, fingerprint: &str, now: DateTime<Utc>) ->
         idempotency_key: scope.key.as_str().to_owned(),
         fingerprint: fingerprint.to_owned(),
         state: "in_flight".into(),
-        locked_at: now,
+        locked_at: claim.claimed_at,
         status: None,
         content_type: None,
         location: None,
@@ -225,19 +226,29 @@ macro_rules! scope_filter {
     };
 }
 
+/// The row of a claim still held: in flight since the claim was taken.
+macro_rules! held_filter {
+    ($claim:expr) => {
+        scope_filter!($claim.scope)
+            .filter(idempotency_records::state.eq("in_flight"))
+            .filter(idempotency_records::locked_at.eq($claim.claimed_at))
+    };
+}
+
 fn decide(
     conn: &mut PgConnection,
     scope: &IdempotencyScope,
     fingerprint: &str,
     now: DateTime<Utc>,
 ) -> Result<Begin, DieselError> {
-    let fresh = in_flight(scope, fingerprint, now);
+    let claim = Claim::new(scope.clone(), now);
+    let fresh = in_flight(&claim, fingerprint, now);
     let inserted = diesel::insert_into(idempotency_records::table)
         .values(&fresh)
         .on_conflict_do_nothing()
         .execute(conn)?;
     if inserted == 1 {
-        return Ok(Begin::Started);
+        return Ok(Begin::Started(claim));
     }
     let row: RecordRow = scope_filter!(scope)
         .select(RecordRow::as_select())
@@ -248,7 +259,7 @@ fn decide(
         diesel::update(scope_filter!(scope))
             .set(&fresh)
             .execute(conn)?;
-        return Ok(Begin::Started);
+        return Ok(Begin::Started(claim));
     }
     if row.fingerprint != fingerprint {
         return Ok(Begin::Mismatch);
@@ -269,24 +280,22 @@ fn decide(
     }))
 }
 
-/// Finishes a claimed scope inside the caller's transaction; `NotFound` when the scope is
-/// not in flight (then the caller's transaction rolls back).
+/// Finishes a held claim inside the caller's transaction; `NotFound` when it is no longer
+/// held (then the caller's transaction rolls back).
 pub(crate) fn finish_in(conn: &mut PgConnection, answer: &Answer) -> Result<(), DieselError> {
     let response = &answer.response;
     let status = i16::try_from(response.status)
         .map_err(|_| DieselError::QueryBuilderError("status out of range".into()))?;
-    let changed = diesel::update(
-        scope_filter!(answer.scope).filter(idempotency_records::state.eq("in_flight")),
-    )
-    .set((
-        idempotency_records::state.eq("done"),
-        idempotency_records::status.eq(Some(status)),
-        idempotency_records::content_type.eq(response.content_type.clone()),
-        idempotency_records::location.eq(response.location.clone()),
-        idempotency_records::body.eq(Some(response.body.clone())),
-        idempotency_records::expires_at.eq(answer.at + RETENTION),
-    ))
-    .execute(conn)?;
+    let changed = diesel::update(held_filter!(answer.claim))
+        .set((
+            idempotency_records::state.eq("done"),
+            idempotency_records::status.eq(Some(status)),
+            idempotency_records::content_type.eq(response.content_type.clone()),
+            idempotency_records::location.eq(response.location.clone()),
+            idempotency_records::body.eq(Some(response.body.clone())),
+            idempotency_records::expires_at.eq(answer.at + RETENTION),
+        ))
+        .execute(conn)?;
     if changed == 1 {
         Ok(())
     } else {
@@ -313,12 +322,12 @@ impl IdempotencyStore for PgStorage {
 
     async fn finish(
         &self,
-        scope: &IdempotencyScope,
+        claim: &Claim,
         response: &StoredResponse,
         now: DateTime<Utc>,
     ) -> Result<(), RepositoryError> {
         let answer = Answer {
-            scope: scope.clone(),
+            claim: claim.clone(),
             response: response.clone(),
             at: now,
         };
@@ -326,10 +335,10 @@ impl IdempotencyStore for PgStorage {
             .await
     }
 
-    async fn abandon(&self, scope: &IdempotencyScope) -> Result<(), RepositoryError> {
-        let scope = scope.clone();
+    async fn abandon(&self, claim: &Claim) -> Result<(), RepositoryError> {
+        let claim = claim.clone();
         self.run(move |conn| {
-            diesel::delete(scope_filter!(scope).filter(idempotency_records::state.eq("in_flight")))
+            diesel::delete(held_filter!(claim))
                 .execute(conn)
                 .map(|_| ())
                 .map_err(database_error)

@@ -16,7 +16,7 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use sacp_domain::access::{SecretHash, key_id_of};
 use sacp_domain::audit::{AuditEvent, AuditOutcome};
 use sacp_domain::idempotency::{
-    Begin, IdempotencyKey, IdempotencyScope, StoredResponse, fingerprint,
+    Begin, Claim, IdempotencyKey, IdempotencyScope, StoredResponse, fingerprint,
 };
 use sacp_domain::ratelimit::{Decision, Limit, Policy};
 use sacp_domain::switches::Operation;
@@ -46,10 +46,10 @@ pub struct Operator;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EndUser(pub String);
 
-/// An idempotency scope claimed for this request; a handler whose change is local stores
-/// its answer in the same transaction and marks the response [`Answered`].
+/// The idempotency claim this request holds; a handler whose change is local stores its
+/// answer in the same transaction and marks the response [`Answered`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdempotencyClaim(pub IdempotencyScope);
+pub struct IdempotencyClaim(pub Claim);
 
 /// Response mark: the idempotent answer was already stored with the change.
 #[derive(Debug, Clone, Copy)]
@@ -63,7 +63,7 @@ pub fn answering<'a, T>(
 ) -> Option<Answering<'a, T>> {
     let claim = request.extensions().get::<IdempotencyClaim>().cloned()?;
     Some(Answering {
-        scope: claim.0,
+        claim: claim.0,
         render,
     })
 }
@@ -425,8 +425,8 @@ pub async fn idempotency(
         key,
     };
     let guard = state.gateway.guard();
-    match guard.begin_idempotent(&scope, &fingerprint).await {
-        Ok(Begin::Started) => {}
+    let claim = match guard.begin_idempotent(&scope, &fingerprint).await {
+        Ok(Begin::Started(claim)) => claim,
         Ok(Begin::Replay(stored)) => return Ok(request.into_response(replay(stored))),
         Ok(Begin::Mismatch) => return Ok(refuse(request, AppError::IdempotencyKeyReused)),
         Ok(Begin::InFlight { retry_after_secs }) => {
@@ -438,14 +438,14 @@ pub async fn idempotency(
             ));
         }
         Err(error) => return Ok(refuse(request, error)),
-    }
+    };
     request
         .extensions_mut()
-        .insert(IdempotencyClaim(scope.clone()));
+        .insert(IdempotencyClaim(claim.clone()));
     let response = match next.call(request).await {
         Ok(response) => response.map_into_boxed_body(),
         Err(error) => {
-            let _ = guard.abandon_idempotent(&scope).await;
+            let _ = guard.abandon_idempotent(&claim).await;
             return Err(error);
         }
     };
@@ -453,7 +453,7 @@ pub async fn idempotency(
         return Ok(response);
     }
     if response.status().is_server_error() {
-        if let Err(error) = guard.abandon_idempotent(&scope).await {
+        if let Err(error) = guard.abandon_idempotent(&claim).await {
             tracing::warn!(%error, "idempotency claim not released");
         }
         return Ok(response);
@@ -464,7 +464,7 @@ pub async fn idempotency(
     let body = match actix_web::body::to_bytes(body).await {
         Ok(body) => body,
         Err(_) => {
-            let _ = guard.abandon_idempotent(&scope).await;
+            let _ = guard.abandon_idempotent(&claim).await;
             return Err(actix_web::error::ErrorInternalServerError(
                 "response body failed",
             ));
@@ -476,22 +476,14 @@ pub async fn idempotency(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    // A handler that found its claim taken over (its lease ran out) answers 409; the claim
-    // now belongs to the other request, whose answer must not be overwritten.
-    let claim_lost = head.status() == StatusCode::CONFLICT
-        && serde_json::from_slice::<serde_json::Value>(&body)
-            .is_ok_and(|problem| problem["code"] == "idempotency_key_in_flight");
-    if claim_lost {
-        let response = head.set_body(body).map_into_boxed_body();
-        return Ok(ServiceResponse::new(request, response));
-    }
     let stored = replay_as.map(|r| r.0).unwrap_or_else(|| StoredResponse {
         status: head.status().as_u16(),
         content_type: header_text(header::CONTENT_TYPE),
         location: header_text(header::LOCATION),
         body: body.to_vec(),
     });
-    if let Err(error) = guard.finish_idempotent(&scope, &stored).await {
+    // Fails (and changes nothing) when a retry took the claim over after its lease ran out.
+    if let Err(error) = guard.finish_idempotent(&claim, &stored).await {
         tracing::warn!(%error, "idempotent answer not stored");
     }
     let response = head.set_body(body).map_into_boxed_body();

@@ -3,7 +3,7 @@
 
 use std::fmt::Write as _;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -141,6 +141,24 @@ pub struct IdempotencyScope {
     pub key: IdempotencyKey,
 }
 
+/// A scope held by one request. The claim's time tells it apart from a later request that
+/// took the scope over once the lease ran out: only the holder may finish or abandon it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The scope held.
+    pub scope: IdempotencyScope,
+    /// When it was claimed, to the microsecond (what storage keeps).
+    pub claimed_at: DateTime<Utc>,
+}
+
+impl Claim {
+    /// A claim of `scope` taken at `now`.
+    pub fn new(scope: IdempotencyScope, now: DateTime<Utc>) -> Claim {
+        let claimed_at = now.duration_trunc(Duration::microseconds(1)).unwrap_or(now);
+        Claim { scope, claimed_at }
+    }
+}
+
 /// An answer kept for replay. Never holds a secret: answers carrying one are stored without it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredResponse {
@@ -158,8 +176,8 @@ pub struct StoredResponse {
 /// (one transaction where the change is local).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Answer {
-    /// The claimed scope.
-    pub scope: IdempotencyScope,
+    /// The claim it ends.
+    pub claim: Claim,
     /// What to replay.
     pub response: StoredResponse,
     /// When it was answered (the record expires [`RETENTION`] later).
@@ -169,8 +187,9 @@ pub struct Answer {
 /// What a request carrying an idempotency key may do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Begin {
-    /// First time (or the previous holder expired or gave up): run it, then finish or abandon.
-    Started,
+    /// First time (or the previous holder expired or gave up): run it, then finish or abandon
+    /// this claim.
+    Started(Claim),
     /// Already answered: replay this.
     Replay(StoredResponse),
     /// The key was used with a different body.
@@ -182,10 +201,13 @@ pub enum Begin {
     },
 }
 
-/// Seconds until an in-flight lease taken at `locked_at` ends (at least 1).
+/// Seconds until an in-flight lease taken at `locked_at` ends, rounded up so that a client
+/// waiting that long finds it ended (at least 1).
 pub fn lease_left(locked_at: DateTime<Utc>, now: DateTime<Utc>) -> u64 {
-    let left = (locked_at + IN_FLIGHT_LEASE - now).num_seconds().max(1);
-    u64::try_from(left).unwrap_or(1)
+    let millis = (locked_at + IN_FLIGHT_LEASE - now)
+        .num_milliseconds()
+        .max(1);
+    u64::try_from(millis).unwrap_or(1).div_ceil(1000)
 }
 
 #[cfg(test)]
@@ -252,6 +274,7 @@ mod tests {
         let t0 = DateTime::<Utc>::from_timestamp(1_000, 0).unwrap();
         assert_eq!(lease_left(t0, t0), 60);
         assert_eq!(lease_left(t0, t0 + Duration::seconds(59)), 1);
+        assert_eq!(lease_left(t0, t0 + Duration::milliseconds(1_500)), 59);
         assert_eq!(lease_left(t0, t0 + Duration::seconds(90)), 1);
     }
 }

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sacp_domain::ApiKeyId;
 use sacp_domain::audit::TrafficCount;
-use sacp_domain::idempotency::{Begin, IdempotencyScope, StoredResponse};
+use sacp_domain::idempotency::{Begin, Claim, IdempotencyScope, StoredResponse};
 use sacp_domain::ratelimit::Counter;
 use sacp_domain::switches::Switches;
 
@@ -44,8 +44,9 @@ pub trait SwitchBoard: Send + Sync {
 /// Idempotency records: one per [`IdempotencyScope`].
 ///
 /// Lifecycle: [`IdempotencyStore::begin`] claims a scope (in flight, with a lease of
-/// [`sacp_domain::idempotency::IN_FLIGHT_LEASE`]); the caller then either
-/// [`IdempotencyStore::finish`]es it with the answer or [`IdempotencyStore::abandon`]s it.
+/// [`sacp_domain::idempotency::IN_FLIGHT_LEASE`]); the holder of the [`Claim`] then either
+/// [`IdempotencyStore::finish`]es it with the answer or [`IdempotencyStore::abandon`]s it. A
+/// claim taken over after its lease ran out can no longer do either.
 #[async_trait]
 pub trait IdempotencyStore: Send + Sync {
     /// Claims `scope` for a request whose body has `fingerprint`: [`Begin::Started`] when the
@@ -60,17 +61,19 @@ pub trait IdempotencyStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<Begin, RepositoryError>;
 
-    /// Stores the answer of a claimed scope, kept until `now` + 24 h.
+    /// Stores the answer of a held claim, kept until `now` + 24 h.
+    /// [`RepositoryError::NotFound`] when the claim is no longer held (finished, abandoned or
+    /// taken over); nothing changes then.
     async fn finish(
         &self,
-        scope: &IdempotencyScope,
+        claim: &Claim,
         response: &StoredResponse,
         now: DateTime<Utc>,
     ) -> Result<(), RepositoryError>;
 
-    /// Releases a claimed scope without an answer (the request failed with a 5xx and may be
-    /// retried with the same key).
-    async fn abandon(&self, scope: &IdempotencyScope) -> Result<(), RepositoryError>;
+    /// Releases a held claim without an answer (the request failed with a 5xx and may be
+    /// retried with the same key). Does nothing when the claim is no longer held.
+    async fn abandon(&self, claim: &Claim) -> Result<(), RepositoryError>;
 
     /// Forgets records that expired before `now`; returns how many.
     async fn purge(&self, now: DateTime<Utc>) -> Result<u64, RepositoryError>;

@@ -42,7 +42,7 @@ pub trait CheckoutRepository: Send + Sync {
     async fn insert(&self, checkout: &mut Checkout) -> Result<(), RepositoryError>;
 
     /// [`CheckoutRepository::insert`], and in the same transaction finishes the idempotency
-    /// record of `answer.scope` (see [`crate::IdempotencyStore::finish`]): both are stored
+    /// record of `answer.claim` (see [`crate::IdempotencyStore::finish`]): both are stored
     /// or neither, so a crash cannot leave a checkout whose creation a retry would repeat.
     async fn insert_answering(
         &self,

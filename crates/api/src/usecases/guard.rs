@@ -8,7 +8,7 @@ use std::time::{Duration as StdDuration, Instant};
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use sacp_domain::ApiKeyId;
 use sacp_domain::audit::{AuditEvent, TrafficCount};
-use sacp_domain::idempotency::{Answer, Begin, IdempotencyScope, StoredResponse};
+use sacp_domain::idempotency::{Answer, Begin, Claim, IdempotencyScope, StoredResponse};
 use sacp_domain::ratelimit::{Decision, Limit, Usage};
 use sacp_domain::switches::{Operation, Switches};
 use sacp_ports::{AuditLog, Clock, IdempotencyStore, RateCounters, SwitchBoard, TrafficLog};
@@ -39,8 +39,8 @@ impl std::fmt::Debug for GuardPorts {
 /// How a created resource's idempotent answer is rendered, for storing it in the same
 /// transaction as the resource.
 pub struct Answering<'a, T> {
-    /// The scope claimed for the request.
-    pub scope: IdempotencyScope,
+    /// The request's claim.
+    pub claim: Claim,
     /// The answer the request gets, rendered from the resource to be stored.
     pub render: &'a (dyn Fn(&T) -> StoredResponse + Send + Sync),
 }
@@ -48,7 +48,7 @@ pub struct Answering<'a, T> {
 impl<T> std::fmt::Debug for Answering<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Answering")
-            .field("scope", &self.scope)
+            .field("claim", &self.claim)
             .finish_non_exhaustive()
     }
 }
@@ -57,7 +57,7 @@ impl<T> Answering<'_, T> {
     /// The answer for `value`, at `now`.
     pub fn answer(&self, value: &T, now: DateTime<Utc>) -> Answer {
         Answer {
-            scope: self.scope.clone(),
+            claim: self.claim.clone(),
             response: (self.render)(value),
             at: now,
         }
@@ -225,22 +225,23 @@ impl Guardrails {
             .await?)
     }
 
-    /// Stores the answer of a claimed scope for replay.
+    /// Stores the answer of a held claim for replay; `NotFound` storage error when the claim
+    /// was taken over meanwhile (the new holder's record is left alone).
     pub async fn finish_idempotent(
         &self,
-        scope: &IdempotencyScope,
+        claim: &Claim,
         response: &StoredResponse,
     ) -> Result<(), AppError> {
         Ok(self
             .ports
             .idempotency
-            .finish(scope, response, self.clock.now())
+            .finish(claim, response, self.clock.now())
             .await?)
     }
 
-    /// Releases a claimed scope without an answer.
-    pub async fn abandon_idempotent(&self, scope: &IdempotencyScope) -> Result<(), AppError> {
-        Ok(self.ports.idempotency.abandon(scope).await?)
+    /// Releases a held claim without an answer.
+    pub async fn abandon_idempotent(&self, claim: &Claim) -> Result<(), AppError> {
+        Ok(self.ports.idempotency.abandon(claim).await?)
     }
 
     /// Writes an audit event (durably, before the request is answered).

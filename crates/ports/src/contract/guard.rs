@@ -5,7 +5,9 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, Utc};
 use sacp_domain::ApiKeyId;
 use sacp_domain::audit::TrafficCount;
-use sacp_domain::idempotency::{Answer, Begin, IdempotencyKey, IdempotencyScope, StoredResponse};
+use sacp_domain::idempotency::{
+    Answer, Begin, Claim, IdempotencyKey, IdempotencyScope, StoredResponse,
+};
 use sacp_domain::ratelimit::{Limit, Policy};
 use sacp_domain::switches::Switches;
 
@@ -136,14 +138,21 @@ fn created(body: &str) -> StoredResponse {
     }
 }
 
+/// The claim of a begin that must have started.
+fn started(begin: Begin) -> Claim {
+    match begin {
+        Begin::Started(claim) => claim,
+        other => panic!("expected a started claim, got {other:?}"),
+    }
+}
+
 /// Runs every [`IdempotencyStore`] rule.
 pub async fn idempotency_store_contract(store: Arc<dyn IdempotencyStore>) {
     let first = scope("/checkout");
-    let now = t(0);
-    assert_eq!(
-        store.begin(&first, "fp-a", now).await.unwrap(),
-        Begin::Started
-    );
+    // Sub-microsecond digits: a claim must survive storage that keeps microseconds.
+    let now = t(0) + Duration::nanoseconds(123_456_789);
+    let claim = started(store.begin(&first, "fp-a", now).await.unwrap());
+    assert_eq!(claim.scope, first);
     assert_eq!(
         store
             .begin(&first, "fp-a", now + Duration::seconds(1))
@@ -159,7 +168,7 @@ pub async fn idempotency_store_contract(store: Arc<dyn IdempotencyStore>) {
         "another body with the same key"
     );
     let answer = created("{\"id\":\"cs_x\"}");
-    store.finish(&first, &answer, now).await.unwrap();
+    store.finish(&claim, &answer, now).await.unwrap();
     assert_eq!(
         store
             .begin(&first, "fp-a", now + Duration::hours(23))
@@ -175,48 +184,53 @@ pub async fn idempotency_store_contract(store: Arc<dyn IdempotencyStore>) {
         Begin::Mismatch
     );
     assert_eq!(
-        store.finish(&first, &answer, now).await,
+        store.finish(&claim, &answer, now).await,
         Err(RepositoryError::NotFound),
-        "a finished scope cannot be finished again"
+        "a finished claim cannot be finished again"
     );
-    assert_eq!(
+    started(
         store
             .begin(&first, "fp-b", now + Duration::hours(25))
             .await
             .unwrap(),
-        Begin::Started,
-        "records are kept 24 hours"
     );
 
     // Scopes differ by caller, method and path.
     let mut other = first.clone();
     other.path = "/checkout/cs_y/cancel".into();
-    assert_eq!(
-        store.begin(&other, "fp-a", now).await.unwrap(),
-        Begin::Started
-    );
+    started(store.begin(&other, "fp-a", now).await.unwrap());
 
-    // Abandoned (5xx) and stale claims may start again.
+    // Abandoned (5xx) claims may start again.
     let failing = scope("/checkout");
+    let abandoned = started(store.begin(&failing, "fp", now).await.unwrap());
+    store.abandon(&abandoned).await.unwrap();
+    let stale = started(store.begin(&failing, "fp", now).await.unwrap());
+
+    // A claim whose lease ran out is taken over; the old holder can neither finish nor
+    // abandon it any more, the new one can.
+    let later = now + Duration::seconds(60);
+    let successor = started(store.begin(&failing, "fp", later).await.unwrap());
     assert_eq!(
-        store.begin(&failing, "fp", now).await.unwrap(),
-        Begin::Started
+        store.finish(&stale, &answer, later).await,
+        Err(RepositoryError::NotFound),
+        "a taken-over claim cannot finish"
     );
-    store.abandon(&failing).await.unwrap();
-    assert_eq!(
-        store.begin(&failing, "fp", now).await.unwrap(),
-        Begin::Started
+    store.abandon(&stale).await.unwrap();
+    assert!(
+        matches!(
+            store.begin(&failing, "fp", later).await.unwrap(),
+            Begin::InFlight { .. }
+        ),
+        "abandoning a taken-over claim leaves the successor's"
     );
+    store.finish(&successor, &answer, later).await.unwrap();
     assert_eq!(
-        store
-            .begin(&failing, "fp", now + Duration::seconds(60))
-            .await
-            .unwrap(),
-        Begin::Started,
-        "an in-flight lease ends after 60 s"
+        store.begin(&failing, "fp", later).await.unwrap(),
+        Begin::Replay(answer.clone())
     );
+    let never = Claim::new(scope("/never"), now);
     assert_eq!(
-        store.finish(&scope("/never"), &answer, now).await,
+        store.finish(&never, &answer, now).await,
         Err(RepositoryError::NotFound),
         "finishing needs a claim"
     );
@@ -231,15 +245,15 @@ pub async fn idempotency_store_contract(store: Arc<dyn IdempotencyStore>) {
             store.begin(&contested, "fp", now).await.unwrap()
         }));
     }
-    let mut started = 0;
+    let mut started_count = 0;
     for task in tasks {
         match task.await.unwrap() {
-            Begin::Started => started += 1,
+            Begin::Started(_) => started_count += 1,
             Begin::InFlight { .. } => {}
             other => panic!("unexpected {other:?}"),
         }
     }
-    assert_eq!(started, 1);
+    assert_eq!(started_count, 1);
 
     assert!(store.purge(now + Duration::days(30)).await.unwrap() >= 1);
 }
@@ -251,15 +265,12 @@ pub async fn insert_answering_contract(
     store: Arc<dyn IdempotencyStore>,
 ) {
     let random = CountingRandom::default();
-    let now = t(0);
+    let now = t(0) + Duration::nanoseconds(987_654_321);
     let claimed = scope("/checkout");
-    assert_eq!(
-        store.begin(&claimed, "fp", now).await.unwrap(),
-        Begin::Started
-    );
+    let claim = started(store.begin(&claimed, "fp", now).await.unwrap());
     let mut checkout = sample_checkout(&random);
     let answer = Answer {
-        scope: claimed.clone(),
+        claim,
         response: created("{\"id\":\"cs_1\"}"),
         at: now,
     };
@@ -275,14 +286,22 @@ pub async fn insert_answering_contract(
         "the answer is stored with the checkout"
     );
 
-    // Without a claim in flight, neither is stored.
-    let unclaimed = Answer {
-        scope: scope("/checkout"),
+    // With a claim no longer held (taken over by a retry), neither is stored.
+    let contested = scope("/checkout");
+    let lost_claim = started(store.begin(&contested, "fp", now).await.unwrap());
+    started(
+        store
+            .begin(&contested, "fp", now + Duration::seconds(61))
+            .await
+            .unwrap(),
+    );
+    let unheld = Answer {
+        claim: lost_claim,
         ..answer
     };
     let mut lost = sample_checkout(&random);
     assert_eq!(
-        checkouts.insert_answering(&mut lost, &unclaimed).await,
+        checkouts.insert_answering(&mut lost, &unheld).await,
         Err(RepositoryError::NotFound)
     );
     assert_eq!(lost.version(), 0);
