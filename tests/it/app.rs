@@ -113,6 +113,9 @@ pub fn settings() -> Settings {
         // Fault tests inject runs of upstream failures; the breaker test sets its own.
         breaker_failures: 1_000_000,
         breaker_cool_down_ms: 5_000,
+        // Upstream-failure tests read the catalog right after changing the store's faults;
+        // the catalog-cache tests turn it on.
+        catalog_cache_ttl_ms: 0,
         workers: Some(2),
         log_format: "text".into(),
         // Generous gateway-wide limits: the rate-limit tests set their own.

@@ -8,6 +8,7 @@ mod admin;
 mod app;
 mod bad_inputs;
 mod browser;
+mod catalog_cache;
 mod checkout_flow;
 mod crash_windows;
 mod database;

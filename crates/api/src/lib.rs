@@ -4,6 +4,7 @@
 //! This crate depends on the ports only; the server binary wires adapters in.
 
 pub mod access;
+pub mod catalog_cache;
 pub mod driver;
 pub mod dto;
 pub mod guard;
@@ -24,6 +25,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use sacp_domain::access::SecretHash;
 
+use crate::catalog_cache::CatalogCache;
 use crate::dto::Links;
 use crate::guard::InFlight;
 use crate::problem::Problem;
@@ -43,6 +45,8 @@ pub struct ApiState {
     pub admin_token: Option<SecretHash>,
     /// Requests in flight on this replica and their cap.
     pub in_flight: Arc<InFlight>,
+    /// Rendered catalog answers (off unless a TTL is set).
+    pub catalog_cache: Arc<CatalogCache>,
 }
 
 /// Default cap on requests in flight per replica.
@@ -57,7 +61,14 @@ impl ApiState {
             links: Links::new(public_url),
             admin_token: admin_token.filter(|t| !t.is_empty()).map(SecretHash::of),
             in_flight: Arc::new(InFlight::new(DEFAULT_MAX_IN_FLIGHT)),
+            catalog_cache: Arc::new(CatalogCache::new(std::time::Duration::ZERO)),
         }
+    }
+
+    /// The same state keeping catalog answers for `ttl` (zero: not at all).
+    pub fn with_catalog_cache(mut self, ttl: std::time::Duration) -> ApiState {
+        self.catalog_cache = Arc::new(CatalogCache::new(ttl));
+        self
     }
 
     /// The same state with a cap of `max` requests in flight.

@@ -56,6 +56,10 @@ pub struct Settings {
     /// How long an open circuit answers at once before one trial request, in milliseconds.
     #[arg(long, env = "SACP_BREAKER_COOL_DOWN_MS", default_value_t = 5_000)]
     pub breaker_cool_down_ms: u64,
+    /// How long catalog answers (`GET /products`, `GET /products/{id}`) are kept, in
+    /// milliseconds; 0 = no cache (answers still carry an `ETag`).
+    #[arg(long, env = "SACP_CATALOG_CACHE_TTL_MS", default_value_t = 5_000)]
+    pub catalog_cache_ttl_ms: u64,
     /// HTTP worker threads (default: one per core).
     #[arg(long, env = "SACP_WORKERS")]
     pub workers: Option<usize>,

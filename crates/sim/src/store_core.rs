@@ -2,6 +2,7 @@
 //! surface and its in-process fake.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use chrono::{DateTime, Duration, Utc};
@@ -217,6 +218,8 @@ pub struct SessionChange {
 /// Counters, for tests that must prove how often something happened.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreStats {
+    /// Catalog answers served (`GET /products`, `/products/search`, `/products/{id}`).
+    pub catalog_reads: u64,
     /// Sessions created.
     pub sessions_created: u64,
     /// Successful completions (orders placed).
@@ -239,6 +242,8 @@ pub struct StoreCore {
     config: StoreConfig,
     wallet: Arc<WalletCore>,
     catalog: Vec<SimProduct>,
+    // Outside the state lock: catalog reads are the hot path and never touch the state.
+    catalog_reads: AtomicU64,
     state: Mutex<State>,
 }
 
@@ -276,6 +281,7 @@ impl StoreCore {
             config,
             wallet,
             catalog: catalog::seed(),
+            catalog_reads: AtomicU64::new(0),
             state: Mutex::new(State::default()),
         }
     }
@@ -303,7 +309,15 @@ impl StoreCore {
 
     /// Counters.
     pub fn stats(&self) -> StoreStats {
-        self.state().stats
+        StoreStats {
+            catalog_reads: self.catalog_reads.load(Ordering::Relaxed),
+            ..self.state().stats
+        }
+    }
+
+    /// Counts one catalog answer served over HTTP.
+    pub fn count_catalog_read(&self) {
+        self.catalog_reads.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Every order placed, for tests.

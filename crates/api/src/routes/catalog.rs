@@ -1,6 +1,7 @@
-//! `GET /products`, `GET /products/{id}`.
+//! `GET /products`, `GET /products/{id}`: answered from the catalog cache when it holds them,
+//! always with an `ETag` (`If-None-Match` gets `304`).
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
@@ -68,7 +69,8 @@ fn parse_limit(limit: Option<&str>) -> Result<u32, AppError> {
 #[utoipa::path(
     get, path = "/products", tag = "catalog", params(ProductsQuery),
     responses(
-        (status = 200, description = "A page of products", body = ProductListDto),
+        (status = 200, description = "A page of products (with `ETag`)", body = ProductListDto),
+        (status = 304, description = "Not modified: `If-None-Match` named the current `ETag`"),
         (status = 400, description = "Invalid limit or cursor", body = ProblemDto, content_type = "application/problem+json"),
         (status = 502, description = "Store unavailable", body = ProblemDto, content_type = "application/problem+json"),
         (status = 504, description = "Store timeout", body = ProblemDto, content_type = "application/problem+json"),
@@ -77,10 +79,14 @@ fn parse_limit(limit: Option<&str>) -> Result<u32, AppError> {
 pub async fn list_products(
     state: State,
     query: web::Query<ProductsQuery>,
+    request: HttpRequest,
 ) -> Result<HttpResponse, AppError> {
     let query = query.into_inner();
     let catalog_query = CatalogQuery {
-        q: query.q,
+        q: query
+            .q
+            .map(|q| q.trim().to_owned())
+            .filter(|q| !q.is_empty()),
         category: query.category.filter(|c| !c.trim().is_empty()),
         limit: parse_limit(query.limit.as_deref())?,
         offset: query
@@ -90,11 +96,29 @@ pub async fn list_products(
             .transpose()?
             .unwrap_or(0),
     };
+    let key = format!(
+        "list\n{}\n{}\n{}\n{}",
+        catalog_query.q.as_deref().unwrap_or(""),
+        catalog_query.category.as_deref().unwrap_or(""),
+        catalog_query.limit,
+        catalog_query.offset
+    );
+    let now = state.gateway.now();
+    if let Some(cached) = state.catalog_cache.get(&key, now) {
+        return Ok(cached.respond(&request));
+    }
     let page = state.gateway.list_products(&catalog_query).await?;
-    Ok(HttpResponse::Ok().json(ProductListDto {
+    let body = render(&ProductListDto {
         products: page.products.into_iter().map(Into::into).collect(),
         next_cursor: page.next_offset.map(encode_cursor),
-    }))
+    });
+    Ok(state.catalog_cache.put(key, body, now).respond(&request))
+}
+
+/// The JSON body of a catalog answer. These DTOs hold strings and integers only, which
+/// always serialize.
+fn render(dto: &impl serde::Serialize) -> Vec<u8> {
+    serde_json::to_vec(dto).unwrap_or_default()
 }
 
 /// One product.
@@ -102,14 +126,25 @@ pub async fn list_products(
     get, path = "/products/{id}", tag = "catalog",
     params(("id" = String, Path, description = "Product id")),
     responses(
-        (status = 200, description = "The product", body = ProductDto),
+        (status = 200, description = "The product (with `ETag`)", body = ProductDto),
+        (status = 304, description = "Not modified: `If-None-Match` named the current `ETag`"),
         (status = 404, description = "No such product", body = ProblemDto, content_type = "application/problem+json"),
         (status = 502, description = "Store unavailable", body = ProblemDto, content_type = "application/problem+json"),
     )
 )]
-pub async fn get_product(state: State, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn get_product(
+    state: State,
+    id: web::Path<String>,
+    request: HttpRequest,
+) -> Result<HttpResponse, AppError> {
+    let key = format!("product\n{id}");
+    let now = state.gateway.now();
+    if let Some(cached) = state.catalog_cache.get(&key, now) {
+        return Ok(cached.respond(&request));
+    }
     let product = state.gateway.get_product(&id).await?;
-    Ok(HttpResponse::Ok().json(ProductDto::from(product)))
+    let body = render(&ProductDto::from(product));
+    Ok(state.catalog_cache.put(key, body, now).respond(&request))
 }
 
 #[cfg(test)]

@@ -42,7 +42,8 @@ pub async fn create(
     let checkout = state
         .gateway
         .create_checkout(&body.into_inner().into(), answering)
-        .await?;
+        .await
+        .inspect_err(|e| state.catalog_cache.note(e))?;
     let answer = render(&checkout);
     let mut response = HttpResponse::Created()
         .insert_header((header::LOCATION, answer.location.unwrap_or_default()))
@@ -88,7 +89,8 @@ pub async fn update(
     let checkout = state
         .gateway
         .update_checkout_details(&id, &body.into_inner().into())
-        .await?;
+        .await
+        .inspect_err(|e| state.catalog_cache.note(e))?;
     Ok(HttpResponse::Ok().json(CheckoutDto::new(&checkout, &state.links)))
 }
 

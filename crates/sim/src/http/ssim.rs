@@ -125,6 +125,7 @@ fn pagination(total: usize, limit: usize, offset: usize) -> Value {
 }
 
 async fn list_products(core: Core, query: web::Query<ListQuery>) -> HttpResponse {
+    core.count_catalog_read();
     respond((|| {
         let limit = number(query.limit.as_ref(), 20usize, "limit")?.clamp(1, 100);
         let offset = number(query.offset.as_ref(), 0usize, "offset")?;
@@ -147,6 +148,7 @@ async fn list_products(core: Core, query: web::Query<ListQuery>) -> HttpResponse
 }
 
 async fn search_products(core: Core, query: web::Query<ListQuery>) -> HttpResponse {
+    core.count_catalog_read();
     respond((|| {
         let limit = number(query.limit.as_ref(), 20usize, "limit")?.clamp(1, 100);
         let offset = number(query.offset.as_ref(), 0usize, "offset")?;
@@ -161,6 +163,7 @@ async fn search_products(core: Core, query: web::Query<ListQuery>) -> HttpRespon
 }
 
 async fn get_product(core: Core, id: web::Path<String>) -> HttpResponse {
+    core.count_catalog_read();
     respond(core.product(&id).map(product_json))
 }
 

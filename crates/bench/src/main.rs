@@ -1,0 +1,510 @@
+//! `sacp-bench`: the gateway's benchmark harness (run it with `scripts/bench`, which builds
+//! everything in release mode first).
+//!
+//! It starts `sacp-sim` and gateways in the configurations under test on loopback (and a
+//! fresh PostgreSQL database for the checkout flow), drives load with its own closed-loop
+//! generator, reads criterion's microbenchmark results, and prints one Markdown table.
+//! Everything it starts stops with it.
+
+mod agent;
+mod criterion;
+mod load;
+mod procs;
+mod report;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use reqwest::{Client, StatusCode};
+
+use crate::agent::{ADMIN_TOKEN, Agent, PRODUCT_ID, expect};
+use crate::load::{Outcome, Window, drive};
+use crate::procs::{Service, free_port, sibling};
+use crate::report::{Report, Verdict, ms, rate, thousands};
+
+/// What to run and how hard.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    about = "Benchmarks the SACP gateway on loopback and prints one table"
+)]
+struct Args {
+    /// Seconds each load measure counts.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Seconds of load before counting starts.
+    #[arg(long, default_value_t = 3)]
+    warm_up: u64,
+    /// Concurrent connections for request measures.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Concurrent agents running whole checkout flows.
+    #[arg(long, default_value_t = 1500)]
+    flows: usize,
+    /// Open checkouts held for the memory measure.
+    #[arg(long, default_value_t = 100_000)]
+    open_checkouts: usize,
+    /// PostgreSQL host for the checkout flow (started if it is the local cluster and down).
+    #[arg(long, default_value = "127.0.0.1")]
+    pg_host: String,
+    /// PostgreSQL port.
+    #[arg(long, default_value_t = 5432)]
+    pg_port: u16,
+    /// PostgreSQL user (trust authentication).
+    #[arg(long, default_value = "postgres")]
+    pg_user: String,
+    /// Database the run drops and creates.
+    #[arg(long, default_value = "sacp_bench")]
+    pg_database: String,
+    /// Criterion's output directory, to include the microbenchmarks in the table.
+    #[arg(long)]
+    criterion: Option<PathBuf>,
+    /// Where the services' logs go.
+    #[arg(long, default_value = "target/bench")]
+    logs: PathBuf,
+    /// Only these parts: catalog, access, memory, checkout (default: all).
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
+}
+
+impl Args {
+    fn window(&self) -> Window {
+        Window {
+            warm_up: Duration::from_secs(self.warm_up),
+            measure: Duration::from_secs(self.seconds),
+        }
+    }
+
+    fn wants(&self, part: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|p| p == part)
+    }
+}
+
+/// Secret of the integration key every bench gateway creates at start.
+const BOOTSTRAP_KEY: &str = "sacp_bench-bootstrap-secret-of-at-least-32-characters";
+
+/// The simulators, shared by every gateway of the run.
+struct Sim {
+    service: Service,
+}
+
+impl Sim {
+    async fn start(http: &Client, logs: &Path) -> Result<Sim, String> {
+        let port = free_port()?;
+        let mut service = Service::start(
+            "sacp-sim",
+            &sibling("sacp-sim")?,
+            &[],
+            &[
+                ("SACP_SIM_LISTEN", format!("127.0.0.1:{port}")),
+                ("RUST_LOG", "warn".into()),
+            ],
+            logs,
+            format!("http://127.0.0.1:{port}"),
+        )?;
+        service.wait_ready(http, "/ssim/.well-known/ucp").await?;
+        Ok(Sim { service })
+    }
+
+    fn store(&self) -> String {
+        format!("{}/ssim", self.service.base)
+    }
+
+    fn wallet(&self) -> String {
+        format!("{}/wsim", self.service.base)
+    }
+}
+
+/// Starts a gateway in front of `sim` with limits out of the way (the bench measures
+/// capacity, not policy) and `extra` settings.
+async fn start_gateway(
+    http: &Client,
+    name: &str,
+    sim: &Sim,
+    logs: &Path,
+    extra: &[(&str, String)],
+) -> Result<Service, String> {
+    let port = free_port()?;
+    let high = || "1000000000".to_owned();
+    let mut env = vec![
+        ("SACP_LISTEN", format!("127.0.0.1:{port}")),
+        ("SSIM_BASE_URL", sim.store()),
+        ("WSIM_BASE_URL", sim.wallet()),
+        ("GATEWAY_CLIENT_SECRET", "sandbox-secret".into()),
+        ("WSIM_INTROSPECTION_CLIENT_ID", "sacp-introspect".into()),
+        (
+            "WSIM_INTROSPECTION_CLIENT_SECRET",
+            "sandbox-introspect-secret".into(),
+        ),
+        ("SACP_BOOTSTRAP_API_KEY", BOOTSTRAP_KEY.into()),
+        ("SACP_ADMIN_TOKEN", ADMIN_TOKEN.into()),
+        ("SACP_ORG_RATE_LIMIT", high()),
+        ("SACP_USER_RATE_LIMIT", high()),
+        ("SACP_WRITE_RATE_LIMIT", high()),
+        ("SACP_PAYMENT_RATE_LIMIT", high()),
+        ("SACP_DAILY_CHECKOUT_QUOTA", high()),
+        ("SACP_MAX_IN_FLIGHT", "8192".into()),
+        ("RUST_LOG", "info".into()),
+    ];
+    env.extend(extra.iter().cloned());
+    let mut service = Service::start(
+        name,
+        &sibling("sacp-gateway")?,
+        &[],
+        &env,
+        logs,
+        format!("http://127.0.0.1:{port}"),
+    )?;
+    service.wait_ready(http, "/readyz").await?;
+    Ok(service)
+}
+
+/// An agent with eight fresh keys (eight organisations) at `gateway`.
+async fn agent_at(http: &Client, gateway: &Service) -> Result<Agent, String> {
+    let keys = agent::create_keys(http, &gateway.base, 8).await?;
+    Agent::new(http.clone(), &gateway.base, &keys)
+}
+
+/// Checks a measure produced answers and only good ones.
+fn clean(name: &str, outcome: &Outcome) -> Result<(), String> {
+    if outcome.ok == 0 || outcome.failed > 0 {
+        return Err(format!(
+            "{name}: {} ok, {} failed; first failure: {}",
+            outcome.ok,
+            outcome.failed,
+            outcome.first_error.as_deref().unwrap_or("none")
+        ));
+    }
+    Ok(())
+}
+
+fn latency(outcome: &Outcome) -> String {
+    format!(
+        "{} (p50 {}, p99 {})",
+        rate(outcome.per_second()),
+        ms(outcome.p50()),
+        ms(outcome.p99())
+    )
+}
+
+/// Catalog reads: direct to the store, through the gateway without and with its catalog
+/// cache, and conditional (`If-None-Match`) through the cache.
+async fn catalog(args: &Args, http: &Client, sim: &Sim, report: &mut Report) -> Result<(), String> {
+    eprintln!("catalog reads: direct, through the gateway, through its cache");
+    let list = "/products?limit=20";
+    let direct = {
+        let url = format!("{}/api/agent/v1{list}", sim.store());
+        let http = http.clone();
+        drive(args.connections, args.window(), move |_| {
+            let request = http.get(&url);
+            async move { expect(request, StatusCode::OK).await.map(drop) }
+        })
+        .await
+    };
+    clean("direct", &direct)?;
+    report.info("`GET /products` direct to sacp-sim", latency(&direct));
+
+    let plain = start_gateway(
+        http,
+        "gateway-no-cache",
+        sim,
+        &args.logs,
+        &[("SACP_CATALOG_CACHE_TTL_MS", "0".into())],
+    )
+    .await?;
+    let agent = agent_at(http, &plain).await?;
+    let through = drive(args.connections, args.window(), move |worker| {
+        let agent = agent.clone();
+        async move { agent.read(worker, list).await }
+    })
+    .await;
+    clean("through the gateway", &through)?;
+    drop(plain);
+    let ratio = through.per_second() / direct.per_second();
+    report.add(
+        "`GET /products` through the gateway, no cache",
+        format!("{} = **{ratio:.2}× direct**", latency(&through)),
+        "≥ 0.75× direct",
+        Verdict::of(ratio >= 0.75),
+    );
+
+    let cached = start_gateway(http, "gateway-cache", sim, &args.logs, &[]).await?;
+    let agent = agent_at(http, &cached).await?;
+    let hits = {
+        let agent = agent.clone();
+        drive(args.connections, args.window(), move |worker| {
+            let agent = agent.clone();
+            async move { agent.read(worker, list).await }
+        })
+        .await
+    };
+    clean("through the cache", &hits)?;
+    let ratio = hits.per_second() / direct.per_second();
+    report.add(
+        "`GET /products` through the gateway's catalog cache",
+        format!("{} = **{ratio:.2}× direct**", latency(&hits)),
+        "> 1× direct",
+        Verdict::of(ratio > 1.0),
+    );
+    let etag = agent.etag(list).await?;
+    let revalidated = drive(args.connections, args.window(), move |worker| {
+        let agent = agent.clone();
+        let etag = etag.clone();
+        async move { agent.revalidate(worker, list, &etag).await }
+    })
+    .await;
+    clean("revalidation", &revalidated)?;
+    report.info(
+        "`GET /products` with `If-None-Match` (304) through the cache",
+        format!(
+            "{} = {:.2}× direct",
+            latency(&revalidated),
+            revalidated.per_second() / direct.per_second()
+        ),
+    );
+    Ok(())
+}
+
+/// The access-control stack's cost: the same gateway answering a public route that skips it
+/// and a keyed, rate-limited, counted route served from memory; then writes with and without
+/// an `Idempotency-Key`.
+async fn access(args: &Args, http: &Client, sim: &Sim, report: &mut Report) -> Result<(), String> {
+    eprintln!(
+        "access-control stack: public route vs keyed route; writes with and without idempotency"
+    );
+    let gateway = start_gateway(http, "gateway-access", sim, &args.logs, &[]).await?;
+    let agent = agent_at(http, &gateway).await?;
+    let product = format!("/products/{PRODUCT_ID}");
+    let public = {
+        let url = format!("{}/healthz", gateway.base);
+        let http = http.clone();
+        drive(args.connections, args.window(), move |_| {
+            let request = http.get(&url);
+            async move { expect(request, StatusCode::OK).await.map(drop) }
+        })
+        .await
+    };
+    clean("public route", &public)?;
+    report.info(
+        "`GET /healthz` (no key, no limit, no idempotency)",
+        latency(&public),
+    );
+    let keyed = {
+        let agent = agent.clone();
+        drive(args.connections, args.window(), move |worker| {
+            let agent = agent.clone();
+            let product = product.clone();
+            async move { agent.read(worker, &product).await }
+        })
+        .await
+    };
+    clean("keyed route", &keyed)?;
+    let cost = 1.0 - keyed.per_second() / public.per_second();
+    report.add(
+        "`GET /products/{id}` from the cache with key check, rate limits, traffic count",
+        format!("{} = **{:.1}% cost**", latency(&keyed), cost * 100.0),
+        "≤ 10% cost",
+        Verdict::of(cost <= 0.10),
+    );
+
+    let mut writes = Vec::new();
+    for idempotent in [false, true] {
+        let agent = agent.clone();
+        let outcome = drive(args.connections, args.window(), move |worker| {
+            let agent = agent.clone();
+            async move { agent.create_checkout(worker, idempotent).await.map(drop) }
+        })
+        .await;
+        clean("checkout creation", &outcome)?;
+        writes.push(outcome);
+    }
+    report.info(
+        "`POST /checkout` (audited) without `Idempotency-Key`",
+        latency(&writes[0]),
+    );
+    let cost = 1.0 - writes[1].per_second() / writes[0].per_second();
+    report.add(
+        "`POST /checkout` with `Idempotency-Key`",
+        format!("{} = **{:.1}% cost**", latency(&writes[1]), cost * 100.0),
+        "≤ 10% cost",
+        Verdict::of(cost <= 0.10),
+    );
+    Ok(())
+}
+
+/// Resident memory of an embedded-mode gateway holding `open_checkouts` open checkouts.
+async fn memory(args: &Args, http: &Client, sim: &Sim, report: &mut Report) -> Result<(), String> {
+    eprintln!(
+        "memory: {} open checkouts in embedded mode",
+        args.open_checkouts
+    );
+    let gateway = start_gateway(http, "gateway-memory", sim, &args.logs, &[]).await?;
+    let agent = agent_at(http, &gateway).await?;
+    let (idle, _) = gateway.memory_kib()?;
+    let left = Arc::new(AtomicUsize::new(args.open_checkouts));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for worker in 0..args.connections {
+        let agent = agent.clone();
+        let left = left.clone();
+        tasks.push(tokio::spawn(async move {
+            while left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                agent.create_checkout(worker, true).await?;
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    for task in tasks {
+        task.await.map_err(|e| format!("creator died: {e}"))??;
+    }
+    let elapsed = started.elapsed();
+    let (rss, peak) = gateway.memory_kib()?;
+    let mib = |kib: u64| kib as f64 / 1024.0;
+    report.info(
+        "gateway RSS at start, embedded mode",
+        format!("{:.1} MiB", mib(idle)),
+    );
+    report.add(
+        format!(
+            "RSS with {} open checkouts (created with `Idempotency-Key` at {})",
+            thousands(args.open_checkouts as f64),
+            rate(args.open_checkouts as f64 / elapsed.as_secs_f64())
+        ),
+        format!("**{:.1} MiB** (peak {:.1} MiB)", mib(rss), mib(peak)),
+        "≤ 64 MiB",
+        Verdict::of(rss <= 64 * 1024),
+    );
+    Ok(())
+}
+
+/// Whole guest checkouts on PostgreSQL: create, update, complete, approve at the wallet,
+/// poll until the order is placed.
+async fn checkout(
+    args: &Args,
+    http: &Client,
+    sim: &Sim,
+    report: &mut Report,
+) -> Result<(), String> {
+    eprintln!(
+        "checkout flow on PostgreSQL: {} concurrent agents",
+        args.flows
+    );
+    procs::ensure_postgres(&args.pg_host, args.pg_port)?;
+    procs::fresh_database(
+        &args.pg_host,
+        args.pg_port,
+        &args.pg_user,
+        &args.pg_database,
+    )?;
+    // The wallet asks to be polled every second (5 s by default) so that a flow's length
+    // is the gateway's work, not the protocol's waiting.
+    expect(
+        http.put(format!("{}/sim/faults", sim.wallet()))
+            .json(&serde_json::json!({"poll_interval_secs": 1})),
+        StatusCode::OK,
+    )
+    .await?;
+    let url = format!(
+        "postgres://{}@{}:{}/{}",
+        args.pg_user, args.pg_host, args.pg_port, args.pg_database
+    );
+    let gateway = start_gateway(
+        http,
+        "gateway-postgres",
+        sim,
+        &args.logs,
+        &[("DATABASE_URL", url)],
+    )
+    .await?;
+    let agent = agent_at(http, &gateway).await?;
+    let wallet = sim.wallet();
+    let cpu_before = gateway.cpu_time()?;
+    // Flows last seconds each: a longer window than single requests.
+    let window = Window {
+        warm_up: Duration::from_secs(args.warm_up + 3),
+        measure: Duration::from_secs(args.seconds * 2),
+    };
+    let outcome = drive(args.flows, window, move |worker| {
+        let agent = agent.clone();
+        let wallet = wallet.clone();
+        async move { agent.buy(worker, &wallet).await }
+    })
+    .await;
+    let cpu = gateway.cpu_time()?.saturating_sub(cpu_before);
+    clean("checkout flow", &outcome)?;
+    report.add(
+        "completed guest checkouts on PostgreSQL (create, update, complete, approve, poll)",
+        format!(
+            "**{}** (flow p50 {}, p99 {}; wallet poll interval 1 s)",
+            rate(outcome.per_second()),
+            ms(outcome.p50()),
+            ms(outcome.p99())
+        ),
+        "≥ 500/s",
+        Verdict::of(outcome.per_second() >= 500.0),
+    );
+    let total = window.warm_up + window.measure;
+    report.info(
+        "gateway CPU per completed checkout",
+        format!(
+            "{:.2} ms",
+            cpu.as_secs_f64() * 1000.0 / (outcome.per_second() * total.as_secs_f64()).max(1.0)
+        ),
+    );
+    Ok(())
+}
+
+async fn run(args: Args) -> Result<Report, String> {
+    std::fs::create_dir_all(&args.logs)
+        .map_err(|e| format!("cannot create {}: {e}", args.logs.display()))?;
+    let http = agent::client()?;
+    let mut report = Report::default();
+    let sim = Sim::start(&http, &args.logs).await?;
+    if args.wants("catalog") {
+        catalog(&args, &http, &sim, &mut report).await?;
+    }
+    if args.wants("access") {
+        access(&args, &http, &sim, &mut report).await?;
+    }
+    if args.wants("memory") {
+        memory(&args, &http, &sim, &mut report).await?;
+    }
+    if args.wants("checkout") {
+        checkout(&args, &http, &sim, &mut report).await?;
+    }
+    drop(sim);
+    if let Some(dir) = &args.criterion {
+        for bench in criterion::results(dir)? {
+            report.info(
+                format!("criterion `{}`", bench.id),
+                format!("{:.1} ns", bench.mean_ns),
+            );
+        }
+    }
+    Ok(report)
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let started = Instant::now();
+    match run(args).await {
+        Ok(report) => {
+            #[allow(clippy::print_stdout)]
+            {
+                println!("{}", report.render());
+            }
+            eprintln!("bench finished in {:.0} s", started.elapsed().as_secs_f64());
+        }
+        Err(error) => {
+            eprintln!("bench failed: {error}");
+            std::process::exit(1);
+        }
+    }
+}
