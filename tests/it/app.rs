@@ -116,6 +116,7 @@ pub fn settings() -> Settings {
         // Upstream-failure tests read the catalog right after changing the store's faults;
         // the catalog-cache tests turn it on.
         catalog_cache_ttl_ms: 0,
+        db_pool_size: 16,
         workers: Some(2),
         log_format: "text".into(),
         // Generous gateway-wide limits: the rate-limit tests set their own.

@@ -27,7 +27,9 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// Checkouts in a map.
 #[derive(Debug, Default)]
 pub struct MemoryCheckouts {
-    map: Mutex<HashMap<CheckoutId, Checkout>>,
+    // Boxed: a checkout is a large struct, and a hash map keeps up to half its slots empty
+    // after growing; slots of a pointer waste little and growth copies little.
+    map: Mutex<HashMap<CheckoutId, Box<Checkout>>>,
     idempotency: Arc<MemoryIdempotency>,
 }
 
@@ -62,7 +64,13 @@ impl CheckoutRepository for MemoryCheckouts {
     async fn insert(&self, checkout: &mut Checkout) -> Result<(), RepositoryError> {
         let version = checkout.version();
         checkout.set_version(1);
-        insert_new(&self.map, checkout.id(), version, checkout).inspect_err(|_| {
+        insert_new(
+            &self.map,
+            checkout.id(),
+            version,
+            &Box::new(checkout.clone()),
+        )
+        .inspect_err(|_| {
             checkout.set_version(version);
         })
     }
@@ -74,7 +82,7 @@ impl CheckoutRepository for MemoryCheckouts {
     ) -> Result<(), RepositoryError> {
         let version = checkout.version();
         checkout.set_version(1);
-        let stored = checkout.clone();
+        let stored = Box::new(checkout.clone());
         self.idempotency
             .finish_with(answer, || {
                 insert_new(&self.map, stored.id(), version, &stored)
@@ -85,7 +93,7 @@ impl CheckoutRepository for MemoryCheckouts {
     async fn get(&self, id: &CheckoutId) -> Result<Checkout, RepositoryError> {
         lock(&self.map)
             .get(id)
-            .cloned()
+            .map(|stored| Checkout::clone(stored))
             .ok_or(RepositoryError::NotFound)
     }
 
@@ -99,7 +107,7 @@ impl CheckoutRepository for MemoryCheckouts {
         }
         let mut next = checkout.clone();
         next.set_version(checkout.version() + 1);
-        *stored = next;
+        **stored = next;
         checkout.set_version(checkout.version() + 1);
         Ok(())
     }
@@ -271,7 +279,7 @@ impl ApiKeyRepository for MemoryApiKeys {
 }
 
 /// Largest number of events the in-memory audit log keeps (oldest dropped first).
-pub const MEMORY_AUDIT_CAPACITY: usize = 100_000;
+pub const MEMORY_AUDIT_CAPACITY: usize = 10_000;
 
 /// The audit log in memory (bounded to [`MEMORY_AUDIT_CAPACITY`] events).
 #[derive(Debug, Default)]

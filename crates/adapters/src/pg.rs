@@ -6,13 +6,13 @@
 //! constraints back the domain invariants (valid states, one order per checkout, at most one
 //! live authorization per checkout).
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::r2d2::{ConnectionManager, Pool, PooledConnection};
+use diesel::r2d2::{ConnectionManager, ManageConnection, Pool};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 use sacp_domain::access::{ApiKey, ApiKeyRecord, KeyLimits, Scope, SecretHash};
@@ -164,7 +164,49 @@ pub(crate) mod schema {
 
 use schema::{api_keys, audit_events, checkouts, payment_authorizations};
 
-type PgPool = Pool<ConnectionManager<PgConnection>>;
+type PgPool = Pool<Manager>;
+
+/// How recently a connection must have answered for check-out to skip its ping.
+const FRESH: Duration = Duration::from_secs(1);
+
+/// diesel's connection manager, with the check-out ping (`SELECT 1`) skipped for connections
+/// that answered within [`FRESH`]: a busy pool pays no extra round trip per query, while
+/// connections left idle (across a database restart, say) are still checked before use.
+#[derive(Debug)]
+struct Manager {
+    inner: ConnectionManager<PgConnection>,
+}
+
+/// A pooled connection and when it last answered.
+struct Tracked {
+    conn: PgConnection,
+    answered_at: Instant,
+}
+
+impl ManageConnection for Manager {
+    type Connection = Tracked;
+    type Error = diesel::r2d2::Error;
+
+    fn connect(&self) -> Result<Tracked, Self::Error> {
+        Ok(Tracked {
+            conn: self.inner.connect()?,
+            answered_at: Instant::now(),
+        })
+    }
+
+    fn is_valid(&self, tracked: &mut Tracked) -> Result<(), Self::Error> {
+        if tracked.answered_at.elapsed() < FRESH {
+            return Ok(());
+        }
+        self.inner.is_valid(&mut tracked.conn)?;
+        tracked.answered_at = Instant::now();
+        Ok(())
+    }
+
+    fn has_broken(&self, tracked: &mut Tracked) -> bool {
+        self.inner.has_broken(&mut tracked.conn)
+    }
+}
 
 /// Pool settings.
 #[derive(Debug, Clone, Copy)]
@@ -178,7 +220,7 @@ pub struct PgConfig {
 impl Default for PgConfig {
     fn default() -> Self {
         PgConfig {
-            max_connections: 16,
+            max_connections: 32,
             acquire_timeout: Duration::from_secs(2),
         }
     }
@@ -261,7 +303,9 @@ impl PgStorage {
     /// A pool for `database_url`. Connections are opened lazily, so this succeeds while the
     /// database is down; calls then answer [`RepositoryError::Unavailable`] until it returns.
     pub fn connect(database_url: &str, config: PgConfig) -> Result<PgStorage, String> {
-        let manager = ConnectionManager::<PgConnection>::new(database_url);
+        let manager = Manager {
+            inner: ConnectionManager::<PgConnection>::new(database_url),
+        };
         let pool = Pool::builder()
             .max_size(config.max_connections.max(1))
             .min_idle(Some(0))
@@ -349,16 +393,14 @@ impl PgStorage {
     /// Runs blocking database work on the blocking pool.
     pub(crate) async fn run<T: Send + 'static>(
         &self,
-        work: impl FnOnce(
-            &mut PooledConnection<ConnectionManager<PgConnection>>,
-        ) -> Result<T, RepositoryError>
-        + Send
-        + 'static,
+        work: impl FnOnce(&mut PgConnection) -> Result<T, RepositoryError> + Send + 'static,
     ) -> Result<T, RepositoryError> {
         let pool = self.pool.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool.get().map_err(unavailable)?;
-            work(&mut conn)
+            let mut pooled = pool.get().map_err(unavailable)?;
+            let result = work(&mut pooled.conn);
+            pooled.answered_at = Instant::now();
+            result
         })
         .await
         .map_err(|e| unavailable(format!("storage worker failed: {e}")))?

@@ -4,6 +4,7 @@
 //! a path the table does not name needs a valid key of any scope (so probing unknown paths
 //! without a key learns nothing). The route × scope matrix test walks this same table.
 
+use std::rc::Rc;
 use std::sync::LazyLock;
 
 use actix_web::body::{BoxBody, MessageBody};
@@ -129,6 +130,17 @@ pub fn matched_route(method: &str, path: &str) -> Option<MatchedRoute> {
     })
 }
 
+/// The request's route in the table, matched once per request (every guard middleware asks)
+/// and remembered in its extensions.
+pub fn route_of(request: &ServiceRequest) -> Option<Rc<MatchedRoute>> {
+    if let Some(known) = request.extensions().get::<Option<Rc<MatchedRoute>>>() {
+        return known.clone();
+    }
+    let matched = matched_route(request.method().as_str(), request.path()).map(Rc::new);
+    request.extensions_mut().insert(matched.clone());
+    matched
+}
+
 const CATALOG_AND_SEARCH: &[Scope] = &[Scope::CatalogRead, Scope::SearchRead];
 const ADMIN: &[Scope] = &[Scope::Admin];
 
@@ -138,6 +150,11 @@ pub fn required(method: &str, path: &str, query: &str) -> Access {
         .iter()
         .find(|(m, def, _)| *m == method && def.is_match(path))
         .map_or(Access::Scopes(&[]), |(_, _, access)| *access);
+    refine(access, method, path, query)
+}
+
+/// Browsing with search words needs `search:read` as well.
+fn refine(access: Access, method: &str, path: &str, query: &str) -> Access {
     let searching = || {
         web::Query::<Vec<(String, String)>>::from_query(query)
             .map(|q| q.iter().any(|(k, v)| k == "q" && !v.trim().is_empty()))
@@ -155,7 +172,9 @@ pub async fn middleware(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let scopes = match required(
+    let table = route_of(&request).map_or(Access::Scopes(&[]), |route| route.access);
+    let scopes = match refine(
+        table,
         request.method().as_str(),
         request.path(),
         request.query_string(),

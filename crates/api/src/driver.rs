@@ -2,7 +2,12 @@
 //! completes even when no agent polls. It calls the same use case whatever replica it runs
 //! on; claims make concurrent drivers safe.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use sacp_domain::PaymentAuthorizationId;
+use tokio::sync::Semaphore;
 
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -12,10 +17,12 @@ use crate::usecases::Gateway;
 /// How the driver paces itself.
 #[derive(Debug, Clone, Copy)]
 pub struct DriverConfig {
-    /// Time between scans for due work.
+    /// Pause between scans when the last one found less than a full batch.
     pub tick: Duration,
     /// Largest number of authorizations taken per scan.
     pub batch: usize,
+    /// Most authorizations advanced at once.
+    pub concurrency: usize,
 }
 
 impl Default for DriverConfig {
@@ -23,17 +30,27 @@ impl Default for DriverConfig {
         DriverConfig {
             tick: Duration::from_millis(250),
             batch: 256,
+            concurrency: 256,
         }
     }
 }
 
 /// Runs until `shutdown` turns true.
+///
+/// A pipeline, not rounds: each due authorization is advanced as soon as a slot is free,
+/// and the next scan starts at once when the last one filled its batch (so a backlog drains
+/// at the speed of the work, not one batch per tick). Authorizations still being advanced
+/// are skipped by later scans.
 pub async fn run(gateway: Gateway, config: DriverConfig, mut shutdown: watch::Receiver<bool>) {
     tracing::info!(
         tick_ms = config.tick.as_millis(),
+        concurrency = config.concurrency,
         "payment authorization driver started"
     );
-    let mut pause = config.tick;
+    let slots = Arc::new(Semaphore::new(config.concurrency.max(1)));
+    let busy: Arc<Mutex<HashSet<PaymentAuthorizationId>>> = Arc::default();
+    let mut work = JoinSet::new();
+    let mut pause = Duration::ZERO;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(pause) => {}
@@ -42,14 +59,47 @@ pub async fn run(gateway: Gateway, config: DriverConfig, mut shutdown: watch::Re
         if *shutdown.borrow() {
             break;
         }
-        // While storage is down, back off (up to 5 s) instead of failing four times a second.
-        pause = if scan(&gateway, config.batch).await {
-            config.tick
-        } else {
-            (pause * 2).min(MAX_BACKOFF)
+        // Reap finished work so the set does not grow.
+        while work.try_join_next().is_some() {}
+        let due = match gateway.due_authorizations(config.batch).await {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::warn!(error = %error, "cannot list due payment authorizations");
+                // While storage is down, back off (up to 5 s) instead of failing four times
+                // a second.
+                pause = (pause * 2).clamp(config.tick, MAX_BACKOFF);
+                continue;
+            }
         };
+        let full = due.len() >= config.batch;
+        for id in due {
+            if !lock(&busy).insert(id.clone()) {
+                continue;
+            }
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                break;
+            };
+            let gateway = gateway.clone();
+            let busy = busy.clone();
+            work.spawn(async move {
+                if let Err(error) = gateway.advance_authorization(&id).await {
+                    tracing::warn!(authorization = %id, error = %error, "advancing a payment authorization failed");
+                }
+                lock(&busy).remove(&id);
+                drop(slot);
+            });
+        }
+        pause = if full { Duration::ZERO } else { config.tick };
     }
+    // Let work in progress finish: each step is a claimed unit that should not be cut.
+    while work.join_next().await.is_some() {}
     tracing::info!("payment authorization driver stopped");
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// Longest pause between scans while storage fails.

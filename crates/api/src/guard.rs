@@ -21,7 +21,7 @@ use sacp_domain::idempotency::{
 use sacp_domain::ratelimit::{Decision, Limit, Policy};
 use sacp_domain::switches::Operation;
 
-use crate::access::{API_KEY_HEADER, Access, matched_route};
+use crate::access::{API_KEY_HEADER, Access, route_of};
 use crate::usecases::{Answering, AppError, Principal};
 use crate::{ApiState, MAX_BODY_BYTES, request_id};
 
@@ -166,7 +166,7 @@ pub async fn record(
         return Ok(next.call(request).await?.map_into_boxed_body());
     };
     let method = request.method().clone();
-    let matched = matched_route(method.as_str(), request.path());
+    let matched = route_of(&request);
     let route = match &matched {
         Some(m) => format!("{method} {}", m.pattern),
         None => format!("{method} (unmatched)"),
@@ -195,7 +195,7 @@ pub async fn record(
     let is_admin = matched.as_ref().is_some_and(|m| m.access == Access::Admin);
     let changes_state = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
     if changes_state || is_admin || matches!(status, 401 | 403) {
-        let params = matched.map(|m| m.params).unwrap_or_default();
+        let params = matched.map(|m| m.params.clone()).unwrap_or_default();
         let event = AuditEvent {
             at: guard.now(),
             request_id: request_id::current().unwrap_or_default(),
@@ -319,7 +319,7 @@ pub async fn admission(
     let Some(state) = state_of(&request) else {
         return Ok(next.call(request).await?.map_into_boxed_body());
     };
-    let Some(matched) = matched_route(request.method().as_str(), request.path()) else {
+    let Some(matched) = route_of(&request) else {
         return Ok(next.call(request).await?.map_into_boxed_body());
     };
     if matches!(matched.access, Access::Public | Access::Admin) {

@@ -108,8 +108,14 @@ pub async fn migrate(settings: &Settings) -> Result<(PgStorage, Vec<String>), St
         .database_url
         .as_ref()
         .ok_or(ConfigError::NoDatabase)?;
-    let storage = PgStorage::connect(url.expose_secret(), PgConfig::default())
-        .map_err(StartError::Storage)?;
+    let storage = PgStorage::connect(
+        url.expose_secret(),
+        PgConfig {
+            max_connections: settings.db_pool_size,
+            ..PgConfig::default()
+        },
+    )
+    .map_err(StartError::Storage)?;
     let applied = storage
         .migrate()
         .await
