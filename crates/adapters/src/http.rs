@@ -49,6 +49,10 @@ pub(crate) struct Answer {
     pub(crate) body: Vec<u8>,
 }
 
+/// How long an idle upstream connection is kept for reuse (under the common 5 s server
+/// keep-alive).
+const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
 impl Upstream {
     /// A client for the upstream at `base` (which may carry a path prefix, e.g.
     /// `http://127.0.0.1:8090/ssim`).
@@ -66,6 +70,11 @@ impl Upstream {
             .connect_timeout(config.connect_timeout)
             .timeout(config.request_timeout)
             .user_agent(concat!("sacp-gateway/", env!("CARGO_PKG_VERSION")))
+            // Drop idle connections before the upstream does: many servers (actix, node)
+            // close keep-alive connections after 5 s, and reusing one just as it closes
+            // fails the request. Found by the benchmark, where the catalog cache's 5 s TTL
+            // left the store connections idle exactly that long.
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
             .build()
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
         Ok(Upstream {

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::LazyLock;
 
 use actix_web::body::{BoxBody, MessageBody};
-use actix_web::dev::{ResourceDef, ServiceRequest, ServiceResponse};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header;
 use actix_web::middleware::Next;
 use actix_web::{HttpMessage, web};
@@ -94,10 +94,71 @@ pub const ROUTES: &[(&str, &str, Access)] = &[
     ("PUT", "/admin/switches", Access::Admin),
 ];
 
-static COMPILED: LazyLock<Vec<(&'static str, ResourceDef, Access)>> = LazyLock::new(|| {
+/// One segment of a route pattern.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Segment {
+    /// Must equal the path's segment.
+    Literal(&'static str),
+    /// `{name}`: any one non-empty segment.
+    Param(&'static str),
+    /// `{name}*`: the rest of the path, slashes included.
+    Tail(&'static str),
+}
+
+fn segments(pattern: &'static str) -> Vec<Segment> {
+    pattern
+        .trim_start_matches('/')
+        .split('/')
+        .map(|segment| {
+            match segment.strip_prefix('{').and_then(|rest| {
+                rest.strip_suffix('}')
+                    .map(|n| (n, false))
+                    .or_else(|| rest.strip_suffix("}*").map(|n| (n, true)))
+            }) {
+                Some((name, true)) => Segment::Tail(name),
+                Some((name, false)) => Segment::Param(name),
+                None => Segment::Literal(segment),
+            }
+        })
+        .collect()
+}
+
+/// The path's parameters if it matches `pattern`. A plain segment walk: the table is matched
+/// on every request by three middlewares, and a regex engine per route was the largest cost
+/// of the guarded request path (see docs/benchmarks.md).
+fn match_segments(pattern: &[Segment], path: &str) -> Option<Vec<(String, String)>> {
+    let mut rest = path.strip_prefix('/')?;
+    let mut params = Vec::new();
+    for (index, segment) in pattern.iter().enumerate() {
+        if let Segment::Tail(name) = segment {
+            params.push(((*name).to_owned(), rest.to_owned()));
+            return Some(params);
+        }
+        let (head, tail) = match rest.split_once('/') {
+            Some((head, tail)) => (head, Some(tail)),
+            None => (rest, None),
+        };
+        match segment {
+            Segment::Literal(literal) if head == *literal => {}
+            Segment::Param(name) if !head.is_empty() => {
+                params.push(((*name).to_owned(), head.to_owned()));
+            }
+            _ => return None,
+        }
+        let last = index + 1 == pattern.len();
+        match (tail, last) {
+            (None, true) => return Some(params),
+            (Some(tail), false) => rest = tail,
+            (None, false) | (Some(_), true) => return None,
+        }
+    }
+    None
+}
+
+static COMPILED: LazyLock<Vec<(&'static str, Vec<Segment>, Access)>> = LazyLock::new(|| {
     ROUTES
         .iter()
-        .map(|(method, pattern, access)| (*method, ResourceDef::new(*pattern), *access))
+        .map(|(method, pattern, access)| (*method, segments(pattern), *access))
         .collect()
 });
 
@@ -114,20 +175,17 @@ pub struct MatchedRoute {
 
 /// The table's route for a request, if any.
 pub fn matched_route(method: &str, path: &str) -> Option<MatchedRoute> {
-    let (index, (_, def, access)) = COMPILED
+    COMPILED
         .iter()
-        .enumerate()
-        .find(|(_, (m, def, _))| *m == method && def.is_match(path))?;
-    let mut captured = actix_web::dev::Path::new(path.to_owned());
-    def.capture_match_info(&mut captured);
-    Some(MatchedRoute {
-        pattern: ROUTES[index].1,
-        access: *access,
-        params: captured
-            .iter()
-            .map(|(name, value)| (name.to_owned(), value.to_owned()))
-            .collect(),
-    })
+        .zip(ROUTES)
+        .filter(|((m, _, _), _)| *m == method)
+        .find_map(|((_, segments, access), (_, pattern, _))| {
+            match_segments(segments, path).map(|params| MatchedRoute {
+                pattern,
+                access: *access,
+                params,
+            })
+        })
 }
 
 /// The request's route in the table, matched once per request (every guard middleware asks)
@@ -146,10 +204,7 @@ const ADMIN: &[Scope] = &[Scope::Admin];
 
 /// What a request needs.
 pub fn required(method: &str, path: &str, query: &str) -> Access {
-    let access = COMPILED
-        .iter()
-        .find(|(m, def, _)| *m == method && def.is_match(path))
-        .map_or(Access::Scopes(&[]), |(_, _, access)| *access);
+    let access = matched_route(method, path).map_or(Access::Scopes(&[]), |route| route.access);
     refine(access, method, path, query)
 }
 
@@ -249,6 +304,54 @@ pub async fn middleware(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_segment_matcher_agrees_with_actix_on_every_route() {
+        let paths = [
+            "/products",
+            "/products/",
+            "/products/p1",
+            "/products/p1/",
+            "/products/p1/x",
+            "/checkout",
+            "/checkout/cs_1",
+            "/checkout/cs_1/complete",
+            "/checkout//complete",
+            "/checkout/cs_1/payment-status/par_1",
+            "/checkout/cs_1/payment-status/",
+            "/docs",
+            "/docs/",
+            "/docs/index.html",
+            "/docs/a/b.css",
+            "/admin/keys/k1/rotate",
+            "/healthz",
+            "/healthz/",
+            "",
+            "/",
+            "//products",
+            "/qr/par_1",
+            "/problems/x",
+        ];
+        for (method, pattern, _) in ROUTES {
+            let def = actix_web::dev::ResourceDef::new(*pattern);
+            let ours = segments(pattern);
+            for path in paths {
+                let expected = def.is_match(path).then(|| {
+                    let mut captured = actix_web::dev::Path::new(path.to_owned());
+                    def.capture_match_info(&mut captured);
+                    captured
+                        .iter()
+                        .map(|(n, v)| (n.to_owned(), v.to_owned()))
+                        .collect::<Vec<_>>()
+                });
+                assert_eq!(
+                    match_segments(&ours, path),
+                    expected,
+                    "{method} {pattern} on {path:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn routes_map_to_their_scopes() {

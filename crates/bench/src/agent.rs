@@ -49,6 +49,8 @@ pub fn client() -> Result<Client, String> {
         .no_proxy()
         .redirect(reqwest::redirect::Policy::none())
         .pool_max_idle_per_host(4096)
+        // Under the servers' 5 s keep-alive, so a connection is never reused as it closes.
+        .pool_idle_timeout(Duration::from_secs(4))
         .timeout(Duration::from_secs(30))
         .build()
         .map_err(|e| format!("cannot build the HTTP client: {e}"))

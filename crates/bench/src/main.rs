@@ -41,8 +41,9 @@ struct Args {
     /// Concurrent connections for request measures.
     #[arg(long, default_value_t = 64)]
     connections: usize,
-    /// Concurrent agents running whole checkout flows.
-    #[arg(long, default_value_t = 1500)]
+    /// Concurrent agents running whole checkout flows (enough to saturate 2 cores; far more
+    /// only queues requests for database connections).
+    #[arg(long, default_value_t = 600)]
     flows: usize,
     /// Open checkouts held for the memory measure.
     #[arg(long, default_value_t = 100_000)]
@@ -195,6 +196,7 @@ fn latency(outcome: &Outcome) -> String {
 async fn catalog(args: &Args, http: &Client, sim: &Sim, report: &mut Report) -> Result<(), String> {
     eprintln!("catalog reads: direct, through the gateway, through its cache");
     let list = "/products?limit=20";
+    let before = Cpu::now(None, sim)?;
     let direct = {
         let url = format!("{}/api/agent/v1{list}", sim.store());
         let http = http.clone();
@@ -206,6 +208,7 @@ async fn catalog(args: &Args, http: &Client, sim: &Sim, report: &mut Report) -> 
     };
     clean("direct", &direct)?;
     report.info("`GET /products` direct to sacp-sim", latency(&direct));
+    let direct_cpu = Cpu::now(None, sim)?.since(&before);
 
     let plain = start_gateway(
         http,
@@ -216,12 +219,14 @@ async fn catalog(args: &Args, http: &Client, sim: &Sim, report: &mut Report) -> 
     )
     .await?;
     let agent = agent_at(http, &plain).await?;
+    let before = Cpu::now(Some(&plain), sim)?;
     let through = drive(args.connections, args.window(), move |worker| {
         let agent = agent.clone();
         async move { agent.read(worker, list).await }
     })
     .await;
     clean("through the gateway", &through)?;
+    let through_cpu = Cpu::now(Some(&plain), sim)?.since(&before);
     drop(plain);
     let ratio = through.per_second() / direct.per_second();
     report.add(
@@ -229,6 +234,26 @@ async fn catalog(args: &Args, http: &Client, sim: &Sim, report: &mut Report) -> 
         format!("{} = **{ratio:.2}× direct**", latency(&through)),
         "≥ 0.75× direct",
         Verdict::of(ratio >= 0.75),
+    );
+    // Where the CPU goes per request (warm-up included in both: the ratio is what counts).
+    let total = |outcome: &Outcome| {
+        outcome.per_second() * (args.window().warm_up + args.window().measure).as_secs_f64()
+    };
+    let micros = |cpu: Duration, outcome: &Outcome| {
+        format!("{:.0}", cpu.as_secs_f64() * 1e6 / total(outcome).max(1.0))
+    };
+    report.info(
+        "CPU per catalog read, µs: direct (sim, load generator) → through the gateway (gateway, sim, load generator)",
+        format!(
+            "{} ({}, {}) → {} ({}, {}, {})",
+            micros(direct_cpu.machine, &direct),
+            micros(direct_cpu.sim, &direct),
+            micros(direct_cpu.load, &direct),
+            micros(through_cpu.machine, &through),
+            micros(through_cpu.gateway, &through),
+            micros(through_cpu.sim, &through),
+            micros(through_cpu.load, &through)
+        ),
     );
 
     let cached = start_gateway(http, "gateway-cache", sim, &args.logs, &[]).await?;
@@ -441,7 +466,7 @@ async fn checkout(
     .await?;
     let agent = agent_at(http, &gateway).await?;
     let wallet = sim.wallet();
-    let cpu_before = gateway.cpu_time()?;
+    let cpu_before = Cpu::now(Some(&gateway), sim)?;
     // Flows last seconds each: a longer window than single requests.
     let window = Window {
         warm_up: Duration::from_secs(args.warm_up + 3),
@@ -453,7 +478,7 @@ async fn checkout(
         async move { agent.buy(worker, &wallet).await }
     })
     .await;
-    let cpu = gateway.cpu_time()?.saturating_sub(cpu_before);
+    let cpu = Cpu::now(Some(&gateway), sim)?.since(&cpu_before);
     clean("checkout flow", &outcome)?;
     report.add(
         "completed guest checkouts on PostgreSQL (create, update, complete, approve, poll)",
@@ -466,15 +491,58 @@ async fn checkout(
         "≥ 500/s",
         Verdict::of(outcome.per_second() >= 500.0),
     );
-    let total = window.warm_up + window.measure;
+    // CPU over the whole run (warm-up included) shared out over the checkouts completed at
+    // the measured rate in that time: an estimate, good to a few percent.
+    let checkouts =
+        (outcome.per_second() * (window.warm_up + window.measure).as_secs_f64()).max(1.0);
+    let per = |d: Duration| format!("{:.2}", d.as_secs_f64() * 1000.0 / checkouts);
     report.info(
-        "gateway CPU per completed checkout",
+        "CPU per completed checkout: machine (gateway, PostgreSQL, sacp-sim, load generator)",
         format!(
-            "{:.2} ms",
-            cpu.as_secs_f64() * 1000.0 / (outcome.per_second() * total.as_secs_f64()).max(1.0)
+            "{} ms ({}, {}, {}, {} ms)",
+            per(cpu.machine),
+            per(cpu.gateway),
+            per(cpu.postgres),
+            per(cpu.sim),
+            per(cpu.load)
         ),
     );
     Ok(())
+}
+
+/// CPU time used so far, by process and in total (2 cores = 2 s of CPU per second).
+#[derive(Debug, Clone, Copy)]
+struct Cpu {
+    machine: Duration,
+    gateway: Duration,
+    postgres: Duration,
+    sim: Duration,
+    load: Duration,
+}
+
+impl Cpu {
+    fn now(gateway: Option<&Service>, sim: &Sim) -> Result<Cpu, String> {
+        Ok(Cpu {
+            machine: procs::machine_busy(),
+            gateway: gateway
+                .map(Service::cpu_time)
+                .transpose()?
+                .unwrap_or_default(),
+            postgres: procs::command_cpu("postgres"),
+            sim: sim.service.cpu_time()?,
+            load: procs::own_cpu(),
+        })
+    }
+
+    fn since(&self, before: &Cpu) -> Cpu {
+        Cpu {
+            machine: self.machine.saturating_sub(before.machine),
+            gateway: self.gateway.saturating_sub(before.gateway),
+            postgres: self.postgres.saturating_sub(before.postgres),
+            sim: self.sim.saturating_sub(before.sim),
+            load: self.load.saturating_sub(before.load),
+        }
+    }
 }
 
 async fn run(args: Args) -> Result<Report, String> {

@@ -113,19 +113,61 @@ impl Service {
 
     /// CPU time (user + system) the process used so far.
     pub fn cpu_time(&self) -> Result<Duration, String> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .map_err(|e| format!("cannot read the CPU time of {}: {e}", self.name))?;
-        // Fields after the command name (which may hold spaces) start after the last ')'.
-        let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
-        let fields: Vec<&str> = after.split_whitespace().collect();
-        // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
-        let ticks = |index: usize| fields.get(index).and_then(|t| t.parse::<u64>().ok());
-        let (Some(user), Some(system)) = (ticks(11), ticks(12)) else {
-            return Err(format!("unexpected /proc stat of {}", self.name));
-        };
-        // Linux reports in USER_HZ, 100 per second on every architecture Rust targets here.
-        Ok(Duration::from_millis((user + system) * 10))
+        process_cpu(&format!("/proc/{}/stat", self.child.id()))
+            .ok_or_else(|| format!("cannot read the CPU time of {}", self.name))
     }
+}
+
+/// Linux reports CPU time in USER_HZ, 100 per second on every architecture Rust targets here.
+const TICK: Duration = Duration::from_millis(10);
+
+/// User + system CPU time from a `/proc/<pid>/stat` file.
+fn process_cpu(path: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name (which may hold spaces) start after the last ')'.
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    let ticks = |index: usize| fields.get(index).and_then(|t| t.parse::<u32>().ok());
+    Some(TICK * (ticks(11)? + ticks(12)?))
+}
+
+/// CPU time used so far by this process (the load generator).
+pub fn own_cpu() -> Duration {
+    process_cpu("/proc/self/stat").unwrap_or_default()
+}
+
+/// CPU time used so far by every process whose command name is `name` (e.g. `postgres`).
+pub fn command_cpu(name: &str) -> Duration {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Duration::ZERO;
+    };
+    entries
+        .flatten()
+        .filter(|entry| {
+            std::fs::read_to_string(entry.path().join("comm"))
+                .is_ok_and(|comm| comm.trim_end() == name)
+        })
+        .filter_map(|entry| process_cpu(&entry.path().join("stat").to_string_lossy()))
+        .sum()
+}
+
+/// Busy CPU time of the whole machine so far (every core; idle and I/O wait left out).
+pub fn machine_busy() -> Duration {
+    let Ok(stat) = std::fs::read_to_string("/proc/stat") else {
+        return Duration::ZERO;
+    };
+    let Some(line) = stat.lines().next() else {
+        return Duration::ZERO;
+    };
+    let ticks: Vec<u32> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|t| t.parse().ok())
+        .collect();
+    let total: u32 = ticks.iter().sum();
+    let idle = ticks.get(3).copied().unwrap_or(0) + ticks.get(4).copied().unwrap_or(0);
+    TICK * total.saturating_sub(idle)
 }
 
 impl Drop for Service {
