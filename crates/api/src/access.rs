@@ -124,8 +124,8 @@ fn segments(pattern: &'static str) -> Vec<Segment> {
 }
 
 /// The path's parameters if it matches `pattern`. A plain segment walk: the table is matched
-/// on every request by three middlewares, and a regex engine per route was the largest cost
-/// of the guarded request path (see docs/benchmarks.md).
+/// on every request, and a regex per route (actix's `ResourceDef`) was the largest cost of
+/// the guarded request path (see docs/benchmarks.md).
 fn match_segments(pattern: &[Segment], path: &str) -> Option<Vec<(String, String)>> {
     let mut rest = path.strip_prefix('/')?;
     let mut params = Vec::new();
