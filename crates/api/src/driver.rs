@@ -82,9 +82,7 @@ pub async fn run(gateway: Gateway, config: DriverConfig, mut shutdown: watch::Re
             let gateway = gateway.clone();
             let busy = busy.clone();
             work.spawn(async move {
-                if let Err(error) = gateway.advance_authorization(&id).await {
-                    tracing::warn!(authorization = %id, error = %error, "advancing a payment authorization failed");
-                }
+                advance(&gateway, &id).await;
                 lock(&busy).remove(&id);
                 drop(slot);
             });
@@ -118,14 +116,17 @@ pub async fn scan(gateway: &Gateway, batch: usize) -> bool {
     let mut work = JoinSet::new();
     for id in due {
         let gateway = gateway.clone();
-        work.spawn(async move {
-            if let Err(error) = gateway.advance_authorization(&id).await {
-                tracing::warn!(authorization = %id, error = %error, "advancing a payment authorization failed");
-            }
-        });
+        work.spawn(async move { advance(&gateway, &id).await });
     }
     while work.join_next().await.is_some() {}
     true
+}
+
+/// Advances one authorization; a failure is logged, and the next scan retries it.
+async fn advance(gateway: &Gateway, id: &PaymentAuthorizationId) {
+    if let Err(error) = gateway.advance_authorization(id).await {
+        tracing::warn!(authorization = %id, error = %error, "advancing a payment authorization failed");
+    }
 }
 
 /// How often traffic counts are written.

@@ -169,6 +169,33 @@ async fn agent_at(http: &Client, gateway: &Service) -> Result<Agent, String> {
     Agent::new(http.clone(), &gateway.base, &keys)
 }
 
+/// Keyless `GET url` from every connection, expecting 200; fails unless every answer was.
+async fn load_get(args: &Args, http: &Client, name: &str, url: String) -> Result<Outcome, String> {
+    let http = http.clone();
+    let outcome = drive(args.connections, args.window(), move |_| {
+        let request = http.get(&url);
+        async move { expect(request, StatusCode::OK).await.map(drop) }
+    })
+    .await;
+    clean(name, &outcome)?;
+    Ok(outcome)
+}
+
+/// The agent's keyed `GET path` from every connection, expecting 200; fails unless every
+/// answer was.
+async fn load_read(args: &Args, agent: &Agent, name: &str, path: &str) -> Result<Outcome, String> {
+    let agent = agent.clone();
+    let path = path.to_owned();
+    let outcome = drive(args.connections, args.window(), move |worker| {
+        let agent = agent.clone();
+        let path = path.clone();
+        async move { agent.read(worker, &path).await }
+    })
+    .await;
+    clean(name, &outcome)?;
+    Ok(outcome)
+}
+
 /// Checks a measure produced answers and only good ones.
 fn clean(name: &str, outcome: &Outcome) -> Result<(), String> {
     if outcome.ok == 0 || outcome.failed > 0 {
@@ -197,16 +224,13 @@ async fn catalog(args: &Args, http: &Client, sim: &Sim, report: &mut Report) -> 
     eprintln!("catalog reads: direct, through the gateway, through its cache");
     let list = "/products?limit=20";
     let before = Cpu::now(None, sim)?;
-    let direct = {
-        let url = format!("{}/api/agent/v1{list}", sim.store());
-        let http = http.clone();
-        drive(args.connections, args.window(), move |_| {
-            let request = http.get(&url);
-            async move { expect(request, StatusCode::OK).await.map(drop) }
-        })
-        .await
-    };
-    clean("direct", &direct)?;
+    let direct = load_get(
+        args,
+        http,
+        "direct",
+        format!("{}/api/agent/v1{list}", sim.store()),
+    )
+    .await?;
     report.info("`GET /products` direct to sacp-sim", latency(&direct));
     let direct_cpu = Cpu::now(None, sim)?.since(&before);
 
@@ -220,12 +244,7 @@ async fn catalog(args: &Args, http: &Client, sim: &Sim, report: &mut Report) -> 
     .await?;
     let agent = agent_at(http, &plain).await?;
     let before = Cpu::now(Some(&plain), sim)?;
-    let through = drive(args.connections, args.window(), move |worker| {
-        let agent = agent.clone();
-        async move { agent.read(worker, list).await }
-    })
-    .await;
-    clean("through the gateway", &through)?;
+    let through = load_read(args, &agent, "through the gateway", list).await?;
     let through_cpu = Cpu::now(Some(&plain), sim)?.since(&before);
     drop(plain);
     let ratio = through.per_second() / direct.per_second();
@@ -258,15 +277,7 @@ async fn catalog(args: &Args, http: &Client, sim: &Sim, report: &mut Report) -> 
 
     let cached = start_gateway(http, "gateway-cache", sim, &args.logs, &[]).await?;
     let agent = agent_at(http, &cached).await?;
-    let hits = {
-        let agent = agent.clone();
-        drive(args.connections, args.window(), move |worker| {
-            let agent = agent.clone();
-            async move { agent.read(worker, list).await }
-        })
-        .await
-    };
-    clean("through the cache", &hits)?;
+    let hits = load_read(args, &agent, "through the cache", list).await?;
     let ratio = hits.per_second() / direct.per_second();
     report.add(
         "`GET /products` through the gateway's catalog cache",
@@ -303,30 +314,18 @@ async fn access(args: &Args, http: &Client, sim: &Sim, report: &mut Report) -> R
     let gateway = start_gateway(http, "gateway-access", sim, &args.logs, &[]).await?;
     let agent = agent_at(http, &gateway).await?;
     let product = format!("/products/{PRODUCT_ID}");
-    let public = {
-        let url = format!("{}/healthz", gateway.base);
-        let http = http.clone();
-        drive(args.connections, args.window(), move |_| {
-            let request = http.get(&url);
-            async move { expect(request, StatusCode::OK).await.map(drop) }
-        })
-        .await
-    };
-    clean("public route", &public)?;
+    let public = load_get(
+        args,
+        http,
+        "public route",
+        format!("{}/healthz", gateway.base),
+    )
+    .await?;
     report.info(
         "`GET /healthz` (no key, no limit, no idempotency)",
         latency(&public),
     );
-    let keyed = {
-        let agent = agent.clone();
-        drive(args.connections, args.window(), move |worker| {
-            let agent = agent.clone();
-            let product = product.clone();
-            async move { agent.read(worker, &product).await }
-        })
-        .await
-    };
-    clean("keyed route", &keyed)?;
+    let keyed = load_read(args, &agent, "keyed route", &product).await?;
     let cost = 1.0 - keyed.per_second() / public.per_second();
     report.add(
         "`GET /products/{id}` from the cache with key check, rate limits, traffic count",

@@ -103,22 +103,31 @@ pub async fn list_products(
         catalog_query.limit,
         catalog_query.offset
     );
-    let now = state.gateway.now();
-    if let Some(cached) = state.catalog_cache.get(&key, now) {
-        return Ok(cached.respond(&request));
-    }
-    let page = state.gateway.list_products(&catalog_query).await?;
-    let body = render(&ProductListDto {
-        products: page.products.into_iter().map(Into::into).collect(),
-        next_cursor: page.next_offset.map(encode_cursor),
-    });
-    Ok(state.catalog_cache.put(key, body, now).respond(&request))
+    cached(&state, key, &request, async {
+        let page = state.gateway.list_products(&catalog_query).await?;
+        Ok(ProductListDto {
+            products: page.products.into_iter().map(Into::into).collect(),
+            next_cursor: page.next_offset.map(encode_cursor),
+        })
+    })
+    .await
 }
 
-/// The JSON body of a catalog answer. These DTOs hold strings and integers only, which
-/// always serialize.
-fn render(dto: &impl serde::Serialize) -> Vec<u8> {
-    serde_json::to_vec(dto).unwrap_or_default()
+/// The catalog cache's answer for `key`, else `fetch`'s, rendered, kept and answered
+/// (`304` when `If-None-Match` names it).
+async fn cached<T: serde::Serialize>(
+    state: &State,
+    key: String,
+    request: &HttpRequest,
+    fetch: impl Future<Output = Result<T, AppError>>,
+) -> Result<HttpResponse, AppError> {
+    let now = state.gateway.now();
+    if let Some(kept) = state.catalog_cache.get(&key, now) {
+        return Ok(kept.respond(request));
+    }
+    // Catalog DTOs hold strings and integers only, which always serialize.
+    let body = serde_json::to_vec(&fetch.await?).unwrap_or_default();
+    Ok(state.catalog_cache.put(key, body, now).respond(request))
 }
 
 /// One product.
@@ -137,14 +146,10 @@ pub async fn get_product(
     id: web::Path<String>,
     request: HttpRequest,
 ) -> Result<HttpResponse, AppError> {
-    let key = format!("product\n{id}");
-    let now = state.gateway.now();
-    if let Some(cached) = state.catalog_cache.get(&key, now) {
-        return Ok(cached.respond(&request));
-    }
-    let product = state.gateway.get_product(&id).await?;
-    let body = render(&ProductDto::from(product));
-    Ok(state.catalog_cache.put(key, body, now).respond(&request))
+    cached(&state, format!("product\n{id}"), &request, async {
+        Ok(ProductDto::from(state.gateway.get_product(&id).await?))
+    })
+    .await
 }
 
 #[cfg(test)]
