@@ -12,6 +12,7 @@ mod http;
 pub mod http_store;
 pub mod http_wallet;
 pub mod memory;
+mod memory_compact;
 pub mod memory_guard;
 pub mod pg;
 mod pg_guard;

@@ -14,6 +14,7 @@ use sacp_ports::{
     ApiKeyRepository, AuditLog, AuthorizationRepository, CheckoutRepository, RepositoryError,
 };
 
+use crate::memory_compact::{CompactCheckout, CompactKey, Products, key_of};
 use crate::memory_guard::MemoryIdempotency;
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -24,12 +25,13 @@ pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// Checkouts in a map.
+/// Checkouts in a map, each in its compact form (see [`crate::memory_compact`]).
 #[derive(Debug, Default)]
 pub struct MemoryCheckouts {
-    // Boxed: a checkout is a large struct, and a hash map keeps up to half its slots empty
-    // after growing; slots of a pointer waste little and growth copies little.
-    map: Mutex<HashMap<CheckoutId, Box<Checkout>>>,
+    // Boxed: a hash map keeps up to half its slots empty after growing; slots of a pointer
+    // waste little and growth copies little.
+    map: Mutex<HashMap<CompactKey, Box<CompactCheckout>>>,
+    products: Products,
     idempotency: Arc<MemoryIdempotency>,
 }
 
@@ -39,8 +41,26 @@ impl MemoryCheckouts {
     pub fn sharing(idempotency: Arc<MemoryIdempotency>) -> MemoryCheckouts {
         MemoryCheckouts {
             map: Mutex::default(),
+            products: Products::default(),
             idempotency,
         }
+    }
+
+    /// `checkout` in its stored form at `version`.
+    fn compact(&self, checkout: &Checkout, version: u64) -> Box<CompactCheckout> {
+        Box::new(CompactCheckout::of(checkout, version, &self.products))
+    }
+
+    /// Stores `checkout` at version 1, refusing a duplicate or an already stored checkout.
+    fn insert_compact(&self, checkout: &Checkout) -> Result<(), RepositoryError> {
+        let key = key_of(checkout.id());
+        let stored = self.compact(checkout, 1);
+        let mut map = lock(&self.map);
+        if checkout.version() != 0 || map.contains_key(&key) {
+            return Err(RepositoryError::AlreadyExists);
+        }
+        map.insert(key, stored);
+        Ok(())
     }
 }
 
@@ -62,17 +82,9 @@ fn insert_new<K: std::hash::Hash + Eq + Clone, V: Clone>(
 #[async_trait]
 impl CheckoutRepository for MemoryCheckouts {
     async fn insert(&self, checkout: &mut Checkout) -> Result<(), RepositoryError> {
-        let version = checkout.version();
+        self.insert_compact(checkout)?;
         checkout.set_version(1);
-        insert_new(
-            &self.map,
-            checkout.id(),
-            version,
-            &Box::new(checkout.clone()),
-        )
-        .inspect_err(|_| {
-            checkout.set_version(version);
-        })
+        Ok(())
     }
 
     async fn insert_answering(
@@ -80,34 +92,31 @@ impl CheckoutRepository for MemoryCheckouts {
         checkout: &mut Checkout,
         answer: &Answer,
     ) -> Result<(), RepositoryError> {
-        let version = checkout.version();
-        checkout.set_version(1);
-        let stored = Box::new(checkout.clone());
         self.idempotency
-            .finish_with(answer, || {
-                insert_new(&self.map, stored.id(), version, &stored)
-            })
-            .inspect_err(|_| checkout.set_version(version))
+            .finish_with(answer, || self.insert_compact(checkout))?;
+        checkout.set_version(1);
+        Ok(())
     }
 
     async fn get(&self, id: &CheckoutId) -> Result<Checkout, RepositoryError> {
+        let key = key_of(id);
         lock(&self.map)
-            .get(id)
-            .map(|stored| Checkout::clone(stored))
-            .ok_or(RepositoryError::NotFound)
+            .get(&key)
+            .ok_or(RepositoryError::NotFound)?
+            .restore(key)
     }
 
     async fn update(&self, checkout: &mut Checkout) -> Result<(), RepositoryError> {
+        let next = self.compact(checkout, checkout.version() + 1);
         let mut map = lock(&self.map);
         let stored = map
-            .get_mut(checkout.id())
+            .get_mut(&key_of(checkout.id()))
             .ok_or(RepositoryError::NotFound)?;
         if stored.version() != checkout.version() {
             return Err(RepositoryError::Conflict);
         }
-        let mut next = checkout.clone();
-        next.set_version(checkout.version() + 1);
-        **stored = next;
+        *stored = next;
+        drop(map);
         checkout.set_version(checkout.version() + 1);
         Ok(())
     }

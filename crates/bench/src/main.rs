@@ -399,15 +399,17 @@ async fn memory(args: &Args, http: &Client, sim: &Sim, report: &mut Report) -> R
         );
         let gateway = start_gateway(http, "gateway-memory", sim, &args.logs, &[]).await?;
         let agent = agent_at(http, &gateway).await?;
-        let (idle, _) = gateway.memory_kib()?;
+        let idle = gateway.memory_kib()?;
         let per_second =
             open_checkouts(&agent, args.connections, args.open_checkouts, idempotent).await?;
-        let (rss, peak) = gateway.memory_kib()?;
+        let held = gateway.memory_kib()?;
         let value = format!(
-            "**{:.1} MiB** (at start {:.1} MiB, peak {:.1} MiB; created at {})",
-            mib(rss),
-            mib(idle),
-            mib(peak),
+            "**{:.1} MiB** (anonymous {:.1}; at start {:.1}, anonymous {:.1}; peak {:.1}; created at {})",
+            mib(held.rss),
+            mib(held.anonymous),
+            mib(idle.rss),
+            mib(idle.anonymous),
+            mib(held.peak),
             rate(per_second)
         );
         if idempotent {
@@ -417,7 +419,7 @@ async fn memory(args: &Args, http: &Client, sim: &Sim, report: &mut Report) -> R
                 format!("RSS with {count} open checkouts, embedded mode"),
                 value,
                 "≤ 64 MiB",
-                Verdict::of(rss <= 64 * 1024),
+                Verdict::of(held.rss <= 64 * 1024),
             );
         }
     }

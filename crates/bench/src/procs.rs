@@ -96,8 +96,8 @@ impl Service {
         }
     }
 
-    /// Resident set size now and its peak, in KiB (Linux `/proc`).
-    pub fn memory_kib(&self) -> Result<(u64, u64), String> {
+    /// Resident memory now, in KiB (Linux `/proc`).
+    pub fn memory_kib(&self) -> Result<Memory, String> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
             .map_err(|e| format!("cannot read the memory of {}: {e}", self.name))?;
         let field = |name: &str| {
@@ -108,7 +108,11 @@ impl Service {
                 .and_then(|kib| kib.parse::<u64>().ok())
                 .ok_or_else(|| format!("{name} missing from /proc status of {}", self.name))
         };
-        Ok((field("VmRSS:")?, field("VmHWM:")?))
+        Ok(Memory {
+            rss: field("VmRSS:")?,
+            peak: field("VmHWM:")?,
+            anonymous: field("RssAnon:")?,
+        })
     }
 
     /// CPU time (user + system) the process used so far.
@@ -116,6 +120,17 @@ impl Service {
         process_cpu(&format!("/proc/{}/stat", self.child.id()))
             .ok_or_else(|| format!("cannot read the CPU time of {}", self.name))
     }
+}
+
+/// A process's resident memory, in KiB.
+#[derive(Debug, Clone, Copy)]
+pub struct Memory {
+    /// Resident set size.
+    pub rss: u64,
+    /// Peak resident set size.
+    pub peak: u64,
+    /// The anonymous part of `rss` (heap and stacks, not mapped files such as the binary).
+    pub anonymous: u64,
 }
 
 /// Linux reports CPU time in USER_HZ, 100 per second on every architecture Rust targets here.

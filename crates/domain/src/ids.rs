@@ -38,6 +38,51 @@ fn encode(bytes: &[u8]) -> String {
     out
 }
 
+/// The bytes whose [`encode`]ing is `text` (which must be one: the ids' constructors make
+/// sure of it).
+fn decode(text: &str) -> [u8; ID_RANDOM_BYTES] {
+    let mut out = [0u8; ID_RANDOM_BYTES];
+    let mut filled = 0;
+    let mut buffer: u32 = 0;
+    let mut bits = 0;
+    for byte in text.bytes() {
+        buffer = (buffer << 5) | u32::from(alphabet_value(byte).unwrap_or(0));
+        bits += 5;
+        if bits >= 8 {
+            bits -= 8;
+            if let Some(slot) = out.get_mut(filled) {
+                *slot = (buffer >> bits).to_le_bytes()[0];
+                filled += 1;
+            }
+            buffer &= (1 << bits) - 1;
+        }
+    }
+    out
+}
+
+/// Whether `text` is what [`encode`] makes of some 128 bits: the right length, the
+/// alphabet, and zero padding bits in the last character (so that every id has exactly one
+/// spelling).
+fn is_encoded_bits(text: &str) -> bool {
+    const PADDING_BITS: usize = ENCODED_LEN * 5 - ID_RANDOM_BYTES * 8;
+    text.len() == ENCODED_LEN
+        && text.bytes().all(|b| ALPHABET.contains(&b))
+        && text
+            .bytes()
+            .last()
+            .and_then(alphabet_value)
+            .is_some_and(|value| usize::from(value) & ((1 << PADDING_BITS) - 1) == 0)
+}
+
+/// The 5-bit value a character of [`ALPHABET`] stands for.
+fn alphabet_value(byte: u8) -> Option<u8> {
+    match byte {
+        b'a'..=b'z' => Some(byte - b'a'),
+        b'2'..=b'7' => Some(byte - b'2' + 26),
+        _ => None,
+    }
+}
+
 /// Lowercase base32 (RFC 4648 alphabet, no padding) of `bytes`.
 pub fn base32(bytes: &[u8]) -> String {
     encode(bytes)
@@ -71,14 +116,23 @@ macro_rules! prefixed_id {
             pub fn generate(random: &dyn RandomSource) -> Self {
                 let mut bytes = [0u8; ID_RANDOM_BYTES];
                 random.fill_bytes(&mut bytes);
-                Self(format!("{}{}", $prefix, encode(&bytes)))
+                Self::from_bits(bytes)
             }
 
-            /// Parses an id received from a client or from storage.
+            /// The id whose random part is `bits`: the inverse of [`Self::to_bits`].
+            pub fn from_bits(bits: [u8; ID_RANDOM_BYTES]) -> Self {
+                Self(format!("{}{}", $prefix, encode(&bits)))
+            }
+
+            /// The id's 128 random bits: a fixed-size form for compact storage.
+            pub fn to_bits(&self) -> [u8; ID_RANDOM_BYTES] {
+                decode(&self.0[$prefix.len()..])
+            }
+
+            /// Parses an id received from a client or from storage. Only the spelling the
+            /// gateway issues is accepted.
             pub fn parse(text: &str) -> Result<Self, InvalidId> {
-                let valid = text.strip_prefix($prefix).is_some_and(|rest| {
-                    rest.len() == ENCODED_LEN && rest.bytes().all(|b| ALPHABET.contains(&b))
-                });
+                let valid = text.strip_prefix($prefix).is_some_and(is_encoded_bits);
                 if valid {
                     Ok(Self(text.to_owned()))
                 } else {
@@ -164,6 +218,34 @@ mod tests {
     fn all_zero_and_all_one_bits_encode_at_full_length() {
         assert_eq!(encode(&[0; 16]), "a".repeat(26));
         assert_eq!(encode(&[0xff; 16]), format!("{}4", "7".repeat(25)));
+    }
+
+    #[test]
+    fn ids_round_trip_through_their_bits() {
+        for (index, &character) in ALPHABET.iter().enumerate() {
+            assert_eq!(alphabet_value(character), u8::try_from(index).ok());
+        }
+        let random = Counter(AtomicU8::new(3));
+        for _ in 0..40 {
+            let id = CheckoutId::generate(&random);
+            assert_eq!(CheckoutId::from_bits(id.to_bits()), id);
+        }
+        for bits in [[0; 16], [0xff; 16], [0x5a; 16]] {
+            assert_eq!(ApiKeyId::from_bits(bits).to_bits(), bits);
+        }
+    }
+
+    #[test]
+    fn an_id_has_one_spelling_only() {
+        // 26 characters carry 130 bits: the last character's two spare bits must be zero,
+        // or two spellings would name the same id.
+        let issued = CheckoutId::from_bits([0; 16]);
+        assert_eq!(issued.as_str(), format!("cs_{}", "a".repeat(26)));
+        for alias in ["b", "c", "d"] {
+            let text = format!("cs_{}{alias}", "a".repeat(25));
+            assert!(CheckoutId::parse(&text).is_err(), "{text}");
+        }
+        assert!(CheckoutId::parse(&format!("cs_{}e", "a".repeat(25))).is_ok());
     }
 
     #[test]
