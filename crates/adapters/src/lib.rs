@@ -15,6 +15,7 @@ pub mod memory;
 mod memory_compact;
 pub mod memory_guard;
 pub mod pg;
+mod pg_batch;
 mod pg_guard;
 pub mod random;
 

@@ -6,6 +6,7 @@
 //! constraints back the domain invariants (valid states, one order per checkout, at most one
 //! live authorization per checkout).
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -20,6 +21,7 @@ use sacp_domain::audit::{AuditEvent, AuditOutcome};
 use sacp_domain::authorization::AuthorizationRecord;
 use sacp_domain::checkout::CheckoutRecord;
 use sacp_domain::idempotency::Answer;
+use sacp_domain::ratelimit::Counter;
 use sacp_domain::{
     ApiKeyId, AuthorizationStatus, Checkout, CheckoutId, Currency, DeviceCode, Money,
     PaymentAuthorization, PaymentAuthorizationId, PaymentHold,
@@ -164,7 +166,9 @@ pub(crate) mod schema {
 
 use schema::{api_keys, audit_events, checkouts, payment_authorizations};
 
-type PgPool = Pool<Manager>;
+use crate::pg_batch::GroupCommit;
+
+pub(crate) type PgPool = Pool<Manager>;
 
 /// How recently a connection must have answered for check-out to skip its ping.
 const FRESH: Duration = Duration::from_secs(1);
@@ -173,12 +177,12 @@ const FRESH: Duration = Duration::from_secs(1);
 /// that answered within [`FRESH`]: a busy pool pays no extra round trip per query, while
 /// connections left idle (across a database restart, say) are still checked before use.
 #[derive(Debug)]
-struct Manager {
+pub(crate) struct Manager {
     inner: ConnectionManager<PgConnection>,
 }
 
 /// A pooled connection and when it last answered.
-struct Tracked {
+pub(crate) struct Tracked {
     conn: PgConnection,
     answered_at: Instant,
 }
@@ -230,6 +234,10 @@ impl Default for PgConfig {
 #[derive(Clone)]
 pub struct PgStorage {
     pool: PgPool,
+    /// Rate-counter hits, one upsert per batch (see [`crate::pg_batch`]).
+    pub(crate) counter_hits: Arc<GroupCommit<Vec<Counter>, Vec<u64>>>,
+    /// Audit events, one insert per batch.
+    audit_rows: Arc<GroupCommit<NewAuditRow, ()>>,
 }
 
 impl std::fmt::Debug for PgStorage {
@@ -312,7 +320,19 @@ impl PgStorage {
             .connection_timeout(config.acquire_timeout)
             .test_on_check_out(true)
             .build_unchecked(manager);
-        Ok(PgStorage { pool })
+        Ok(PgStorage {
+            counter_hits: Arc::new(GroupCommit::start(
+                "sacp-rate-counters",
+                pool.clone(),
+                crate::pg_guard::hit_batch,
+            )),
+            audit_rows: Arc::new(GroupCommit::start(
+                "sacp-audit",
+                pool.clone(),
+                insert_audit_batch,
+            )),
+            pool,
+        })
     }
 
     /// Applies every pending migration; returns the names applied.
@@ -396,15 +416,21 @@ impl PgStorage {
         work: impl FnOnce(&mut PgConnection) -> Result<T, RepositoryError> + Send + 'static,
     ) -> Result<T, RepositoryError> {
         let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || {
-            let mut pooled = pool.get().map_err(unavailable)?;
-            let result = work(&mut pooled.conn);
-            pooled.answered_at = Instant::now();
-            result
-        })
-        .await
-        .map_err(|e| unavailable(format!("storage worker failed: {e}")))?
+        tokio::task::spawn_blocking(move || with_connection(&pool, work))
+            .await
+            .map_err(|e| unavailable(format!("storage worker failed: {e}")))?
     }
+}
+
+/// Runs `work` on a connection of `pool` (blocking the calling thread).
+pub(crate) fn with_connection<T>(
+    pool: &PgPool,
+    work: impl FnOnce(&mut PgConnection) -> Result<T, RepositoryError>,
+) -> Result<T, RepositoryError> {
+    let mut pooled = pool.get().map_err(unavailable)?;
+    let result = work(&mut pooled.conn);
+    pooled.answered_at = Instant::now();
+    result
 }
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
@@ -861,6 +887,18 @@ impl ApiKeyRepository for PgStorage {
     }
 }
 
+/// Writes a batch of audit events in one statement.
+fn insert_audit_batch(
+    conn: &mut PgConnection,
+    rows: &[NewAuditRow],
+) -> Result<Vec<()>, RepositoryError> {
+    diesel::insert_into(audit_events::table)
+        .values(rows)
+        .execute(conn)
+        .map_err(database_error)?;
+    Ok(vec![(); rows.len()])
+}
+
 #[derive(Insertable)]
 #[diesel(table_name = audit_events)]
 struct NewAuditRow {
@@ -929,14 +967,7 @@ impl AuditLog for PgStorage {
             status: i16::try_from(event.status)
                 .map_err(|_| RepositoryError::Corrupt("status".into()))?,
         };
-        self.run(move |conn| {
-            diesel::insert_into(audit_events::table)
-                .values(&row)
-                .execute(conn)
-                .map_err(database_error)?;
-            Ok(())
-        })
-        .await
+        self.audit_rows.submit(row).await
     }
 
     async fn query(

@@ -1,6 +1,8 @@
 //! PostgreSQL guardrail storage: every replica sharing the database shares the counters,
 //! switches, idempotency records and traffic counts.
 
+use std::collections::{BTreeMap, HashMap};
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::pg::PgConnection;
@@ -36,6 +38,67 @@ fn sorted(counters: &[Counter]) -> Vec<Counter> {
     sorted
 }
 
+/// A counter's identity: its name and window start.
+type CounterKey = (String, DateTime<Utc>);
+
+/// Counts the hits of a batch of requests (one list of counters each) with one upsert, and
+/// answers each request the count it would have seen had the requests run one after the
+/// other in batch order: the i-th of k hits on a counter that ends at n sees n - k + i.
+pub(crate) fn hit_batch(
+    conn: &mut PgConnection,
+    requests: &[Vec<Counter>],
+) -> Result<Vec<Vec<u64>>, RepositoryError> {
+    // Sorted by name: replicas lock the rows in one order (no deadlocks).
+    let mut hits: BTreeMap<CounterKey, (DateTime<Utc>, i64)> = BTreeMap::new();
+    for counter in requests.iter().flatten() {
+        hits.entry((counter.name.clone(), counter.window_start))
+            .or_insert((counter.window_end, 0))
+            .1 += 1;
+    }
+    let rows: Vec<NewCounter> = hits
+        .iter()
+        .map(|((name, window_start), (window_end, count))| NewCounter {
+            name: name.clone(),
+            window_start: *window_start,
+            window_end: *window_end,
+            count: *count,
+        })
+        .collect();
+    let totals: HashMap<CounterKey, i64> = diesel::insert_into(rate_counters::table)
+        .values(&rows)
+        .on_conflict((rate_counters::name, rate_counters::window_start))
+        .do_update()
+        .set(rate_counters::count.eq(rate_counters::count + excluded(rate_counters::count)))
+        .returning((
+            rate_counters::name,
+            rate_counters::window_start,
+            rate_counters::count,
+        ))
+        .get_results::<(String, DateTime<Utc>, i64)>(conn)
+        .map_err(database_error)?
+        .into_iter()
+        .map(|(name, window_start, count)| ((name, window_start), count))
+        .collect();
+    let mut handed: HashMap<CounterKey, i64> = HashMap::new();
+    requests
+        .iter()
+        .map(|counters| {
+            counters
+                .iter()
+                .map(|c| {
+                    let key = (c.name.clone(), c.window_start);
+                    let (Some(total), Some((_, batch))) = (totals.get(&key), hits.get(&key)) else {
+                        return Err(RepositoryError::Corrupt(format!("counter {} lost", c.name)));
+                    };
+                    let nth = handed.entry(key).or_insert(0);
+                    *nth += 1;
+                    Ok(count_of(total - batch + *nth))
+                })
+                .collect()
+        })
+        .collect()
+}
+
 fn count_of(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
 }
@@ -46,38 +109,7 @@ impl RateCounters for PgStorage {
         if counters.is_empty() {
             return Ok(Vec::new());
         }
-        let rows: Vec<NewCounter> = sorted(counters)
-            .into_iter()
-            .map(|c| NewCounter {
-                name: c.name,
-                window_start: c.window_start,
-                window_end: c.window_end,
-                count: 1,
-            })
-            .collect();
-        let counted: Vec<(String, i64)> = self
-            .run(move |conn| {
-                diesel::insert_into(rate_counters::table)
-                    .values(&rows)
-                    .on_conflict((rate_counters::name, rate_counters::window_start))
-                    .do_update()
-                    .set(rate_counters::count.eq(rate_counters::count + 1))
-                    .returning((rate_counters::name, rate_counters::count))
-                    .get_results(conn)
-                    .map_err(database_error)
-            })
-            .await?;
-        // One statement per request, answered in the caller's order.
-        counters
-            .iter()
-            .map(|c| {
-                counted
-                    .iter()
-                    .find(|(name, _)| *name == c.name)
-                    .map(|(_, n)| count_of(*n))
-                    .ok_or_else(|| RepositoryError::Corrupt(format!("counter {} lost", c.name)))
-            })
-            .collect()
+        self.counter_hits.submit(counters.to_vec()).await
     }
 
     async fn release(&self, counters: &[Counter]) -> Result<(), RepositoryError> {
@@ -235,6 +267,22 @@ macro_rules! held_filter {
     };
 }
 
+/// Inserts an in-flight record for `claim` unless its scope has one; whether it did.
+fn claim_fresh(
+    conn: &mut PgConnection,
+    claim: &Claim,
+    fingerprint: &str,
+    now: DateTime<Utc>,
+) -> Result<bool, DieselError> {
+    let inserted = diesel::insert_into(idempotency_records::table)
+        .values(&in_flight(claim, fingerprint, now))
+        .on_conflict_do_nothing()
+        .execute(conn)?;
+    Ok(inserted == 1)
+}
+
+/// Decides a claim on a scope that may already have a record (in a transaction: the
+/// record's row is locked while deciding).
 fn decide(
     conn: &mut PgConnection,
     scope: &IdempotencyScope,
@@ -242,14 +290,10 @@ fn decide(
     now: DateTime<Utc>,
 ) -> Result<Begin, DieselError> {
     let claim = Claim::new(scope.clone(), now);
-    let fresh = in_flight(&claim, fingerprint, now);
-    let inserted = diesel::insert_into(idempotency_records::table)
-        .values(&fresh)
-        .on_conflict_do_nothing()
-        .execute(conn)?;
-    if inserted == 1 {
+    if claim_fresh(conn, &claim, fingerprint, now)? {
         return Ok(Begin::Started(claim));
     }
+    let fresh = in_flight(&claim, fingerprint, now);
     let row: RecordRow = scope_filter!(scope)
         .select(RecordRow::as_select())
         .for_update()
@@ -314,6 +358,12 @@ impl IdempotencyStore for PgStorage {
         let scope = scope.clone();
         let fingerprint = fingerprint.to_owned();
         self.run(move |conn| {
+            // The usual case, a key not seen before, is one statement outside a transaction;
+            // only a key already there needs the locked read of `decide`.
+            let claim = Claim::new(scope.clone(), now);
+            if claim_fresh(conn, &claim, &fingerprint, now).map_err(database_error)? {
+                return Ok(Begin::Started(claim));
+            }
             conn.transaction(|conn| decide(conn, &scope, &fingerprint, now))
                 .map_err(database_error)
         })

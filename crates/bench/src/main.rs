@@ -467,7 +467,16 @@ async fn checkout(
     .await?;
     let agent = agent_at(http, &gateway).await?;
     let wallet = sim.wallet();
+    let transactions = || {
+        procs::transactions(
+            &args.pg_host,
+            args.pg_port,
+            &args.pg_user,
+            &args.pg_database,
+        )
+    };
     let cpu_before = Cpu::now(Some(&gateway), sim)?;
+    let transactions_before = transactions()?;
     // Flows last seconds each: a longer window than single requests.
     let window = Window {
         warm_up: Duration::from_secs(args.warm_up + 3),
@@ -480,6 +489,9 @@ async fn checkout(
     })
     .await;
     let cpu = Cpu::now(Some(&gateway), sim)?.since(&cpu_before);
+    // Backends report their statistics about once a second: wait for the last report.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let transactions_used = transactions()?.saturating_sub(transactions_before);
     clean("checkout flow", &outcome)?;
     report.add(
         "completed guest checkouts on PostgreSQL (create, update, complete, approve, poll)",
@@ -507,6 +519,10 @@ async fn checkout(
             per(cpu.sim),
             per(cpu.load)
         ),
+    );
+    report.info(
+        "PostgreSQL transactions per completed checkout (each statement outside a transaction counts one)",
+        format!("{:.1}", transactions_used as f64 / checkouts),
     );
     Ok(())
 }

@@ -246,3 +246,26 @@ pub fn fresh_database(host: &str, port: u16, user: &str, name: &str) -> Result<(
     run("dropdb", &["--if-exists", "--force", name])?;
     run("createdb", &[name])
 }
+
+/// Transactions committed or rolled back in database `name` so far (PostgreSQL's
+/// statistics, which backends report about once a second). Every statement outside an
+/// explicit transaction counts as one.
+pub fn transactions(host: &str, port: u16, user: &str, name: &str) -> Result<u64, String> {
+    let query = format!(
+        "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = '{name}'"
+    );
+    let output = Command::new("psql")
+        .args(["-h", host, "-p", &port.to_string(), "-U", user, "-d", name])
+        .args(["-Atc", &query])
+        .output()
+        .map_err(|e| format!("cannot run psql: {e}"))?;
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .map_err(|_| {
+            format!(
+                "cannot read the transaction count of {name}: {}",
+                String::from_utf8_lossy(&output.stderr).trim()
+            )
+        })
+}

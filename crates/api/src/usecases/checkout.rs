@@ -187,7 +187,7 @@ impl Gateway {
             .await
             .map_err(session_error)?;
         let (saved, ()) = self
-            .update_checkout(checkout.id(), |c| apply_session(c, &session, now))
+            .update_loaded_checkout(checkout, |c| apply_session(c, &session, now))
             .await?;
         Ok(saved)
     }

@@ -138,11 +138,33 @@ impl Gateway {
     async fn update_checkout<T>(
         &self,
         id: &CheckoutId,
+        change: impl FnMut(&mut Checkout) -> Result<T, AppError>,
+    ) -> Result<(Checkout, T), AppError> {
+        let loaded = self.load_checkout(id).await?;
+        self.update_loaded_checkout(loaded, change).await
+    }
+
+    /// [`Gateway::update_checkout`] starting from `loaded`, a checkout the caller already
+    /// read: it is saved without being read again unless it changed meanwhile (then the
+    /// version check fails and the change is re-applied to a fresh read). A refusal from
+    /// `change` is only ever reported against a fresh read.
+    async fn update_loaded_checkout<T>(
+        &self,
+        loaded: Checkout,
         mut change: impl FnMut(&mut Checkout) -> Result<T, AppError>,
     ) -> Result<(Checkout, T), AppError> {
+        let id = loaded.id().clone();
+        let mut current = Some(loaded);
         for _ in 0..CAS_ATTEMPTS {
-            let mut checkout = self.load_checkout(id).await?;
-            let value = change(&mut checkout)?;
+            let (mut checkout, fresh) = match current.take() {
+                Some(loaded) => (loaded, false),
+                None => (self.load_checkout(&id).await?, true),
+            };
+            let value = match change(&mut checkout) {
+                Ok(value) => value,
+                Err(error) if fresh => return Err(error),
+                Err(_) => continue,
+            };
             match self.checkouts.update(&mut checkout).await {
                 Ok(()) => return Ok((checkout, value)),
                 Err(RepositoryError::Conflict) => continue,

@@ -193,10 +193,9 @@ impl Gateway {
             }
         }
         let hold = authorization.hold();
+        let checkout_id = checkout.id().clone();
         match self
-            .update_checkout(checkout.id(), |c| {
-                Ok(c.begin_authorization(hold.clone(), now)?)
-            })
+            .update_loaded_checkout(checkout, |c| Ok(c.begin_authorization(hold.clone(), now)?))
             .await
         {
             Ok((checkout, ())) => Ok(CompleteOutcome::AuthorizationRequired {
@@ -209,7 +208,7 @@ impl Gateway {
                 let _ = self
                     .settle_authorization(authorization.id(), |a, now| a.cancel(now).is_ok())
                     .await;
-                if let Ok(current) = self.load_checkout(checkout.id()).await
+                if let Ok(current) = self.load_checkout(&checkout_id).await
                     && let Some(live) = self.live_authorization(&current).await
                 {
                     return Ok(CompleteOutcome::AuthorizationRequired {
@@ -446,7 +445,7 @@ impl Gateway {
             Ok(DevicePoll::Approved(token)) => {
                 // Record the approval and claim the charge in one write, before charging.
                 let approved = self
-                    .settle_authorization(&id, |a, now| {
+                    .settle_loaded_authorization(authorization, |a, now| {
                         a.approve(now).is_ok() && a.claim(now).is_ok()
                     })
                     .await?;
@@ -529,14 +528,14 @@ impl Gateway {
                 }
             }
         };
-        self.update_checkout(checkout.id(), |c| {
+        self.update_loaded_checkout(checkout, |c| {
             if c.order() == Some(&order) {
                 return Ok(());
             }
             Ok(c.complete_authorized(&hold, order.clone(), self.clock.now())?)
         })
         .await?;
-        self.settle_authorization(&id, |a, now| a.consume(now).is_ok())
+        self.settle_loaded_authorization(authorization, |a, now| a.consume(now).is_ok())
             .await?;
         tracing::info!(authorization = %id, order = %order.order_id, "payment authorization consumed: order placed");
         Ok(())
@@ -620,10 +619,31 @@ impl Gateway {
         id: &PaymentAuthorizationId,
         change: impl Fn(&mut PaymentAuthorization, DateTime<Utc>) -> bool,
     ) -> Result<PaymentAuthorization, AppError> {
+        let loaded = self.authorizations.get(id).await?;
+        self.settle_loaded_authorization(loaded, change).await
+    }
+
+    /// [`Gateway::settle_authorization`] starting from `loaded`, an authorization the caller
+    /// already read: read again only when it changed meanwhile (the version check fails) or
+    /// when `change` finds nothing to do on it (so that "nothing to do" is always decided
+    /// on a fresh read).
+    async fn settle_loaded_authorization(
+        &self,
+        loaded: PaymentAuthorization,
+        change: impl Fn(&mut PaymentAuthorization, DateTime<Utc>) -> bool,
+    ) -> Result<PaymentAuthorization, AppError> {
+        let id = loaded.id().clone();
+        let mut current = Some(loaded);
         for _ in 0..CAS_ATTEMPTS {
-            let mut authorization = self.authorizations.get(id).await?;
+            let (mut authorization, fresh) = match current.take() {
+                Some(loaded) => (loaded, false),
+                None => (self.authorizations.get(&id).await?, true),
+            };
             if !change(&mut authorization, self.clock.now()) {
-                return Ok(authorization);
+                if fresh {
+                    return Ok(authorization);
+                }
+                continue;
             }
             match self.authorizations.update(&mut authorization).await {
                 Ok(()) => return Ok(authorization),

@@ -98,6 +98,40 @@ pub async fn rate_counters_contract(counters: Arc<dyn RateCounters>) {
         "each hit gets its own count"
     );
 
+    // Concurrent requests with overlapping counters: every counter hands out each count
+    // once, in either order of the names asked.
+    let (org, user) = (
+        Limit::new(Policy::per_minute("org-minute", 10), unique("org")).counter(now),
+        Limit::new(Policy::per_minute("user-minute", 10), unique("user")).counter(now),
+    );
+    let mut tasks = Vec::new();
+    for n in 0..30 {
+        let counters = counters.clone();
+        let asked = match n % 3 {
+            0 => vec![org.clone(), user.clone()],
+            1 => vec![user.clone(), org.clone()],
+            _ => vec![org.clone()],
+        };
+        tasks.push(tokio::spawn(async move {
+            let counts = counters.hit(&asked).await.unwrap();
+            asked.into_iter().zip(counts).collect::<Vec<_>>()
+        }));
+    }
+    let (mut org_seen, mut user_seen) = (Vec::new(), Vec::new());
+    for task in tasks {
+        for (counter, count) in task.await.unwrap() {
+            if counter == org {
+                org_seen.push(count);
+            } else {
+                user_seen.push(count);
+            }
+        }
+    }
+    org_seen.sort_unstable();
+    user_seen.sort_unstable();
+    assert_eq!(org_seen, (1..=30).collect::<Vec<u64>>());
+    assert_eq!(user_seen, (1..=20).collect::<Vec<u64>>());
+
     assert!(counters.purge(t(3 * 86_400)).await.unwrap() >= 3);
     assert_eq!(
         counters.hit(&[key.counter(now)]).await.unwrap(),
