@@ -51,10 +51,14 @@ impl MemoryCheckouts {
         Box::new(CompactCheckout::of(checkout, version, &self.products))
     }
 
-    /// Stores `checkout` at version 1, refusing a duplicate or an already stored checkout.
-    fn insert_compact(&self, checkout: &Checkout) -> Result<(), RepositoryError> {
+    /// Stores `stored`, the compact form of `checkout` at version 1, refusing a duplicate or
+    /// an already stored checkout. (Built by the caller: no allocation under the locks.)
+    fn insert_stored(
+        &self,
+        checkout: &Checkout,
+        stored: Box<CompactCheckout>,
+    ) -> Result<(), RepositoryError> {
         let key = key_of(checkout.id());
-        let stored = self.compact(checkout, 1);
         let mut map = lock(&self.map);
         if checkout.version() != 0 || map.contains_key(&key) {
             return Err(RepositoryError::AlreadyExists);
@@ -82,7 +86,7 @@ fn insert_new<K: std::hash::Hash + Eq + Clone, V: Clone>(
 #[async_trait]
 impl CheckoutRepository for MemoryCheckouts {
     async fn insert(&self, checkout: &mut Checkout) -> Result<(), RepositoryError> {
-        self.insert_compact(checkout)?;
+        self.insert_stored(checkout, self.compact(checkout, 1))?;
         checkout.set_version(1);
         Ok(())
     }
@@ -92,8 +96,9 @@ impl CheckoutRepository for MemoryCheckouts {
         checkout: &mut Checkout,
         answer: &Answer,
     ) -> Result<(), RepositoryError> {
+        let stored = self.compact(checkout, 1);
         self.idempotency
-            .finish_with(answer, || self.insert_compact(checkout))?;
+            .finish_with(answer, || self.insert_stored(checkout, stored))?;
         checkout.set_version(1);
         Ok(())
     }

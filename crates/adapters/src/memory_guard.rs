@@ -111,15 +111,14 @@ impl MemoryIdempotency {
         answer: &Answer,
         also: impl FnOnce() -> Result<(), RepositoryError>,
     ) -> Result<(), RepositoryError> {
+        let response = answer.response.clone();
         let mut map = lock(&self.map);
         let record = map
             .get_mut(&answer.claim.scope)
             .filter(|r| held(r, &answer.claim))
             .ok_or(RepositoryError::NotFound)?;
         also()?;
-        record.state = State::Done {
-            response: answer.response.clone(),
-        };
+        record.state = State::Done { response };
         record.expires_at = answer.at + RETENTION;
         Ok(())
     }

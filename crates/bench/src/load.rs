@@ -65,6 +65,18 @@ impl Outcome {
     pub fn p99(&self) -> Duration {
         self.percentile(0.99)
     }
+
+    /// Adds `other`'s window, units and latencies to this one.
+    fn absorb(&mut self, other: Outcome) {
+        self.ok += other.ok;
+        self.failed += other.failed;
+        self.seconds += other.seconds;
+        self.latencies_us.extend(other.latencies_us);
+        self.latencies_us.sort_unstable();
+        if self.first_error.is_none() {
+            self.first_error = other.first_error;
+        }
+    }
 }
 
 /// Runs `workers` loops of `unit(worker)` for the warm-up plus the window and reports the
@@ -114,14 +126,7 @@ where
     };
     for task in tasks {
         match task.await {
-            Ok(part) => {
-                total.ok += part.ok;
-                total.failed += part.failed;
-                total.latencies_us.extend(part.latencies_us);
-                if total.first_error.is_none() {
-                    total.first_error = part.first_error;
-                }
-            }
+            Ok(part) => total.absorb(part),
             Err(error) => {
                 total.failed += 1;
                 total
@@ -130,8 +135,36 @@ where
             }
         }
     }
-    total.latencies_us.sort_unstable();
     total
+}
+
+/// Measures two loads in alternating slices (a, b, a, b, …) that add up to `window` each,
+/// so that a change in the machine's speed during the run (shared hosts drift by tens of
+/// percent over a minute) weighs on both sides of a ratio alike.
+pub async fn interleave<A, AFut, B, BFut>(
+    workers: usize,
+    window: Window,
+    slices: u32,
+    a: A,
+    b: B,
+) -> (Outcome, Outcome)
+where
+    A: Fn(usize) -> AFut + Clone + Send + Sync + 'static,
+    AFut: Future<Output = Result<(), String>> + Send + 'static,
+    B: Fn(usize) -> BFut + Clone + Send + Sync + 'static,
+    BFut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let slices = slices.max(1);
+    let slice = Window {
+        warm_up: window.warm_up / slices,
+        measure: window.measure / slices,
+    };
+    let (mut first, mut second) = (Outcome::default(), Outcome::default());
+    for _ in 0..slices {
+        first.absorb(drive(workers, slice, a.clone()).await);
+        second.absorb(drive(workers, slice, b.clone()).await);
+    }
+    (first, second)
 }
 
 #[cfg(test)]
@@ -150,6 +183,29 @@ mod tests {
         assert_eq!(outcome.p50(), Duration::from_micros(51));
         assert_eq!(outcome.p99(), Duration::from_micros(99));
         assert_eq!(Outcome::default().p99(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn interleaved_loads_each_get_the_whole_window() {
+        let window = Window {
+            warm_up: Duration::from_millis(50),
+            measure: Duration::from_millis(200),
+        };
+        let fast = |_| async {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            Ok(())
+        };
+        let slow = |_| async {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            Ok(())
+        };
+        let (a, b) = interleave(1, window, 4, fast, slow).await;
+        assert!((a.seconds - 0.2).abs() < 1e-9 && (b.seconds - 0.2).abs() < 1e-9);
+        // 4 slices of 50 ms counted: 5 fast units or 2–3 slow ones end in each.
+        assert_eq!(a.ok, 20, "{a:?}");
+        assert!((8..=12).contains(&b.ok), "{b:?}");
+        assert_eq!(a.p99(), Duration::from_millis(10));
+        assert_eq!(b.p50(), Duration::from_millis(20));
     }
 
     #[tokio::test(start_paused = true)]

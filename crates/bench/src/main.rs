@@ -21,7 +21,7 @@ use clap::Parser;
 use reqwest::{Client, StatusCode};
 
 use crate::agent::{ADMIN_TOKEN, Agent, PRODUCT_ID, expect};
-use crate::load::{Outcome, Window, drive};
+use crate::load::{Outcome, Window, drive, interleave};
 use crate::procs::{Service, free_port, sibling};
 use crate::report::{Report, Verdict, ms, rate, thousands};
 
@@ -169,6 +169,9 @@ async fn agent_at(http: &Client, gateway: &Service) -> Result<Agent, String> {
     Agent::new(http.clone(), &gateway.base, &keys)
 }
 
+/// Slices each side of an interleaved ratio is measured in.
+const INTERLEAVED_SLICES: u32 = 5;
+
 /// Keyless `GET url` from every connection, expecting 200; fails unless every answer was.
 async fn load_get(args: &Args, http: &Client, name: &str, url: String) -> Result<Outcome, String> {
     let http = http.clone();
@@ -314,18 +317,34 @@ async fn access(args: &Args, http: &Client, sim: &Sim, report: &mut Report) -> R
     let gateway = start_gateway(http, "gateway-access", sim, &args.logs, &[]).await?;
     let agent = agent_at(http, &gateway).await?;
     let product = format!("/products/{PRODUCT_ID}");
-    let public = load_get(
-        args,
-        http,
-        "public route",
-        format!("{}/healthz", gateway.base),
+    let health = format!("{}/healthz", gateway.base);
+    let public = {
+        let http = http.clone();
+        move |_| {
+            let request = http.get(&health);
+            async move { expect(request, StatusCode::OK).await.map(drop) }
+        }
+    };
+    let reader = agent.clone();
+    let keyed = move |worker| {
+        let agent = reader.clone();
+        let path = product.clone();
+        async move { agent.read(worker, &path).await }
+    };
+    let (public, keyed) = interleave(
+        args.connections,
+        args.window(),
+        INTERLEAVED_SLICES,
+        public,
+        keyed,
     )
-    .await?;
+    .await;
+    clean("public route", &public)?;
+    clean("keyed route", &keyed)?;
     report.info(
         "`GET /healthz` (no key, no limit, no idempotency)",
         latency(&public),
     );
-    let keyed = load_read(args, &agent, "keyed route", &product).await?;
     let cost = 1.0 - keyed.per_second() / public.per_second();
     report.add(
         "`GET /products/{id}` from the cache with key check, rate limits, traffic count",
@@ -334,17 +353,24 @@ async fn access(args: &Args, http: &Client, sim: &Sim, report: &mut Report) -> R
         Verdict::of(cost <= 0.10),
     );
 
-    let mut writes = Vec::new();
-    for idempotent in [false, true] {
+    let creator = |idempotent: bool| {
         let agent = agent.clone();
-        let outcome = drive(args.connections, args.window(), move |worker| {
+        move |worker| {
             let agent = agent.clone();
             async move { agent.create_checkout(worker, idempotent).await.map(drop) }
-        })
-        .await;
-        clean("checkout creation", &outcome)?;
-        writes.push(outcome);
-    }
+        }
+    };
+    let (plain, idempotent) = interleave(
+        args.connections,
+        args.window(),
+        INTERLEAVED_SLICES,
+        creator(false),
+        creator(true),
+    )
+    .await;
+    clean("checkout creation", &plain)?;
+    clean("idempotent checkout creation", &idempotent)?;
+    let writes = [plain, idempotent];
     report.info(
         "`POST /checkout` (audited) without `Idempotency-Key`",
         latency(&writes[0]),
