@@ -178,16 +178,19 @@ pub async fn record(
         .and_then(|v| key_id_of(v.trim()));
     let response = next.call(request).await?.map_into_boxed_body();
     let status = response.status().as_u16();
-    let (principal, subject) = {
+    // Only who called: the principal's scopes and limits are not needed here.
+    let (caller, subject) = {
         let extensions = response.request().extensions();
         (
-            extensions.get::<Principal>().cloned(),
+            extensions
+                .get::<Principal>()
+                .map(|p| (p.key_id.clone(), p.org.clone())),
             extensions.get::<EndUser>().map(|u| u.0.clone()),
         )
     };
     let guard = state.gateway.guard();
     guard.count_request(
-        principal.as_ref().map(|p| p.key_id.clone()),
+        caller.as_ref().map(|(key, _)| key.clone()),
         route.clone(),
         status,
     );
@@ -199,8 +202,8 @@ pub async fn record(
         let event = AuditEvent {
             at: guard.now(),
             request_id: request_id::current().unwrap_or_default(),
-            key_id: principal.as_ref().map(|p| p.key_id.clone()).or(presented),
-            org: principal.map(|p| p.org),
+            key_id: caller.as_ref().map(|(key, _)| key.clone()).or(presented),
+            org: caller.map(|(_, org)| org),
             subject,
             action: route,
             resource: resource_of(&response, &params),

@@ -70,14 +70,20 @@ impl Limit {
     /// The counter for the window containing `now`. Windows are aligned on the Unix epoch,
     /// so every replica computes the same window for the same moment.
     pub fn counter(&self, now: DateTime<Utc>) -> Counter {
+        let (window_start, window_end) = self.window(now);
+        Counter {
+            name: format!("{}:{}", self.policy.name, self.subject),
+            window_start,
+            window_end,
+        }
+    }
+
+    /// Start and end of the window containing `now`.
+    fn window(&self, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
         let width = i64::from(self.policy.window_secs.max(1));
         let start = now.timestamp().div_euclid(width) * width;
         let at = |secs: i64| Utc.timestamp_opt(secs, 0).single().unwrap_or(now);
-        Counter {
-            name: format!("{}:{}", self.policy.name, self.subject),
-            window_start: at(start),
-            window_end: at(start + width),
-        }
+        (at(start), at(start + width))
     }
 }
 
@@ -95,8 +101,8 @@ pub struct Usage {
 impl Usage {
     /// Usage of `limit` at `now` once its counter reached `count`.
     pub fn new(limit: &Limit, count: u64, now: DateTime<Utc>) -> Usage {
-        let counter = limit.counter(now);
-        let reset = (counter.window_end - now).num_seconds().max(1);
+        let (_, window_end) = limit.window(now);
+        let reset = (window_end - now).num_seconds().max(1);
         Usage {
             policy: limit.policy.clone(),
             count,
