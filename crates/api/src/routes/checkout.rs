@@ -1,7 +1,5 @@
 //! The checkout routes: create, read, change, cancel, complete, and the payment polls.
 
-use std::sync::Mutex;
-
 use actix_web::http::header;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 
@@ -33,19 +31,11 @@ pub async fn create(
     body: web::Json<CheckoutRequestDto>,
 ) -> Result<HttpResponse, AppError> {
     let links = &state.links;
-    // The answer stored for replay is the answer sent: rendered once, kept here.
-    let stored: Mutex<Option<StoredResponse>> = Mutex::new(None);
-    let render = |checkout: &Checkout| {
-        let answer = StoredResponse {
-            status: 201,
-            content_type: Some("application/json".into()),
-            location: Some(links.checkout(checkout.id().as_str())),
-            body: serde_json::to_vec(&CheckoutDto::new(checkout, links)).unwrap_or_default(),
-        };
-        if let Ok(mut kept) = stored.lock() {
-            *kept = Some(answer.clone());
-        }
-        answer
+    let render = |checkout: &Checkout| StoredResponse {
+        status: 201,
+        content_type: Some("application/json".into()),
+        location: Some(links.checkout(checkout.id().as_str())),
+        body: serde_json::to_vec(&CheckoutDto::new(checkout, links)).unwrap_or_default(),
     };
     let answering = guard::answering(&request, &render);
     let claimed = answering.is_some();
@@ -54,8 +44,7 @@ pub async fn create(
         .create_checkout(&body.into_inner().into(), answering)
         .await
         .inspect_err(|e| state.catalog_cache.note(e))?;
-    let kept = stored.lock().ok().and_then(|mut kept| kept.take());
-    let answer = kept.unwrap_or_else(|| render(&checkout));
+    let answer = render(&checkout);
     let mut response = HttpResponse::Created()
         .insert_header((header::LOCATION, answer.location.unwrap_or_default()))
         .content_type("application/json")
