@@ -285,11 +285,11 @@ fn claim_fresh(
 /// record's row is locked while deciding).
 fn decide(
     conn: &mut PgConnection,
-    scope: &IdempotencyScope,
+    claim: Claim,
     fingerprint: &str,
     now: DateTime<Utc>,
 ) -> Result<Begin, DieselError> {
-    let claim = Claim::new(scope.clone(), now);
+    let scope = &claim.scope;
     if claim_fresh(conn, &claim, fingerprint, now)? {
         return Ok(Begin::Started(claim));
     }
@@ -360,11 +360,11 @@ impl IdempotencyStore for PgStorage {
         self.run(move |conn| {
             // The usual case, a key not seen before, is one statement outside a transaction;
             // only a key already there needs the locked read of `decide`.
-            let claim = Claim::new(scope.clone(), now);
+            let claim = Claim::new(scope, now);
             if claim_fresh(conn, &claim, &fingerprint, now).map_err(database_error)? {
                 return Ok(Begin::Started(claim));
             }
-            conn.transaction(|conn| decide(conn, &scope, &fingerprint, now))
+            conn.transaction(|conn| decide(conn, claim, &fingerprint, now))
                 .map_err(database_error)
         })
         .await
