@@ -19,6 +19,9 @@ use sacp_ports::{AuthorizationRepository, Store, Wallet};
 use sacp_sim::Simulators;
 use sacp_sim::fake::{FakeStore, FakeWallet};
 
+/// The organisation the checkouts of these tests belong to.
+const OWNER: &str = "crash-tests";
+
 use crate::database::TestDatabase;
 
 struct World {
@@ -85,10 +88,17 @@ async fn approved_then_crashed(world: &World) -> (String, PaymentAuthorization) 
             }),
         }),
     };
-    let checkout = world.gateway.create_checkout(&changes, None).await.unwrap();
+    let checkout = world
+        .gateway
+        .create_checkout(OWNER, &changes, None)
+        .await
+        .unwrap();
     let id = checkout.id().as_str().to_owned();
-    let CompleteOutcome::AuthorizationRequired { authorization, .. } =
-        world.gateway.complete_checkout(&id, None).await.unwrap()
+    let CompleteOutcome::AuthorizationRequired { authorization, .. } = world
+        .gateway
+        .complete_checkout(OWNER, &id, None)
+        .await
+        .unwrap()
     else {
         panic!("guest payment needs an authorization");
     };
@@ -115,7 +125,7 @@ async fn a_crash_after_recording_the_approval_charges_once_on_restart() {
     assert_eq!(world.sims.store.stats().completions, 0);
 
     driver::scan(&world.gateway, 10).await;
-    let checkout = world.gateway.get_checkout(&id).await.unwrap();
+    let checkout = world.gateway.get_checkout(OWNER, &id).await.unwrap();
     assert_eq!(checkout.status(), CheckoutStatus::Completed);
     assert_eq!(
         world
@@ -162,7 +172,7 @@ async fn a_crash_after_the_store_placed_the_order_records_it_without_charging_ag
     else {
         panic!("within limits");
     };
-    let checkout = world.gateway.get_checkout(&id).await.unwrap();
+    let checkout = world.gateway.get_checkout(OWNER, &id).await.unwrap();
     let Ok(CompletionOutcome::Completed(order)) = world
         .store
         .complete_session(
@@ -177,7 +187,7 @@ async fn a_crash_after_the_store_placed_the_order_records_it_without_charging_ag
 
     // Any driver picking the work up records that order and charges nothing more.
     driver::scan(&world.gateway, 10).await;
-    let checkout = world.gateway.get_checkout(&id).await.unwrap();
+    let checkout = world.gateway.get_checkout(OWNER, &id).await.unwrap();
     assert_eq!(checkout.status(), CheckoutStatus::Completed);
     assert_eq!(checkout.order(), Some(&order));
     assert_eq!(

@@ -778,12 +778,20 @@ async fn every_change_failure_and_admin_call_is_audited_without_secrets() {
     assert_eq!(unknown["outcome"], "denied");
     assert_eq!(
         unknown["key_id"],
-        format!("key_{}", "a".repeat(26)),
-        "the presented key's id, never its secret"
+        Value::Null,
+        "a secret that did not authenticate is credited to no key, not even the one it names"
     );
+    assert!(
+        unknown["source"]
+            .as_str()
+            .is_some_and(|s| s.starts_with("ip:")),
+        "refusals are counted per client address: {unknown}"
+    );
+    assert_eq!(unknown["count"], 1);
     let scope = find("POST /checkout", 403);
     assert_eq!(scope["key_id"], reader_id.as_str());
     assert_eq!(scope["org"], "acme");
+    assert_eq!(scope["source"], format!("key:{}", reader_id.as_str()));
     let admin_call = find("POST /admin/keys", 201);
     assert_eq!(admin_call["resource"], reader_id.as_str());
     let payment = find("POST /checkout/{id}/complete", 200);

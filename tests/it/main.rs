@@ -16,6 +16,7 @@ mod exactly_once;
 mod guardrails;
 mod persistence;
 mod postgres;
+mod raw;
 mod support;
 mod upstream_contracts;
 mod upstream_failures;

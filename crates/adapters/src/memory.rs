@@ -111,6 +111,16 @@ impl CheckoutRepository for MemoryCheckouts {
             .restore(key)
     }
 
+    async fn with_order(&self, order_id: &str) -> Result<Checkout, RepositoryError> {
+        // Orders are read rarely; a scan of the compact records keeps every checkout lean.
+        let map = lock(&self.map);
+        let (key, stored) = map
+            .iter()
+            .find(|(_, stored)| stored.order_id() == Some(order_id))
+            .ok_or(RepositoryError::NotFound)?;
+        stored.restore(*key)
+    }
+
     async fn update(&self, checkout: &mut Checkout) -> Result<(), RepositoryError> {
         let next = self.compact(checkout, checkout.version() + 1);
         let mut map = lock(&self.map);
@@ -309,6 +319,34 @@ impl AuditLog for MemoryAuditLog {
             events.pop_front();
         }
         events.push_back(event.clone());
+        Ok(())
+    }
+
+    async fn add_refusals(&self, refusals: &[AuditEvent]) -> Result<(), RepositoryError> {
+        let mut events = lock(&self.events);
+        for refusal in refusals {
+            // Counted rows of a minute are recent: look back only over the last few minutes.
+            let counted = events
+                .iter_mut()
+                .rev()
+                .take_while(|e| e.at >= refusal.at - chrono::Duration::minutes(5))
+                .find(|e| {
+                    e.source.is_some()
+                        && e.source == refusal.source
+                        && e.at == refusal.at
+                        && e.action == refusal.action
+                        && e.status == refusal.status
+                });
+            match counted {
+                Some(event) => event.count += refusal.count,
+                None => {
+                    if events.len() == MEMORY_AUDIT_CAPACITY {
+                        events.pop_front();
+                    }
+                    events.push_back(refusal.clone());
+                }
+            }
+        }
         Ok(())
     }
 

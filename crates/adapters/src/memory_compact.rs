@@ -49,6 +49,8 @@ struct SharedProducts {
     by_id: HashMap<ProductId, Arc<LineProduct>>,
     /// Size at which unused entries are dropped next (amortised: it doubles).
     sweep_at: usize,
+    /// Owning organisations: few, each kept once.
+    owners: std::collections::HashSet<Arc<str>>,
 }
 
 /// Entries kept before the first sweep.
@@ -80,6 +82,17 @@ impl Products {
         product
     }
 
+    /// The shared name of the organisation `org`.
+    fn owner(&self, org: &str) -> Arc<str> {
+        let mut shared = lock(&self.shared);
+        if let Some(owner) = shared.owners.get(org) {
+            return owner.clone();
+        }
+        let owner: Arc<str> = Arc::from(org);
+        shared.owners.insert(owner.clone());
+        owner
+    }
+
     /// How many line products are kept.
     #[cfg(test)]
     fn len(&self) -> usize {
@@ -103,12 +116,14 @@ struct Details {
     fulfillment: Option<Fulfillment>,
     hold: Option<PaymentHold>,
     order: Option<OrderConfirmation>,
+    payer: Option<String>,
     failure: Option<String>,
 }
 
 /// A checkout as stored in memory; its id is the map key.
 #[derive(Debug)]
 pub(crate) struct CompactCheckout {
+    owner: Arc<str>,
     store_session_id: Box<str>,
     lines: Box<[CompactLine]>,
     tax_minor: i64,
@@ -132,6 +147,7 @@ impl CompactCheckout {
             fulfillment: record.fulfillment.clone(),
             hold: record.hold.clone(),
             order: record.order.clone(),
+            payer: record.payer.clone(),
             failure: record.failure.clone(),
         };
         let has_details = details.buyer.is_some()
@@ -140,6 +156,7 @@ impl CompactCheckout {
             || details.order.is_some()
             || details.failure.is_some();
         CompactCheckout {
+            owner: products.owner(&record.owner),
             store_session_id: record.store_session_id.0.as_str().into(),
             lines: cart
                 .lines()
@@ -168,6 +185,14 @@ impl CompactCheckout {
         self.version
     }
 
+    /// The store's id of the placed order, once completed.
+    pub(crate) fn order_id(&self) -> Option<&str> {
+        self.details
+            .as_deref()
+            .and_then(|d| d.order.as_ref())
+            .map(|o| o.order_id.as_str())
+    }
+
     /// The checkout kept under `key`, rebuilt and checked by the domain.
     pub(crate) fn restore(&self, key: CompactKey) -> Result<Checkout, RepositoryError> {
         let money = |minor| Money::from_minor(minor, self.currency);
@@ -193,6 +218,8 @@ impl CompactCheckout {
         let details = self.details.as_deref();
         Checkout::restore(CheckoutRecord {
             id: CheckoutId::from_bits(key),
+            owner: self.owner.to_string(),
+            payer: details.and_then(|d| d.payer.clone()),
             store_session_id: StoreSessionId(self.store_session_id.to_string()),
             status: self.status,
             cart,
@@ -247,6 +274,7 @@ mod tests {
         )
         .unwrap();
         Checkout::open(
+            "acme",
             CheckoutId::generate(&Fixed),
             StoreSessionId("sess_42".into()),
             cart,

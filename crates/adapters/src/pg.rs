@@ -46,6 +46,7 @@ pub(crate) mod schema {
             expires_at -> Timestamptz,
             created_at -> Timestamptz,
             updated_at -> Timestamptz,
+            owner_org -> Text,
         }
     }
 
@@ -102,6 +103,8 @@ pub(crate) mod schema {
             resource -> Nullable<Text>,
             outcome -> Text,
             status -> Int2,
+            source -> Nullable<Text>,
+            count -> Int8,
         }
     }
 
@@ -449,6 +452,7 @@ struct CheckoutRow {
     expires_at: DateTime<Utc>,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
+    owner_org: String,
 }
 
 impl CheckoutRow {
@@ -471,6 +475,7 @@ impl CheckoutRow {
             expires_at: record.expires_at,
             created_at: record.created_at,
             updated_at: record.updated_at,
+            owner_org: record.owner.clone(),
         })
     }
 
@@ -502,6 +507,20 @@ impl CheckoutRepository for PgStorage {
             .run(move |conn| {
                 checkouts::table
                     .find(id)
+                    .select(CheckoutRow::as_select())
+                    .first(conn)
+                    .map_err(database_error)
+            })
+            .await?;
+        row.into_checkout()
+    }
+
+    async fn with_order(&self, order_id: &str) -> Result<Checkout, RepositoryError> {
+        let order_id = order_id.to_owned();
+        let row = self
+            .run(move |conn| {
+                checkouts::table
+                    .filter(checkouts::order_id.eq(order_id))
                     .select(CheckoutRow::as_select())
                     .first(conn)
                     .map_err(database_error)
@@ -911,6 +930,28 @@ struct NewAuditRow {
     resource: Option<String>,
     outcome: String,
     status: i16,
+    source: Option<String>,
+    count: i64,
+}
+
+impl NewAuditRow {
+    fn of(event: &AuditEvent) -> Result<NewAuditRow, RepositoryError> {
+        Ok(NewAuditRow {
+            at: event.at,
+            request_id: event.request_id.clone(),
+            key_id: event.key_id.as_ref().map(|k| k.as_str().to_owned()),
+            org: event.org.clone(),
+            subject: event.subject.clone(),
+            action: event.action.clone(),
+            resource: event.resource.clone(),
+            outcome: event.outcome.as_str().to_owned(),
+            status: i16::try_from(event.status)
+                .map_err(|_| RepositoryError::Corrupt("status".into()))?,
+            source: event.source.clone(),
+            count: i64::try_from(event.count)
+                .map_err(|_| RepositoryError::Corrupt("count".into()))?,
+        })
+    }
 }
 
 #[derive(Queryable, Selectable)]
@@ -926,6 +967,8 @@ struct AuditRow {
     resource: Option<String>,
     outcome: String,
     status: i16,
+    source: Option<String>,
+    count: i64,
 }
 
 impl AuditRow {
@@ -947,6 +990,8 @@ impl AuditRow {
             resource: self.resource,
             outcome: AuditOutcome::parse(&self.outcome).ok_or_else(|| corrupt("outcome"))?,
             status: u16::try_from(self.status).map_err(|_| corrupt("status"))?,
+            source: self.source,
+            count: u64::try_from(self.count).map_err(|_| corrupt("count"))?,
             request_id: self.request_id,
         })
     }
@@ -955,19 +1000,37 @@ impl AuditRow {
 #[async_trait]
 impl AuditLog for PgStorage {
     async fn record(&self, event: &AuditEvent) -> Result<(), RepositoryError> {
-        let row = NewAuditRow {
-            at: event.at,
-            request_id: event.request_id.clone(),
-            key_id: event.key_id.as_ref().map(|k| k.as_str().to_owned()),
-            org: event.org.clone(),
-            subject: event.subject.clone(),
-            action: event.action.clone(),
-            resource: event.resource.clone(),
-            outcome: event.outcome.as_str().to_owned(),
-            status: i16::try_from(event.status)
-                .map_err(|_| RepositoryError::Corrupt("status".into()))?,
-        };
-        self.audit_rows.submit(row).await
+        self.audit_rows.submit(NewAuditRow::of(event)?).await
+    }
+
+    async fn add_refusals(&self, events: &[AuditEvent]) -> Result<(), RepositoryError> {
+        use diesel::upsert::{DecoratableTarget, excluded};
+        let rows = events
+            .iter()
+            .map(NewAuditRow::of)
+            .collect::<Result<Vec<_>, _>>()?;
+        if rows.is_empty() {
+            return Ok(());
+        }
+        self.run(move |conn| {
+            // One row per (minute, source, action, status): the partial unique index
+            // `audit_events_counted` makes concurrent replicas add up instead of appending.
+            diesel::insert_into(audit_events::table)
+                .values(&rows)
+                .on_conflict((
+                    audit_events::at,
+                    audit_events::source,
+                    audit_events::action,
+                    audit_events::status,
+                ))
+                .filter_target(audit_events::source.is_not_null())
+                .do_update()
+                .set(audit_events::count.eq(audit_events::count + excluded(audit_events::count)))
+                .execute(conn)
+                .map_err(database_error)?;
+            Ok(())
+        })
+        .await
     }
 
     async fn query(

@@ -147,7 +147,7 @@ pub async fn housekeeping(gateway: Gateway, mut shutdown: watch::Receiver<bool>)
         if *shutdown.borrow() {
             break;
         }
-        if let Err(error) = guard.flush_traffic().await {
+        if let Err(error) = guard.flush().await {
             tracing::warn!(%error, "traffic counts not written; will retry");
         }
         ticks = ticks.wrapping_add(1);
@@ -157,7 +157,7 @@ pub async fn housekeeping(gateway: Gateway, mut shutdown: watch::Receiver<bool>)
             tracing::warn!(%error, "purging expired guardrail records failed");
         }
     }
-    if let Err(error) = guard.flush_traffic().await {
+    if let Err(error) = guard.flush().await {
         tracing::warn!(%error, "last traffic counts not written");
     }
 }

@@ -1,29 +1,44 @@
-//! The guardrail middleware of ADR 019, outermost first: the in-flight cap, the audit and
-//! traffic recorder, (authentication lives in [`crate::access`]), admission (kill switches,
-//! rate limits and quotas) and idempotent replay. The rules themselves live in
+//! The guard of ADR 019, run as a middleware of each route (see [`crate::endpoints`]), so that
+//! every decision is made on the route actix dispatched and its declared
+//! [`crate::access::Policy`]:
+//!
+//! 1. the in-flight cap of the replica,
+//! 2. authentication and scopes ([`crate::access::authenticate`]),
+//! 3. the organisation's share of the in-flight cap,
+//! 4. the kill switches,
+//! 5. the request body, read whole within a deadline (408 and the connection closed),
+//! 6. the rate limits and quotas (key, organisation, end user, writes, payments, address),
+//! 7. idempotent replay,
+//!
+//! then the handler; and afterwards the traffic count and the audit event. Refusals of steps
+//! 1–6 are audited aggregated per source and minute (a flood cannot grow the audit log per
+//! request); what the handler answers is audited per request. The rules themselves live in
 //! [`crate::usecases::Guardrails`] and the domain.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
-use actix_web::body::{BoxBody, MessageBody};
+use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
-use actix_web::http::{Method, StatusCode};
+use actix_web::http::{ConnectionType, Method, StatusCode};
 use actix_web::middleware::Next;
+use actix_web::web::Bytes;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
-use sacp_domain::access::{SecretHash, key_id_of};
+use sacp_domain::access::SecretHash;
 use sacp_domain::audit::{AuditEvent, AuditOutcome};
 use sacp_domain::idempotency::{
     Begin, Claim, IdempotencyKey, IdempotencyScope, StoredResponse, fingerprint,
 };
-use sacp_domain::ratelimit::{Decision, Limit, Policy};
+use sacp_domain::ratelimit::{Decision, Limit, Policy as RatePolicy};
 use sacp_domain::switches::Operation;
 
-use crate::access::{API_KEY_HEADER, Access, route_of};
-use crate::usecases::{Answering, AppError, Principal};
-use crate::{ApiState, MAX_BODY_BYTES, request_id};
+use crate::access::{self, Access, Caller};
+use crate::endpoints::Endpoint;
+use crate::usecases::{Answering, AppError, Refused};
+use crate::{ApiState, MAX_BODY_BYTES, request_id, routes};
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers).
 pub const RATELIMIT_POLICY: HeaderName = HeaderName::from_static("ratelimit-policy");
@@ -33,14 +48,6 @@ pub const RATELIMIT: HeaderName = HeaderName::from_static("ratelimit");
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 /// Marks a replayed answer.
 pub const IDEMPOTENT_REPLAYED: HeaderName = HeaderName::from_static("idempotent-replayed");
-
-/// A caller without a key, admitted by the anonymous tier (catalog reads only).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct AnonymousCaller(pub IpAddr);
-
-/// The operator, authenticated by the admin token.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Operator;
 
 /// The end user a request acted for, once a user token was introspected (audit).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -79,20 +86,32 @@ pub fn mark_answered(response: &mut HttpResponse, claimed: bool) {
 #[derive(Debug, Clone)]
 pub struct ReplayAs(pub StoredResponse);
 
-/// Requests in flight on this replica, with a cap.
+/// Requests in flight on this replica: a cap for all of them, and a share of it that one
+/// organisation (or all callers without a key together) may hold, so that one tenant's slow
+/// or stuck requests cannot take the whole replica.
 #[derive(Debug)]
 pub struct InFlight {
     current: AtomicUsize,
     max: usize,
+    per_tenant: usize,
+    tenants: Mutex<HashMap<Arc<str>, usize>>,
 }
 
 impl InFlight {
-    /// A cap of `max` concurrent requests.
-    pub fn new(max: usize) -> InFlight {
+    /// A cap of `max` concurrent requests, of which one tenant may hold `per_tenant`.
+    pub fn new(max: usize, per_tenant: usize) -> InFlight {
+        let max = max.max(1);
         InFlight {
             current: AtomicUsize::new(0),
-            max: max.max(1),
+            max,
+            per_tenant: per_tenant.clamp(1, max),
+            tenants: Mutex::default(),
         }
+    }
+
+    /// The share of the cap one tenant may hold.
+    pub fn per_tenant(&self) -> usize {
+        self.per_tenant
     }
 
     fn enter(self: &Arc<Self>) -> Option<InFlightTicket> {
@@ -100,9 +119,30 @@ impl InFlight {
         let ticket = InFlightTicket(self.clone());
         (previous < self.max).then_some(ticket)
     }
+
+    fn tenants(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, usize>> {
+        self.tenants
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn enter_tenant(self: &Arc<Self>, tenant: &str) -> Option<TenantTicket> {
+        let mut tenants = self.tenants();
+        let held = tenants.entry(Arc::from(tenant)).or_insert(0);
+        if *held >= self.per_tenant {
+            return None;
+        }
+        *held += 1;
+        drop(tenants);
+        Some(TenantTicket {
+            in_flight: self.clone(),
+            tenant: Arc::from(tenant),
+        })
+    }
 }
 
 /// One admitted request; leaving decrements the count.
+#[derive(Debug)]
 struct InFlightTicket(Arc<InFlight>);
 
 impl Drop for InFlightTicket {
@@ -111,189 +151,271 @@ impl Drop for InFlightTicket {
     }
 }
 
+/// One request of a tenant; leaving gives its share back.
+#[derive(Debug)]
+struct TenantTicket {
+    in_flight: Arc<InFlight>,
+    tenant: Arc<str>,
+}
+
+impl Drop for TenantTicket {
+    fn drop(&mut self) {
+        let mut tenants = self.in_flight.tenants();
+        if let Some(held) = tenants.get_mut(&self.tenant) {
+            *held = held.saturating_sub(1);
+            if *held == 0 {
+                tenants.remove(&self.tenant);
+            }
+        }
+    }
+}
+
+/// What a request was admitted with; it lives until the answer is sent.
+#[derive(Debug)]
+struct Admission {
+    caller: Caller,
+    decision: Decision,
+    body: Option<Bytes>,
+    _in_flight: Option<InFlightTicket>,
+    _tenant: Option<TenantTicket>,
+}
+
+/// Why a request was refused before its handler ran.
+#[derive(Debug)]
+struct Refusal {
+    error: AppError,
+    /// Who was known when it was refused (a key that lacks a scope, say).
+    caller: Option<Caller>,
+    /// The rate-limit usage, for the headers of a 429.
+    decision: Option<Decision>,
+    /// The body was left unread: close the connection after the answer.
+    close: bool,
+}
+
+impl From<AppError> for Refusal {
+    fn from(error: AppError) -> Refusal {
+        Refusal {
+            error,
+            caller: None,
+            decision: None,
+            close: false,
+        }
+    }
+}
+
+/// The state every guarded route shares.
 fn state_of(request: &ServiceRequest) -> Option<web::Data<ApiState>> {
     request.app_data::<web::Data<ApiState>>().cloned()
 }
 
-fn refuse(request: ServiceRequest, error: AppError) -> ServiceResponse<BoxBody> {
-    request.error_response(error).map_into_boxed_body()
-}
-
-/// Caps requests in flight on this replica: beyond the cap, 503 `overloaded` with
-/// `Retry-After` at once, before any work. Health probes are never refused.
-pub async fn in_flight(
-    request: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
+/// The guard of one route (see the module documentation).
+pub async fn guarded(
+    endpoint: &'static Endpoint,
+    mut request: ServiceRequest,
+    next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let Some(state) = state_of(&request) else {
-        return Ok(next.call(request).await?.map_into_boxed_body());
+        return Ok(request.error_response(AppError::BadRequest("gateway misconfigured".into())));
     };
-    if matches!(request.path(), "/healthz" | "/readyz") {
-        return Ok(next.call(request).await?.map_into_boxed_body());
-    }
-    let Some(_ticket) = state.in_flight.enter() else {
-        return Ok(refuse(request, AppError::Overloaded));
+    let mut admission = match admit(endpoint, &state, &mut request).await {
+        Ok(admission) => admission,
+        Err(refusal) => return Ok(refuse(endpoint, &state, request, refusal)),
     };
-    Ok(next.call(request).await?.map_into_boxed_body())
-}
-
-/// The id of the resource a request acted on: the created resource's (from `Location`), or
-/// the most specific id in the path.
-fn resource_of(response: &ServiceResponse<BoxBody>, params: &[(String, String)]) -> Option<String> {
-    let created = response
-        .headers()
-        .get(header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|l| l.rsplit('/').next())
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned);
-    created.or_else(|| {
-        ["request_id", "step_up_id", "id"]
-            .iter()
-            .find_map(|name| params.iter().find(|(n, _)| n == name))
-            .map(|(_, v)| v.chars().take(128).collect())
-    })
-}
-
-/// Counts every answered request per key, route and status (traffic), and writes an audit
-/// event — before the answer leaves — for every state-changing call, every authentication
-/// or authorization failure and every admin call.
-pub async fn record(
-    request: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let Some(state) = state_of(&request) else {
-        return Ok(next.call(request).await?.map_into_boxed_body());
-    };
-    let method = request.method().clone();
-    let matched = route_of(&request);
-    let route = match &matched {
-        Some(m) => format!("{method} {}", m.pattern),
-        None => format!("{method} (unmatched)"),
-    };
-    let presented = request
-        .headers()
-        .get(API_KEY_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| key_id_of(v.trim()));
-    let response = next.call(request).await?.map_into_boxed_body();
-    let status = response.status().as_u16();
-    // Only who called: the principal's scopes and limits are not needed here.
-    let (caller, subject) = {
-        let extensions = response.request().extensions();
-        (
-            extensions
-                .get::<Principal>()
-                .map(|p| (p.key_id.clone(), p.org.clone())),
-            extensions.get::<EndUser>().map(|u| u.0.clone()),
-        )
-    };
-    let guard = state.gateway.guard();
-    guard.count_request(
-        caller.as_ref().map(|(key, _)| key.clone()),
-        route.clone(),
-        status,
-    );
-
-    let is_admin = matched.as_ref().is_some_and(|m| m.access == Access::Admin);
-    let changes_state = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
-    if changes_state || is_admin || matches!(status, 401 | 403) {
-        let params = matched.map(|m| m.params.clone()).unwrap_or_default();
-        let event = AuditEvent {
-            at: guard.now(),
-            request_id: request_id::current().unwrap_or_default(),
-            key_id: caller.as_ref().map(|(key, _)| key.clone()).or(presented),
-            org: caller.map(|(_, org)| org),
-            subject,
-            action: route,
-            resource: resource_of(&response, &params),
-            outcome: AuditOutcome::of_status(status),
-            status,
-        };
-        if let Err(error) = guard.audit(&event).await {
-            tracing::error!(%error, action = %event.action, "audit event not written");
-        }
-    }
+    request.extensions_mut().insert(admission.caller.clone());
+    let body = admission.body.take();
+    let mut response = idempotent(&state, &admission.caller, request, next, body).await?;
+    rate_limit_headers(response.response_mut(), &admission.decision);
+    record(endpoint, &state, &admission.caller, &response).await;
     Ok(response)
 }
 
-/// What the switches see a request as.
-fn operation_of(method: &Method, pattern: &str) -> Operation {
-    match (method.as_str(), pattern) {
-        ("POST", "/checkout") => Operation::CreateCheckout,
-        ("POST", "/checkout/{id}/complete") => Operation::CompletePayment,
-        ("GET" | "HEAD" | "OPTIONS", _) => Operation::Read,
-        _ => Operation::Write,
+/// Steps 1–6: everything that may refuse a request before its handler runs.
+async fn admit(
+    endpoint: &Endpoint,
+    state: &ApiState,
+    request: &mut ServiceRequest,
+) -> Result<Admission, Refusal> {
+    let policy = &endpoint.policy;
+    let in_flight = match policy.capped {
+        true => Some(
+            state
+                .in_flight
+                .enter()
+                .ok_or(AppError::Overloaded { tenant: false })?,
+        ),
+        false => None,
+    };
+    let caller =
+        access::authenticate(policy, request, state)
+            .await
+            .map_err(|(error, caller)| Refusal {
+                caller,
+                ..Refusal::from(error)
+            })?;
+    let known = |error: AppError| Refusal {
+        caller: Some(caller.clone()),
+        ..Refusal::from(error)
+    };
+    let tenant = match tenant_of(&caller) {
+        Some(tenant) if policy.capped => Some(
+            state
+                .in_flight
+                .enter_tenant(&tenant)
+                .ok_or_else(|| known(AppError::Overloaded { tenant: true }))?,
+        ),
+        _ => None,
+    };
+    let guard = state.gateway.guard();
+    if matches!(policy.access, Access::Scopes(_)) {
+        guard
+            .ensure_allowed(policy.operation)
+            .await
+            .map_err(known)?;
     }
+    let body = match takes_body(request.method()) {
+        true => Some(
+            read_body(request, state.body_timeout)
+                .await
+                .map_err(|error| Refusal {
+                    close: true,
+                    ..known(error)
+                })?,
+        ),
+        false => None,
+    };
+    let limits = limits_for(&caller, request, body.as_deref(), state, policy.operation);
+    let decision = guard.admit(&limits).await.map_err(known)?;
+    if let Some(error) = guard.refusal(&decision) {
+        return Err(Refusal {
+            decision: Some(decision),
+            ..known(error)
+        });
+    }
+    Ok(Admission {
+        caller,
+        decision,
+        body,
+        _in_flight: in_flight,
+        _tenant: tenant,
+    })
+}
+
+/// Whose share of the in-flight cap a caller uses: its organisation's; callers without a key
+/// share one; the operator and public pages use none.
+fn tenant_of(caller: &Caller) -> Option<String> {
+    match caller {
+        Caller::Key(principal) => Some(format!("org:{}", principal.org)),
+        Caller::Anonymous(_) => Some("anonymous".to_owned()),
+        Caller::Operator | Caller::Public => None,
+    }
+}
+
+/// Whether a method's handlers read a body.
+fn takes_body(method: &Method) -> bool {
+    matches!(*method, Method::POST | Method::PUT | Method::PATCH)
+}
+
+/// Reads the whole body (at most [`MAX_BODY_BYTES`]) within `deadline`, and puts it back for
+/// the handler. A body that does not arrive in time holds no capacity for longer than that.
+async fn read_body(
+    request: &mut ServiceRequest,
+    deadline: std::time::Duration,
+) -> Result<Bytes, AppError> {
+    let declared = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES as u64) {
+        return Err(AppError::PayloadTooLarge);
+    }
+    let payload = request
+        .extract::<web::Payload>()
+        .await
+        .map_err(|_| AppError::BadRequest("the body could not be read".into()))?;
+    let body = match tokio::time::timeout(deadline, payload.to_bytes_limited(MAX_BODY_BYTES)).await
+    {
+        Err(_elapsed) => return Err(AppError::BodyTimeout),
+        Ok(Err(_over_limit)) => return Err(AppError::PayloadTooLarge),
+        Ok(Ok(Err(_broken))) => {
+            return Err(AppError::BadRequest("the body could not be read".into()));
+        }
+        Ok(Ok(Ok(body))) => body,
+    };
+    request.set_payload(body.clone().into());
+    Ok(body)
 }
 
 /// A short, stable, non-reversible name for a user token (the per-end-user limit is counted
 /// before the token is introspected, so that a flood never reaches the wallet).
-fn user_subject(request: &ServiceRequest) -> Option<String> {
-    let token = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim())
-        .filter(|t| !t.is_empty())?;
+fn user_subject(request: &ServiceRequest, body: Option<&[u8]>) -> Option<String> {
+    // The handler reads the token with the same function: the limit counts every token the
+    // handler would act on, however it was sent.
+    let token = routes::user_token(request.request(), body).ok().flatten()?;
     Some(format!(
         "user:{}",
-        sacp_domain::ids::base32(&SecretHash::of(token).0[..16])
+        sacp_domain::ids::base32(&SecretHash::of(token.expose()).0[..16])
     ))
 }
 
 /// The limits one request counts against.
-fn limits_for(request: &ServiceRequest, state: &ApiState, operation: Operation) -> Vec<Limit> {
+fn limits_for(
+    caller: &Caller,
+    request: &ServiceRequest,
+    body: Option<&[u8]>,
+    state: &ApiState,
+    operation: Operation,
+) -> Vec<Limit> {
     let settings = state.gateway.guard().settings();
     let mut limits = Vec::new();
-    let extensions = request.extensions();
-    if let Some(principal) = extensions.get::<Principal>() {
-        let key = format!("key:{}", principal.key_id.as_str());
-        limits.push(Limit::new(
-            Policy::per_minute("key-minute", principal.limits.requests_per_minute),
-            key.clone(),
-        ));
-        limits.push(Limit::new(
-            Policy::per_day("key-day", principal.limits.daily_quota),
-            key.clone(),
-        ));
-        limits.push(Limit::new(
-            Policy::per_minute("org-minute", settings.org_per_minute),
-            format!("org:{}", principal.org),
-        ));
-        if operation != Operation::Read {
+    match caller {
+        Caller::Key(principal) => {
+            let key = format!("key:{}", principal.key_id.as_str());
             limits.push(Limit::new(
-                Policy::per_minute("key-writes", settings.writes_per_minute),
+                RatePolicy::per_minute("key-minute", principal.limits.requests_per_minute),
                 key.clone(),
             ));
-        }
-        match operation {
-            Operation::CompletePayment => limits.push(Limit::new(
-                Policy::per_minute("key-payments", settings.completions_per_minute),
-                key,
-            )),
-            Operation::CreateCheckout => limits.push(Limit::new(
-                Policy::per_day("key-checkouts", settings.checkouts_per_day),
-                key,
-            )),
-            _ => {}
-        }
-        if let Some(user) = user_subject(request) {
             limits.push(Limit::new(
-                Policy::per_minute("user-minute", settings.user_per_minute),
-                user,
+                RatePolicy::per_day("key-day", principal.limits.daily_quota),
+                key.clone(),
             ));
+            limits.push(Limit::new(
+                RatePolicy::per_minute("org-minute", settings.org_per_minute),
+                format!("org:{}", principal.org),
+            ));
+            if operation != Operation::Read {
+                limits.push(Limit::new(
+                    RatePolicy::per_minute("key-writes", settings.writes_per_minute),
+                    key.clone(),
+                ));
+            }
+            match operation {
+                Operation::CompletePayment => limits.push(Limit::new(
+                    RatePolicy::per_minute("key-payments", settings.completions_per_minute),
+                    key,
+                )),
+                Operation::CreateCheckout => limits.push(Limit::new(
+                    RatePolicy::per_day("key-checkouts", settings.checkouts_per_day),
+                    key,
+                )),
+                _ => {}
+            }
+            if let Some(user) = user_subject(request, body) {
+                limits.push(Limit::new(
+                    RatePolicy::per_minute("user-minute", settings.user_per_minute),
+                    user,
+                ));
+            }
         }
-    } else if let (Some(AnonymousCaller(ip)), Some(per_minute)) = (
-        extensions.get::<AnonymousCaller>(),
-        settings.anonymous_per_minute,
-    ) {
-        limits.push(Limit::new(
-            Policy::per_minute("anonymous-minute", per_minute),
-            format!("ip:{ip}"),
-        ));
+        Caller::Anonymous(ip) => {
+            if let Some(per_minute) = settings.anonymous_per_minute {
+                limits.push(Limit::new(
+                    RatePolicy::per_minute("anonymous-minute", per_minute),
+                    format!("ip:{ip}"),
+                ));
+            }
+        }
+        Caller::Operator | Caller::Public => {}
     }
     limits
 }
@@ -311,41 +433,115 @@ fn rate_limit_headers(response: &mut HttpResponse<BoxBody>, decision: &Decision)
     }
 }
 
-/// Admission, after authentication: the kill switches, then every rate limit and quota
-/// that applies (key, organisation, end user, writes, payments, anonymous address). The
-/// `RateLimit-Policy` and `RateLimit` headers go on every answer, refusals included.
-/// Operator calls and public pages are not limited.
-pub async fn admission(
+/// Who a refusal is counted against in the audit log: the authenticated key, else the client
+/// address. A secret that did not authenticate is never credited to the key it names.
+fn source_of(caller: Option<&Caller>, peer: Option<IpAddr>) -> String {
+    match (caller, peer) {
+        (Some(Caller::Key(principal)), _) => format!("key:{}", principal.key_id.as_str()),
+        (_, Some(ip)) => format!("ip:{ip}"),
+        (_, None) => "ip:unknown".to_owned(),
+    }
+}
+
+/// Answers a refusal, counts it and notes it for the aggregated audit.
+fn refuse(
+    endpoint: &Endpoint,
+    state: &ApiState,
     request: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
-) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let Some(state) = state_of(&request) else {
-        return Ok(next.call(request).await?.map_into_boxed_body());
-    };
-    let Some(matched) = route_of(&request) else {
-        return Ok(next.call(request).await?.map_into_boxed_body());
-    };
-    if matches!(matched.access, Access::Public | Access::Admin) {
-        return Ok(next.call(request).await?.map_into_boxed_body());
+    refusal: Refusal,
+) -> ServiceResponse<BoxBody> {
+    let peer = request.peer_addr().map(|a| a.ip());
+    let mut response = request.error_response(refusal.error);
+    if let Some(decision) = &refusal.decision {
+        rate_limit_headers(response.response_mut(), decision);
     }
+    if refusal.close {
+        response
+            .response_mut()
+            .head_mut()
+            .set_connection_type(ConnectionType::Close);
+    }
+    let status = response.status().as_u16();
+    let principal = refusal.caller.as_ref().and_then(Caller::principal);
     let guard = state.gateway.guard();
-    let operation = operation_of(request.method(), matched.pattern);
-    if let Err(error) = guard.ensure_allowed(operation).await {
-        return Ok(refuse(request, error));
+    guard.count_request(
+        principal.map(|p| p.key_id.clone()),
+        endpoint.action.to_owned(),
+        status,
+    );
+    guard.note_refusal(Refused {
+        at: guard.now(),
+        request_id: request_id::current().unwrap_or_default(),
+        source: source_of(refusal.caller.as_ref(), peer),
+        key_id: principal.map(|p| p.key_id.clone()),
+        org: principal.map(|p| p.org.clone()),
+        action: endpoint.action,
+        status,
+    });
+    response
+}
+
+/// The id of the resource a request acted on: the created resource's (from `Location`), or
+/// the most specific id in the path (as the router decoded it).
+fn resource_of(response: &ServiceResponse<BoxBody>) -> Option<String> {
+    let created = response
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|l| l.rsplit('/').next())
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    created.or_else(|| {
+        let params = response.request().match_info();
+        ["request_id", "step_up_id", "id"]
+            .iter()
+            .find_map(|name| params.get(name))
+            .map(|v| v.chars().take(128).collect())
+    })
+}
+
+/// Counts an answered request (traffic) and writes its audit event — before the answer
+/// leaves — when it changed state, was an admin call, or the handler refused a credential.
+async fn record(
+    endpoint: &Endpoint,
+    state: &ApiState,
+    caller: &Caller,
+    response: &ServiceResponse<BoxBody>,
+) {
+    let status = response.status().as_u16();
+    let principal = caller.principal();
+    let guard = state.gateway.guard();
+    guard.count_request(
+        principal.map(|p| p.key_id.clone()),
+        endpoint.action.to_owned(),
+        status,
+    );
+    let is_admin = endpoint.policy.access == Access::Admin;
+    let changes_state = !matches!(endpoint.method, Method::GET | Method::HEAD);
+    if !(changes_state || is_admin || matches!(status, 401 | 403)) {
+        return;
     }
-    let limits = limits_for(&request, &state, operation);
-    let decision = match guard.admit(&limits).await {
-        Ok(decision) => decision,
-        Err(error) => return Ok(refuse(request, error)),
+    let subject = response
+        .request()
+        .extensions()
+        .get::<EndUser>()
+        .map(|u| u.0.clone());
+    let event = AuditEvent {
+        at: guard.now(),
+        request_id: request_id::current().unwrap_or_default(),
+        key_id: principal.map(|p| p.key_id.clone()),
+        org: principal.map(|p| p.org.clone()),
+        subject,
+        action: endpoint.action.to_owned(),
+        resource: resource_of(response),
+        outcome: AuditOutcome::of_status(status),
+        status,
+        source: None,
+        count: 1,
     };
-    if let Some(error) = guard.refusal(&decision) {
-        let mut response = refuse(request, error);
-        rate_limit_headers(response.response_mut(), &decision);
-        return Ok(response);
+    if let Err(error) = guard.audit(&event).await {
+        tracing::error!(%error, action = %event.action, "audit event not written");
     }
-    let mut response = next.call(request).await?.map_into_boxed_body();
-    rate_limit_headers(response.response_mut(), &decision);
-    Ok(response)
 }
 
 fn replay(stored: StoredResponse) -> HttpResponse {
@@ -361,92 +557,80 @@ fn replay(stored: StoredResponse) -> HttpResponse {
     response.body(stored.body)
 }
 
-/// Idempotent writes: a POST or PATCH with `Idempotency-Key` is claimed for its caller,
-/// method and path with its body's fingerprint. A repeat gets the stored answer
+/// The path of the dispatched route with its parameters as the router decoded them: the
+/// same resource however the request spelled it (`/%63heckout` is `/checkout`).
+fn canonical_path(request: &ServiceRequest) -> String {
+    let pattern = request.match_pattern().unwrap_or_default();
+    let params = request.match_info();
+    pattern
+        .split('/')
+        .map(|segment| {
+            segment
+                .strip_prefix('{')
+                .and_then(|s| s.strip_suffix('}'))
+                .and_then(|name| params.get(name))
+                .unwrap_or(segment)
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Step 7, idempotent writes: a POST or PATCH with `Idempotency-Key` is claimed for its
+/// caller, method and route with its body's fingerprint. A repeat gets the stored answer
 /// (`Idempotent-Replayed: true`); another body with the same key 422; a repeat while the
 /// first runs 409 with `Retry-After`. 5xx answers are not stored (the key can be retried).
-pub async fn idempotency(
-    mut request: ServiceRequest,
-    next: Next<impl MessageBody + 'static>,
+async fn idempotent(
+    state: &ApiState,
+    caller: &Caller,
+    request: ServiceRequest,
+    next: Next<BoxBody>,
+    body: Option<Bytes>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let is_write = matches!(*request.method(), Method::POST | Method::PATCH);
-    let header_value = request
-        .headers()
-        .get(IDEMPOTENCY_KEY)
-        .map(|v| v.to_str().map(str::to_owned));
-    let (Some(state), true, Some(header_value)) = (state_of(&request), is_write, header_value)
+    let header_value = request.headers().get(IDEMPOTENCY_KEY).cloned();
+    let caller = match caller {
+        Caller::Key(principal) => Some(principal.key_id.as_str().to_owned()),
+        Caller::Operator => Some("operator".to_owned()),
+        Caller::Anonymous(_) | Caller::Public => None,
+    };
+    let (true, Some(header_value), Some(caller), Some(body)) =
+        (is_write, header_value, caller, body)
     else {
-        return Ok(next.call(request).await?.map_into_boxed_body());
+        return next.call(request).await;
     };
     let key = match header_value
+        .to_str()
         .map_err(|_| sacp_domain::idempotency::IdempotencyKeyError::Malformed)
-        .and_then(|v| IdempotencyKey::parse(&v))
+        .and_then(IdempotencyKey::parse)
     {
         Ok(key) => key,
-        Err(error) => return Ok(refuse(request, error.into())),
+        Err(error) => return Ok(request.error_response(AppError::from(error))),
     };
-    let caller = {
-        let extensions = request.extensions();
-        match (extensions.get::<Principal>(), extensions.get::<Operator>()) {
-            (Some(principal), _) => Some(principal.key_id.as_str().to_owned()),
-            (None, Some(_)) => Some("operator".to_owned()),
-            (None, None) => None,
-        }
-    };
-    let Some(caller) = caller else {
-        return Ok(next.call(request).await?.map_into_boxed_body());
-    };
-    let body = match request.extract::<web::Payload>().await {
-        Ok(payload) => match payload.to_bytes_limited(MAX_BODY_BYTES).await {
-            Ok(Ok(body)) => body,
-            Ok(Err(_)) => {
-                return Ok(refuse(
-                    request,
-                    AppError::BadRequest("the body could not be read".into()),
-                ));
-            }
-            Err(_) => {
-                let problem = crate::problem::Problem::new(
-                    "payload_too_large",
-                    format!(
-                        "request bodies are limited to {} KiB",
-                        MAX_BODY_BYTES / 1024
-                    ),
-                );
-                let answer = problem.response(Some(request.path()));
-                return Ok(request.into_response(answer));
-            }
-        },
-        Err(error) => return Err(error),
-    };
-    let fingerprint = fingerprint(&body);
-    request.set_payload(body.into());
     let scope = IdempotencyScope {
         caller,
         method: request.method().to_string(),
-        path: request.path().to_owned(),
+        path: canonical_path(&request),
         key,
     };
     let guard = state.gateway.guard();
-    let claim = match guard.begin_idempotent(&scope, &fingerprint).await {
+    let claim = match guard.begin_idempotent(&scope, &fingerprint(&body)).await {
         Ok(Begin::Started(claim)) => claim,
         Ok(Begin::Replay(stored)) => return Ok(request.into_response(replay(stored))),
-        Ok(Begin::Mismatch) => return Ok(refuse(request, AppError::IdempotencyKeyReused)),
-        Ok(Begin::InFlight { retry_after_secs }) => {
-            return Ok(refuse(
-                request,
-                AppError::IdempotencyKeyInFlight {
-                    retry_after: retry_after_secs,
-                },
-            ));
+        Ok(Begin::Mismatch) => {
+            return Ok(request.error_response(AppError::IdempotencyKeyReused));
         }
-        Err(error) => return Ok(refuse(request, error)),
+        Ok(Begin::InFlight { retry_after_secs }) => {
+            return Ok(request.error_response(AppError::IdempotencyKeyInFlight {
+                retry_after: retry_after_secs,
+            }));
+        }
+        Err(error) => return Ok(request.error_response(error)),
     };
     request
         .extensions_mut()
         .insert(IdempotencyClaim(claim.clone()));
     let response = match next.call(request).await {
-        Ok(response) => response.map_into_boxed_body(),
+        Ok(response) => response,
         Err(error) => {
             let _ = guard.abandon_idempotent(&claim).await;
             return Err(error);
@@ -491,4 +675,45 @@ pub async fn idempotency(
     }
     let response = head.set_body(body).map_into_boxed_body();
     Ok(ServiceResponse::new(request, response))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_tenant_cannot_take_more_than_its_share() {
+        let in_flight = Arc::new(InFlight::new(4, 2));
+        let a1 = in_flight.enter_tenant("org:a");
+        let a2 = in_flight.enter_tenant("org:a");
+        assert!(a1.is_some() && a2.is_some());
+        assert!(
+            in_flight.enter_tenant("org:a").is_none(),
+            "a's share is used"
+        );
+        assert!(in_flight.enter_tenant("org:b").is_some(), "b still gets in");
+        drop(a1);
+        assert!(
+            in_flight.enter_tenant("org:a").is_some(),
+            "given back on drop"
+        );
+    }
+
+    #[test]
+    fn the_cap_counts_every_request_and_gives_back_on_drop() {
+        let in_flight = Arc::new(InFlight::new(2, 2));
+        let first = in_flight.enter();
+        let second = in_flight.enter();
+        assert!(first.is_some() && second.is_some());
+        assert!(in_flight.enter().is_none());
+        drop(first);
+        assert!(in_flight.enter().is_some());
+    }
+
+    #[test]
+    fn refusals_are_never_credited_to_a_key_that_did_not_authenticate() {
+        let ip: IpAddr = [203, 0, 113, 9].into();
+        assert_eq!(source_of(None, Some(ip)), "ip:203.0.113.9");
+        assert_eq!(source_of(Some(&Caller::Public), None), "ip:unknown");
+    }
 }

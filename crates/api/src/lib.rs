@@ -7,7 +7,9 @@ pub mod access;
 pub mod catalog_cache;
 pub mod driver;
 pub mod dto;
+pub mod endpoints;
 pub mod guard;
+mod headers;
 pub mod openapi;
 pub mod problem;
 pub mod request_id;
@@ -17,6 +19,7 @@ pub mod usecases;
 pub use routes::admin::KeyDto;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::error::{InternalError, JsonPayloadError, PayloadError, QueryPayloadError};
 use actix_web::middleware::from_fn;
@@ -47,10 +50,15 @@ pub struct ApiState {
     pub in_flight: Arc<InFlight>,
     /// Rendered catalog answers (off unless a TTL is set).
     pub catalog_cache: Arc<CatalogCache>,
+    /// How long a request body may take to arrive.
+    pub body_timeout: Duration,
 }
 
 /// Default cap on requests in flight per replica.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
+
+/// Default time a request body may take to arrive.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl ApiState {
     /// State whose returned links start with `public_url`, accepting `admin_token` (if any)
@@ -60,20 +68,31 @@ impl ApiState {
             gateway,
             links: Links::new(public_url),
             admin_token: admin_token.filter(|t| !t.is_empty()).map(SecretHash::of),
-            in_flight: Arc::new(InFlight::new(DEFAULT_MAX_IN_FLIGHT)),
-            catalog_cache: Arc::new(CatalogCache::new(std::time::Duration::ZERO)),
+            in_flight: Arc::new(InFlight::new(
+                DEFAULT_MAX_IN_FLIGHT,
+                DEFAULT_MAX_IN_FLIGHT / 2,
+            )),
+            catalog_cache: Arc::new(CatalogCache::new(Duration::ZERO)),
+            body_timeout: DEFAULT_BODY_TIMEOUT,
         }
     }
 
     /// The same state keeping catalog answers for `ttl` (zero: not at all).
-    pub fn with_catalog_cache(mut self, ttl: std::time::Duration) -> ApiState {
+    pub fn with_catalog_cache(mut self, ttl: Duration) -> ApiState {
         self.catalog_cache = Arc::new(CatalogCache::new(ttl));
         self
     }
 
-    /// The same state with a cap of `max` requests in flight.
-    pub fn with_max_in_flight(mut self, max: usize) -> ApiState {
-        self.in_flight = Arc::new(InFlight::new(max));
+    /// The same state with a cap of `max` requests in flight, of which one organisation (or
+    /// all callers without a key together) may hold `per_org`.
+    pub fn with_max_in_flight(mut self, max: usize, per_org: usize) -> ApiState {
+        self.in_flight = Arc::new(InFlight::new(max, per_org));
+        self
+    }
+
+    /// The same state giving request bodies `timeout` to arrive.
+    pub fn with_body_timeout(mut self, timeout: Duration) -> ApiState {
+        self.body_timeout = timeout;
         self
     }
 }
@@ -121,7 +140,11 @@ fn query_error(error: QueryPayloadError, request: &HttpRequest) -> actix_web::Er
     InternalError::from_response(error, problem.response(Some(request.path()))).into()
 }
 
-async fn not_found(request: HttpRequest) -> HttpResponse {
+async fn not_found(request: HttpRequest, state: web::Data<ApiState>) -> HttpResponse {
+    state
+        .gateway
+        .guard()
+        .count_request(None, UNMATCHED.to_owned(), 404);
     Problem::new(
         "not_found",
         format!(
@@ -133,113 +156,71 @@ async fn not_found(request: HttpRequest) -> HttpResponse {
     .response(Some(request.path()))
 }
 
-async fn method_not_allowed(request: HttpRequest) -> HttpResponse {
-    Problem::new(
-        "method_not_allowed",
-        format!(
-            "{} is not allowed on {}; see /openapi.json",
-            request.method(),
-            request.path()
-        ),
-    )
-    .response(Some(request.path()))
+/// Whether a path segment is `.` or `..`, also percent-encoded (`%2e`, `%2E`).
+fn is_dot_segment(segment: &str) -> bool {
+    let decoded = segment.replace("%2e", ".").replace("%2E", ".");
+    decoded == "." || decoded == ".."
 }
 
-/// A resource whose other methods answer 405 problem+json.
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// Refuses paths with `.` or `..` segments before routing: clients remove them (RFC 3986
+/// §5.2.4) before sending, and the router would otherwise take `..` for an id.
+async fn dot_segments(
+    request: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    if request.path().split('/').any(is_dot_segment) {
+        let answer = Problem::new(
+            "not_found",
+            format!(
+                "no route for {} {}: paths with '.' or '..' segments are not served",
+                request.method(),
+                request.path()
+            ),
+        )
+        .response(Some(request.path()));
+        return Ok(request.into_response(answer));
+    }
+    Ok(next.call(request).await?.map_into_boxed_body())
 }
+
+/// The traffic route of requests that match no route.
+pub const UNMATCHED: &str = "(unmatched)";
 
 /// Registers the public API on an app, in a scope of its own so that its middleware (every
-/// error answer is problem+json) does not touch other services mounted beside it, such as the
-/// sandbox simulators. Register those first: this scope answers every other path (404).
+/// error answer is problem+json, security headers) does not touch other services mounted
+/// beside it, such as the sandbox simulators. Register those first: this scope answers every
+/// other path (404, before any key is looked at).
 pub fn configure(
     state: ApiState,
     public_url: &str,
 ) -> impl FnOnce(&mut web::ServiceConfig) + use<> {
-    let document = openapi::document(public_url);
+    let document = openapi::Served::of(&openapi::document(public_url));
     move |cfg: &mut web::ServiceConfig| {
-        // App-level, so that the access middleware (which runs before the scope's routing)
-        // can reach the use cases.
-        cfg.app_data(web::Data::new(state)).service(
-            web::scope("")
-                // Innermost first: actix runs the last `wrap` first.
-                .wrap(from_fn(guard::idempotency))
-                .wrap(from_fn(guard::admission))
-                .wrap(from_fn(access::middleware))
-                .wrap(from_fn(guard::record))
-                .wrap(from_fn(guard::in_flight))
-                .wrap(from_fn(problem::fallback))
-                .app_data(
-                    web::JsonConfig::default()
-                        .limit(MAX_BODY_BYTES)
-                        .error_handler(json_error),
-                )
-                .app_data(web::QueryConfig::default().error_handler(query_error))
-                .app_data(web::PayloadConfig::default().limit(MAX_BODY_BYTES))
-                .service(resource("/products").route(web::get().to(routes::catalog::list_products)))
-                .service(
-                    resource("/products/{id}").route(web::get().to(routes::catalog::get_product)),
-                )
-                .service(resource("/checkout").route(web::post().to(routes::checkout::create)))
-                .service(
-                    resource("/checkout/{id}")
-                        .route(web::get().to(routes::checkout::get))
-                        .route(web::patch().to(routes::checkout::update)),
-                )
-                .service(
-                    resource("/checkout/{id}/cancel")
-                        .route(web::post().to(routes::checkout::cancel)),
-                )
-                .service(
-                    resource("/checkout/{id}/complete")
-                        .route(web::post().to(routes::checkout::complete)),
-                )
-                .service(
-                    resource("/checkout/{id}/payment-status/{request_id}")
-                        .route(web::get().to(routes::checkout::payment_status)),
-                )
-                .service(
-                    resource("/checkout/{id}/step-up/{step_up_id}")
-                        .route(web::get().to(routes::checkout::step_up)),
-                )
-                .service(resource("/orders/{id}").route(web::get().to(routes::orders::get)))
-                .service(resource("/qr/{request_id}").route(web::get().to(routes::system::qr)))
-                .service(resource("/healthz").route(web::get().to(routes::system::healthz)))
-                .service(resource("/readyz").route(web::get().to(routes::system::readyz)))
-                .service(
-                    resource("/problems/{code}").route(web::get().to(routes::system::problem_page)),
-                )
-                .service(
-                    resource("/admin/keys")
-                        .route(web::get().to(routes::admin::list))
-                        .route(web::post().to(routes::admin::create)),
-                )
-                .service(
-                    resource("/admin/keys/{id}")
-                        .route(web::get().to(routes::admin::show))
-                        .route(web::patch().to(routes::admin::update)),
-                )
-                .service(
-                    resource("/admin/keys/{id}/rotate")
-                        .route(web::post().to(routes::admin::rotate)),
-                )
-                .service(
-                    resource("/admin/keys/{id}/revoke")
-                        .route(web::post().to(routes::admin::revoke)),
-                )
-                .service(resource("/admin/audit").route(web::get().to(routes::guardrails::audit)))
-                .service(
-                    resource("/admin/traffic").route(web::get().to(routes::guardrails::traffic)),
-                )
-                .service(
-                    resource("/admin/switches")
-                        .route(web::get().to(routes::guardrails::switches))
-                        .route(web::put().to(routes::guardrails::set_switches)),
-                )
-                .service(web::redirect("/docs", "/docs/"))
-                .service(SwaggerUi::new("/docs/{_:.*}").url("/openapi.json", document))
-                .default_service(web::to(not_found)),
-        );
+        let mut scope = web::scope("")
+            .wrap(from_fn(dot_segments))
+            .wrap(from_fn(problem::fallback))
+            .wrap(from_fn(headers::security))
+            .app_data(
+                web::JsonConfig::default()
+                    .limit(MAX_BODY_BYTES)
+                    .error_handler(json_error),
+            )
+            .app_data(web::QueryConfig::default().error_handler(query_error))
+            .app_data(web::PayloadConfig::default().limit(MAX_BODY_BYTES));
+        for resource in endpoints::resources() {
+            scope = scope.service(resource);
+        }
+        // App-level, so that every service of the app (the guards, the fallback) reaches it.
+        cfg.app_data(web::Data::new(state))
+            .app_data(web::Data::new(document))
+            .service(
+                scope
+                    // The UI's own files (GET only); the document is an endpoint of ours.
+                    .service(
+                        SwaggerUi::new("/docs/{_:.*}")
+                            .config(utoipa_swagger_ui::Config::from("/openapi.json")),
+                    )
+                    .default_service(web::to(not_found)),
+            );
     }
 }

@@ -10,8 +10,9 @@ use utoipa::openapi::{
 };
 use utoipa::{Modify, OpenApi};
 
-use crate::access::{self, Access};
+use crate::access::{Access, Policy};
 use crate::dto;
+use crate::endpoints;
 use crate::routes::{admin, catalog, checkout, guardrails, orders, system};
 
 #[derive(OpenApi)]
@@ -146,7 +147,8 @@ impl Modify for ApiKeys {
             ];
             for (method, operation) in operations {
                 let Some(operation) = operation else { continue };
-                let scopes = match access::required(method, path, "") {
+                let policy = policy_of(method, path);
+                let scopes = match policy.access {
                     Access::Public => continue,
                     Access::Admin => {
                         let requirements = operation.security.get_or_insert_with(Vec::new);
@@ -165,7 +167,7 @@ impl Modify for ApiKeys {
                 };
                 let names: Vec<&str> = scopes.iter().map(|s| s.as_str()).collect();
                 let mut note = format!("Needs an API key with scope `{}`.", names.join("`, `"));
-                if method == "GET" && path == "/products" {
+                if policy.search_with_q {
                     note.push_str(" Searching (`q`) also needs `search:read`.");
                 }
                 operation.description = Some(match operation.description.take() {
@@ -193,6 +195,12 @@ impl Modify for ApiKeys {
             }
         }
     }
+}
+
+/// The policy the route of `method` on `path` is guarded by (the document's paths are the
+/// route patterns); the docs themselves are public.
+fn policy_of(method: &str, path: &str) -> Policy {
+    endpoints::find(method, path).map_or(Policy::PUBLIC, |e| e.policy)
 }
 
 /// A problem+json answer with this description.
@@ -225,7 +233,7 @@ impl Modify for Guardrails {
             ];
             for (method, operation) in operations {
                 let Some(operation) = operation else { continue };
-                let access = access::required(method, path, "");
+                let access = policy_of(method, path).access;
                 if matches!(access, Access::Scopes(_)) {
                     operation
                         .responses
@@ -273,6 +281,17 @@ impl Modify for Guardrails {
                 }
             }
         }
+    }
+}
+
+/// The document as served at `/openapi.json`, rendered once.
+#[derive(Debug, Clone)]
+pub struct Served(pub actix_web::web::Bytes);
+
+impl Served {
+    /// `document` rendered as JSON.
+    pub fn of(document: &Document) -> Served {
+        Served(serde_json::to_vec(document).unwrap_or_default().into())
     }
 }
 

@@ -194,6 +194,12 @@ pub const PROBLEMS: &[(&str, u16, &str, &str)] = &[
         "Request bodies are limited to 64 KiB.",
     ),
     (
+        "request_timeout",
+        408,
+        "Request body too slow",
+        "The request body did not arrive within the time allowed; the connection is closed. Send the whole body at once.",
+    ),
+    (
         "unsupported_media_type",
         415,
         "Unsupported media type",
@@ -433,6 +439,10 @@ impl From<&AppError> for Problem {
                 "user_token_required",
                 "send the person's wallet token as Authorization: Bearer <token>",
             ),
+            AppError::UserTokenMalformed => Problem::new(
+                "user_token_invalid",
+                "the user token is not a valid bearer token (RFC 6750: letters, digits and - . _ ~ + /, at most 4096 characters)",
+            ),
             AppError::UserTokenInvalid => Problem::new(
                 "user_token_invalid",
                 "the wallet does not accept this user token (unknown, expired or revoked)",
@@ -495,11 +505,27 @@ impl From<&AppError> for Problem {
             AppError::SwitchedOff(switch) => {
                 Problem::new("switched_off", switch.reason()).retry_after(30)
             }
-            AppError::Overloaded => Problem::new(
+            AppError::Overloaded { tenant: false } => Problem::new(
                 "overloaded",
                 "too many requests are in flight on this gateway instance; retry shortly",
             )
             .retry_after(1),
+            AppError::Overloaded { tenant: true } => Problem::new(
+                "overloaded",
+                "your organisation has as many requests in flight on this gateway instance as it may hold; retry when some have finished",
+            )
+            .retry_after(1),
+            AppError::PayloadTooLarge => Problem::new(
+                "payload_too_large",
+                format!(
+                    "request bodies are limited to {} KiB",
+                    crate::MAX_BODY_BYTES / 1024
+                ),
+            ),
+            AppError::BodyTimeout => Problem::new(
+                "request_timeout",
+                "the request body did not arrive in time; send it whole and promptly",
+            ),
             AppError::IdempotencyKeyInvalid(e) => {
                 Problem::new("idempotency_key_invalid", e.to_string())
             }
@@ -617,6 +643,7 @@ mod tests {
             AppError::ItemsUnavailable(vec![]),
             AppError::UserTokenRequired,
             AppError::UserTokenInvalid,
+            AppError::UserTokenMalformed,
             AppError::UserTokenScope("purchase".into()),
             AppError::Gone("x".into()),
             AppError::PaymentRefused("declined".into()),
@@ -652,7 +679,10 @@ mod tests {
                 retry_after: 3,
             },
             AppError::SwitchedOff(sacp_domain::switches::SwitchedOff::Payments),
-            AppError::Overloaded,
+            AppError::Overloaded { tenant: false },
+            AppError::Overloaded { tenant: true },
+            AppError::PayloadTooLarge,
+            AppError::BodyTimeout,
             AppError::IdempotencyKeyInvalid(sacp_domain::idempotency::IdempotencyKeyError::TooLong),
             AppError::IdempotencyKeyReused,
             AppError::IdempotencyKeyInFlight { retry_after: 5 },

@@ -82,6 +82,7 @@ fn open_checkout() -> Option<(Checkout, Buyer, Fulfillment)> {
     )
     .ok()?;
     let checkout = Checkout::open(
+        "acme",
         CheckoutId::generate(&Fixed(1)),
         StoreSessionId("sess_1".into()),
         cart,

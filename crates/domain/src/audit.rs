@@ -70,6 +70,13 @@ pub struct AuditEvent {
     pub outcome: AuditOutcome,
     /// The HTTP status answered.
     pub status: u16,
+    /// For refusals counted together: who was refused — `key:<id>` for a key that
+    /// authenticated, else `ip:<address>` — and `at` is the start of the minute. `None` for
+    /// an event of one request.
+    pub source: Option<String>,
+    /// How many requests this event stands for: 1, or the refusals of one source, action and
+    /// status in one minute.
+    pub count: u64,
 }
 
 /// Requests of one key to one route with one status during one minute (traffic inspection).

@@ -365,6 +365,14 @@ fn not_allowed_message(action: Action, status: CheckoutStatus) -> String {
 pub struct CheckoutRecord {
     /// The gateway's id.
     pub id: CheckoutId,
+    /// The organisation of the key that created it: only that organisation's keys may read
+    /// or change it. Empty for a record no organisation owns (written before ownership).
+    #[serde(default)]
+    pub owner: String,
+    /// The wallet user who paid, once the order is placed and the wallet said whose token
+    /// paid; orders are shown only to the same person.
+    #[serde(default)]
+    pub payer: Option<String>,
     /// The store's session id.
     pub store_session_id: StoreSessionId,
     /// Current state.
@@ -406,6 +414,7 @@ impl Checkout {
     /// Opens a checkout around a store session. Its status follows from what is present.
     #[allow(clippy::too_many_arguments)]
     pub fn open(
+        owner: &str,
         id: CheckoutId,
         store_session_id: StoreSessionId,
         cart: Cart,
@@ -417,6 +426,8 @@ impl Checkout {
         let mut checkout = Checkout {
             record: CheckoutRecord {
                 id,
+                owner: owner.to_owned(),
+                payer: None,
                 store_session_id,
                 status: CheckoutStatus::Cart,
                 cart,
@@ -450,6 +461,29 @@ impl Checkout {
     /// The gateway's id.
     pub fn id(&self) -> &CheckoutId {
         &self.record.id
+    }
+
+    /// The organisation that owns it (empty: none).
+    pub fn owner(&self) -> &str {
+        &self.record.owner
+    }
+
+    /// Whether `org` owns it: only the owner's keys may see it at all.
+    pub fn is_owned_by(&self, org: &str) -> bool {
+        !self.record.owner.is_empty() && self.record.owner == org
+    }
+
+    /// The wallet user who paid, once known.
+    pub fn payer(&self) -> Option<&str> {
+        self.record.payer.as_deref()
+    }
+
+    /// Records who paid for the placed order (the subject the wallet gave for the paying
+    /// token). Only a completed checkout has a payer; the first one recorded stays.
+    pub fn note_payer(&mut self, subject: &str) {
+        if self.record.status == CheckoutStatus::Completed && self.record.payer.is_none() {
+            self.record.payer = Some(subject.to_owned());
+        }
     }
     /// The store's session id.
     pub fn store_session_id(&self) -> &StoreSessionId {
@@ -762,6 +796,9 @@ impl Checkout {
         if (r.status == CheckoutStatus::Completed) != r.order.is_some() {
             return Err(InvariantViolation("an order exists exactly once completed"));
         }
+        if r.payer.is_some() && r.status != CheckoutStatus::Completed {
+            return Err(InvariantViolation("only a completed checkout has a payer"));
+        }
         if (r.status == CheckoutStatus::Failed) != r.failure.is_some() {
             return Err(InvariantViolation(
                 "a failure reason exists exactly once failed",
@@ -835,6 +872,7 @@ pub(crate) mod tests {
 
     fn new_checkout() -> Checkout {
         Checkout::open(
+            "acme",
             CheckoutId::generate(&Fixed(1)),
             StoreSessionId("sess_1".into()),
             cart(1),

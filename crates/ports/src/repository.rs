@@ -53,6 +53,10 @@ pub trait CheckoutRepository: Send + Sync {
     /// Reads a checkout. [`RepositoryError::NotFound`] for unknown ids.
     async fn get(&self, id: &CheckoutId) -> Result<Checkout, RepositoryError>;
 
+    /// The checkout whose placed order has this store order id.
+    /// [`RepositoryError::NotFound`] when no checkout of this gateway placed it.
+    async fn with_order(&self, order_id: &str) -> Result<Checkout, RepositoryError>;
+
     /// Replaces a checkout if nobody changed it since it was read.
     /// [`RepositoryError::NotFound`], [`RepositoryError::Conflict`].
     async fn update(&self, checkout: &mut Checkout) -> Result<(), RepositoryError>;
@@ -130,6 +134,15 @@ pub trait ApiKeyRepository: Send + Sync {
 pub trait AuditLog: Send + Sync {
     /// Appends an event. [`RepositoryError::Unavailable`] when it cannot be stored.
     async fn record(&self, event: &sacp_domain::audit::AuditEvent) -> Result<(), RepositoryError>;
+
+    /// Adds counted refusals (events with a `source`, `at` on a minute): an event with the
+    /// same `at`, source, action and status as a stored one adds its `count` to it (on every
+    /// replica), any other is appended. [`RepositoryError::Unavailable`] when they cannot be
+    /// stored; nothing is then added.
+    async fn add_refusals(
+        &self,
+        events: &[sacp_domain::audit::AuditEvent],
+    ) -> Result<(), RepositoryError>;
 
     /// Up to `limit` events, newest first, optionally of one key only.
     async fn query(

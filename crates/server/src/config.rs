@@ -98,6 +98,14 @@ pub struct LimitArgs {
     /// Requests in flight per replica before answering 503.
     #[arg(long, env = "SACP_MAX_IN_FLIGHT", default_value_t = 1_024)]
     pub max_in_flight: usize,
+    /// Of those, how many one organisation's keys (or all callers without a key together)
+    /// may hold; absent = half of SACP_MAX_IN_FLIGHT.
+    #[arg(long, env = "SACP_MAX_IN_FLIGHT_PER_ORG")]
+    pub max_in_flight_per_org: Option<usize>,
+    /// How long a request body may take to arrive, in milliseconds; slower ones get 408 and
+    /// their connection is closed.
+    #[arg(long, env = "SACP_BODY_TIMEOUT_MS", default_value_t = 10_000)]
+    pub body_timeout_ms: u64,
 }
 
 impl Default for LimitArgs {
@@ -111,11 +119,20 @@ impl Default for LimitArgs {
             checkouts_per_day: defaults.checkouts_per_day,
             anonymous_per_minute: defaults.anonymous_per_minute,
             max_in_flight: sacp_api::DEFAULT_MAX_IN_FLIGHT,
+            max_in_flight_per_org: None,
+            body_timeout_ms: 10_000,
         }
     }
 }
 
 impl LimitArgs {
+    /// The share of the in-flight cap one organisation may hold.
+    pub fn per_org_in_flight(&self) -> usize {
+        self.max_in_flight_per_org
+            .unwrap_or(self.max_in_flight / 2)
+            .clamp(1, self.max_in_flight.max(1))
+    }
+
     /// The use cases' view of these limits.
     pub fn settings(&self) -> sacp_api::usecases::LimitSettings {
         sacp_api::usecases::LimitSettings {

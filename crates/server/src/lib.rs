@@ -298,7 +298,13 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
         .as_ref()
         .map(|t| t.expose_secret().to_owned());
     let state = ApiState::new(gateway.clone(), &public_url, admin_token.as_deref())
-        .with_max_in_flight(settings.limits.max_in_flight)
+        .with_max_in_flight(
+            settings.limits.max_in_flight,
+            settings.limits.per_org_in_flight(),
+        )
+        .with_body_timeout(Duration::from_millis(
+            settings.limits.body_timeout_ms.max(1),
+        ))
         .with_catalog_cache(Duration::from_millis(settings.catalog_cache_ttl_ms));
     let served_simulators = simulators.clone();
     let app_public_url = public_url.clone();

@@ -4,6 +4,7 @@ use actix_web::http::header;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 
 use super::{State, user_token};
+use crate::access::Org;
 use crate::dto::{
     AuthorizationRequiredDto, CheckoutDto, CheckoutRequestDto, CompleteAcceptedDto, CompletedDto,
     PaymentStatusDto, ProblemDto, StepUpRequiredDto, StepUpStatusDto,
@@ -27,6 +28,7 @@ use sacp_domain::{Checkout, PaymentStatus};
 )]
 pub async fn create(
     state: State,
+    org: Org,
     request: HttpRequest,
     body: web::Json<CheckoutRequestDto>,
 ) -> Result<HttpResponse, AppError> {
@@ -41,7 +43,7 @@ pub async fn create(
     let claimed = answering.is_some();
     let checkout = state
         .gateway
-        .create_checkout(&body.into_inner().into(), answering)
+        .create_checkout(&org.0, &body.into_inner().into(), answering)
         .await
         .inspect_err(|e| state.catalog_cache.note(e))?;
     let answer = render(&checkout);
@@ -62,8 +64,8 @@ pub async fn create(
         (status = 404, description = "No such checkout", body = ProblemDto, content_type = "application/problem+json"),
     )
 )]
-pub async fn get(state: State, id: web::Path<String>) -> Result<HttpResponse, AppError> {
-    let checkout = state.gateway.get_checkout(&id).await?;
+pub async fn get(state: State, org: Org, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+    let checkout = state.gateway.get_checkout(&org.0, &id).await?;
     Ok(HttpResponse::Ok().json(CheckoutDto::new(&checkout, &state.links)))
 }
 
@@ -83,12 +85,13 @@ pub async fn get(state: State, id: web::Path<String>) -> Result<HttpResponse, Ap
 )]
 pub async fn update(
     state: State,
+    org: Org,
     id: web::Path<String>,
     body: web::Json<CheckoutRequestDto>,
 ) -> Result<HttpResponse, AppError> {
     let checkout = state
         .gateway
-        .update_checkout_details(&id, &body.into_inner().into())
+        .update_checkout_details(&org.0, &id, &body.into_inner().into())
         .await
         .inspect_err(|e| state.catalog_cache.note(e))?;
     Ok(HttpResponse::Ok().json(CheckoutDto::new(&checkout, &state.links)))
@@ -104,8 +107,12 @@ pub async fn update(
         (status = 409, description = "Already completed or closed", body = ProblemDto, content_type = "application/problem+json"),
     )
 )]
-pub async fn cancel(state: State, id: web::Path<String>) -> Result<HttpResponse, AppError> {
-    let checkout = state.gateway.cancel_checkout(&id).await?;
+pub async fn cancel(
+    state: State,
+    org: Org,
+    id: web::Path<String>,
+) -> Result<HttpResponse, AppError> {
+    let checkout = state.gateway.cancel_checkout(&org.0, &id).await?;
     Ok(HttpResponse::Ok().json(CheckoutDto::new(&checkout, &state.links)))
 }
 
@@ -132,12 +139,16 @@ pub async fn cancel(state: State, id: web::Path<String>) -> Result<HttpResponse,
 )]
 pub async fn complete(
     state: State,
+    org: Org,
     id: web::Path<String>,
     request: HttpRequest,
     body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let token = user_token(&request, Some(&body));
-    let outcome = state.gateway.complete_checkout(&id, token.as_ref()).await;
+    let token = user_token(&request, Some(&body))?;
+    let outcome = state
+        .gateway
+        .complete_checkout(&org.0, &id, token.as_ref())
+        .await;
     if let Some(subject) = token.as_ref().and_then(|t| t.subject()) {
         request.extensions_mut().insert(EndUser(subject.to_owned()));
     }
@@ -242,12 +253,13 @@ fn payment_message(status: PaymentStatus, amount: &str, user_code: &str) -> Stri
 )]
 pub async fn payment_status(
     state: State,
+    org: Org,
     path: web::Path<(String, String)>,
 ) -> Result<HttpResponse, AppError> {
     let (checkout_id, request_id) = path.into_inner();
     let view = state
         .gateway
-        .payment_status(&checkout_id, &request_id)
+        .payment_status(&org.0, &checkout_id, &request_id)
         .await?;
     let authorization = &view.authorization;
     let pending = view.status == PaymentStatus::Pending;
@@ -287,14 +299,15 @@ pub async fn payment_status(
 )]
 pub async fn step_up(
     state: State,
+    org: Org,
     path: web::Path<(String, String)>,
     request: HttpRequest,
 ) -> Result<HttpResponse, AppError> {
     let (checkout_id, step_up_id) = path.into_inner();
-    let token = user_token(&request, None);
+    let token = user_token(&request, None)?;
     let view = state
         .gateway
-        .step_up_status(&checkout_id, &step_up_id, token.as_ref())
+        .step_up_status(&org.0, &checkout_id, &step_up_id, token.as_ref())
         .await?;
     let order = view
         .checkout

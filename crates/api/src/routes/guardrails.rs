@@ -62,6 +62,12 @@ pub struct AuditEventDto {
     pub outcome: String,
     /// The HTTP status answered.
     pub status: u16,
+    /// For refusals by a guardrail (a credential, a scope, a limit, a switch, the capacity),
+    /// counted together: who was refused — `key:<id>` for a key that authenticated, else
+    /// `ip:<address>` — and `at` is the start of the minute. Absent for one request's event.
+    pub source: Option<String>,
+    /// How many requests the event stands for (1, or the refusals counted in it).
+    pub count: u64,
 }
 
 impl From<AuditEvent> for AuditEventDto {
@@ -74,6 +80,8 @@ impl From<AuditEvent> for AuditEventDto {
             subject: e.subject,
             action: e.action,
             resource: e.resource,
+            source: e.source,
+            count: e.count,
             outcome: e.outcome.as_str().to_owned(),
             status: e.status,
         }

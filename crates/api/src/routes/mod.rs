@@ -12,21 +12,43 @@ use actix_web::{HttpRequest, web};
 use sacp_ports::BearerToken;
 
 use crate::ApiState;
+use crate::usecases::AppError;
 
 /// Shared state of every handler.
 pub type State = web::Data<ApiState>;
 
+/// Longest user token accepted (wallet access tokens are JWTs of about a kilobyte).
+const MAX_USER_TOKEN: usize = 4096;
+
+/// Whether `token` is an RFC 6750 `b64token`: what may follow `Bearer ` in a header, and
+/// so what can be passed on to the wallet and the store.
+fn is_b64token(token: &str) -> bool {
+    let body = token.trim_end_matches('=');
+    !body.is_empty()
+        && token.len() <= MAX_USER_TOKEN
+        && body.bytes().all(|b| {
+            b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'+' | b'/')
+        })
+}
+
 /// The person's wallet token: `Authorization: Bearer`, else an `access_token` query
 /// parameter, else an `access_token` form field (RFC 6750 §2.1–2.3, for clients that cannot
-/// set headers). The value is never logged.
-pub fn user_token(request: &HttpRequest, body: Option<&[u8]>) -> Option<BearerToken> {
-    let from_header = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split_once(' '))
-        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-        .map(|(_, token)| token.trim().to_owned());
+/// set headers). The value is never logged. A token that is not a valid bearer token is the
+/// caller's error (401), never sent upstream.
+pub fn user_token(
+    request: &HttpRequest,
+    body: Option<&[u8]>,
+) -> Result<Option<BearerToken>, AppError> {
+    let header = match request.headers().get(header::AUTHORIZATION) {
+        None => None,
+        Some(value) => Some(value.to_str().map_err(|_| AppError::UserTokenMalformed)?),
+    };
+    let from_header = || {
+        let (scheme, token) = header?.split_once(' ')?;
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned())
+    };
     let from_query = || {
         url_pairs(request.query_string().as_bytes())
             .into_iter()
@@ -43,11 +65,17 @@ pub fn user_token(request: &HttpRequest, body: Option<&[u8]>) -> Option<BearerTo
             .and_then(|b| url_pairs(b).into_iter().find(|(k, _)| k == "access_token"))
             .map(|(_, v)| v)
     };
-    from_header
+    let Some(token) = from_header()
         .or_else(from_query)
         .or_else(from_form)
         .filter(|t| !t.is_empty())
-        .map(BearerToken::new)
+    else {
+        return Ok(None);
+    };
+    if !is_b64token(&token) {
+        return Err(AppError::UserTokenMalformed);
+    }
+    Ok(Some(BearerToken::new(token)))
 }
 
 /// Parses `application/x-www-form-urlencoded` pairs, ignoring malformed ones.
@@ -55,4 +83,20 @@ fn url_pairs(bytes: &[u8]) -> Vec<(String, String)> {
     web::Query::<Vec<(String, String)>>::from_query(&String::from_utf8_lossy(bytes))
         .map(web::Query::into_inner)
         .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_rfc_6750_bearer_tokens_are_accepted() {
+        assert!(is_b64token("eyJhbGciOi.eyJzdWIi.sig-_~+/=="));
+        assert!(is_b64token("wsim_at_abc123"));
+        assert!(!is_b64token("x\ny"));
+        assert!(!is_b64token("x y"));
+        assert!(!is_b64token("=="));
+        assert!(!is_b64token("tok\u{e9}n"));
+        assert!(!is_b64token(&"a".repeat(MAX_USER_TOKEN + 1)));
+    }
 }

@@ -1,9 +1,10 @@
 //! `GET /orders/{id}`.
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 
 use super::{State, user_token};
 use crate::dto::{OrderDto, ProblemDto};
+use crate::guard::EndUser;
 use crate::usecases::AppError;
 
 /// A placed order, read with the person's wallet token.
@@ -17,7 +18,7 @@ use crate::usecases::AppError;
     responses(
         (status = 200, description = "The order", body = OrderDto),
         (status = 401, description = "User token missing or not valid", body = ProblemDto, content_type = "application/problem+json"),
-        (status = 404, description = "No such order", body = ProblemDto, content_type = "application/problem+json"),
+        (status = 404, description = "No such order placed through this gateway for this person", body = ProblemDto, content_type = "application/problem+json"),
     )
 )]
 pub async fn get(
@@ -25,7 +26,11 @@ pub async fn get(
     id: web::Path<String>,
     request: HttpRequest,
 ) -> Result<HttpResponse, AppError> {
-    let token = user_token(&request, None);
-    let order = state.gateway.get_order(&id, token.as_ref()).await?;
+    let token = user_token(&request, None)?;
+    let order = state.gateway.get_order(&id, token.as_ref()).await;
+    if let Some(subject) = token.as_ref().and_then(|t| t.subject()) {
+        request.extensions_mut().insert(EndUser(subject.to_owned()));
+    }
+    let order = order?;
     Ok(HttpResponse::Ok().json(OrderDto::from(order)))
 }

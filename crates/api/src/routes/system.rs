@@ -66,6 +66,20 @@ fn render_qr(text: &str) -> Option<Vec<u8>> {
     Some(png.into_inner())
 }
 
+/// The OpenAPI 3.1 document.
+pub async fn openapi_json(document: web::Data<crate::openapi::Served>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(document.0.clone())
+}
+
+/// The browsable docs live under `/docs/`.
+pub async fn docs_redirect() -> HttpResponse {
+    HttpResponse::PermanentRedirect()
+        .insert_header((header::LOCATION, "/docs/"))
+        .finish()
+}
+
 /// What a problem code means (the `type` of every problem body points here).
 pub async fn problem_page(code: web::Path<String>) -> HttpResponse {
     match PROBLEMS.iter().find(|(c, ..)| *c == code.as_str()) {

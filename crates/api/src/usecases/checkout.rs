@@ -92,13 +92,14 @@ fn session_error(error: UpstreamError) -> AppError {
 }
 
 impl Gateway {
-    /// Opens a checkout: validates the items (and buyer and fulfillment if given), opens a
-    /// session at the store and records the checkout.
+    /// Opens a checkout for the organisation `owner`: validates the items (and buyer and
+    /// fulfillment if given), opens a session at the store and records the checkout.
     ///
     /// With `answering`, the idempotent answer is stored in the same transaction as the
     /// checkout.
     pub async fn create_checkout(
         &self,
+        owner: &str,
         changes: &CheckoutChanges,
         answering: Option<Answering<'_, Checkout>>,
     ) -> Result<Checkout, AppError> {
@@ -114,6 +115,7 @@ impl Gateway {
             .map_err(session_error)?;
         let now = self.clock.now();
         let mut checkout = Checkout::open(
+            owner,
             CheckoutId::generate(self.random.as_ref()),
             session.id,
             session.cart,
@@ -135,10 +137,11 @@ impl Gateway {
         Ok(checkout)
     }
 
-    /// Reads a checkout, recording its expiry if its time ran out.
-    pub async fn get_checkout(&self, id: &str) -> Result<Checkout, AppError> {
-        let id = CheckoutId::parse(id).map_err(|_| AppError::NotFound("checkout"))?;
-        let checkout = self.load_checkout(&id).await?;
+    /// Reads a checkout of the organisation `owner`, recording its expiry if its time ran
+    /// out. Another organisation's checkout is not found, as if it did not exist.
+    pub async fn get_checkout(&self, owner: &str, id: &str) -> Result<Checkout, AppError> {
+        let checkout = self.load_owned(owner, id).await?;
+        let id = checkout.id().clone();
         let now = self.clock.now();
         if !checkout.is_past_expiry(now) {
             return Ok(checkout);
@@ -158,6 +161,7 @@ impl Gateway {
     /// pending (the cart is frozen) and once the checkout ended.
     pub async fn update_checkout_details(
         &self,
+        owner: &str,
         id: &str,
         changes: &CheckoutChanges,
     ) -> Result<Checkout, AppError> {
@@ -171,7 +175,7 @@ impl Gateway {
             );
             return Err(errors.into());
         }
-        let checkout = self.get_checkout(id).await?;
+        let checkout = self.get_checkout(owner, id).await?;
         let now = self.clock.now();
         checkout.ensure_editable(now)?;
         let patch = SessionPatch {
@@ -194,8 +198,8 @@ impl Gateway {
 
     /// Cancels a checkout (and a pending payment authorization with it; a later approval then
     /// charges nothing). Refused once completed.
-    pub async fn cancel_checkout(&self, id: &str) -> Result<Checkout, AppError> {
-        let checkout = self.get_checkout(id).await?;
+    pub async fn cancel_checkout(&self, owner: &str, id: &str) -> Result<Checkout, AppError> {
+        let checkout = self.get_checkout(owner, id).await?;
         let now = self.clock.now();
         // Check the transition before asking the store, so that an illegal cancel changes
         // nothing anywhere.

@@ -47,6 +47,9 @@ pub enum AppError {
     /// A user token is required and was not given.
     #[error("a user token is required")]
     UserTokenRequired,
+    /// The user token is not a bearer token at all (RFC 6750 syntax); it was not sent on.
+    #[error("the user token is malformed")]
+    UserTokenMalformed,
     /// The user token is unknown, expired or revoked.
     #[error("the user token is not valid")]
     UserTokenInvalid,
@@ -100,9 +103,19 @@ pub enum AppError {
     /// An operator switched this operation off.
     #[error("{}", .0.reason())]
     SwitchedOff(SwitchedOff),
-    /// Too many requests in flight on this replica.
+    /// Too many requests in flight on this replica, or (`tenant`) of the caller's
+    /// organisation on it.
     #[error("the gateway is at capacity")]
-    Overloaded,
+    Overloaded {
+        /// Whether the caller's own organisation used up its share.
+        tenant: bool,
+    },
+    /// The request body is over the size limit.
+    #[error("the request body is too large")]
+    PayloadTooLarge,
+    /// The request body did not arrive in time.
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
     /// The `Idempotency-Key` header is unusable.
     #[error(transparent)]
     IdempotencyKeyInvalid(#[from] IdempotencyKeyError),

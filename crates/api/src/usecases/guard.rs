@@ -7,7 +7,7 @@ use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use sacp_domain::ApiKeyId;
-use sacp_domain::audit::{AuditEvent, TrafficCount};
+use sacp_domain::audit::{AuditEvent, AuditOutcome, TrafficCount};
 use sacp_domain::idempotency::{Answer, Begin, Claim, IdempotencyScope, StoredResponse};
 use sacp_domain::ratelimit::{Decision, Limit, Usage};
 use sacp_domain::switches::{Operation, Switches};
@@ -100,6 +100,29 @@ const SWITCH_CACHE: StdDuration = StdDuration::from_millis(250);
 
 type TrafficKey = (DateTime<Utc>, Option<ApiKeyId>, String, u16);
 
+/// A request refused by a guardrail before its handler ran (authentication, a scope, a limit,
+/// a switch, the capacity, an unreadable body). Refusals are audited counted per source,
+/// action, status and minute, so that a flood adds rows per minute, not per request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refused {
+    /// When.
+    pub at: DateTime<Utc>,
+    /// The request id (the first one of a minute is kept).
+    pub request_id: String,
+    /// Who: `key:<id>` for a key that authenticated, else `ip:<address>`.
+    pub source: String,
+    /// The key, only when it authenticated.
+    pub key_id: Option<ApiKeyId>,
+    /// Its organisation.
+    pub org: Option<String>,
+    /// The route's action, e.g. `POST /checkout`.
+    pub action: &'static str,
+    /// The status answered.
+    pub status: u16,
+}
+
+type RefusalKey = (DateTime<Utc>, String, &'static str, u16);
+
 /// The guardrail use cases.
 #[derive(Clone)]
 pub struct Guardrails {
@@ -108,6 +131,7 @@ pub struct Guardrails {
     settings: LimitSettings,
     switch_cache: Arc<Mutex<Option<(Instant, Switches)>>>,
     pending_traffic: Arc<Mutex<HashMap<TrafficKey, u64>>>,
+    pending_refusals: Arc<Mutex<HashMap<RefusalKey, AuditEvent>>>,
 }
 
 impl std::fmt::Debug for Guardrails {
@@ -116,6 +140,11 @@ impl std::fmt::Debug for Guardrails {
             .field("settings", &self.settings)
             .finish_non_exhaustive()
     }
+}
+
+/// The start of the minute `at` falls in.
+fn minute_of(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.duration_trunc(TimeDelta::minutes(1)).unwrap_or(at)
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -133,6 +162,7 @@ impl Guardrails {
             settings,
             switch_cache: Arc::default(),
             pending_traffic: Arc::default(),
+            pending_refusals: Arc::default(),
         }
     }
 
@@ -249,26 +279,82 @@ impl Guardrails {
         Ok(self.ports.audit.record(event).await?)
     }
 
-    /// Audit events, newest first.
+    /// Notes a refusal for the audit log, counted with the others of its source, action and
+    /// status in the same minute (written by [`Guardrails::flush`]).
+    pub fn note_refusal(&self, refused: Refused) {
+        let minute = minute_of(refused.at);
+        let key = (
+            minute,
+            refused.source.clone(),
+            refused.action,
+            refused.status,
+        );
+        lock(&self.pending_refusals)
+            .entry(key)
+            .and_modify(|event| event.count += 1)
+            .or_insert_with(|| AuditEvent {
+                at: minute,
+                request_id: refused.request_id,
+                key_id: refused.key_id,
+                org: refused.org,
+                subject: None,
+                action: refused.action.to_owned(),
+                resource: None,
+                outcome: AuditOutcome::of_status(refused.status),
+                status: refused.status,
+                source: Some(refused.source),
+                count: 1,
+            });
+    }
+
+    /// Writes the counted refusals to the audit log.
+    async fn flush_refusals(&self) -> Result<(), AppError> {
+        let pending: Vec<(RefusalKey, AuditEvent)> = lock(&self.pending_refusals).drain().collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let events: Vec<AuditEvent> = pending.iter().map(|(_, e)| e.clone()).collect();
+        if let Err(error) = self.ports.audit.add_refusals(&events).await {
+            // Put them back: the next flush tries again.
+            let mut map = lock(&self.pending_refusals);
+            for (key, event) in pending {
+                map.entry(key)
+                    .and_modify(|e| e.count += event.count)
+                    .or_insert(event);
+            }
+            return Err(error.into());
+        }
+        Ok(())
+    }
+
+    /// Audit events, newest first (this replica's counted refusals are written first).
     pub async fn audit_events(
         &self,
         key: Option<&ApiKeyId>,
         limit: usize,
     ) -> Result<Vec<AuditEvent>, AppError> {
+        self.flush_refusals().await?;
         Ok(self.ports.audit.query(key, limit).await?)
     }
 
-    /// Counts one answered request (kept in memory, written by [`Guardrails::flush_traffic`]).
+    /// Counts one answered request (kept in memory, written by [`Guardrails::flush`]).
     pub fn count_request(&self, key: Option<ApiKeyId>, route: String, status: u16) {
-        let now = self.clock.now();
-        let minute = now.duration_trunc(TimeDelta::minutes(1)).unwrap_or(now);
+        let minute = minute_of(self.clock.now());
         *lock(&self.pending_traffic)
             .entry((minute, key, route, status))
             .or_insert(0) += 1;
     }
 
-    /// Writes the counted traffic to storage (the server calls this every second).
-    pub async fn flush_traffic(&self) -> Result<(), AppError> {
+    /// Writes what is counted in memory — traffic and refusals — to storage (the server
+    /// calls this every second).
+    pub async fn flush(&self) -> Result<(), AppError> {
+        let refusals = self.flush_refusals().await;
+        self.flush_traffic().await?;
+        refusals
+    }
+
+    /// Writes the counted traffic to storage.
+    async fn flush_traffic(&self) -> Result<(), AppError> {
         let pending: Vec<TrafficCount> = lock(&self.pending_traffic)
             .drain()
             .map(|((minute, key_id, route, status), count)| TrafficCount {

@@ -23,7 +23,7 @@ pub use access::{KeyChanges, Keys, MAX_GRACE_SECS, Principal, integration_scopes
 pub use catalog::{CatalogQuery, ProductList};
 pub use checkout::CheckoutChanges;
 pub use error::{AppError, Upstream};
-pub use guard::{Answering, GuardPorts, Guardrails, LimitSettings};
+pub use guard::{Answering, GuardPorts, Guardrails, LimitSettings, Refused};
 pub use payment::{CompleteOutcome, PaymentStatusView, StepUpView};
 
 /// Settings the use cases need.
@@ -124,6 +124,17 @@ impl Gateway {
     /// The current time.
     pub fn now(&self) -> chrono::DateTime<chrono::Utc> {
         self.clock.now()
+    }
+
+    /// The checkout `id` if the organisation `owner` owns it; any other is not found (the
+    /// answer does not tell whether the id exists).
+    async fn load_owned(&self, owner: &str, id: &str) -> Result<Checkout, AppError> {
+        let id = CheckoutId::parse(id).map_err(|_| AppError::NotFound("checkout"))?;
+        let checkout = self.load_checkout(&id).await?;
+        if !checkout.is_owned_by(owner) {
+            return Err(AppError::NotFound("checkout"));
+        }
+        Ok(checkout)
     }
 
     async fn load_checkout(&self, id: &CheckoutId) -> Result<Checkout, AppError> {

@@ -11,8 +11,8 @@
 use chrono::{DateTime, Utc};
 use sacp_domain::authorization::Work;
 use sacp_domain::{
-    Checkout, CheckoutId, CheckoutStatus, OrderConfirmation, PaymentAuthorization,
-    PaymentAuthorizationId, PaymentHold, PaymentStatus,
+    Checkout, CheckoutStatus, OrderConfirmation, PaymentAuthorization, PaymentAuthorizationId,
+    PaymentHold, PaymentStatus,
 };
 use sacp_ports::store::CompletionOutcome;
 use sacp_ports::wallet::{
@@ -107,10 +107,11 @@ impl Gateway {
     /// the step-up the wallet requires.
     pub async fn complete_checkout(
         &self,
+        owner: &str,
         id: &str,
         user_token: Option<&BearerToken>,
     ) -> Result<CompleteOutcome, AppError> {
-        let checkout = self.get_checkout(id).await?;
+        let checkout = self.get_checkout(owner, id).await?;
         match user_token {
             Some(token) => self.complete_with_user_token(checkout, token).await,
             None => self.start_device_authorization(checkout).await,
@@ -252,12 +253,17 @@ impl Gateway {
         {
             PaymentTokenOutcome::Issued(payment) => {
                 let order = self.place_order(&checkout, &payment.token, token).await?;
+                let payer = token.subject().map(str::to_owned);
                 let (completed, ()) = self
                     .update_checkout(checkout.id(), |c| {
                         if c.order() == Some(&order) {
                             return Ok(());
                         }
-                        Ok(c.complete_direct(order.clone(), now)?)
+                        c.complete_direct(order.clone(), now)?;
+                        if let Some(payer) = &payer {
+                            c.note_payer(payer);
+                        }
+                        Ok(())
                     })
                     .await?;
                 Ok(CompleteOutcome::Completed(completed))
@@ -317,19 +323,19 @@ impl Gateway {
         }
     }
 
-    /// The payment status an agent polls: answered from stored state only.
+    /// The payment status an agent of the organisation `owner` polls: answered from stored
+    /// state only.
     pub async fn payment_status(
         &self,
+        owner: &str,
         checkout_id: &str,
         request_id: &str,
     ) -> Result<PaymentStatusView, AppError> {
+        let checkout = self.load_owned(owner, checkout_id).await?;
         let authorization = self.find_authorization(request_id).await?;
-        let checkout_id =
-            CheckoutId::parse(checkout_id).map_err(|_| AppError::NotFound("checkout"))?;
-        if authorization.checkout_id() != &checkout_id {
+        if authorization.checkout_id() != checkout.id() {
             return Err(AppError::NotFound("payment authorization"));
         }
-        let checkout = self.load_checkout(&checkout_id).await?;
         let now = self.clock.now();
         let status = match authorization.payment_status() {
             // Expiry is a matter of time: report it before the driver records it.
@@ -491,9 +497,9 @@ impl Gateway {
                 return Ok(());
             }
         };
-        let order = match session.order {
+        let (order, payer) = match session.order {
             // An earlier attempt placed the order before it could record it.
-            Some(order) => order,
+            Some(order) => (order, None),
             None => {
                 let token = match token {
                     Some(token) => token,
@@ -512,7 +518,7 @@ impl Gateway {
                     },
                 };
                 match self.pay(&checkout, &authorization, &token).await {
-                    Ok(order) => order,
+                    Ok(order) => (order, self.payer_of(&token).await),
                     Err(AppError::PaymentRefused(reason)) => {
                         return self.fail_payment(&authorization, &reason).await;
                     }
@@ -532,13 +538,36 @@ impl Gateway {
             if c.order() == Some(&order) {
                 return Ok(());
             }
-            Ok(c.complete_authorized(&hold, order.clone(), self.clock.now())?)
+            c.complete_authorized(&hold, order.clone(), self.clock.now())?;
+            if let Some(payer) = &payer {
+                c.note_payer(payer);
+            }
+            Ok(())
         })
         .await?;
         self.settle_loaded_authorization(authorization, |a, now| a.consume(now).is_ok())
             .await?;
         tracing::info!(authorization = %id, order = %order.order_id, "payment authorization consumed: order placed");
         Ok(())
+    }
+
+    /// Whose wallet `token` belongs to, as the wallet says; `None` when it cannot tell now
+    /// (the order is placed all the same, and is then shown to nobody through the gateway).
+    async fn payer_of(&self, token: &BearerToken) -> Option<String> {
+        if let Some(subject) = token.subject() {
+            return Some(subject.to_owned());
+        }
+        match self.wallet.introspect(token).await {
+            Ok(Introspection::Active(info)) => {
+                token.note_subject(&info.subject);
+                Some(info.subject)
+            }
+            Ok(Introspection::Inactive) => None,
+            Err(error) => {
+                tracing::warn!(%error, "the wallet could not say who paid; the order will not be shown through the gateway");
+                None
+            }
+        }
     }
 
     async fn pay(
@@ -657,12 +686,13 @@ impl Gateway {
     /// Polls a step-up on the user-token path; once approved, places the order.
     pub async fn step_up_status(
         &self,
+        owner: &str,
         checkout_id: &str,
         step_up_id: &str,
         user_token: Option<&BearerToken>,
     ) -> Result<StepUpView, AppError> {
+        let checkout = self.get_checkout(owner, checkout_id).await?;
         let token = user_token.ok_or(AppError::UserTokenRequired)?;
-        let checkout = self.get_checkout(checkout_id).await?;
         let hold = match checkout.hold() {
             Some(
                 hold @ PaymentHold::StepUp {
@@ -711,12 +741,17 @@ impl Gateway {
                     }
                     Err(other) => return Err(other),
                 };
+                let payer = self.payer_of(token).await;
                 let (completed, ()) = self
                     .update_checkout(checkout.id(), |c| {
                         if c.order() == Some(&order) {
                             return Ok(());
                         }
-                        Ok(c.complete_authorized(&hold, order.clone(), now)?)
+                        c.complete_authorized(&hold, order.clone(), now)?;
+                        if let Some(payer) = &payer {
+                            c.note_payer(payer);
+                        }
+                        Ok(())
                     })
                     .await?;
                 Ok(StepUpView {

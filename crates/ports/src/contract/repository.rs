@@ -37,6 +37,7 @@ fn cart() -> Cart {
 /// A ready-for-payment checkout that has never been stored.
 pub fn sample_checkout(random: &CountingRandom) -> Checkout {
     Checkout::open(
+        "tests",
         CheckoutId::generate(random),
         StoreSessionId(format!("sess_{}", CheckoutId::generate(random))),
         cart(),
@@ -374,6 +375,8 @@ pub async fn audit_log_contract(log: Arc<dyn crate::repository::AuditLog>) {
             AuditOutcome::Success
         },
         status: if second == 2 { 401 } else { 201 },
+        source: None,
+        count: 1,
     };
     log.record(&event(1, Some(&key_a), "POST /checkout"))
         .await
@@ -405,5 +408,71 @@ pub async fn audit_log_contract(log: Arc<dyn crate::repository::AuditLog>) {
         log.query(None, 2).await.unwrap().len(),
         2,
         "the limit is honoured"
+    );
+
+    // Counted refusals: one row per source, action, status and minute, however many
+    // flushes (or replicas) add to it.
+    let minute = t(600);
+    let refusal = |source: &str, status: u16, count: u64| AuditEvent {
+        at: minute,
+        request_id: format!("req_refused_{source}_{status}"),
+        key_id: None,
+        org: None,
+        subject: None,
+        action: "GET /admin/keys".to_owned(),
+        resource: None,
+        outcome: AuditOutcome::of_status(status),
+        status,
+        source: Some(source.to_owned()),
+        count,
+    };
+    log.add_refusals(&[
+        refusal("ip:203.0.113.9", 401, 5),
+        refusal("ip:198.51.100.1", 401, 1),
+    ])
+    .await
+    .expect("add refusals");
+    log.add_refusals(&[
+        refusal("ip:203.0.113.9", 401, 7),
+        refusal("ip:203.0.113.9", 403, 2),
+    ])
+    .await
+    .unwrap();
+    let counted: Vec<AuditEvent> = log
+        .query(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.source.is_some())
+        .collect();
+    assert_eq!(
+        counted.len(),
+        3,
+        "one row per source, action, status and minute"
+    );
+    let flood = counted
+        .iter()
+        .find(|e| e.source.as_deref() == Some("ip:203.0.113.9") && e.status == 401)
+        .expect("the flood's row");
+    assert_eq!(flood.count, 12, "counts add up");
+    assert_eq!(flood.key_id, None, "a refused secret is credited to no key");
+    assert_eq!(
+        flood.request_id, "req_refused_ip:203.0.113.9_401",
+        "the first request id stays"
+    );
+    let later = AuditEvent {
+        at: t(660),
+        ..refusal("ip:203.0.113.9", 401, 1)
+    };
+    log.add_refusals(&[later]).await.unwrap();
+    assert_eq!(
+        log.query(None, 100)
+            .await
+            .unwrap()
+            .iter()
+            .filter(|e| e.source.as_deref() == Some("ip:203.0.113.9") && e.status == 401)
+            .count(),
+        2,
+        "the next minute starts a new row"
     );
 }
