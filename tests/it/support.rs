@@ -77,13 +77,18 @@ impl SimServer {
             Arc::new(SystemClock),
         );
         let served = simulators.clone();
-        let server =
-            HttpServer::new(move || App::new().configure(sacp_sim::http::configure(&served, "")))
-                .workers(1)
-                .disable_signals()
-                .listen(listener)
-                .unwrap()
-                .run();
+        let server = HttpServer::new(move || {
+            App::new().configure(sacp_sim::http::configure(
+                &served,
+                "",
+                sacp_sim::http::Exposure::Open,
+            ))
+        })
+        .workers(1)
+        .disable_signals()
+        .listen(listener)
+        .unwrap()
+        .run();
         tokio::spawn(server);
         SimServer { base, simulators }
     }

@@ -47,6 +47,9 @@ pub(crate) struct Answer {
     pub(crate) status: StatusCode,
     pub(crate) headers: HeaderMap,
     pub(crate) body: Vec<u8>,
+    /// The breaker of the upstream that sent it: a body that breaks the contract is a fault
+    /// of the upstream too.
+    breaker: Arc<Breaker>,
 }
 
 /// How long an idle upstream connection is kept for reuse (under the common 5 s server
@@ -85,21 +88,41 @@ impl Upstream {
     }
 
     /// The base URL with `segments` appended, each percent-encoded as one path segment.
-    pub(crate) fn url(&self, segments: &[&str]) -> Url {
+    /// An empty, `.` or `..` segment (which would name another resource, or be dropped) is
+    /// [`UpstreamError::InvalidRequest`].
+    pub(crate) fn url(&self, segments: &[&str]) -> Result<Url, UpstreamError> {
+        if let Some(bad) = segments.iter().find(|s| matches!(**s, "" | "." | "..")) {
+            return Err(UpstreamError::InvalidRequest(format!(
+                "{bad:?} cannot be a path segment"
+            )));
+        }
         let mut url = self.base.clone();
         if let Ok(mut path) = url.path_segments_mut() {
             path.pop_if_empty().extend(segments);
         }
-        url
+        Ok(url)
     }
 
     /// Sends a request; transport failures become typed errors.
-    /// While the upstream's circuit is open, answers [`UpstreamError::Unavailable`] at once.
+    ///
+    /// A request that cannot be built from what the caller gave (an over-long URL, a header
+    /// value with forbidden characters) is [`UpstreamError::InvalidRequest`]: it is never sent
+    /// and never counted against the upstream, so no caller can open another caller's
+    /// circuit. Only faults of the upstream count: unreachable, timeout, 5xx, a body that
+    /// breaks the contract. While the circuit is open, answers [`UpstreamError::Unavailable`]
+    /// at once.
     pub(crate) async fn send(&self, request: RequestBuilder) -> Result<Answer, UpstreamError> {
+        let (client, request) = request.build_split();
+        let request = request.map_err(|e| UpstreamError::InvalidRequest(without_url(&e)))?;
+        if http::Uri::try_from(request.url().as_str()).is_err() {
+            return Err(UpstreamError::InvalidRequest(
+                "the URL is too long or not valid".into(),
+            ));
+        }
         if !self.breaker.allow(Instant::now()) {
             return Err(UpstreamError::Unavailable);
         }
-        let answer = Self::exchange(request).await;
+        let answer = self.exchange(&client, request).await;
         let failed = match &answer {
             Ok(answer) => answer.status.is_server_error(),
             Err(_) => true,
@@ -108,8 +131,12 @@ impl Upstream {
         answer
     }
 
-    async fn exchange(request: RequestBuilder) -> Result<Answer, UpstreamError> {
-        let response = request.send().await.map_err(transport_error)?;
+    async fn exchange(
+        &self,
+        client: &reqwest::Client,
+        request: reqwest::Request,
+    ) -> Result<Answer, UpstreamError> {
+        let response = client.execute(request).await.map_err(transport_error)?;
         let status = response.status();
         let headers = response.headers().clone();
         let body = response.bytes().await.map_err(transport_error)?.to_vec();
@@ -117,8 +144,18 @@ impl Upstream {
             status,
             headers,
             body,
+            breaker: self.breaker.clone(),
         })
     }
+}
+
+/// A reqwest error's description without the URL (which may carry a caller's input).
+fn without_url(error: &reqwest::Error) -> String {
+    let mut text = error.to_string();
+    if let Some(url) = error.url() {
+        text = text.replace(url.as_str(), "<url>");
+    }
+    text
 }
 
 fn transport_error(error: reqwest::Error) -> UpstreamError {
@@ -155,10 +192,12 @@ impl Answer {
         )
     }
 
-    /// Decodes a JSON body.
+    /// Decodes a JSON body; one that breaks the contract counts against the upstream.
     pub(crate) fn json<T: DeserializeOwned>(&self) -> Result<T, UpstreamError> {
-        serde_json::from_slice(&self.body)
-            .map_err(|e| UpstreamError::MalformedResponse(format!("{e}")))
+        serde_json::from_slice(&self.body).map_err(|e| {
+            self.breaker.record(true, Instant::now());
+            UpstreamError::MalformedResponse(format!("{e}"))
+        })
     }
 
     /// Decodes a JSON success body, or maps the error.
@@ -213,16 +252,27 @@ mod tests {
         assert_eq!(
             upstream
                 .url(&["api", "agent", "v1", "products", "a/b c?d"])
+                .unwrap()
                 .as_str(),
             "http://127.0.0.1:8090/ssim/api/agent/v1/products/a%2Fb%20c%3Fd"
         );
         let slash = Upstream::new("http://127.0.0.1:8090/ssim/", HttpConfig::default()).unwrap();
-        assert_eq!(slash.url(&["x"]).as_str(), "http://127.0.0.1:8090/ssim/x");
+        assert_eq!(
+            slash.url(&["x"]).unwrap().as_str(),
+            "http://127.0.0.1:8090/ssim/x"
+        );
         let root = Upstream::new("http://127.0.0.1:8090", HttpConfig::default()).unwrap();
         assert_eq!(
-            root.url(&[".well-known", "ucp"]).as_str(),
+            root.url(&[".well-known", "ucp"]).unwrap().as_str(),
             "http://127.0.0.1:8090/.well-known/ucp"
         );
+        // A segment that would name another resource is refused, never sent.
+        for bad in ["..", ".", ""] {
+            assert!(matches!(
+                upstream.url(&["products", bad]),
+                Err(UpstreamError::InvalidRequest(_))
+            ));
+        }
         assert!(Upstream::new("ftp://x", HttpConfig::default()).is_err());
         assert!(Upstream::new("not a url", HttpConfig::default()).is_err());
     }

@@ -46,7 +46,7 @@ impl HttpStore {
         })
     }
 
-    fn api(&self, path: &[&str]) -> url::Url {
+    fn api(&self, path: &[&str]) -> Result<url::Url, UpstreamError> {
         let segments: Vec<&str> = API.iter().chain(path).copied().collect();
         self.upstream.url(&segments)
     }
@@ -358,7 +358,7 @@ impl Store for HttpStore {
         // The merchant id does not change while the gateway runs; ask once.
         self.merchant
             .get_or_try_init(|| async {
-                let url = self.upstream.url(&[".well-known", "ucp"]);
+                let url = self.upstream.url(&[".well-known", "ucp"])?;
                 let answer = self.upstream.send(self.upstream.client.get(url)).await?;
                 let discovery: WireDiscovery = answer.success()?;
                 if discovery.merchant.id.is_empty() {
@@ -384,7 +384,7 @@ impl Store for HttpStore {
         let request = self.guest(
             self.upstream
                 .client
-                .get(self.api(&["products"]))
+                .get(self.api(&["products"])?)
                 .query(&params),
         );
         page(self.upstream.send(request).await?.success()?, query.offset)
@@ -399,7 +399,7 @@ impl Store for HttpStore {
         let request = self.guest(
             self.upstream
                 .client
-                .get(self.api(&["products", "search"]))
+                .get(self.api(&["products", "search"])?)
                 .query(&params),
         );
         page(self.upstream.send(request).await?.success()?, query.offset)
@@ -409,7 +409,7 @@ impl Store for HttpStore {
         let request = self.guest(
             self.upstream
                 .client
-                .get(self.api(&["products", id.as_str()])),
+                .get(self.api(&["products", id.as_str()])?),
         );
         product(self.upstream.send(request).await?.success()?)
     }
@@ -432,14 +432,14 @@ impl Store for HttpStore {
         let request = self.guest(
             self.upstream
                 .client
-                .post(self.api(&["sessions"]))
+                .post(self.api(&["sessions"])?)
                 .json(&body),
         );
         session_answer(&self.upstream.send(request).await?)
     }
 
     async fn session(&self, id: &StoreSessionId) -> Result<StoreSession, UpstreamError> {
-        let request = self.guest(self.upstream.client.get(self.api(&["sessions", &id.0])));
+        let request = self.guest(self.upstream.client.get(self.api(&["sessions", &id.0])?));
         session_answer(&self.upstream.send(request).await?)
     }
 
@@ -461,7 +461,7 @@ impl Store for HttpStore {
         let request = self.guest(
             self.upstream
                 .client
-                .patch(self.api(&["sessions", &id.0]))
+                .patch(self.api(&["sessions", &id.0])?)
                 .json(&body),
         );
         session_answer(&self.upstream.send(request).await?)
@@ -476,7 +476,7 @@ impl Store for HttpStore {
         let request = self
             .upstream
             .client
-            .post(self.api(&["sessions", &id.0, "complete"]))
+            .post(self.api(&["sessions", &id.0, "complete"])?)
             .bearer_auth(user_token.expose())
             .json(&json!({"payment_token": payment_token.expose()}));
         let answer = self.upstream.send(request).await?;
@@ -505,7 +505,7 @@ impl Store for HttpStore {
     }
 
     async fn cancel_session(&self, id: &StoreSessionId) -> Result<(), UpstreamError> {
-        let request = self.guest(self.upstream.client.delete(self.api(&["sessions", &id.0])));
+        let request = self.guest(self.upstream.client.delete(self.api(&["sessions", &id.0])?));
         let answer = self.upstream.send(request).await?;
         if answer.status.is_success() {
             Ok(())
@@ -522,7 +522,7 @@ impl Store for HttpStore {
         let request = self
             .upstream
             .client
-            .get(self.api(&["orders", order_id]))
+            .get(self.api(&["orders", order_id])?)
             .bearer_auth(user_token.expose());
         let wire: WireOrder = self.upstream.send(request).await?.success()?;
         let currency: Currency = currency(&wire.currency)?;

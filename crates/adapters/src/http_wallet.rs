@@ -51,7 +51,7 @@ impl HttpWallet {
         })
     }
 
-    fn api(&self, path: &[&str]) -> url::Url {
+    fn api(&self, path: &[&str]) -> Result<url::Url, UpstreamError> {
         let segments: Vec<&str> = API.iter().chain(path).copied().collect();
         self.upstream.url(&segments)
     }
@@ -173,7 +173,7 @@ impl Wallet for HttpWallet {
             .send(
                 self.upstream
                     .client
-                    .post(self.api(&["oauth", "device_authorization"]))
+                    .post(self.api(&["oauth", "device_authorization"])?)
                     .json(&body),
             )
             .await?;
@@ -216,7 +216,7 @@ impl Wallet for HttpWallet {
             .send(
                 self.upstream
                     .client
-                    .post(self.api(&["oauth", "token"]))
+                    .post(self.api(&["oauth", "token"])?)
                     .form(&form),
             )
             .await?;
@@ -252,7 +252,7 @@ impl Wallet for HttpWallet {
             .send(
                 self.upstream
                     .client
-                    .post(self.api(&["oauth", "token"]))
+                    .post(self.api(&["oauth", "token"])?)
                     .form(&form),
             )
             .await?;
@@ -266,7 +266,7 @@ impl Wallet for HttpWallet {
         let mut request = self
             .upstream
             .client
-            .post(self.api(&["oauth", "introspect"]))
+            .post(self.api(&["oauth", "introspect"])?)
             .form(&[("token", token.expose())]);
         if let Some(id) = &self.credentials.introspection_client_id {
             let secret = self
@@ -331,7 +331,7 @@ impl Wallet for HttpWallet {
             .send(
                 self.upstream
                     .client
-                    .post(self.api(&["payments", "token"]))
+                    .post(self.api(&["payments", "token"])?)
                     .bearer_auth(user_token.expose())
                     .json(&body),
             )
@@ -365,7 +365,7 @@ impl Wallet for HttpWallet {
             .send(
                 self.upstream
                     .client
-                    .get(self.api(&["payments", step_up_id, "status"]))
+                    .get(self.api(&["payments", step_up_id, "status"])?)
                     .bearer_auth(user_token.expose()),
             )
             .await?;

@@ -296,8 +296,21 @@ impl ApiKeyRepository for MemoryApiKeys {
         }
         let mut next = key.clone();
         next.set_version(key.version() + 1);
+        if let Some(used) = stored.last_used_at() {
+            next.note_use(used);
+        }
         *stored = next;
         key.set_version(key.version() + 1);
+        Ok(())
+    }
+
+    async fn record_uses(&self, uses: &[(ApiKeyId, DateTime<Utc>)]) -> Result<(), RepositoryError> {
+        let mut map = lock(&self.map);
+        for (id, at) in uses {
+            if let Some(key) = map.get_mut(id) {
+                key.note_use(*at);
+            }
+        }
         Ok(())
     }
 }

@@ -775,6 +775,9 @@ struct ApiKeyRow {
     previous_secret_hash: Option<Vec<u8>>,
     previous_valid_until: Option<DateTime<Utc>>,
     created_at: DateTime<Utc>,
+    // Written apart (record_uses), so that a compare-and-swap update never puts an older
+    // time back.
+    #[diesel(skip_update)]
     last_used_at: Option<DateTime<Utc>>,
     version: i64,
 }
@@ -903,6 +906,34 @@ impl ApiKeyRepository for PgStorage {
         .await?;
         key.set_version(next);
         Ok(())
+    }
+
+    async fn record_uses(&self, uses: &[(ApiKeyId, DateTime<Utc>)]) -> Result<(), RepositoryError> {
+        if uses.is_empty() {
+            return Ok(());
+        }
+        let uses: Vec<(String, DateTime<Utc>)> = uses
+            .iter()
+            .map(|(id, at)| (id.as_str().to_owned(), *at))
+            .collect();
+        self.run(move |conn| {
+            conn.transaction(|conn| {
+                for (id, at) in &uses {
+                    diesel::update(
+                        api_keys::table.find(id).filter(
+                            api_keys::last_used_at
+                                .is_null()
+                                .or(api_keys::last_used_at.lt(at)),
+                        ),
+                    )
+                    .set(api_keys::last_used_at.eq(at))
+                    .execute(conn)?;
+                }
+                Ok::<(), DieselError>(())
+            })
+            .map_err(database_error)
+        })
+        .await
     }
 }
 

@@ -134,8 +134,9 @@ const TRAFFIC_FLUSH: Duration = Duration::from_secs(1);
 /// How often ended rate windows and expired idempotency records are purged.
 const PURGE_EVERY: u32 = 300;
 
-/// Writes traffic counts every second and purges expired guardrail records every five
-/// minutes, until `shutdown` turns true (then writes the last counts).
+/// Writes traffic counts, counted refusals and keys' last uses every second and purges
+/// expired guardrail records every five minutes, until `shutdown` turns true (then writes
+/// the last counts).
 pub async fn housekeeping(gateway: Gateway, mut shutdown: watch::Receiver<bool>) {
     let guard = gateway.guard();
     let mut ticks: u32 = 0;
@@ -150,6 +151,9 @@ pub async fn housekeeping(gateway: Gateway, mut shutdown: watch::Receiver<bool>)
         if let Err(error) = guard.flush().await {
             tracing::warn!(%error, "traffic counts not written; will retry");
         }
+        if let Err(error) = gateway.keys().flush_uses().await {
+            tracing::warn!(%error, "keys' last uses not written; will retry");
+        }
         ticks = ticks.wrapping_add(1);
         if ticks.is_multiple_of(PURGE_EVERY)
             && let Err(error) = guard.purge().await
@@ -159,5 +163,8 @@ pub async fn housekeeping(gateway: Gateway, mut shutdown: watch::Receiver<bool>)
     }
     if let Err(error) = guard.flush().await {
         tracing::warn!(%error, "last traffic counts not written");
+    }
+    if let Err(error) = gateway.keys().flush_uses().await {
+        tracing::warn!(%error, "last key uses not written");
     }
 }

@@ -691,9 +691,12 @@ pub struct ProblemDto {
     /// The request id (also in `X-Request-Id`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub request_id: Option<String>,
-    /// Invalid fields (`validation_failed`).
+    /// Invalid fields (`validation_failed`), at most 25.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub errors: Option<Vec<FieldErrorDto>>,
+    /// How many more invalid fields were found than `errors` lists.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub errors_omitted: Option<u64>,
     /// What the checkout still needs (`checkout_not_ready`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub missing: Option<Vec<String>>,

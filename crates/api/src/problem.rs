@@ -399,6 +399,12 @@ fn upstream_problem(upstream: &str, error: &UpstreamError) -> Problem {
             format!("the {upstream} is throttling requests"),
         )
         .retry_after(retry_after.map_or(5, |d| d.as_secs().max(1))),
+        UpstreamError::InvalidRequest(_) => Problem::new(
+            "bad_request",
+            format!(
+                "the request cannot be passed on to the {upstream} as given (too long, or characters it cannot carry); shorten or correct it"
+            ),
+        ),
         UpstreamError::MalformedResponse(_) => Problem::new(
             "upstream_error",
             format!("the {upstream} answered something unexpected"),
@@ -420,11 +426,16 @@ impl From<&AppError> for Problem {
     fn from(error: &AppError) -> Problem {
         match error {
             AppError::NotFound(what) => Problem::new("not_found", format!("no such {what}")),
-            AppError::Invalid(errors) => Problem::new("validation_failed", errors.to_string())
-                .with(
+            AppError::Invalid(errors) => {
+                let problem = Problem::new("validation_failed", errors.to_string()).with(
                     "errors",
                     serde_json::to_value(errors.errors()).unwrap_or_default(),
-                ),
+                );
+                match errors.omitted() {
+                    0 => problem,
+                    omitted => problem.with("errors_omitted", json!(omitted)),
+                }
+            }
             AppError::BadRequest(detail) => Problem::new("bad_request", detail.clone()),
             AppError::Transition(error) => transition_problem(error),
             AppError::ItemsUnavailable(ids) => Problem::new(

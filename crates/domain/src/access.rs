@@ -515,9 +515,17 @@ impl ApiKey {
         Ok(())
     }
 
-    /// Records a use (kept coarse by callers to spare writes).
-    pub fn touch(&mut self, now: DateTime<Utc>) {
-        self.record.last_used_at = Some(now);
+    /// When the key was last used, as recorded (coarsely: callers write it at most once a
+    /// minute).
+    pub fn last_used_at(&self) -> Option<DateTime<Utc>> {
+        self.record.last_used_at
+    }
+
+    /// Records a use at `at`; an earlier time never replaces a later one.
+    pub fn note_use(&mut self, at: DateTime<Utc>) {
+        if self.record.last_used_at.is_none_or(|last| last < at) {
+            self.record.last_used_at = Some(at);
+        }
     }
 }
 

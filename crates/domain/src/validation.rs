@@ -22,10 +22,16 @@ pub struct FieldError {
     pub message: String,
 }
 
-/// Every problem found in one input; never empty when returned as an error.
+/// Most problems reported for one input: the rest are only counted, so that no input can
+/// make an answer (or a stored idempotent answer) grow with its own size.
+pub const MAX_REPORTED_ERRORS: usize = 25;
+
+/// Every problem found in one input (the first [`MAX_REPORTED_ERRORS`] of them, and how many
+/// more); never empty when returned as an error.
 #[derive(Debug, Clone, PartialEq, Eq, Default, thiserror::Error)]
 pub struct ValidationErrors {
     errors: Vec<FieldError>,
+    omitted: usize,
 }
 
 impl ValidationErrors {
@@ -36,39 +42,56 @@ impl ValidationErrors {
         code: &'static str,
         message: impl Into<String>,
     ) {
-        self.errors.push(FieldError {
+        self.push_error(FieldError {
             field: field.into(),
             code,
             message: message.into(),
         });
     }
 
-    /// The problems found, in input order.
+    fn push_error(&mut self, error: FieldError) {
+        if self.errors.len() < MAX_REPORTED_ERRORS {
+            self.errors.push(error);
+        } else {
+            self.omitted += 1;
+        }
+    }
+
+    /// The problems reported, in input order.
     pub fn errors(&self) -> &[FieldError] {
         &self.errors
     }
 
+    /// How many more problems were found than are reported.
+    pub fn omitted(&self) -> usize {
+        self.omitted
+    }
+
     /// Whether nothing was found.
     pub fn is_empty(&self) -> bool {
-        self.errors.is_empty()
+        self.errors.is_empty() && self.omitted == 0
     }
 
     /// Adds every problem of `other` as it is.
     pub fn append(&mut self, other: ValidationErrors) {
-        self.errors.extend(other.errors);
+        for error in other.errors {
+            self.push_error(error);
+        }
+        self.omitted += other.omitted;
     }
 
     /// Adds every problem of `other`, with its field paths prefixed by `prefix`.
     pub fn merge_under(&mut self, prefix: &str, other: ValidationErrors) {
         for mut error in other.errors {
             error.field = format!("{prefix}.{}", error.field);
-            self.errors.push(error);
+            self.push_error(error);
         }
+        self.omitted += other.omitted;
     }
 
     /// `Ok(value)` when nothing was found, else `Err(self)`.
     pub fn into_result<T>(self, value: T) -> Result<T, ValidationErrors> {
-        if self.errors.is_empty() {
+        if self.is_empty() {
             Ok(value)
         } else {
             Err(self)
@@ -83,7 +106,11 @@ impl fmt::Display for ValidationErrors {
             .iter()
             .map(|e| format!("{}: {}", e.field, e.message))
             .collect();
-        f.write_str(&parts.join("; "))
+        f.write_str(&parts.join("; "))?;
+        if self.omitted > 0 {
+            write!(f, "; and {} more", self.omitted)?;
+        }
+        Ok(())
     }
 }
 
@@ -101,8 +128,10 @@ pub struct ProductId(String);
 impl ProductId {
     /// Parses a product id, refusing characters that have no place in an id.
     pub fn parse(text: &str) -> Result<ProductId, String> {
+        // Dots alone (`.`, `..`) would be path segments naming another resource upstream.
         let ok = !text.is_empty()
             && text.len() <= 128
+            && !text.bytes().all(|b| b == b'.')
             && text
                 .bytes()
                 .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
@@ -213,6 +242,7 @@ impl Items {
             );
         }
         if items.len() > MAX_LINES {
+            // Said once: the lines of an over-long list are not examined one by one.
             errors.push(
                 "items",
                 "too_many",
@@ -221,6 +251,7 @@ impl Items {
                     items.len()
                 ),
             );
+            return Err(errors);
         }
         let mut seen = HashSet::new();
         let mut parsed = Vec::with_capacity(items.len());
@@ -288,8 +319,76 @@ impl Items {
     }
 }
 
+/// The officially assigned ISO 3166-1 alpha-2 country codes (249; from the ISO 3166
+/// maintenance agency's list as packaged by pycountry 26.2.16), sorted for binary search.
+/// User-assigned codes (`XX`, `ZZ`, `XK`…) are not countries a store ships to.
+const ISO_3166_ALPHA2: [&str; 249] = [
+    "AD", "AE", "AF", "AG", "AI", "AL", "AM", "AO", "AQ", "AR", "AS", "AT", "AU", "AW", "AX", "AZ",
+    "BA", "BB", "BD", "BE", "BF", "BG", "BH", "BI", "BJ", "BL", "BM", "BN", "BO", "BQ", "BR", "BS",
+    "BT", "BV", "BW", "BY", "BZ", "CA", "CC", "CD", "CF", "CG", "CH", "CI", "CK", "CL", "CM", "CN",
+    "CO", "CR", "CU", "CV", "CW", "CX", "CY", "CZ", "DE", "DJ", "DK", "DM", "DO", "DZ", "EC", "EE",
+    "EG", "EH", "ER", "ES", "ET", "FI", "FJ", "FK", "FM", "FO", "FR", "GA", "GB", "GD", "GE", "GF",
+    "GG", "GH", "GI", "GL", "GM", "GN", "GP", "GQ", "GR", "GS", "GT", "GU", "GW", "GY", "HK", "HM",
+    "HN", "HR", "HT", "HU", "ID", "IE", "IL", "IM", "IN", "IO", "IQ", "IR", "IS", "IT", "JE", "JM",
+    "JO", "JP", "KE", "KG", "KH", "KI", "KM", "KN", "KP", "KR", "KW", "KY", "KZ", "LA", "LB", "LC",
+    "LI", "LK", "LR", "LS", "LT", "LU", "LV", "LY", "MA", "MC", "MD", "ME", "MF", "MG", "MH", "MK",
+    "ML", "MM", "MN", "MO", "MP", "MQ", "MR", "MS", "MT", "MU", "MV", "MW", "MX", "MY", "MZ", "NA",
+    "NC", "NE", "NF", "NG", "NI", "NL", "NO", "NP", "NR", "NU", "NZ", "OM", "PA", "PE", "PF", "PG",
+    "PH", "PK", "PL", "PM", "PN", "PR", "PS", "PT", "PW", "PY", "QA", "RE", "RO", "RS", "RU", "RW",
+    "SA", "SB", "SC", "SD", "SE", "SG", "SH", "SI", "SJ", "SK", "SL", "SM", "SN", "SO", "SR", "SS",
+    "ST", "SV", "SX", "SY", "SZ", "TC", "TD", "TF", "TG", "TH", "TJ", "TK", "TL", "TM", "TN", "TO",
+    "TR", "TT", "TV", "TW", "TZ", "UA", "UG", "UM", "US", "UY", "UZ", "VA", "VC", "VE", "VG", "VI",
+    "VN", "VU", "WF", "WS", "YE", "YT", "ZA", "ZM", "ZW",
+];
+
+/// Whether `code` (uppercase) is an assigned ISO 3166-1 alpha-2 code.
+fn is_country_code(code: &str) -> bool {
+    ISO_3166_ALPHA2.binary_search(&code).is_ok()
+}
+
+/// Characters that change how text is shown without being seen: bidirectional overrides,
+/// embeddings and isolates (which can make an address or a name read differently from what
+/// is stored), zero-width spaces and joiners, word joiners, invisible operators, the BOM,
+/// tags. Shown to a person in a wallet or on a parcel, they only ever mislead.
+fn is_invisible_format(c: char) -> bool {
+    matches!(
+        c,
+        '\u{00AD}'
+            | '\u{034F}'
+            | '\u{061C}'
+            | '\u{115F}'..='\u{1160}'
+            | '\u{17B4}'..='\u{17B5}'
+            | '\u{180B}'..='\u{180F}'
+            | '\u{200B}'..='\u{200F}'
+            | '\u{202A}'..='\u{202E}'
+            | '\u{2060}'..='\u{206F}'
+            | '\u{3164}'
+            | '\u{FE00}'..='\u{FE0F}'
+            | '\u{FEFF}'
+            | '\u{FFA0}'
+            | '\u{FFF9}'..='\u{FFFB}'
+            | '\u{E0000}'..='\u{E0FFF}'
+    )
+}
+
+/// Whether `text` holds an invisible formatting character where none belongs. The zero-width
+/// (non-)joiner is part of how some scripts write names (Persian, Indic scripts), so it is
+/// accepted between two letters and nowhere else.
+fn has_hidden_characters(text: &str) -> bool {
+    let chars: Vec<char> = text.chars().collect();
+    chars.iter().enumerate().any(|(index, c)| {
+        let joiner = matches!(c, '\u{200C}' | '\u{200D}');
+        let between_letters = index > 0
+            && chars[index - 1].is_alphabetic()
+            && chars
+                .get(index + 1)
+                .is_some_and(|next| next.is_alphabetic());
+        is_invisible_format(*c) && !(joiner && between_letters)
+    })
+}
+
 /// Checks a required free-text field: present, non-blank, at most `max` characters, no
-/// control characters. Returns the trimmed text.
+/// control characters and no invisible formatting characters. Returns the trimmed text.
 fn required_text(
     errors: &mut ValidationErrors,
     field: &str,
@@ -317,6 +416,14 @@ fn required_text(
         );
         return None;
     }
+    if has_hidden_characters(value) {
+        errors.push(
+            field,
+            "invalid_format",
+            "must not contain invisible formatting characters (bidirectional overrides, zero-width spaces)",
+        );
+        return None;
+    }
     Some(value.to_owned())
 }
 
@@ -329,7 +436,7 @@ impl Email {
     /// Parses an email address (syntax of the HTML specification, at most 254 characters).
     pub fn parse(text: &str) -> Result<Email, String> {
         let text = text.trim();
-        if text.len() <= 254 && text.validate_email() {
+        if text.len() <= 254 && !has_hidden_characters(text) && text.validate_email() {
             Ok(Email(text.to_owned()))
         } else {
             Err("must be an email address such as john@example.com".to_owned())
@@ -518,14 +625,14 @@ impl Address {
                 );
                 None
             }
-            Some(code) if code.len() == 2 && code.bytes().all(|b| b.is_ascii_alphabetic()) => {
+            Some(code) if is_country_code(&code.to_ascii_uppercase()) => {
                 Some(code.to_ascii_uppercase())
             }
             Some(_) => {
                 errors.push(
                     "country",
                     "invalid_format",
-                    "must be a two-letter ISO 3166-1 country code such as CA or US",
+                    "must be an assigned two-letter ISO 3166-1 country code such as CA or US",
                 );
                 None
             }
@@ -741,5 +848,93 @@ mod tests {
             ),
             vec![("address", "required")]
         );
+    }
+
+    fn address(street: &str, country: &str) -> AddressInput {
+        AddressInput {
+            street: Some(street.into()),
+            city: Some("Toronto".into()),
+            state: Some("ON".into()),
+            postal_code: Some("M5V 1A1".into()),
+            country: Some(country.into()),
+        }
+    }
+
+    #[test]
+    fn text_that_would_show_differently_than_stored_is_refused() {
+        for hidden in [
+            "John\u{202E}eoD",
+            "John\u{2066}Doe\u{2069}",
+            "Jo\u{200B}hn",
+            "\u{FEFF}John",
+            "John\u{00AD}Doe",
+            "Jo\u{200D}",
+        ] {
+            let errors = Buyer::parse(&BuyerInput {
+                name: Some(hidden.into()),
+                email: Some("john@example.com".into()),
+                phone: None,
+            })
+            .unwrap_err();
+            assert_eq!(
+                fields(&errors),
+                vec![("name", "invalid_format")],
+                "{hidden:?}"
+            );
+        }
+        let errors = Address::parse(&address("123 Main\u{202D} St", "CA")).unwrap_err();
+        assert_eq!(fields(&errors), vec![("street", "invalid_format")]);
+        // A zero-width non-joiner between letters is how Persian writes some names.
+        let persian = Buyer::parse(&BuyerInput {
+            name: Some("\u{0645}\u{06CC}\u{200C}\u{0631}\u{0648}\u{062F}".into()),
+            email: Some("m@example.com".into()),
+            phone: None,
+        });
+        assert!(persian.is_ok(), "{persian:?}");
+        assert!(Email::parse("john\u{200B}@example.com").is_err());
+    }
+
+    #[test]
+    fn only_assigned_country_codes_are_countries() {
+        assert_eq!(
+            Address::parse(&address("1 Main St", "ca")).unwrap().country,
+            "CA"
+        );
+        assert!(Address::parse(&address("1 Main St", "US")).is_ok());
+        for bad in ["XX", "ZZ", "QQ", "AA", "C1", "CAN", "ÇA"] {
+            let errors = Address::parse(&address("1 Main St", bad)).unwrap_err();
+            assert_eq!(
+                fields(&errors),
+                vec![("country", "invalid_format")],
+                "{bad}"
+            );
+        }
+        assert!(
+            ISO_3166_ALPHA2.windows(2).all(|w| w[0] < w[1]),
+            "sorted, once each"
+        );
+    }
+
+    #[test]
+    fn answers_stay_small_whatever_the_input() {
+        let errors = Items::parse(&vec![ItemInput::default(); 9_000]).unwrap_err();
+        assert_eq!(fields(&errors), vec![("items", "too_many")]);
+        let many: Vec<ItemInput> = (0..MAX_LINES).map(|_| ItemInput::default()).collect();
+        let errors = Items::parse(&many).unwrap_err();
+        assert_eq!(errors.errors().len(), MAX_REPORTED_ERRORS);
+        assert_eq!(errors.omitted(), 2 * MAX_LINES - MAX_REPORTED_ERRORS);
+        assert!(
+            errors
+                .to_string()
+                .ends_with(&format!("and {} more", errors.omitted()))
+        );
+    }
+
+    #[test]
+    fn dots_alone_are_not_product_ids() {
+        for bad in [".", "..", "..."] {
+            assert!(ProductId::parse(bad).is_err(), "{bad}");
+        }
+        assert!(ProductId::parse("v1.2").is_ok());
     }
 }

@@ -44,6 +44,11 @@ pub enum UpstreamError {
     /// The upstream answered something that does not follow its contract.
     #[error("malformed upstream response: {0}")]
     MalformedResponse(String),
+    /// What the caller gave cannot become a valid upstream request (a URL too long to send,
+    /// a header value with forbidden characters). Nothing was sent, and the upstream's health
+    /// is not judged by it: this is the caller's error.
+    #[error("cannot be sent upstream: {0}")]
+    InvalidRequest(String),
 }
 
 impl UpstreamError {

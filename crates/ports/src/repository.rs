@@ -125,8 +125,15 @@ pub trait ApiKeyRepository: Send + Sync {
     /// Every key, oldest first.
     async fn list(&self) -> Result<Vec<ApiKey>, RepositoryError>;
 
-    /// Replaces a key if nobody changed it since it was read.
+    /// Replaces a key if nobody changed it since it was read. Its `last_used_at` is kept
+    /// if the stored one is later (uses are recorded apart, see
+    /// [`ApiKeyRepository::record_uses`]).
     async fn update(&self, key: &mut ApiKey) -> Result<(), RepositoryError>;
+
+    /// Records when keys were used: each key's `last_used_at` becomes the later of the
+    /// stored time and the given one. The version does not change (a concurrent operator
+    /// change is neither disturbed nor disturbs this); unknown ids are skipped.
+    async fn record_uses(&self, uses: &[(ApiKeyId, DateTime<Utc>)]) -> Result<(), RepositoryError>;
 }
 
 /// The durable audit log.

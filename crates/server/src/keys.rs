@@ -8,8 +8,11 @@ use chrono::{DateTime, Utc};
 use clap::Subcommand;
 use sacp_adapters::random::OsRandom;
 use sacp_api::KeyDto;
-use sacp_api::usecases::{KeyChanges, Keys};
+use sacp_api::problem::Problem;
+use sacp_api::usecases::{AppError, KeyChanges, Keys};
 use sacp_domain::access::{ApiKey, ApiKeySecret, KeyLimits, NewKey, Scope};
+use sacp_domain::audit::{AuditEvent, AuditOutcome};
+use sacp_ports::AuditLog;
 use sacp_ports::clock::SystemClock;
 
 use crate::{Settings, migrate};
@@ -92,11 +95,84 @@ fn view(keys: &Keys, key: &ApiKey, secret: Option<&ApiKeySecret>) -> serde_json:
     serde_json::to_value(KeyDto::new(key, secret, keys.now())).unwrap_or_default()
 }
 
-/// Runs a command against the database of `settings`; returns the JSON to print.
+/// The admin API's action for a key change, so that the audit log reads the same whichever
+/// way the operator made it.
+fn action_of(command: &KeysCommand) -> Option<&'static str> {
+    match command {
+        KeysCommand::Create { .. } => Some("POST /admin/keys"),
+        KeysCommand::Update { .. } => Some("PATCH /admin/keys/{id}"),
+        KeysCommand::Rotate { .. } => Some("POST /admin/keys/{id}/rotate"),
+        KeysCommand::Revoke { .. } => Some("POST /admin/keys/{id}/revoke"),
+        KeysCommand::List | KeysCommand::Show { .. } => None,
+    }
+}
+
+/// Writes the audit event of a key change made from the command line: the admin API's
+/// action and status, a request id starting `cli_`, the key as resource.
+async fn audit(
+    log: &dyn AuditLog,
+    action: &'static str,
+    resource: Option<String>,
+    status: u16,
+) -> Result<(), String> {
+    let mut random = [0u8; 10];
+    sacp_domain::RandomSource::fill_bytes(&OsRandom, &mut random);
+    let event = AuditEvent {
+        at: Utc::now(),
+        request_id: format!("cli_{}", sacp_domain::ids::base32(&random)),
+        key_id: None,
+        org: None,
+        subject: None,
+        action: action.to_owned(),
+        resource,
+        outcome: AuditOutcome::of_status(status),
+        status,
+        source: None,
+        count: 1,
+    };
+    log.record(&event)
+        .await
+        .map_err(|e| format!("the change was made, but its audit event was not written: {e}"))
+}
+
+/// Runs a command against the database of `settings`; returns the JSON to print. Changes
+/// are audited as the admin API audits them, refusals included.
 pub async fn run(settings: &Settings, command: KeysCommand) -> Result<serde_json::Value, String> {
     let (storage, _) = migrate(settings).await.map_err(|e| e.to_string())?;
-    let keys = Keys::new(Arc::new(storage), Arc::new(SystemClock), Arc::new(OsRandom));
-    let failed = |e: sacp_api::usecases::AppError| e.to_string();
+    let storage = Arc::new(storage);
+    let keys = Keys::new(storage.clone(), Arc::new(SystemClock), Arc::new(OsRandom));
+    let action = action_of(&command);
+    let named = match &command {
+        KeysCommand::Update { id, .. }
+        | KeysCommand::Rotate { id, .. }
+        | KeysCommand::Revoke { id } => Some(id.clone()),
+        _ => None,
+    };
+    let outcome = execute(&keys, command).await;
+    if let Some(action) = action {
+        let (status, resource) = match &outcome {
+            Ok((status, output)) => (*status, output["id"].as_str().map(str::to_owned).or(named)),
+            Err(Refusal::UseCase(error)) => (Problem::from(error).status().as_u16(), named),
+            Err(Refusal::Input(_)) => (400, named),
+        };
+        audit(storage.as_ref(), action, resource, status).await?;
+    }
+    outcome.map(|(_, output)| output).map_err(|e| e.to_string())
+}
+
+/// Why a command changed nothing.
+#[derive(Debug, thiserror::Error)]
+enum Refusal {
+    /// The command's arguments are not valid.
+    #[error("{0}")]
+    Input(String),
+    /// The use case refused.
+    #[error(transparent)]
+    UseCase(#[from] AppError),
+}
+
+/// Runs a command; returns the status the admin API would have answered and the JSON.
+async fn execute(keys: &Keys, command: KeysCommand) -> Result<(u16, serde_json::Value), Refusal> {
     Ok(match command {
         KeysCommand::Create {
             name,
@@ -109,7 +185,7 @@ pub async fn run(settings: &Settings, command: KeysCommand) -> Result<serde_json
             let new = NewKey {
                 name,
                 org,
-                scopes: scopes(&names)?,
+                scopes: scopes(&names).map_err(Refusal::Input)?,
                 limits: KeyLimits {
                     requests_per_minute: requests_per_minute
                         .unwrap_or(KeyLimits::READ_TIER.requests_per_minute),
@@ -117,14 +193,15 @@ pub async fn run(settings: &Settings, command: KeysCommand) -> Result<serde_json
                 },
                 expires_at,
             };
-            let (key, secret) = keys.create(new, None).await.map_err(failed)?;
-            view(&keys, &key, Some(&secret))
+            let (key, secret) = keys.create(new, None).await?;
+            (201, view(keys, &key, Some(&secret)))
         }
         KeysCommand::List => {
-            let all = keys.list().await.map_err(failed)?;
-            serde_json::json!({"keys": all.iter().map(|k| view(&keys, k, None)).collect::<Vec<_>>()})
+            let all = keys.list().await?;
+            let listed: Vec<_> = all.iter().map(|k| view(keys, k, None)).collect();
+            (200, serde_json::json!({ "keys": listed }))
         }
-        KeysCommand::Show { id } => view(&keys, &keys.get(&id).await.map_err(failed)?, None),
+        KeysCommand::Show { id } => (200, view(keys, &keys.get(&id).await?, None)),
         KeysCommand::Update {
             id,
             scopes: names,
@@ -133,21 +210,21 @@ pub async fn run(settings: &Settings, command: KeysCommand) -> Result<serde_json
             disabled,
         } => {
             let changes = KeyChanges {
-                scopes: names.as_deref().map(scopes).transpose()?,
+                scopes: names
+                    .as_deref()
+                    .map(scopes)
+                    .transpose()
+                    .map_err(Refusal::Input)?,
                 requests_per_minute,
                 daily_quota,
                 disabled,
             };
-            view(
-                &keys,
-                &keys.update(&id, &changes).await.map_err(failed)?,
-                None,
-            )
+            (200, view(keys, &keys.update(&id, &changes).await?, None))
         }
         KeysCommand::Rotate { id, grace_seconds } => {
-            let (key, secret) = keys.rotate(&id, grace_seconds).await.map_err(failed)?;
-            view(&keys, &key, Some(&secret))
+            let (key, secret) = keys.rotate(&id, grace_seconds).await?;
+            (200, view(keys, &key, Some(&secret)))
         }
-        KeysCommand::Revoke { id } => view(&keys, &keys.revoke(&id).await.map_err(failed)?, None),
+        KeysCommand::Revoke { id } => (200, view(keys, &keys.revoke(&id).await?, None)),
     })
 }

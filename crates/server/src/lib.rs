@@ -22,7 +22,9 @@ use sacp_adapters::pg::{PgConfig, PgStorage};
 use sacp_adapters::random::OsRandom;
 use sacp_adapters::{BreakerConfig, HttpConfig};
 use sacp_api::driver::{self, DriverConfig};
-use sacp_api::usecases::{Gateway, GatewayConfig, GuardPorts, integration_scopes};
+use sacp_api::usecases::{
+    BOOTSTRAP_KEY_NAME, Gateway, GatewayConfig, GuardPorts, integration_scopes,
+};
 use sacp_api::{ApiState, request_id};
 use sacp_domain::access::{KeyLimits, NewKey};
 use sacp_ports::clock::SystemClock;
@@ -172,38 +174,82 @@ async fn storage(settings: &Settings) -> Result<Storage, StartError> {
     })
 }
 
+/// Name of the key generated for the sandbox walkthrough.
+const DEMO_KEY_NAME: &str = "sandbox demo";
+/// Organisation of the sandbox's demo key.
+const DEMO_KEY_ORG: &str = "sandbox";
+/// How long a sandbox demo key lives.
+const DEMO_KEY_LIFETIME: chrono::Duration = chrono::Duration::hours(24);
+
 /// Makes the bootstrap key work: the operator's secret, or in sandbox mode a generated one
 /// (returned, to be printed).
+///
+/// The operator's key is created once and never changed by a start: a key an operator
+/// rotated or revoked stays so (the configured secret then no longer authenticates, and a
+/// warning says so); a changed secret creates a key of its own beside the old one, which
+/// keeps working until an operator revokes it (the start lists it). In sandbox mode every
+/// start revokes the previous demo keys and makes one that expires in 24 hours, so a shared
+/// database never collects live all-scope keys.
 async fn bootstrap_key(
     gateway: &Gateway,
     settings: &Settings,
     sandbox: bool,
 ) -> Result<Option<String>, StartError> {
+    let keys = gateway.keys();
+    let failed = |e: sacp_api::usecases::AppError| StartError::Bootstrap(e.to_string());
     if let Some(secret) = &settings.bootstrap_api_key {
-        gateway
-            .keys()
+        let key = keys
             .ensure_bootstrap(secret.expose_secret())
             .await
-            .map_err(|e| StartError::Bootstrap(e.to_string()))?;
+            .map_err(failed)?;
+        let now = keys.now();
+        match key.authenticate(secret.expose_secret(), now) {
+            Ok(()) => {}
+            Err(refused) => tracing::warn!(
+                key_id = %key.id(),
+                reason = %refused,
+                "SACP_BOOTSTRAP_API_KEY no longer authenticates: its key was rotated, revoked or disabled by an operator, and a start never undoes that; remove the variable or set it to a new secret"
+            ),
+        }
+        let others: Vec<String> = keys
+            .list()
+            .await
+            .map_err(failed)?
+            .iter()
+            .filter(|k| k.record().name == BOOTSTRAP_KEY_NAME && k.id() != key.id())
+            .filter(|k| k.status(now) == sacp_domain::access::KeyStatus::Active)
+            .map(|k| k.id().as_str().to_owned())
+            .collect();
+        if !others.is_empty() {
+            tracing::warn!(
+                keys = ?others,
+                "bootstrap keys of earlier SACP_BOOTSTRAP_API_KEY secrets are still active; revoke them once nothing uses the old secret"
+            );
+        }
         return Ok(None);
     }
     if !sandbox {
         return Ok(None);
     }
-    let (_, secret) = gateway
-        .keys()
+    for earlier in keys.list().await.map_err(failed)? {
+        let demo = earlier.record().name == DEMO_KEY_NAME && earlier.org() == DEMO_KEY_ORG;
+        if demo && earlier.record().revoked_at.is_none() {
+            keys.revoke(earlier.id().as_str()).await.map_err(failed)?;
+        }
+    }
+    let (_, secret) = keys
         .create(
             NewKey {
-                name: "sandbox demo".into(),
-                org: "sandbox".into(),
+                name: DEMO_KEY_NAME.into(),
+                org: DEMO_KEY_ORG.into(),
                 scopes: integration_scopes(),
                 limits: KeyLimits::READ_TIER,
-                expires_at: None,
+                expires_at: Some(keys.now() + DEMO_KEY_LIFETIME),
             },
             None,
         )
         .await
-        .map_err(|e| StartError::Bootstrap(e.to_string()))?;
+        .map_err(failed)?;
     Ok(Some(secret.expose().to_owned()))
 }
 
@@ -293,6 +339,9 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
         },
     );
     let demo_key = bootstrap_key(&gateway, settings, simulators.is_some()).await?;
+    if simulators.is_some() && !address.ip().is_loopback() {
+        tracing::warn!(%address, "sandbox mode on a non-loopback address: the simulated wallet's approval pages are reachable from other hosts");
+    }
     let admin_token = settings
         .admin_token
         .as_ref()
@@ -311,7 +360,11 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
     let mut server = HttpServer::new(move || {
         let mut app = App::new().wrap(from_fn(request_id::middleware));
         if let Some(simulators) = &served_simulators {
-            app = app.configure(sacp_sim::http::configure(simulators, "/sim"));
+            app = app.configure(sacp_sim::http::configure(
+                simulators,
+                "/sim",
+                sacp_sim::http::Exposure::LoopbackApis,
+            ));
         }
         app.configure(sacp_api::configure(state.clone(), &app_public_url))
     })
@@ -358,16 +411,31 @@ pub fn banner(running: &Running) -> String {
     } else {
         format!("production upstreams; {}", running.storage)
     };
+    let exposed = running.simulators.is_some() && !running.address.ip().is_loopback();
+    let warning = if exposed {
+        [
+            "",
+            "  !! SANDBOX ON A NON-LOOPBACK ADDRESS: the simulated wallet's approval pages (which",
+            "  !! approve any pending code without a login) are reachable by anyone who reaches",
+            "  !! this port. The simulators' APIs (tokens, faults, test users) answer loopback only.",
+            "  !! Never run the sandbox where real people or real money are involved.",
+        ]
+        .join("\n")
+    } else {
+        String::new()
+    };
     let product = sacp_sim::catalog::ETHIOPIAN_YIRGACHEFFE;
     let key = match &running.demo_key {
-        Some(key) => format!("  Demo API key (shown once): {key}"),
+        Some(key) => {
+            format!("  Demo API key (shown once, valid 24 h; the previous one is revoked): {key}")
+        }
         None => "  API key: the one given in SACP_BOOTSTRAP_API_KEY, or one an operator created"
             .to_owned(),
     };
     [
         String::new(),
         format!("SACP Gateway {} listening on {}", env!("CARGO_PKG_VERSION"), running.address),
-        format!("  {mode}"),
+        format!("  {mode}{warning}"),
         format!("  API docs: {url}/docs   OpenAPI: {url}/openapi.json"),
         key,
         String::new(),

@@ -27,8 +27,14 @@ enum Command {
     },
 }
 
+/// The log filter without `RUST_LOG`. actix-http answers malformed requests (400) and
+/// oversized heads (431) itself, before any gateway code runs, and logs each as an ERROR
+/// "stream error": a client's mistake, not the gateway's, so its dispatcher is silenced.
+const DEFAULT_LOG_FILTER: &str = "info,actix_http::h1::dispatcher=off";
+
 fn init_logs(format: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
     // Colours only on a terminal: log files and collectors get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -30,7 +30,13 @@ async fn main() -> std::io::Result<()> {
     );
     let server = HttpServer::new({
         let simulators = simulators.clone();
-        move || App::new().configure(sacp_sim::http::configure(&simulators, ""))
+        move || {
+            App::new().configure(sacp_sim::http::configure(
+                &simulators,
+                "",
+                sacp_sim::http::Exposure::Open,
+            ))
+        }
     })
     .bind(&listen)?;
     tracing::info!(

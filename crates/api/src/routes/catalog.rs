@@ -20,15 +20,18 @@ const MAX_LIMIT: u32 = 100;
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ProductsQuery {
-    /// Search words (needs the `search:read` scope once keys are enforced). Not combined with
-    /// `category`.
+    /// Search words (needs the `search:read` scope), at most 200 characters. Not combined
+    /// with `category`.
+    #[param(max_length = 200)]
     q: Option<String>,
-    /// Only this category, e.g. `coffee`, `tea`, `equipment`.
+    /// Only this category, e.g. `coffee`, `tea`, `equipment`; at most 64 characters.
+    #[param(max_length = 64)]
     category: Option<String>,
     /// Page size, 1 to 100 (default 20).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 100)]
     limit: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(max_length = 64)]
     cursor: Option<String>,
 }
 
@@ -36,10 +39,13 @@ fn encode_cursor(offset: u32) -> String {
     URL_SAFE_NO_PAD.encode(format!("o:{offset}"))
 }
 
+/// Longest cursor accepted (the gateway's own are about a dozen characters).
+const MAX_CURSOR_LEN: usize = 64;
+
 fn decode_cursor(cursor: &str) -> Result<u32, AppError> {
-    URL_SAFE_NO_PAD
-        .decode(cursor)
-        .ok()
+    Some(cursor)
+        .filter(|c| c.len() <= MAX_CURSOR_LEN)
+        .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
         .and_then(|bytes| String::from_utf8(bytes).ok())
         .and_then(|text| text.strip_prefix("o:").and_then(|n| n.parse().ok()))
         .ok_or_else(|| {
@@ -71,7 +77,7 @@ fn parse_limit(limit: Option<&str>) -> Result<u32, AppError> {
     responses(
         (status = 200, description = "A page of products (with `ETag`)", body = ProductListDto),
         (status = 304, description = "Not modified: `If-None-Match` named the current `ETag`"),
-        (status = 400, description = "Invalid limit or cursor", body = ProblemDto, content_type = "application/problem+json"),
+        (status = 400, description = "Invalid limit or cursor, or q or category too long", body = ProblemDto, content_type = "application/problem+json"),
         (status = 502, description = "Store unavailable", body = ProblemDto, content_type = "application/problem+json"),
         (status = 504, description = "Store timeout", body = ProblemDto, content_type = "application/problem+json"),
     )

@@ -1,8 +1,8 @@
 //! Integration API keys: authenticate requests, and the operator's key management (shared by
 //! the admin API and the `sacp-gateway keys` commands).
 
-use std::collections::BTreeSet;
-use std::sync::Arc;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use sacp_domain::access::{ApiKey, ApiKeySecret, AuthFailure, KeyLimits, NewKey, Scope, key_id_of};
@@ -42,6 +42,9 @@ pub fn integration_scopes() -> BTreeSet<Scope> {
         .collect()
 }
 
+/// Name of the key `SACP_BOOTSTRAP_API_KEY` creates.
+pub const BOOTSTRAP_KEY_NAME: &str = "bootstrap";
+
 /// Longest rotation grace: 30 days.
 pub const MAX_GRACE_SECS: i64 = 30 * 24 * 3600;
 
@@ -58,12 +61,18 @@ pub struct KeyChanges {
     pub disabled: Option<bool>,
 }
 
+/// How stale a key's recorded last use may get before a use is written again: uses are
+/// recorded at most once a minute per key, in batches.
+const LAST_USE_RESOLUTION: Duration = Duration::minutes(1);
+
 /// Key use cases: they need only the key repository, a clock and randomness.
 #[derive(Clone)]
 pub struct Keys {
     repo: Arc<dyn ApiKeyRepository>,
     clock: Arc<dyn Clock>,
     random: Arc<dyn RandomSource>,
+    /// Uses not written yet, by key (the first use of a minute).
+    pending_uses: Arc<Mutex<HashMap<ApiKeyId, DateTime<Utc>>>>,
 }
 
 impl std::fmt::Debug for Keys {
@@ -90,6 +99,7 @@ impl Keys {
             repo,
             clock,
             random,
+            pending_uses: Arc::default(),
         }
     }
 
@@ -110,14 +120,44 @@ impl Keys {
             RepositoryError::NotFound => AppError::ApiKeyRefused(AuthFailure::Invalid),
             other => AppError::Storage(other),
         })?;
-        key.authenticate(presented, self.clock.now())
+        let now = self.clock.now();
+        key.authenticate(presented, now)
             .map_err(AppError::ApiKeyRefused)?;
+        if key
+            .last_used_at()
+            .is_none_or(|last| now - last >= LAST_USE_RESOLUTION)
+        {
+            self.uses().entry(key.id().clone()).or_insert(now);
+        }
         Ok(Principal {
             key_id: key.id().clone(),
             org: key.org().to_owned(),
             scopes: key.scopes().clone(),
             limits: key.limits(),
         })
+    }
+
+    fn uses(&self) -> std::sync::MutexGuard<'_, HashMap<ApiKeyId, DateTime<Utc>>> {
+        self.pending_uses
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Writes the keys' last uses noted since the last call (the server calls this every
+    /// second; each key is written at most once a minute).
+    pub async fn flush_uses(&self) -> Result<(), AppError> {
+        let uses: Vec<(ApiKeyId, DateTime<Utc>)> = self.uses().drain().collect();
+        if uses.is_empty() {
+            return Ok(());
+        }
+        if let Err(error) = self.repo.record_uses(&uses).await {
+            let mut pending = self.uses();
+            for (id, at) in uses {
+                pending.entry(id).or_insert(at);
+            }
+            return Err(error.into());
+        }
+        Ok(())
     }
 
     /// Creates a key; the secret is returned once and never stored.
@@ -229,7 +269,7 @@ impl Keys {
     /// together.
     pub async fn ensure_bootstrap(&self, secret: &str) -> Result<ApiKey, AppError> {
         let new = NewKey {
-            name: "bootstrap".into(),
+            name: BOOTSTRAP_KEY_NAME.into(),
             org: "default".into(),
             scopes: integration_scopes(),
             limits: KeyLimits::READ_TIER,

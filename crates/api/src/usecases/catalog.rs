@@ -29,10 +29,37 @@ pub struct ProductList {
     pub next_offset: Option<u32>,
 }
 
+/// Longest search text, in characters.
+pub const MAX_QUERY_CHARS: usize = 200;
+/// Longest category name, in characters.
+pub const MAX_CATEGORY_CHARS: usize = 64;
+
+/// Refuses a query part that is too long or holds control characters: it is the caller's
+/// error (400), never something sent upstream.
+fn check_text(name: &str, text: &str, max: usize) -> Result<(), AppError> {
+    if text.chars().count() > max {
+        return Err(AppError::BadRequest(format!(
+            "{name} is limited to {max} characters"
+        )));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(AppError::BadRequest(format!(
+            "{name} must not contain control characters"
+        )));
+    }
+    Ok(())
+}
+
 impl Gateway {
     /// Lists or searches products.
     pub async fn list_products(&self, query: &CatalogQuery) -> Result<ProductList, AppError> {
         let q = query.q.as_deref().map(str::trim).filter(|q| !q.is_empty());
+        if let Some(q) = q {
+            check_text("q", q, MAX_QUERY_CHARS)?;
+        }
+        if let Some(category) = &query.category {
+            check_text("category", category, MAX_CATEGORY_CHARS)?;
+        }
         let page = match q {
             Some(q) => {
                 if query.category.is_some() {

@@ -19,7 +19,9 @@ use sacp_ports::{
     Wallet,
 };
 
-pub use access::{KeyChanges, Keys, MAX_GRACE_SECS, Principal, integration_scopes};
+pub use access::{
+    BOOTSTRAP_KEY_NAME, KeyChanges, Keys, MAX_GRACE_SECS, Principal, integration_scopes,
+};
 pub use catalog::{CatalogQuery, ProductList};
 pub use checkout::CheckoutChanges;
 pub use error::{AppError, Upstream};

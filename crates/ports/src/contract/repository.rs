@@ -123,6 +123,38 @@ pub async fn checkout_repository_contract(repo: Arc<dyn CheckoutRepository>) {
 
     let unknown = CheckoutId::generate(&random);
     assert_eq!(repo.get(&unknown).await, Err(RepositoryError::NotFound));
+    assert_eq!(
+        repo.get(checkout.id()).await.unwrap().owner(),
+        "tests",
+        "the owning organisation is kept"
+    );
+
+    // A placed order finds its checkout, with who paid.
+    let mut paid = sample_checkout(&random);
+    repo.insert(&mut paid).await.unwrap();
+    let hold = sacp_domain::PaymentHold::Device {
+        authorization_id: PaymentAuthorizationId::generate(&random),
+        amount: paid.cart().total(),
+    };
+    paid.begin_authorization(hold.clone(), t(10)).unwrap();
+    let order = sacp_domain::OrderConfirmation {
+        order_id: format!("ord_{}", paid.id().as_str()),
+        transaction_id: "txn_1".into(),
+    };
+    paid.complete_authorized(&hold, order.clone(), t(11))
+        .unwrap();
+    paid.note_payer("usr_someone");
+    repo.update(&mut paid).await.unwrap();
+    let found = repo
+        .with_order(&order.order_id)
+        .await
+        .expect("found by its order");
+    assert_eq!(found.id(), paid.id());
+    assert_eq!(found.payer(), Some("usr_someone"));
+    assert_eq!(
+        repo.with_order("ord_nobody").await,
+        Err(RepositoryError::NotFound)
+    );
     let mut never_stored = sample_checkout(&random);
     never_stored.set_version(1);
     assert_eq!(
@@ -350,6 +382,42 @@ pub async fn api_key_repository_contract(repo: Arc<dyn ApiKeyRepository>) {
         repo.get(&sacp_domain::ApiKeyId::generate(&random)).await,
         Err(RepositoryError::NotFound)
     );
+
+    // Uses are recorded apart from changes: the later time wins, the version stays, and an
+    // update from an older read never puts an older time back.
+    let before = repo.get(second.id()).await.unwrap();
+    repo.record_uses(&[
+        (second.id().clone(), t(30)),
+        (sacp_domain::ApiKeyId::generate(&random), t(30)),
+    ])
+    .await
+    .expect("record uses (unknown ids skipped)");
+    repo.record_uses(&[(second.id().clone(), t(20))])
+        .await
+        .unwrap();
+    let used = repo.get(second.id()).await.unwrap();
+    assert_eq!(
+        used.last_used_at(),
+        Some(t(30)),
+        "an earlier use never replaces a later one"
+    );
+    assert_eq!(
+        used.version(),
+        before.version(),
+        "recording a use is not a change"
+    );
+    let mut changed = before;
+    changed.update(None, None, Some(true)).unwrap();
+    repo.update(&mut changed)
+        .await
+        .expect("a change from a read before the use");
+    let stored = repo.get(second.id()).await.unwrap();
+    assert_eq!(
+        stored.last_used_at(),
+        Some(t(30)),
+        "the change kept the later use"
+    );
+    assert!(stored.record().disabled);
 }
 
 /// Runs every [`crate::repository::AuditLog`] rule.

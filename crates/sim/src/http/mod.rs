@@ -13,7 +13,7 @@ use std::sync::Arc;
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{self, HeaderMap};
-use actix_web::middleware::Next;
+use actix_web::middleware::{Next, from_fn};
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use rand::RngExt;
@@ -25,18 +25,72 @@ use crate::store_core::StoreCore;
 use crate::wallet_core::WalletCore;
 use crate::{SimError, Simulators};
 
+/// Who may call the simulators.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposure {
+    /// Anyone who reaches the listener: the standalone `sacp-sim`, a test fixture.
+    Open,
+    /// The wallet's pages for the person (`/wsim/m/...`) to anyone; every API — tokens,
+    /// payments, the store, the fault knobs, test users — only to loopback callers. For the
+    /// sandbox gateway, whose listener may be reachable from elsewhere.
+    LoopbackApis,
+}
+
 /// Mounts the store at `{prefix}/ssim` and the wallet at `{prefix}/wsim`.
 pub fn configure(
     simulators: &Simulators,
     prefix: &str,
+    exposure: Exposure,
 ) -> impl FnOnce(&mut web::ServiceConfig) + use<> {
     let store = simulators.store.clone();
     let wallet = simulators.wallet.clone();
     let prefix = prefix.trim_end_matches('/').to_owned();
     move |cfg: &mut web::ServiceConfig| {
-        cfg.service(ssim::scope(&format!("{prefix}/ssim"), store))
-            .service(wsim::scope(&format!("{prefix}/wsim"), wallet));
+        let store = ssim::scope(&format!("{prefix}/ssim"), store);
+        let wallet = wsim::scope(&format!("{prefix}/wsim"), wallet);
+        match exposure {
+            Exposure::Open => cfg.service(store).service(wallet),
+            Exposure::LoopbackApis => cfg
+                .service(store.wrap(from_fn(loopback_only)))
+                .service(wallet.wrap(from_fn(loopback_only_but_pages))),
+        };
     }
+}
+
+fn is_loopback(request: &ServiceRequest) -> bool {
+    request.peer_addr().is_some_and(|a| a.ip().is_loopback())
+}
+
+fn refuse_remote(request: ServiceRequest) -> ServiceResponse<BoxBody> {
+    let response = HttpResponse::Forbidden().json(serde_json::json!({
+        "error": "forbidden",
+        "message": "the sandbox simulators answer their APIs on loopback only",
+    }));
+    request.into_response(response)
+}
+
+/// Refuses callers from other hosts.
+async fn loopback_only(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if !is_loopback(&request) {
+        return Ok(refuse_remote(request));
+    }
+    Ok(next.call(request).await?.map_into_boxed_body())
+}
+
+/// Refuses callers from other hosts, except on the pages where the person approves (their
+/// phone is another host).
+async fn loopback_only_but_pages(
+    request: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    let page = request.match_info().unprocessed().starts_with("/m/");
+    if !page && !is_loopback(&request) {
+        return Ok(refuse_remote(request));
+    }
+    Ok(next.call(request).await?.map_into_boxed_body())
 }
 
 /// Where a simulator's fault knobs are read from, for the fault middleware.
