@@ -426,3 +426,239 @@ async fn keys_made_with_the_command_line_work_on_the_gateway() {
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn command_line_key_changes_are_audited_as_the_admin_api_audits_them() {
+    use sacp_server::keys::{KeysCommand, run};
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let mut shared = settings();
+    shared.database_url = Some(db.url.clone().into());
+    let created = run(
+        &shared,
+        KeysCommand::Create {
+            name: "cli".into(),
+            org: "ops".into(),
+            scopes: vec!["catalog:read".into()],
+            requests_per_minute: None,
+            daily_quota: None,
+            expires_at: None,
+        },
+    )
+    .await
+    .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    run(
+        &shared,
+        KeysCommand::Update {
+            id: id.clone(),
+            scopes: None,
+            requests_per_minute: Some(10),
+            daily_quota: None,
+            disabled: None,
+        },
+    )
+    .await
+    .unwrap();
+    run(
+        &shared,
+        KeysCommand::Rotate {
+            id: id.clone(),
+            grace_seconds: 60,
+        },
+    )
+    .await
+    .unwrap();
+    run(&shared, KeysCommand::Revoke { id: id.clone() })
+        .await
+        .unwrap();
+    // A refusal is audited too, with the status the admin API would answer.
+    assert!(
+        run(
+            &shared,
+            KeysCommand::Revoke {
+                id: "key_aaaaaaaaaaaaaaaaaaaaaaaaaa".into()
+            }
+        )
+        .await
+        .is_err()
+    );
+    // Reading changes nothing and is not audited.
+    run(&shared, KeysCommand::List).await.unwrap();
+
+    let app = spawn_app_with(shared, Faults::default()).await;
+    let audit = admin(&app, Method::GET, "/admin/audit?limit=100", None).await;
+    let events: Vec<&Value> = audit.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["request_id"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("cli_"))
+        })
+        .collect();
+    let seen: Vec<(String, u64, String)> = events
+        .iter()
+        .rev()
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_owned(),
+                e["status"].as_u64().unwrap(),
+                e["resource"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            ("POST /admin/keys".to_owned(), 201, id.clone()),
+            ("PATCH /admin/keys/{id}".to_owned(), 200, id.clone()),
+            ("POST /admin/keys/{id}/rotate".to_owned(), 200, id.clone()),
+            ("POST /admin/keys/{id}/revoke".to_owned(), 200, id.clone()),
+            (
+                "POST /admin/keys/{id}/revoke".to_owned(),
+                404,
+                "key_aaaaaaaaaaaaaaaaaaaaaaaaaa".to_owned()
+            ),
+        ]
+    );
+    let text = audit.body.to_string();
+    assert!(
+        !text.contains(created["key"].as_str().unwrap()),
+        "no secret in the audit"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_key_records_when_it_was_last_used_at_most_once_a_minute() {
+    let app = spawn_app().await;
+    let created = admin(
+        &app,
+        Method::POST,
+        "/admin/keys",
+        Some(json!({"name": "used", "org": "acme", "scopes": ["catalog:read"]})),
+    )
+    .await;
+    let (secret, id) = (created.str("/key"), created.str("/id"));
+    assert!(created.body["last_used_at"].is_null());
+    let path = format!("/admin/keys/{id}");
+    for _ in 0..3 {
+        assert_eq!(
+            as_key(&app, &secret, Method::GET, "/products", None)
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    // Uses are written in the background, within about a second.
+    let mut first = Value::Null;
+    for _ in 0..30 {
+        first = admin(&app, Method::GET, &path, None).await.body["last_used_at"].clone();
+        if !first.is_null() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(first.is_string(), "last_used_at is set");
+    // Used again within the minute: not written again.
+    as_key(&app, &secret, Method::GET, "/products", None).await;
+    tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+    assert_eq!(
+        admin(&app, Method::GET, &path, None).await.body["last_used_at"],
+        first
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn sandbox_starts_on_postgres_keep_one_demo_key_that_expires() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let mut sandbox = settings();
+    sandbox.database_url = Some(db.url.clone().into());
+    sandbox.bootstrap_api_key = None;
+    let mut demo = Vec::new();
+    for _ in 0..3 {
+        let running = sacp_server::start(&sandbox).await.unwrap();
+        demo.push(
+            running
+                .demo_key
+                .clone()
+                .expect("a demo key in sandbox mode"),
+        );
+        running.stop().await;
+    }
+    let running = sacp_server::start(&sandbox).await.unwrap();
+    let keys = running.gateway.keys().list().await.unwrap();
+    let now = chrono::Utc::now();
+    let active: Vec<_> = keys
+        .iter()
+        .filter(|k| k.status(now) == sacp_domain::access::KeyStatus::Active)
+        .collect();
+    assert_eq!(active.len(), 1, "only the last start's demo key is live");
+    let expires = active[0].record().expires_at.expect("the demo key expires");
+    assert!(
+        expires > now + chrono::Duration::hours(23) && expires <= now + chrono::Duration::hours(24)
+    );
+    let earlier = sacp_domain::access::key_id_of(&demo[0]).unwrap();
+    assert_eq!(
+        running
+            .gateway
+            .keys()
+            .get(earlier.as_str())
+            .await
+            .unwrap()
+            .status(now),
+        sacp_domain::access::KeyStatus::Revoked
+    );
+    running.stop().await;
+}
+
+#[tokio::test]
+async fn a_start_never_revives_or_replaces_what_an_operator_did_to_the_bootstrap_key() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let mut shared = settings();
+    shared.database_url = Some(db.url.clone().into());
+    let secret = crate::app::TEST_KEY;
+    let id = sacp_domain::access::key_id_of(secret).unwrap();
+
+    let first = spawn_app_with(shared.clone(), Faults::default()).await;
+    let (_, rotated) = first.gateway.keys().rotate(id.as_str(), 0).await.unwrap();
+    first.stop().await;
+    // Restarted with the same variable: the rotation stands.
+    let second = spawn_app_with(shared.clone(), Faults::default()).await;
+    as_key(&second, secret, Method::GET, "/products", None)
+        .await
+        .assert_problem(401, "api_key_invalid");
+    assert_eq!(
+        as_key(&second, rotated.expose(), Method::GET, "/products", None)
+            .await
+            .status,
+        StatusCode::OK
+    );
+    second.gateway.keys().revoke(id.as_str()).await.unwrap();
+    second.stop().await;
+    // Revoked stays revoked.
+    let mut third_settings = shared.clone();
+    third_settings.bootstrap_api_key = Some(secret.to_owned().into());
+    let third = sacp_server::start(&third_settings).await.unwrap();
+    let key = third.gateway.keys().get(id.as_str()).await.unwrap();
+    assert!(key.record().revoked_at.is_some());
+    third.stop().await;
+    // A new secret gets a key of its own; the old key is left to the operator.
+    let mut changed = shared.clone();
+    let new_secret = "a-new-bootstrap-secret-of-at-least-32-chars";
+    changed.bootstrap_api_key = Some(new_secret.to_owned().into());
+    let fourth = sacp_server::start(&changed).await.unwrap();
+    let new_id = sacp_domain::access::key_id_of(new_secret).unwrap();
+    assert_ne!(new_id, id);
+    let fresh = fourth.gateway.keys().get(new_id.as_str()).await.unwrap();
+    assert_eq!(fresh.authenticate(new_secret, chrono::Utc::now()), Ok(()));
+    fourth.stop().await;
+}

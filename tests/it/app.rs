@@ -373,6 +373,14 @@ impl TestApp {
         self.sims.wallet.issue_user_token(limit).access_token
     }
 
+    /// A user token of another wallet user than the demo one.
+    pub fn user_token_of(&self, user: &str) -> String {
+        self.sims
+            .wallet
+            .issue_user_token_for(user, None)
+            .access_token
+    }
+
     pub async fn stop(mut self) {
         if let Some(running) = self.running.take() {
             running.stop().await;

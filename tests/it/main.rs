@@ -6,6 +6,7 @@
 mod access_matrix;
 mod admin;
 mod app;
+mod attacker;
 mod bad_inputs;
 mod browser;
 mod catalog_cache;

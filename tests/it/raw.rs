@@ -122,3 +122,11 @@ pub async fn read_answer(stream: &mut TcpStream, head_only: bool) -> RawAnswer {
         body,
     }
 }
+
+/// Sends `request` byte for byte (head and body, however malformed) on a new connection and
+/// reads the answer.
+pub async fn send_bytes(base: &str, request: &[u8]) -> RawAnswer {
+    let mut stream = TcpStream::connect(address(base)).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    read_answer(&mut stream, false).await
+}

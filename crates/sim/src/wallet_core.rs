@@ -914,6 +914,11 @@ impl WalletCore {
     /// Sim control: a user access token for the demo owner with the `purchase` scope (and
     /// `history`, to read orders) and the given per-transaction limit.
     pub fn issue_user_token(&self, per_transaction: Option<Money>) -> TokenOut {
+        self.issue_user_token_for(DEMO_OWNER, per_transaction)
+    }
+
+    /// Sim control: [`WalletCore::issue_user_token`] for another wallet user, `owner`.
+    pub fn issue_user_token_for(&self, owner: &str, per_transaction: Option<Money>) -> TokenOut {
         let now = self.clock.now();
         let mut state = self.state();
         let limits = Limits {
@@ -927,7 +932,7 @@ impl WalletCore {
             "purchase".into(),
             "history".into(),
         ];
-        self.mint(&mut state, DEMO_OWNER, "sandbox user", scopes, limits, now)
+        self.mint(&mut state, owner, "sandbox user", scopes, limits, now)
     }
 
     /// Used by the simulated store when it charges: checks and consumes a payment token for

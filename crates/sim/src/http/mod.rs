@@ -221,3 +221,69 @@ pub(crate) fn text_field(fields: &Map<String, Value>, name: &str) -> Option<Stri
         _ => None,
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::sync::Arc;
+
+    use actix_web::http::StatusCode;
+    use actix_web::{App, test};
+    use sacp_ports::clock::SystemClock;
+
+    use super::*;
+
+    async fn status(exposure: Exposure, peer: &str, method: &str, path: &str) -> StatusCode {
+        let simulators = Simulators::sandbox(
+            "http://gw/sim/ssim",
+            "http://gw/sim/wsim",
+            Arc::new(SystemClock),
+        );
+        let app =
+            test::init_service(App::new().configure(configure(&simulators, "/sim", exposure)))
+                .await;
+        let peer: SocketAddr = peer.parse().unwrap();
+        let request = test::TestRequest::default()
+            .method(method.parse().unwrap())
+            .uri(path)
+            .peer_addr(peer)
+            .to_request();
+        test::call_service(&app, request).await.status()
+    }
+
+    #[actix_web::test]
+    async fn in_the_sandbox_only_the_persons_pages_answer_other_hosts() {
+        let remote = "203.0.113.9:5000";
+        let local = "127.0.0.1:5000";
+        for (method, path) in [
+            ("PUT", "/sim/wsim/sim/faults"),
+            ("POST", "/sim/wsim/sim/users/token"),
+            ("GET", "/sim/wsim/sim/stats"),
+            ("POST", "/sim/wsim/api/agent/v1/oauth/token"),
+            ("PUT", "/sim/ssim/sim/faults"),
+            ("GET", "/sim/ssim/api/agent/v1/products"),
+        ] {
+            assert_eq!(
+                status(Exposure::LoopbackApis, remote, method, path).await,
+                StatusCode::FORBIDDEN,
+                "{method} {path} from another host"
+            );
+            assert_ne!(
+                status(Exposure::LoopbackApis, local, method, path).await,
+                StatusCode::FORBIDDEN,
+                "{method} {path} from loopback"
+            );
+            assert_ne!(
+                status(Exposure::Open, remote, method, path).await,
+                StatusCode::FORBIDDEN,
+                "{method} {path} on an open simulator"
+            );
+        }
+        // The person approves from their phone: the pages answer everyone.
+        assert_ne!(
+            status(Exposure::LoopbackApis, remote, "GET", "/sim/wsim/m/device").await,
+            StatusCode::FORBIDDEN
+        );
+    }
+}

@@ -205,6 +205,8 @@ struct UserTokenRequest {
     /// Per-transaction limit in decimal dollars; absent = unlimited.
     per_transaction: Option<String>,
     currency: Option<String>,
+    /// The wallet user the token belongs to; absent = the demo user.
+    user: Option<String>,
 }
 
 async fn issue_user_token(core: Core, body: Option<web::Json<UserTokenRequest>>) -> HttpResponse {
@@ -216,7 +218,13 @@ async fn issue_user_token(core: Core, body: Option<web::Json<UserTokenRequest>>)
         (Some(_), Err(error)) => Err(error),
     };
     match limit {
-        Ok(limit) => HttpResponse::Ok().json(token_json(&core.issue_user_token(limit))),
+        Ok(limit) => {
+            let owner = request
+                .user
+                .as_deref()
+                .unwrap_or(crate::wallet_core::DEMO_OWNER);
+            HttpResponse::Ok().json(token_json(&core.issue_user_token_for(owner, limit)))
+        }
         Err(error) => error_response(&SimError::oauth(400, "invalid_request", &error.to_string())),
     }
 }
