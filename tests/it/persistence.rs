@@ -388,3 +388,70 @@ async fn a_database_outage_answers_503_and_the_gateway_recovers_by_itself() {
     assert_eq!(checkout.body["total"]["amount"], 2146, "nothing was lost");
     app.stop().await;
 }
+
+/// Checkouts stored before organisations owned them get the organisation the audit log
+/// credits with their creation; any other is owned by nobody (no key can read it).
+#[tokio::test]
+async fn the_ownership_migration_gives_existing_checkouts_their_creators_organisation() {
+    use diesel::{Connection, RunQueryDsl};
+    use diesel_migrations::MigrationHarness;
+    use sacp_ports::CheckoutRepository;
+
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let url = db.url.clone();
+    let random = sacp_ports::contract::CountingRandom::default();
+    let credited = sacp_ports::contract::repository::sample_checkout(&random);
+    let orphan = sacp_ports::contract::repository::sample_checkout(&random);
+    let rows = [(credited.clone(), true), (orphan.clone(), false)];
+    tokio::task::spawn_blocking(move || {
+        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        // The schema as it was before ownership: the first four migrations.
+        for _ in 0..4 {
+            conn.run_next_migration(sacp_adapters::pg::MIGRATIONS)
+                .unwrap();
+        }
+        for (checkout, audited) in &rows {
+            let mut record = serde_json::to_value(checkout.record()).unwrap();
+            let object = record.as_object_mut().unwrap();
+            object.remove("owner");
+            object.remove("payer");
+            diesel::sql_query(format!(
+                "INSERT INTO checkouts (id, store_session_id, status, record, version, expires_at, created_at, updated_at) \
+                 VALUES ('{id}', '{session}', '{status}', '{record}'::jsonb, 1, now() + interval '30 minutes', now(), now())",
+                id = checkout.id().as_str(),
+                session = checkout.store_session_id().0,
+                status = checkout.status().as_str(),
+                record = record.to_string().replace('\'', "''"),
+            ))
+            .execute(&mut conn)
+            .unwrap();
+            if *audited {
+                diesel::sql_query(format!(
+                    "INSERT INTO audit_events (at, request_id, key_id, org, action, resource, outcome, status) \
+                     VALUES (now(), 'req_1', NULL, 'acme', 'POST /checkout', '{}', 'success', 201)",
+                    checkout.id().as_str()
+                ))
+                .execute(&mut conn)
+                .unwrap();
+            }
+        }
+    })
+    .await
+    .unwrap();
+
+    let storage = sacp_adapters::pg::PgStorage::connect(
+        &db.url,
+        sacp_adapters::pg::PgConfig::default(),
+    )
+    .unwrap();
+    let applied = storage.migrate().await.unwrap();
+    assert!(!applied.is_empty(), "the later migrations ran");
+    let read = storage.get(credited.id()).await.unwrap();
+    assert_eq!(read.owner(), "acme");
+    assert!(read.is_owned_by("acme") && !read.is_owned_by("other"));
+    let unowned = storage.get(orphan.id()).await.unwrap();
+    assert_eq!(unowned.owner(), "");
+    assert!(!unowned.is_owned_by(""), "nobody owns it, not even an empty name");
+}
