@@ -35,6 +35,23 @@ pub async fn as_key(
     app.finish(method, path, request).await
 }
 
+/// `sacp-gateway keys create` of a catalog key named `cli` in organisation `ops`.
+async fn cli_create(settings: &sacp_server::Settings, requests_per_minute: Option<u32>) -> Value {
+    sacp_server::keys::run(
+        settings,
+        sacp_server::keys::KeysCommand::Create {
+            name: "cli".into(),
+            org: "ops".into(),
+            scopes: vec!["catalog:read".into()],
+            requests_per_minute,
+            daily_quota: None,
+            expires_at: None,
+        },
+    )
+    .await
+    .unwrap()
+}
+
 fn checkout_body() -> Value {
     json!({"items": [{"product_id": sacp_sim::catalog::ETHIOPIAN_YIRGACHEFFE, "quantity": 1}]})
 }
@@ -350,19 +367,7 @@ async fn keys_made_with_the_command_line_work_on_the_gateway() {
     };
     let mut shared = settings();
     shared.database_url = Some(db.url.clone().into());
-    let created = run(
-        &shared,
-        KeysCommand::Create {
-            name: "cli".into(),
-            org: "ops".into(),
-            scopes: vec!["catalog:read".into()],
-            requests_per_minute: Some(30),
-            daily_quota: None,
-            expires_at: None,
-        },
-    )
-    .await
-    .unwrap();
+    let created = cli_create(&shared, Some(30)).await;
     let secret = created["key"].as_str().unwrap().to_owned();
     let id = created["id"].as_str().unwrap().to_owned();
     assert_eq!(created["requests_per_minute"], 30);
@@ -435,19 +440,7 @@ async fn command_line_key_changes_are_audited_as_the_admin_api_audits_them() {
     };
     let mut shared = settings();
     shared.database_url = Some(db.url.clone().into());
-    let created = run(
-        &shared,
-        KeysCommand::Create {
-            name: "cli".into(),
-            org: "ops".into(),
-            scopes: vec!["catalog:read".into()],
-            requests_per_minute: None,
-            daily_quota: None,
-            expires_at: None,
-        },
-    )
-    .await
-    .unwrap();
+    let created = cli_create(&shared, None).await;
     let id = created["id"].as_str().unwrap().to_owned();
     run(
         &shared,

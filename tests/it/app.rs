@@ -257,6 +257,13 @@ impl TestApp {
         }
     }
 
+    /// Sends a request with the person's wallet token as `Authorization: Bearer`.
+    pub async fn as_user(&self, method: Method, path: &str, token: &str) -> Answer {
+        let bearer = format!("Bearer {token}");
+        self.call_with(method, path, None, &[("authorization", bearer.as_str())])
+            .await
+    }
+
     pub async fn get(&self, path: &str) -> Answer {
         self.call(Method::GET, path, None).await
     }

@@ -116,45 +116,23 @@ async fn orders_are_shown_only_to_the_person_who_paid() {
     let id = app.ready_checkout(1).await;
     let payer = app.user_token(None);
     let paid = app
-        .call_with(
-            Method::POST,
-            &format!("/checkout/{id}/complete"),
-            None,
-            &[("authorization", &format!("Bearer {payer}"))],
-        )
+        .as_user(Method::POST, &format!("/checkout/{id}/complete"), &payer)
         .await;
     assert_eq!(paid.status, StatusCode::OK, "{}", paid.body);
     let order = paid.str("/order_id");
     let path = format!("/orders/{order}");
-    let mine = app
-        .call_with(
-            Method::GET,
-            &path,
-            None,
-            &[("authorization", &format!("Bearer {payer}"))],
-        )
-        .await;
+    let mine = app.as_user(Method::GET, &path, &payer).await;
     assert_eq!(mine.status, StatusCode::OK, "{}", mine.body);
     assert_eq!(mine.body["order_id"], order.as_str());
     // Another wallet user with a perfectly valid token gets nothing.
     let stranger = app.user_token_of("usr_someone_else");
-    app.call_with(
-        Method::GET,
-        &path,
-        None,
-        &[("authorization", &format!("Bearer {stranger}"))],
-    )
-    .await
-    .assert_problem(404, "not_found");
+    app.as_user(Method::GET, &path, &stranger)
+        .await
+        .assert_problem(404, "not_found");
     // An order the store has but this gateway never placed is nobody's here.
-    app.call_with(
-        Method::GET,
-        "/orders/ord_placedelsewhere",
-        None,
-        &[("authorization", &format!("Bearer {payer}"))],
-    )
-    .await
-    .assert_problem(404, "not_found");
+    app.as_user(Method::GET, "/orders/ord_placedelsewhere", &payer)
+        .await
+        .assert_problem(404, "not_found");
 
     // The guest path records who approved, too.
     let guest = app.ready_checkout(1).await;
@@ -165,23 +143,11 @@ async fn orders_are_shown_only_to_the_person_who_paid() {
     assert_eq!(settled.body["status"], "completed", "{}", settled.body);
     let guest_order = format!("/orders/{}", settled.str("/order_id"));
     let approver = app.user_token(None);
-    let read = app
-        .call_with(
-            Method::GET,
-            &guest_order,
-            None,
-            &[("authorization", &format!("Bearer {approver}"))],
-        )
-        .await;
+    let read = app.as_user(Method::GET, &guest_order, &approver).await;
     assert_eq!(read.status, StatusCode::OK, "{}", read.body);
-    app.call_with(
-        Method::GET,
-        &guest_order,
-        None,
-        &[("authorization", &format!("Bearer {stranger}"))],
-    )
-    .await
-    .assert_problem(404, "not_found");
+    app.as_user(Method::GET, &guest_order, &stranger)
+        .await
+        .assert_problem(404, "not_found");
     app.stop().await;
 }
 
@@ -246,11 +212,10 @@ async fn what_a_caller_sends_never_opens_a_shared_circuit() {
     // Every upstream still answers everybody.
     let token = app.user_token(None);
     let paid = app
-        .call_with(
+        .as_user(
             Method::POST,
             &format!("/checkout/{checkout}/complete"),
-            None,
-            &[("authorization", &format!("Bearer {token}"))],
+            &token,
         )
         .await;
     assert_eq!(paid.status, StatusCode::OK, "{}", paid.body);
@@ -436,12 +401,7 @@ async fn the_end_user_limit_counts_a_token_however_it_is_sent() {
         answer.body
     );
     let refused = app
-        .call_with(
-            Method::GET,
-            "/orders/ord_nothing",
-            None,
-            &[("authorization", &format!("Bearer {token}"))],
-        )
+        .as_user(Method::GET, "/orders/ord_nothing", &token)
         .await;
     refused.assert_problem(429, "rate_limited");
     assert_eq!(refused.body["policy"], "user-minute");

@@ -441,11 +441,9 @@ async fn the_ownership_migration_gives_existing_checkouts_their_creators_organis
     .await
     .unwrap();
 
-    let storage = sacp_adapters::pg::PgStorage::connect(
-        &db.url,
-        sacp_adapters::pg::PgConfig::default(),
-    )
-    .unwrap();
+    let storage =
+        sacp_adapters::pg::PgStorage::connect(&db.url, sacp_adapters::pg::PgConfig::default())
+            .unwrap();
     let applied = storage.migrate().await.unwrap();
     assert!(!applied.is_empty(), "the later migrations ran");
     let read = storage.get(credited.id()).await.unwrap();
@@ -453,5 +451,8 @@ async fn the_ownership_migration_gives_existing_checkouts_their_creators_organis
     assert!(read.is_owned_by("acme") && !read.is_owned_by("other"));
     let unowned = storage.get(orphan.id()).await.unwrap();
     assert_eq!(unowned.owner(), "");
-    assert!(!unowned.is_owned_by(""), "nobody owns it, not even an empty name");
+    assert!(
+        !unowned.is_owned_by(""),
+        "nobody owns it, not even an empty name"
+    );
 }

@@ -256,8 +256,11 @@ async fn admit(
         caller: Some(caller.clone()),
         ..Refusal::from(error)
     };
+    // The operator's admin API is never switched off, limited or held to a tenant's share:
+    // it is how an incident is handled.
+    let integration = matches!(policy.access, Access::Scopes(_));
     let tenant = match tenant_of(&caller) {
-        Some(tenant) if policy.capped => Some(
+        Some(tenant) if policy.capped && integration => Some(
             state
                 .in_flight
                 .enter_tenant(&tenant)
@@ -266,7 +269,7 @@ async fn admit(
         _ => None,
     };
     let guard = state.gateway.guard();
-    if matches!(policy.access, Access::Scopes(_)) {
+    if integration {
         guard
             .ensure_allowed(policy.operation)
             .await
@@ -283,7 +286,10 @@ async fn admit(
         ),
         false => None,
     };
-    let limits = limits_for(&caller, request, body.as_deref(), state, policy.operation);
+    let limits = match integration {
+        true => limits_for(&caller, request, body.as_deref(), state, policy.operation),
+        false => Vec::new(),
+    };
     let decision = guard.admit(&limits).await.map_err(known)?;
     if let Some(error) = guard.refusal(&decision) {
         return Err(Refusal {
