@@ -62,6 +62,83 @@ async fn start_driver() -> (Driver, String) {
     (Driver(child), url)
 }
 
+/// A headless Chromium session with a profile of its own (removed by [`Session::end`]).
+struct Session {
+    browser: fantoccini::Client,
+    profile: std::path::PathBuf,
+    _driver: Driver,
+}
+
+impl Session {
+    async fn start(name: &str) -> Session {
+        let (driver, driver_url) = start_driver().await;
+        let profile =
+            std::env::temp_dir().join(format!("sacp-chromium-{name}-{}", std::process::id()));
+        let mut capabilities = serde_json::Map::new();
+        capabilities.insert(
+            "goog:chromeOptions".into(),
+            json!({
+                "binary": CHROMIUM,
+                "args": [
+                    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                    "--no-first-run", "--disable-quic", format!("--user-data-dir={}", profile.display()),
+                ],
+            }),
+        );
+        let browser = ClientBuilder::new(HttpConnector::new())
+            .capabilities(capabilities)
+            .connect(&driver_url)
+            .await
+            .expect("a browser session");
+        Session {
+            browser,
+            profile,
+            _driver: driver,
+        }
+    }
+
+    async fn end(self) {
+        let _ = self.browser.close().await;
+        let _ = std::fs::remove_dir_all(&self.profile);
+    }
+}
+
+#[tokio::test]
+async fn the_docs_render_under_their_content_security_policy() {
+    if !browser_available() {
+        return;
+    }
+    let app = spawn_app().await;
+    let session = Session::start("docs").await;
+    let browser = &session.browser;
+    let outcome = async {
+        browser.goto(&format!("{}/docs/", app.url)).await?;
+        // Swagger UI renders the operations only if its scripts ran and fetched the document
+        // under the page's policy (scripts, styles and requests to the gateway itself).
+        browser
+            .wait()
+            .at_most(Duration::from_secs(20))
+            .for_element(Locator::Css(".opblock"))
+            .await?;
+        let count = browser
+            .execute(
+                "return document.querySelectorAll('.opblock').length",
+                vec![],
+            )
+            .await?;
+        Ok::<_, fantoccini::error::CmdError>(count)
+    }
+    .await;
+    session.end().await;
+    let count = outcome.expect("the docs render in a browser");
+    assert!(
+        count.as_u64().unwrap_or(0) >= 20,
+        "operations shown: {count}"
+    );
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_person_approves_in_headless_chromium_and_the_checkout_completes() {
     if !browser_available() {
@@ -71,26 +148,8 @@ async fn a_person_approves_in_headless_chromium_and_the_checkout_completes() {
     let id = app.ready_checkout(1).await;
     let auth = app.complete_as_guest(&id).await;
 
-    let (_driver, driver_url) = start_driver().await;
-    let profile = std::env::temp_dir().join(format!("sacp-chromium-{}", std::process::id()));
-    let mut capabilities = serde_json::Map::new();
-    capabilities.insert(
-        "goog:chromeOptions".into(),
-        json!({
-            "binary": CHROMIUM,
-            "args": [
-                "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                "--no-first-run", "--disable-quic", format!("--user-data-dir={}", profile.display()),
-            ],
-        }),
-    );
-    let browser = ClientBuilder::new(HttpConnector::new())
-        .capabilities(capabilities)
-        .connect(&driver_url)
-        .await
-        .expect("a browser session");
-
+    let session = Session::start("approve").await;
+    let browser = &session.browser;
     let outcome = async {
         browser.goto(&auth.str("/authorization_url")).await?;
         let amount = browser.find(Locator::Css("#amount")).await?.text().await?;
@@ -114,8 +173,7 @@ async fn a_person_approves_in_headless_chromium_and_the_checkout_completes() {
         Ok::<_, fantoccini::error::CmdError>((amount, merchant, items, result))
     }
     .await;
-    let _ = browser.close().await;
-    let _ = std::fs::remove_dir_all(&profile);
+    session.end().await;
     let (amount, merchant, items, result) = outcome.expect("the approval page works in a browser");
     assert_eq!(amount, "CA$21.46", "the person sees the exact amount");
     assert!(merchant.contains("SACP Coffee Roasters"), "{merchant}");
