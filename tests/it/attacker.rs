@@ -305,6 +305,44 @@ async fn a_stalled_body_is_cut_off_and_one_organisation_cannot_take_the_replica(
     assert!(started.elapsed() >= Duration::from_millis(1_400));
     assert_eq!(app.get("/products").await.status, StatusCode::OK);
 
+    // Organisations together can fill the replica, but never lock the operator out.
+    let (third, _) = org_key(&app, "third").await;
+    let (fourth, _) = org_key(&app, "fourth").await;
+    let (fifth, _) = org_key(&app, "fifth").await;
+    let mut filling = Vec::new();
+    for key in [TEST_KEY, rival.as_str(), third.as_str(), fourth.as_str()] {
+        for _ in 0..2 {
+            filling.push(stalled_body(&app, key, 100, 10).await);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    as_key(&app, &fifth, Method::GET, "/products", None)
+        .await
+        .assert_problem(503, "overloaded");
+    let switches = admin(&app, Method::GET, "/admin/switches", None).await;
+    assert_eq!(switches.status, StatusCode::OK, "{}", switches.body);
+    assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
+    drop(filling);
+
+    // Bodies stall elsewhere on the listener too — the sandbox wallet's pages, a path with
+    // no route — and are cut off just the same.
+    for target in ["/sim/wsim/m/device", "/nowhere"] {
+        let mut stream = tokio::net::TcpStream::connect(raw::address(&app.url))
+            .await
+            .unwrap();
+        let head = format!(
+            "POST {target} HTTP/1.1\r\nhost: x\r\ncontent-type: application/x-www-form-urlencoded\r\ncontent-length: 100\r\n\r\nuser_code="
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut rest = Vec::new();
+        let closed =
+            tokio::time::timeout(Duration::from_secs(6), stream.read_to_end(&mut rest)).await;
+        assert!(
+            closed.is_ok(),
+            "{target}: the connection is closed, not held open by the stalled body"
+        );
+    }
+
     // A declared body over the limit is refused before it is read, and the connection closed.
     let head = format!(
         "POST /checkout HTTP/1.1\r\nhost: x\r\nx-api-key: {TEST_KEY}\r\ncontent-type: application/json\r\ncontent-length: 10000000\r\n\r\n"
@@ -553,6 +591,17 @@ async fn answers_carry_no_caching_of_secrets_and_the_browser_hardening_headers()
     let policy = docs.header("content-security-policy").unwrap();
     assert!(policy.contains("script-src 'self'") && policy.contains("frame-ancestors 'none'"));
     assert_eq!(docs.header("x-content-type-options"), Some("nosniff"));
+    let head = raw::send(&app.url, "HEAD", "/docs/index.html", &[], b"").await;
+    assert_eq!(head.status, 200);
+    // The person's approval page cannot be framed by another site.
+    let page = raw::send(&app.url, "GET", "/sim/wsim/m/device", &[], b"").await;
+    assert_eq!(page.status, 200);
+    assert_eq!(page.header("x-frame-options"), Some("DENY"));
+    assert!(
+        page.header("content-security-policy")
+            .unwrap()
+            .contains("frame-ancestors 'none'")
+    );
     app.stop().await;
 }
 
@@ -566,6 +615,16 @@ async fn headers_that_are_not_valid_values_are_refused_not_crashed_on() {
     let answer = raw::send_bytes(&app.url, &bytes).await;
     assert_eq!(answer.status, 401);
     assert_eq!(answer.code(), "api_key_invalid");
+    // A key sent twice is no key: which one would count is a guess.
+    for keys in [[TEST_KEY, "sacp_forged"], ["sacp_forged", TEST_KEY]] {
+        let head = format!(
+            "GET /products HTTP/1.1\r\nhost: x\r\nx-api-key: {}\r\nx-api-key: {}\r\nconnection: close\r\n\r\n",
+            keys[0], keys[1]
+        );
+        let answer = raw::send_bytes(&app.url, head.as_bytes()).await;
+        assert_eq!(answer.status, 401, "{keys:?}");
+        assert_eq!(answer.code(), "api_key_invalid");
+    }
     // An idempotency key that is not a valid value.
     bytes = format!(
         "POST /checkout HTTP/1.1\r\nhost: x\r\nx-api-key: {TEST_KEY}\r\ncontent-type: application/json\r\nidempotency-key: a\u{7f}b\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{{}}"

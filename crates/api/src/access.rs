@@ -57,17 +57,18 @@ impl Policy {
         ..Policy::PUBLIC
     };
 
-    /// An operator read.
+    /// An operator read. The admin API is not counted against the in-flight cap: whatever
+    /// fills the replica, the operator can still revoke keys and flip switches.
     pub const ADMIN_READ: Policy = Policy {
         access: Access::Admin,
+        capped: false,
         ..Policy::PUBLIC
     };
 
-    /// An operator change.
+    /// An operator change (not counted against the in-flight cap either).
     pub const ADMIN_WRITE: Policy = Policy {
-        access: Access::Admin,
         operation: Operation::Write,
-        ..Policy::PUBLIC
+        ..Policy::ADMIN_READ
     };
 
     /// A read needing these scopes.
@@ -161,23 +162,40 @@ pub fn needed_scopes(policy: &Policy, query: &str) -> Option<&'static [Scope]> {
     Some(scopes)
 }
 
-/// The value of the `X-API-Key` header; `Err` when it is present but not visible ASCII.
-fn presented_key(request: &ServiceRequest) -> Result<Option<&str>, AppError> {
-    match request.headers().get(API_KEY_HEADER) {
-        None => Ok(None),
-        Some(value) => value
-            .to_str()
-            .map(|v| Some(v.trim()).filter(|v| !v.is_empty()))
-            .map_err(|_| AppError::ApiKeyRefused(sacp_domain::access::AuthFailure::Invalid)),
+/// A credential header that cannot be used: sent more than once, or not visible ASCII.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnusableHeader;
+
+/// The one value of a credential header: `Ok(None)` when absent, [`UnusableHeader`] when it is
+/// sent more than once (which one would count is a guess no credential should depend on) or
+/// is not visible ASCII.
+pub fn single_header(
+    headers: &actix_web::http::header::HeaderMap,
+    name: impl actix_web::http::header::AsHeaderName,
+) -> Result<Option<&str>, UnusableHeader> {
+    let mut values = headers.get_all(name);
+    match (values.next(), values.next()) {
+        (None, _) => Ok(None),
+        (Some(_), Some(_)) => Err(UnusableHeader),
+        (Some(value), None) => value.to_str().map(Some).map_err(|_| UnusableHeader),
     }
 }
 
-/// The bearer token of the `Authorization` header, if it has the Bearer scheme.
+/// The value of the `X-API-Key` header; `Err` when it is sent twice or is not visible ASCII.
+fn presented_key(request: &ServiceRequest) -> Result<Option<&str>, AppError> {
+    single_header(request.headers(), API_KEY_HEADER)
+        .map(|v| v.map(str::trim).filter(|v| !v.is_empty()))
+        .map_err(|UnusableHeader| {
+            AppError::ApiKeyRefused(sacp_domain::access::AuthFailure::Invalid)
+        })
+}
+
+/// The bearer token of the `Authorization` header, if it has the Bearer scheme and is sent
+/// once.
 pub fn bearer(request: &HttpRequest) -> Option<&str> {
-    request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
+    single_header(request.headers(), header::AUTHORIZATION)
+        .ok()
+        .flatten()
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, token)| token.trim())

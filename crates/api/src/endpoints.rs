@@ -68,6 +68,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
     endpoint!(GET "/problems/{code}", Policy::PUBLIC, system::problem_page),
     endpoint!(GET "/openapi.json", Policy::PUBLIC, system::openapi_json),
     endpoint!(GET "/docs", Policy::PUBLIC, system::docs_redirect),
+    endpoint!(GET "/docs/{_:.*}", Policy::PUBLIC, system::docs_file),
     endpoint!(GET "/admin/keys", Policy::ADMIN_READ, admin::list),
     endpoint!(POST "/admin/keys", Policy::ADMIN_WRITE, admin::create),
     endpoint!(GET "/admin/keys/{id}", Policy::ADMIN_READ, admin::show),
@@ -113,6 +114,17 @@ fn allow_header(methods: &[&Method]) -> String {
 /// What a resource answers to a method it has no endpoint for: `OPTIONS` gets 204 and the
 /// `Allow` list, anything else 405 with it. Decided before any key is looked at.
 async fn other_method(request: HttpRequest, allow: HeaderValue) -> HttpResponse {
+    if let Some(state) = request.app_data::<web::Data<crate::ApiState>>() {
+        let status = if request.method() == Method::OPTIONS {
+            204
+        } else {
+            405
+        };
+        state
+            .gateway
+            .guard()
+            .count_request(None, crate::UNMATCHED.to_owned(), status);
+    }
     let mut response = if request.method() == Method::OPTIONS {
         HttpResponse::NoContent().finish()
     } else {
@@ -127,6 +139,7 @@ async fn other_method(request: HttpRequest, allow: HeaderValue) -> HttpResponse 
         .response(Some(request.path()))
     };
     response.headers_mut().insert(header::ALLOW, allow);
+    crate::close_if_body_unread(&request, &mut response);
     response
 }
 

@@ -343,6 +343,14 @@ async fn read_body(
     {
         Err(_elapsed) => return Err(AppError::BodyTimeout),
         Ok(Err(_over_limit)) => return Err(AppError::PayloadTooLarge),
+        // The listener-wide deadline (`crate::body::deadline`) may fire first.
+        Ok(Ok(Err(broken)))
+            if broken
+                .as_error::<actix_web::error::PayloadError>()
+                .is_some_and(crate::body::is_timeout) =>
+        {
+            return Err(AppError::BodyTimeout);
+        }
         Ok(Ok(Err(_broken))) => {
             return Err(AppError::BadRequest("the body could not be read".into()));
         }
@@ -466,6 +474,9 @@ fn refuse(
             .response_mut()
             .head_mut()
             .set_connection_type(ConnectionType::Close);
+    } else {
+        let (request, answer) = (response.request().clone(), response.response_mut());
+        crate::close_if_body_unread(&request, answer);
     }
     let status = response.status().as_u16();
     let principal = refusal.caller.as_ref().and_then(Caller::principal);

@@ -4,6 +4,7 @@
 //! This crate depends on the ports only; the server binary wires adapters in.
 
 pub mod access;
+pub mod body;
 pub mod catalog_cache;
 pub mod driver;
 pub mod dto;
@@ -24,7 +25,6 @@ use std::time::Duration;
 use actix_web::error::{InternalError, JsonPayloadError, PayloadError, QueryPayloadError};
 use actix_web::middleware::from_fn;
 use actix_web::{HttpRequest, HttpResponse, web};
-use utoipa_swagger_ui::SwaggerUi;
 
 use sacp_domain::access::SecretHash;
 
@@ -145,7 +145,7 @@ async fn not_found(request: HttpRequest, state: web::Data<ApiState>) -> HttpResp
         .gateway
         .guard()
         .count_request(None, UNMATCHED.to_owned(), 404);
-    Problem::new(
+    let mut response = Problem::new(
         "not_found",
         format!(
             "no route for {} {}; see /openapi.json",
@@ -153,7 +153,25 @@ async fn not_found(request: HttpRequest, state: web::Data<ApiState>) -> HttpResp
             request.path()
         ),
     )
-    .response(Some(request.path()))
+    .response(Some(request.path()));
+    close_if_body_unread(&request, &mut response);
+    response
+}
+
+/// Closes the connection after `response` when the request announced a body that is left
+/// unread (a refusal before any handler reads it), rather than waiting for that body.
+pub(crate) fn close_if_body_unread(request: &HttpRequest, response: &mut HttpResponse) {
+    let headers = request.headers();
+    let announced = headers.contains_key(actix_web::http::header::TRANSFER_ENCODING)
+        || headers
+            .get(actix_web::http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.trim() != "0");
+    if announced {
+        response
+            .head_mut()
+            .set_connection_type(actix_web::http::ConnectionType::Close);
+    }
 }
 
 /// Whether a path segment is `.` or `..`, also percent-encoded (`%2e`, `%2E`).
@@ -169,7 +187,7 @@ async fn dot_segments(
     next: actix_web::middleware::Next<impl actix_web::body::MessageBody + 'static>,
 ) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
     if request.path().split('/').any(is_dot_segment) {
-        let answer = Problem::new(
+        let mut answer = Problem::new(
             "not_found",
             format!(
                 "no route for {} {}: paths with '.' or '..' segments are not served",
@@ -178,6 +196,7 @@ async fn dot_segments(
             ),
         )
         .response(Some(request.path()));
+        close_if_body_unread(request.request(), &mut answer);
         return Ok(request.into_response(answer));
     }
     Ok(next.call(request).await?.map_into_boxed_body())
@@ -211,16 +230,11 @@ pub fn configure(
             scope = scope.service(resource);
         }
         // App-level, so that every service of the app (the guards, the fallback) reaches it.
+        let docs =
+            routes::system::DocsConfig(Arc::new(utoipa_swagger_ui::Config::from("/openapi.json")));
         cfg.app_data(web::Data::new(state))
             .app_data(web::Data::new(document))
-            .service(
-                scope
-                    // The UI's own files (GET only); the document is an endpoint of ours.
-                    .service(
-                        SwaggerUi::new("/docs/{_:.*}")
-                            .config(utoipa_swagger_ui::Config::from("/openapi.json")),
-                    )
-                    .default_service(web::to(not_found)),
-            );
+            .app_data(web::Data::new(docs))
+            .service(scope.default_service(web::to(not_found)));
     }
 }

@@ -245,6 +245,22 @@ impl Modify for Guardrails {
                             )
                         });
                 }
+                if matches!(method, "POST" | "PATCH" | "PUT") {
+                    // Every body is read whole, within its deadline and size limit.
+                    for (status, description) in [
+                        (
+                            "408",
+                            "The body did not arrive in time; the connection is closed",
+                        ),
+                        ("413", "Body over 64 KiB"),
+                    ] {
+                        operation
+                            .responses
+                            .responses
+                            .entry(status.into())
+                            .or_insert_with(|| problem_response(description));
+                    }
+                }
                 if access == Access::Public || !matches!(method, "POST" | "PATCH") {
                     continue;
                 }

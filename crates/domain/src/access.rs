@@ -254,7 +254,11 @@ pub struct NewKey {
 
 fn label(errors: &mut ValidationErrors, field: &str, value: &str) {
     let value = value.trim();
-    if value.is_empty() || value.chars().count() > 100 || value.chars().any(char::is_control) {
+    if value.is_empty()
+        || value.chars().count() > 100
+        || value.chars().any(char::is_control)
+        || crate::validation::has_hidden_characters(value)
+    {
         errors.push(
             field,
             "invalid_format",
@@ -553,6 +557,21 @@ mod tests {
                 .collect(),
             limits: KeyLimits::READ_TIER,
             expires_at: Some(t(1000)),
+        }
+    }
+
+    #[test]
+    fn key_names_and_organisations_are_plain_text() {
+        let now = chrono::DateTime::from_timestamp(1_790_000_000, 0).unwrap_or_default();
+        for (name, org) in [("\u{202E}evil", "acme"), ("agent", "ac\u{200B}me")] {
+            let new = NewKey {
+                name: name.into(),
+                org: org.into(),
+                scopes: [Scope::CatalogRead].into_iter().collect(),
+                limits: KeyLimits::READ_TIER,
+                expires_at: None,
+            };
+            assert!(new.validate(now).is_err(), "{name:?} {org:?}");
         }
     }
 

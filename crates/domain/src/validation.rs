@@ -348,8 +348,9 @@ fn is_country_code(code: &str) -> bool {
 
 /// Characters that change how text is shown without being seen: bidirectional overrides,
 /// embeddings and isolates (which can make an address or a name read differently from what
-/// is stored), zero-width spaces and joiners, word joiners, invisible operators, the BOM,
-/// tags. Shown to a person in a wallet or on a parcel, they only ever mislead.
+/// is stored), zero-width spaces and joiners, word joiners, invisible operators, line and
+/// paragraph separators, the BOM, tags. Shown to a person in a wallet or on a parcel, they
+/// only ever mislead.
 fn is_invisible_format(c: char) -> bool {
     matches!(
         c,
@@ -360,7 +361,7 @@ fn is_invisible_format(c: char) -> bool {
             | '\u{17B4}'..='\u{17B5}'
             | '\u{180B}'..='\u{180F}'
             | '\u{200B}'..='\u{200F}'
-            | '\u{202A}'..='\u{202E}'
+            | '\u{2028}'..='\u{202E}'
             | '\u{2060}'..='\u{206F}'
             | '\u{3164}'
             | '\u{FE00}'..='\u{FE0F}'
@@ -371,20 +372,46 @@ fn is_invisible_format(c: char) -> bool {
     )
 }
 
-/// Whether `text` holds an invisible formatting character where none belongs. The zero-width
-/// (non-)joiner is part of how some scripts write names (Persian, Indic scripts), so it is
-/// accepted between two letters and nowhere else.
-fn has_hidden_characters(text: &str) -> bool {
+/// Whether `c` is a combining mark of the common blocks (accents stacked on a letter).
+fn is_combining_mark(c: char) -> bool {
+    matches!(
+        c,
+        '\u{0300}'..='\u{036F}'
+            | '\u{1AB0}'..='\u{1AFF}'
+            | '\u{1DC0}'..='\u{1DFF}'
+            | '\u{20D0}'..='\u{20FF}'
+            | '\u{FE20}'..='\u{FE2F}'
+    )
+}
+
+/// Most combining marks one letter carries in real writing (Vietnamese stacks two).
+const MAX_COMBINING_RUN: usize = 4;
+
+/// Whether a zero-width (non-)joiner at `index` sits between two letters of a script that
+/// writes with it (Arabic, Persian, the Indic scripts…): beside Latin letters it only hides.
+fn is_script_joiner(chars: &[char], index: usize) -> bool {
+    let writes_with_joiners = |c: &char| c.is_alphabetic() && *c > '\u{024F}';
+    index > 0
+        && matches!(chars[index], '\u{200C}' | '\u{200D}')
+        && writes_with_joiners(&chars[index - 1])
+        && chars.get(index + 1).is_some_and(writes_with_joiners)
+}
+
+/// Whether `text` holds an invisible formatting character where none belongs (the zero-width
+/// (non-)joiner is accepted between two letters of a script that writes with it), or a letter
+/// buried under more than [`MAX_COMBINING_RUN`] combining marks.
+pub(crate) fn has_hidden_characters(text: &str) -> bool {
     let chars: Vec<char> = text.chars().collect();
-    chars.iter().enumerate().any(|(index, c)| {
-        let joiner = matches!(c, '\u{200C}' | '\u{200D}');
-        let between_letters = index > 0
-            && chars[index - 1].is_alphabetic()
-            && chars
-                .get(index + 1)
-                .is_some_and(|next| next.is_alphabetic());
-        is_invisible_format(*c) && !(joiner && between_letters)
-    })
+    let hidden = chars
+        .iter()
+        .enumerate()
+        .any(|(index, c)| is_invisible_format(*c) && !is_script_joiner(&chars, index));
+    let mut run = 0;
+    let stacked = chars.iter().any(|c| {
+        run = if is_combining_mark(*c) { run + 1 } else { 0 };
+        run > MAX_COMBINING_RUN
+    });
+    hidden || stacked
 }
 
 /// Checks a required free-text field: present, non-blank, at most `max` characters, no
@@ -869,6 +896,9 @@ mod tests {
             "\u{FEFF}John",
             "John\u{00AD}Doe",
             "Jo\u{200D}",
+            "Jo\u{200D}hn",
+            "John\u{2028}Doe",
+            "Zalgo\u{0301}\u{0302}\u{0303}\u{0304}\u{0305}",
         ] {
             let errors = Buyer::parse(&BuyerInput {
                 name: Some(hidden.into()),
@@ -891,6 +921,15 @@ mod tests {
             phone: None,
         });
         assert!(persian.is_ok(), "{persian:?}");
+        let vietnamese = Buyer::parse(&BuyerInput {
+            name: Some("Nguye\u{0302}\u{0303}n".into()),
+            email: Some("n@example.com".into()),
+            phone: None,
+        });
+        assert!(
+            vietnamese.is_ok(),
+            "two stacked accents are writing: {vietnamese:?}"
+        );
         assert!(Email::parse("john\u{200B}@example.com").is_err());
     }
 

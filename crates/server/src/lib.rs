@@ -357,8 +357,14 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
         .with_catalog_cache(Duration::from_millis(settings.catalog_cache_ttl_ms));
     let served_simulators = simulators.clone();
     let app_public_url = public_url.clone();
+    let body_timeout = Duration::from_millis(settings.limits.body_timeout_ms.max(1));
     let mut server = HttpServer::new(move || {
-        let mut app = App::new().wrap(from_fn(request_id::middleware));
+        // Every body on the listener, the simulators' included, has its deadline.
+        let mut app = App::new()
+            .wrap(from_fn(move |request, next| {
+                sacp_api::body::deadline(body_timeout, request, next)
+            }))
+            .wrap(from_fn(request_id::middleware));
         if let Some(simulators) = &served_simulators {
             app = app.configure(sacp_sim::http::configure(
                 simulators,

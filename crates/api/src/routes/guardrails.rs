@@ -16,6 +16,7 @@ use crate::usecases::AppError;
 /// Filters of the audit and traffic queries.
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct InspectQuery {
     /// Only this key's rows (`key_...`).
     pub key_id: Option<String>,

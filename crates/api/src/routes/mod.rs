@@ -39,10 +39,8 @@ pub fn user_token(
     request: &HttpRequest,
     body: Option<&[u8]>,
 ) -> Result<Option<BearerToken>, AppError> {
-    let header = match request.headers().get(header::AUTHORIZATION) {
-        None => None,
-        Some(value) => Some(value.to_str().map_err(|_| AppError::UserTokenMalformed)?),
-    };
+    let header = crate::access::single_header(request.headers(), header::AUTHORIZATION)
+        .map_err(|crate::access::UnusableHeader| AppError::UserTokenMalformed)?;
     let from_header = || {
         let (scheme, token) = header?.split_once(' ')?;
         scheme

@@ -73,6 +73,33 @@ pub async fn openapi_json(document: web::Data<crate::openapi::Served>) -> HttpRe
         .body(document.0.clone())
 }
 
+/// The Swagger UI's configuration: it renders the gateway's own `/openapi.json`.
+#[derive(Clone)]
+pub struct DocsConfig(pub std::sync::Arc<utoipa_swagger_ui::Config<'static>>);
+
+impl std::fmt::Debug for DocsConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DocsConfig")
+    }
+}
+
+/// A file of the browsable docs (the Swagger UI, served from assets embedded in the binary).
+pub async fn docs_file(
+    file: web::Path<String>,
+    config: web::Data<DocsConfig>,
+) -> Result<HttpResponse, AppError> {
+    match utoipa_swagger_ui::serve(&file, config.0.clone()) {
+        Ok(Some(found)) => Ok(HttpResponse::Ok()
+            .content_type(found.content_type)
+            .body(found.bytes.into_owned())),
+        Ok(None) => Err(AppError::NotFound("documentation file")),
+        Err(error) => {
+            tracing::error!(%error, "the docs could not be served");
+            Err(AppError::NotFound("documentation file"))
+        }
+    }
+}
+
 /// The browsable docs live under `/docs/`.
 pub async fn docs_redirect() -> HttpResponse {
     HttpResponse::PermanentRedirect()

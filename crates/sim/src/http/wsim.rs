@@ -3,7 +3,8 @@
 
 use std::sync::Arc;
 
-use actix_web::middleware::from_fn;
+use actix_web::http::header;
+use actix_web::middleware::{DefaultHeaders, from_fn};
 use actix_web::{HttpRequest, HttpResponse, Scope, web};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -40,10 +41,25 @@ pub fn scope(path: &str, core: Arc<WalletCore>) -> Scope {
                 .route("/payments/token", web::post().to(payment_token))
                 .route("/payments/{id}/status", web::get().to(step_up_status)),
         )
-        .route("/m/device", web::get().to(pages::device_page))
-        .route("/m/device", web::post().to(pages::device_decision))
-        .route("/m/step-up/{id}", web::get().to(pages::step_up_page))
-        .route("/m/step-up/{id}", web::post().to(pages::step_up_decision))
+        .service(
+            // The person's pages: never framed (the Approve button cannot be overlaid by
+            // another site), no scripts, forms posting to themselves only.
+            web::scope("/m")
+                .wrap(
+                    DefaultHeaders::new()
+                        .add((header::X_FRAME_OPTIONS, "DENY"))
+                        .add((header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+                        .add((header::REFERRER_POLICY, "no-referrer"))
+                        .add((
+                            header::CONTENT_SECURITY_POLICY,
+                            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+                        )),
+                )
+                .route("/device", web::get().to(pages::device_page))
+                .route("/device", web::post().to(pages::device_decision))
+                .route("/step-up/{id}", web::get().to(pages::step_up_page))
+                .route("/step-up/{id}", web::post().to(pages::step_up_decision)),
+        )
         .route("/sim/users/token", web::post().to(issue_user_token))
         .route("/sim/faults", web::get().to(get_faults))
         .route("/sim/faults", web::put().to(put_faults))
