@@ -236,14 +236,11 @@ async fn admit(
     request: &mut ServiceRequest,
 ) -> Result<Admission, Refusal> {
     let policy = &endpoint.policy;
-    let in_flight = match policy.capped {
-        true => Some(
-            state
-                .in_flight
-                .enter()
-                .ok_or(AppError::Overloaded { tenant: false })?,
-        ),
-        false => None,
+    let in_flight = if policy.capped {
+        let ticket = state.in_flight.enter();
+        Some(ticket.ok_or(AppError::Overloaded { tenant: false })?)
+    } else {
+        None
     };
     let caller =
         access::authenticate(policy, request, state)
@@ -275,20 +272,19 @@ async fn admit(
             .await
             .map_err(known)?;
     }
-    let body = match takes_body(request.method()) {
-        true => Some(
-            read_body(request, state.body_timeout)
-                .await
-                .map_err(|error| Refusal {
-                    close: true,
-                    ..known(error)
-                })?,
-        ),
-        false => None,
+    let body = if takes_body(request.method()) {
+        let read = read_body(request, state.body_timeout).await;
+        Some(read.map_err(|error| Refusal {
+            close: true,
+            ..known(error)
+        })?)
+    } else {
+        None
     };
-    let limits = match integration {
-        true => limits_for(&caller, request, body.as_deref(), state, policy.operation),
-        false => Vec::new(),
+    let limits = if integration {
+        limits_for(&caller, request, body.as_deref(), state, policy.operation)
+    } else {
+        Vec::new()
     };
     let decision = guard.admit(&limits).await.map_err(known)?;
     if let Some(error) = guard.refusal(&decision) {
