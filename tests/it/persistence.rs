@@ -57,8 +57,11 @@ struct GatewayProcess {
 
 impl GatewayProcess {
     fn start(db: &TestDatabase, sim: &SimServer) -> GatewayProcess {
-        let config =
-            json!({"database_url": db.url, "ssim": sim.store_url(), "wsim": sim.wallet_url()});
+        GatewayProcess::start_with(&db.url, &sim.store_url(), &sim.wallet_url())
+    }
+
+    fn start_with(database_url: &str, store: &str, wallet: &str) -> GatewayProcess {
+        let config = json!({"database_url": database_url, "ssim": store, "wsim": wallet});
         let mut child = Command::new(std::env::current_exe().unwrap())
             .args([
                 "persistence::gateway_process",
@@ -455,4 +458,29 @@ async fn the_ownership_migration_gives_existing_checkouts_their_creators_organis
         !unowned.is_owned_by(""),
         "nobody owns it, not even an empty name"
     );
+}
+
+/// Replicas starting together on an empty database all come up: the migrations are applied
+/// once, under a lock, and the others wait for them.
+#[tokio::test]
+async fn several_replicas_start_together_on_an_empty_database() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let sim = shared_upstreams().await;
+    let started: Vec<std::thread::JoinHandle<GatewayProcess>> = (0..4)
+        .map(|_| {
+            let (db_url, store, wallet) = (db.url.clone(), sim.store_url(), sim.wallet_url());
+            std::thread::spawn(move || GatewayProcess::start_with(&db_url, &store, &wallet))
+        })
+        .collect();
+    let replicas: Vec<GatewayProcess> = started
+        .into_iter()
+        .map(|t| t.join().expect("every replica starts"))
+        .collect();
+    let http = http_client();
+    for replica in &replicas {
+        let (status, _) = call(&http, Method::GET, format!("{}/readyz", replica.url), None).await;
+        assert_eq!(status, StatusCode::OK);
+    }
 }

@@ -30,6 +30,10 @@ use sacp_ports::{
     ApiKeyRepository, AuditLog, AuthorizationRepository, CheckoutRepository, RepositoryError,
 };
 
+/// The advisory lock key under which migrations run (an arbitrary constant: `sacp` in ASCII,
+/// then `mig`).
+pub const MIGRATION_LOCK: i64 = 0x7361_6370_6d69_67;
+
 /// The migrations of the top-level `migrations/` folder, embedded in the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
 
@@ -339,11 +343,31 @@ impl PgStorage {
     }
 
     /// Applies every pending migration; returns the names applied.
+    ///
+    /// Replicas starting together on one database take turns: the migrations run under a
+    /// session-level advisory lock ([`MIGRATION_LOCK`]), so one applies them and the others
+    /// then find nothing pending (PostgreSQL's catalog refuses two concurrent `CREATE TABLE`s
+    /// of one name). The lock is released when the migrations end, or with the connection if
+    /// the process dies.
     pub async fn migrate(&self) -> Result<Vec<String>, RepositoryError> {
         self.run(|conn| {
-            conn.run_pending_migrations(MIGRATIONS)
+            let failed = |e: &dyn std::fmt::Display| {
+                RepositoryError::Unavailable(format!("migration failed: {e}"))
+            };
+            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+                .execute(conn)
+                .map_err(|e| failed(&e))?;
+            let applied = conn
+                .run_pending_migrations(MIGRATIONS)
                 .map(|done| done.iter().map(ToString::to_string).collect())
-                .map_err(|e| RepositoryError::Unavailable(format!("migration failed: {e}")))
+                .map_err(|e| failed(&e));
+            let unlocked =
+                diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+                    .execute(conn)
+                    .map_err(|e| failed(&e));
+            let applied = applied?;
+            unlocked?;
+            Ok(applied)
         })
         .await
     }
