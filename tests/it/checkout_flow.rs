@@ -104,9 +104,14 @@ async fn the_seed_conversation_completes_an_order_for_21_46_cad() {
     assert_eq!(&qr.bytes().await.unwrap()[..4], b"\x89PNG");
 
     // Pending until the person acts.
-    let pending = app
-        .get(auth.str("/poll_endpoint").strip_prefix(&app.url).unwrap())
-        .await;
+    // The seed contract: a path the agent appends to the API's base URL.
+    assert_eq!(
+        auth.str("/poll_endpoint"),
+        format!("/checkout/{id}/payment-status/{}", auth.str("/request_id"))
+    );
+    assert!(auth.str("/authorization_url").starts_with("http"));
+    assert!(auth.str("/qr_code_url").starts_with(&app.url));
+    let pending = app.get(&auth.str("/poll_endpoint")).await;
     assert_eq!(pending.body["status"], "pending");
 
     // The person approves in the wallet page, as a browser would; the poll reports the order.

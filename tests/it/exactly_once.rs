@@ -15,10 +15,7 @@ async fn many_concurrent_polls_after_approval_complete_exactly_once() {
         .await;
 
     let poll = auth
-        .str("/poll_endpoint")
-        .strip_prefix(&app.url)
-        .unwrap()
-        .to_owned();
+        .str("/poll_endpoint");
     let mut order_ids = std::collections::HashSet::new();
     let device_polls_before = app.sims.wallet.stats().device_polls;
     for _ in 0..40 {

@@ -231,7 +231,7 @@ pub struct PendingPaymentDto {
     pub id: String,
     /// Exact amount being approved.
     pub amount: MoneyDto,
-    /// Where to poll.
+    /// Where to poll: a path to append to the API's base URL.
     pub poll_endpoint: String,
 }
 
@@ -304,13 +304,14 @@ impl Links {
     pub fn checkout(&self, id: &str) -> String {
         self.url(&format!("/checkout/{id}"))
     }
-    /// A payment status.
+    /// A payment status, as a path to append to the API's base URL (the seed contract's
+    /// `poll_endpoint`).
     pub fn payment_status(&self, checkout: &str, request: &str) -> String {
-        self.url(&format!("/checkout/{checkout}/payment-status/{request}"))
+        format!("/checkout/{checkout}/payment-status/{request}")
     }
-    /// A step-up status.
+    /// A step-up status, as a path like [`Links::payment_status`].
     pub fn step_up(&self, checkout: &str, step_up: &str) -> String {
-        self.url(&format!("/checkout/{checkout}/step-up/{step_up}"))
+        format!("/checkout/{checkout}/step-up/{step_up}")
     }
     /// A QR code.
     pub fn qr(&self, request: &str) -> String {
@@ -492,7 +493,8 @@ pub struct AuthorizationRequiredDto {
     pub user_code: String,
     /// Where to type the code.
     pub verification_uri: String,
-    /// Poll this for the outcome.
+    /// Poll this for the outcome: a path (`/checkout/{id}/payment-status/{request_id}`) to
+    /// append to the API's base URL, as in the seed contract.
     pub poll_endpoint: String,
     /// Seconds before the request expires.
     pub expires_in: u64,
@@ -533,7 +535,8 @@ pub struct StepUpRequiredDto {
     pub status: String,
     /// The wallet's step-up id.
     pub step_up_id: String,
-    /// Poll this (with the same user token) for the outcome.
+    /// Poll this (with the same user token) for the outcome: a path
+    /// (`/checkout/{id}/step-up/{step_up_id}`) to append to the API's base URL.
     pub poll_endpoint: String,
     /// When the step-up expires.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -233,7 +233,9 @@ impl Agent {
         for _ in 0..60 {
             tokio::time::sleep(Duration::from_secs(interval)).await;
             let status = expect_json(
-                self.http.get(&poll_endpoint).headers(self.headers(worker)),
+                self.http
+                    .get(format!("{}{poll_endpoint}", self.gateway))
+                    .headers(self.headers(worker)),
                 StatusCode::OK,
             )
             .await?;
