@@ -14,8 +14,7 @@ async fn many_concurrent_polls_after_approval_complete_exactly_once() {
     app.decide_in_wallet(&auth.str("/authorization_url"), true)
         .await;
 
-    let poll = auth
-        .str("/poll_endpoint");
+    let poll = auth.str("/poll_endpoint");
     let mut order_ids = std::collections::HashSet::new();
     let device_polls_before = app.sims.wallet.stats().device_polls;
     for _ in 0..40 {

@@ -94,9 +94,7 @@ async fn the_driver_honours_slow_down_and_never_polls_faster_than_the_interval()
         polls, 1,
         "after slow_down the interval grew from 1 s to 6 s: no second poll within 3 s"
     );
-    let status = app
-        .get(&auth.str("/poll_endpoint"))
-        .await;
+    let status = app.get(&auth.str("/poll_endpoint")).await;
     assert_eq!(status.body["status"], "pending");
     assert_eq!(
         status.body["interval"], 6,

@@ -120,8 +120,7 @@ async fn a_payment_over_the_token_limit_needs_a_step_up_then_completes() {
     assert_eq!(step_up.body["status"], "step_up_required");
     assert_eq!(step_up.body["amount"]["amount"], 2146);
     let step_up_id = step_up.str("/step_up_id");
-    let poll = step_up
-        .str("/poll_endpoint");
+    let poll = step_up.str("/poll_endpoint");
     assert_eq!(
         app.get(&format!("/checkout/{id}")).await.body["status"],
         "authorizing"
@@ -179,8 +178,7 @@ async fn a_rejected_step_up_returns_the_checkout() {
         .send()
         .await
         .unwrap();
-    let poll = step_up
-        .str("/poll_endpoint");
+    let poll = step_up.str("/poll_endpoint");
     let rejected = app
         .call_with(Method::GET, &poll, None, &[("authorization", &bearer)])
         .await;

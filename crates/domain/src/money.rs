@@ -366,15 +366,30 @@ fn parse_scaled(text: &str, exponent: u8) -> Result<i64, ScaleError> {
     let fraction_len = i64::try_from(fraction.len()).map_err(|_| ScaleError::Syntax)?;
     let trailing_zeros =
         i64::try_from(digits.len() - significant.len()).map_err(|_| ScaleError::Syntax)?;
-    let shift = power - fraction_len + i64::from(exponent) + trailing_zeros;
+    // An exponent near i64's ends (`1e9223372036854775807`) must not wrap the arithmetic.
+    let shift = power
+        .checked_sub(fraction_len)
+        .and_then(|s| s.checked_add(i64::from(exponent)))
+        .and_then(|s| s.checked_add(trailing_zeros))
+        .ok_or(if power < 0 {
+            ScaleError::Inexact
+        } else {
+            ScaleError::Overflow
+        })?;
     if shift < 0 {
         return Err(ScaleError::Inexact);
     }
-    let mut value: i64 = significant.parse().map_err(|_| ScaleError::Overflow)?;
-    for _ in 0..shift {
-        value = value.checked_mul(10).ok_or(ScaleError::Overflow)?;
+    // More than 38 significant digits, or a shift past 10^38, cannot fit i64 anyway.
+    if significant.len() > 38 || shift > 38 {
+        return Err(ScaleError::Overflow);
     }
-    Ok(if negative { -value } else { value })
+    // The magnitude in i128, so that i64::MIN's (one more than i64::MAX's) fits too.
+    let mut magnitude: i128 = significant.parse().map_err(|_| ScaleError::Overflow)?;
+    for _ in 0..shift {
+        magnitude = magnitude.checked_mul(10).ok_or(ScaleError::Overflow)?;
+    }
+    let value = if negative { -magnitude } else { magnitude };
+    i64::try_from(value).map_err(|_| ScaleError::Overflow)
 }
 
 #[cfg(test)]
@@ -410,6 +425,25 @@ mod tests {
             Err(MoneyError::Overflow)
         ));
         assert!(matches!(cad("1e30"), Err(MoneyError::Overflow)));
+        // Exponents at i64's ends neither wrap nor panic.
+        assert!(matches!(
+            cad("1e9223372036854775807"),
+            Err(MoneyError::Overflow)
+        ));
+        assert!(matches!(
+            cad("1.5e9223372036854775807"),
+            Err(MoneyError::Overflow)
+        ));
+        assert!(matches!(
+            cad("1e-9223372036854775808"),
+            Err(MoneyError::TooPrecise { .. })
+        ));
+        // The smallest i64 is an amount too, and prints back to itself.
+        assert_eq!(cad("-92233720368547758.08"), Ok(i64::MIN));
+        assert!(matches!(
+            cad("92233720368547758.08"),
+            Err(MoneyError::Overflow)
+        ));
         for junk in [
             "", "abc", "1.2.3", "--1", "1e", "e5", ".", "1,00", "NaN", "inf",
         ] {
@@ -480,9 +514,42 @@ mod tests {
         );
     }
 
+    /// `i64` values with the edges weighted in: the extremes, zero, powers of ten and their
+    /// neighbours, as well as anything in between.
+    fn minor_units() -> impl Strategy<Value = i64> {
+        prop_oneof![
+            3 => any::<i64>(),
+            1 => prop::sample::select(vec![i64::MIN, i64::MIN + 1, -1, 0, 1, i64::MAX - 1, i64::MAX]),
+            1 => (0u32..19, -1i64..=1, any::<bool>()).prop_map(|(power, nudge, negative)| {
+                let value = 10i64.pow(power).saturating_add(nudge);
+                if negative { -value } else { value }
+            }),
+        ]
+    }
+
+    /// Decimal texts with exponents, near the edges of what parses.
+    fn exponent_forms() -> impl Strategy<Value = String> {
+        (
+            "[0-9]{0,25}",
+            "[0-9]{0,25}",
+            prop_oneof![
+                Just(i64::MIN),
+                Just(i64::MAX),
+                Just(i64::MAX - 1),
+                -40i64..40,
+                any::<i64>()
+            ],
+            any::<bool>(),
+        )
+            .prop_map(|(whole, fraction, power, negative)| {
+                let sign = if negative { "-" } else { "" };
+                format!("{sign}{whole}.{fraction}e{power}")
+            })
+    }
+
     proptest! {
         #[test]
-        fn decimal_text_round_trips(minor in any::<i64>(), exponent in 0u8..=4) {
+        fn decimal_text_round_trips(minor in minor_units(), exponent in 0u8..=4) {
             let currency = match exponent {
                 0 => Currency::parse("JPY").unwrap(),
                 3 => Currency::parse("KWD").unwrap(),
@@ -494,7 +561,7 @@ mod tests {
         }
 
         #[test]
-        fn json_round_trips(minor in any::<i64>()) {
+        fn json_round_trips(minor in minor_units()) {
             let money = Money::from_minor(minor, Currency::USD);
             let text = serde_json::to_string(&money).unwrap();
             prop_assert_eq!(serde_json::from_str::<Money>(&text).unwrap(), money);
@@ -513,6 +580,16 @@ mod tests {
         #[test]
         fn parsing_never_panics(text in "\\PC{0,80}") {
             let _ = cad(&text);
+        }
+
+        #[test]
+        fn exponent_forms_parse_exactly_or_are_refused(text in exponent_forms()) {
+            // Never a panic, never a wrapped value: whatever parses prints back to the same
+            // amount.
+            if let Ok(minor) = cad(&text) {
+                let money = Money::from_minor(minor, Currency::CAD);
+                prop_assert_eq!(cad(&money.to_decimal_string()), Ok(minor));
+            }
         }
     }
 }

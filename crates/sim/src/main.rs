@@ -36,9 +36,7 @@ async fn main() -> std::io::Result<()> {
         )
         .init();
     let listen = cli.listen;
-    let public = cli
-        .public_url
-        .unwrap_or_else(|| format!("http://{listen}"));
+    let public = cli.public_url.unwrap_or_else(|| format!("http://{listen}"));
     let public = public.trim_end_matches('/');
     let simulators = Simulators::sandbox(
         &format!("{public}/ssim"),
