@@ -58,6 +58,18 @@ fn faults_for(fault: Fault) -> Faults {
             device_code_ttl_secs: Some(seconds),
             ..Faults::default()
         },
+        Fault::NoPaymentMethod => Faults {
+            no_payment_method: true,
+            ..Faults::default()
+        },
+        Fault::PaymentProviderError => Faults {
+            payment_provider_error: true,
+            ..Faults::default()
+        },
+        Fault::SuspendedClient => Faults {
+            suspended_client: true,
+            ..Faults::default()
+        },
     }
 }
 

@@ -177,6 +177,12 @@ impl Answer {
         body.get("error")?.as_str().map(str::to_owned)
     }
 
+    /// The upstream's `error_description` (OAuth-style error bodies), if it sent one.
+    pub(crate) fn error_description(&self) -> Option<String> {
+        let body: serde_json::Value = serde_json::from_slice(&self.body).ok()?;
+        body.get("error_description")?.as_str().map(str::to_owned)
+    }
+
     /// The typed error for a non-success answer.
     pub(crate) fn error(&self) -> UpstreamError {
         let retry_after = self

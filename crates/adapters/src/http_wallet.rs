@@ -6,7 +6,7 @@ use reqwest::StatusCode;
 use sacp_domain::{DeviceCode, DeviceGrant};
 use sacp_ports::wallet::{
     DeviceAuthorizationRequest, DevicePoll, Introspection, IssuedToken, PaymentToken,
-    PaymentTokenOutcome, PaymentTokenRequest, StepUp, StepUpStatus, TokenInfo,
+    PaymentTokenOutcome, PaymentTokenRequest, StepUp, StepUpStatus, TokenInfo, payment_token_error,
 };
 use sacp_ports::{BearerToken, UpstreamError, Wallet};
 use secrecy::{ExposeSecret, SecretString};
@@ -125,6 +125,9 @@ struct WireStepUp {
     payment_id: Option<String>,
     payment_token: Option<String>,
     expires_in: Option<u64>,
+    /// Set when the step-up is approved but no token could be issued
+    /// (`payment_provider_error`).
+    error: Option<String>,
 }
 
 fn payment_token(
@@ -222,6 +225,11 @@ impl Wallet for HttpWallet {
             .await?;
         if answer.status.is_success() {
             return Ok(DevicePoll::Approved(issued(answer.json()?)?));
+        }
+        if answer.status == StatusCode::UNAUTHORIZED {
+            // The wallet refuses the gateway's own client (suspended or unknown): not a user
+            // token's fault.
+            return Err(UpstreamError::rejected("invalid_client"));
         }
         if answer.status == StatusCode::BAD_REQUEST
             && let Some(outcome) = answer
@@ -336,7 +344,14 @@ impl Wallet for HttpWallet {
                     .json(&body),
             )
             .await?;
-        let wire: WirePayment = answer.success()?;
+        if !answer.status.is_success() {
+            return Err(payment_token_error(
+                answer.status.as_u16(),
+                answer.error_code().as_deref(),
+                answer.error_description().as_deref(),
+            ));
+        }
+        let wire: WirePayment = answer.json()?;
         if wire.step_up_required {
             let step_up_id = wire
                 .step_up_id
@@ -372,6 +387,10 @@ impl Wallet for HttpWallet {
         let wire: WireStepUp = answer.success()?;
         match wire.status.as_str() {
             "pending" => Ok(StepUpStatus::Pending),
+            // Approved while the card issuer fails: no token now, ask again.
+            "approved" if wire.payment_token.is_none() && wire.error.is_some() => {
+                Ok(StepUpStatus::ApprovedWithoutToken)
+            }
             "approved" => Ok(StepUpStatus::Approved(payment_token(
                 wire.payment_id,
                 wire.payment_token,
@@ -381,5 +400,26 @@ impl Wallet for HttpWallet {
             "expired" => Ok(StepUpStatus::Expired),
             _ => Err(malformed("step-up status")),
         }
+    }
+
+    async fn revoke_token(&self, token: &BearerToken) -> Result<(), UpstreamError> {
+        let form = [
+            ("token", token.expose()),
+            ("client_id", self.credentials.client_id.as_str()),
+        ];
+        let answer = self
+            .upstream
+            .send(
+                self.upstream
+                    .client
+                    .post(self.api(&["oauth", "revoke"])?)
+                    .form(&form),
+            )
+            .await?;
+        if answer.status.is_server_error() {
+            return Err(answer.error());
+        }
+        // RFC 7009 §2.2: the wallet answers 200 whatever the token; nothing else to learn.
+        Ok(())
     }
 }

@@ -118,7 +118,8 @@ pub struct StepUp {
     pub step_up_id: String,
     /// When the step-up expires.
     pub expires_at: Option<DateTime<Utc>>,
-    /// Why a step-up is needed, as the wallet's code (e.g. `per_transaction_limit`).
+    /// Which limit the payment is over, as the wallet's `trigger_type`: `per_transaction`,
+    /// `daily_limit` or `monthly_limit`.
     pub reason: Option<String>,
 }
 
@@ -138,6 +139,9 @@ pub enum StepUpStatus {
     Pending,
     /// Approved, with a fresh payment token.
     Approved(PaymentToken),
+    /// Approved by the person, but the wallet could not issue the payment token now (its card
+    /// issuer failed: `"error": "payment_provider_error"`). Transient: ask again later.
+    ApprovedWithoutToken,
     /// Rejected by the person.
     Rejected,
     /// Expired.
@@ -160,15 +164,21 @@ pub trait Wallet: Send + Sync {
     ) -> Result<DeviceGrant, UpstreamError>;
 
     /// Polls a device authorization once. Note: the wallet does not consume the device code;
-    /// every poll after approval mints a new token, so exactly-once use is the caller's job.
-    /// [`UpstreamError::Rejected`] with `invalid_grant` for an unknown code.
+    /// every poll after approval mints a new token, so exactly-once use is the caller's job —
+    /// and two polls of one code within one second fail ([`UpstreamError::Unavailable`]: its
+    /// tokens are second-granular), so never poll a code twice in a second. An approved code
+    /// past its lifetime is [`DevicePoll::Expired`] like any other.
+    /// [`UpstreamError::Rejected`] with `invalid_grant` for an unknown code, `invalid_client`
+    /// when the wallet refuses the gateway's client (suspended or unknown).
     async fn poll_device_token(
         &self,
         device_code: &DeviceCode,
     ) -> Result<DevicePoll, UpstreamError>;
 
     /// A token for the gateway itself (client credentials in the request body).
-    /// [`UpstreamError::Rejected`] with `invalid_client` or `access_denied`.
+    /// [`UpstreamError::Rejected`] with `invalid_client` (also for a suspended client) or
+    /// `access_denied`; two requests within one second: the second is
+    /// [`UpstreamError::Unavailable`].
     async fn client_credentials(&self) -> Result<IssuedToken, UpstreamError>;
 
     /// Introspects a user token. An unknown, expired or revoked token is
@@ -178,19 +188,52 @@ pub trait Wallet: Send + Sync {
 
     /// Asks for a payment token of an exact amount, as the user. A step-up is an `Ok`
     /// outcome. [`UpstreamError::Unauthorized`] for a refused user token;
-    /// [`UpstreamError::Rejected`] with `insufficient_scope`, `invalid_request` or
-    /// `no_payment_method`; [`UpstreamError::Unavailable`] for `payment_provider_error`.
+    /// [`UpstreamError::Rejected`] with `insufficient_scope`, `invalid_request`, or
+    /// `no_payment_method` when the person has no active card (the wallet says so only in its
+    /// description: see [`payment_token_error`]); [`UpstreamError::Unavailable`] for
+    /// `payment_provider_error` (the card issuer failed: transient).
     async fn request_payment_token(
         &self,
         user_token: &BearerToken,
         request: &PaymentTokenRequest,
     ) -> Result<PaymentTokenOutcome, UpstreamError>;
 
-    /// Where a step-up is. [`UpstreamError::NotFound`] for unknown ids;
-    /// [`UpstreamError::Unauthorized`] for a refused user token.
+    /// Where a step-up is, read with any active token of the wallet client that asked for it.
+    /// [`UpstreamError::NotFound`] for unknown ids; [`UpstreamError::Unauthorized`] for a
+    /// refused user token.
     async fn step_up_status(
         &self,
         user_token: &BearerToken,
         step_up_id: &str,
     ) -> Result<StepUpStatus, UpstreamError>;
+
+    /// Revokes a user token (RFC 7009): the gateway gives up a token it collected once it
+    /// needs it no more. The wallet answers success whatever the token.
+    async fn revoke_token(&self, token: &BearerToken) -> Result<(), UpstreamError>;
+}
+
+/// The description the wallet gives, in a 400 `invalid_request`, when the person has no
+/// active card.
+const NO_PAYMENT_METHOD_DESCRIPTION: &str = "no payment methods available";
+
+/// The one mapping of a refused payment-token request to [`UpstreamError`], shared by the
+/// HTTP adapter and the fake: the wallet has no code of its own for "no payment method"
+/// (it answers 400 `invalid_request`, "No payment methods available"), so the description
+/// decides; anything else maps as [`crate::error::from_http_status`] does.
+pub fn payment_token_error(
+    status: u16,
+    code: Option<&str>,
+    description: Option<&str>,
+) -> UpstreamError {
+    let no_card = status == 400
+        && code == Some("invalid_request")
+        && description.is_some_and(|d| {
+            d.trim()
+                .trim_end_matches('.')
+                .eq_ignore_ascii_case(NO_PAYMENT_METHOD_DESCRIPTION)
+        });
+    if no_card {
+        return UpstreamError::rejected("no_payment_method");
+    }
+    crate::error::from_http_status(status, code, None)
 }

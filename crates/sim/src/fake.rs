@@ -24,7 +24,7 @@ use sacp_ports::store::{
 };
 use sacp_ports::wallet::{
     DeviceAuthorizationRequest, DevicePoll, Introspection, IssuedToken, PaymentToken,
-    PaymentTokenOutcome, PaymentTokenRequest, StepUp, StepUpStatus, TokenInfo,
+    PaymentTokenOutcome, PaymentTokenRequest, StepUp, StepUpStatus, TokenInfo, payment_token_error,
 };
 use sacp_ports::{BearerToken, Store, UpstreamError, Wallet};
 
@@ -418,6 +418,7 @@ impl Wallet for FakeWallet {
         self.faults().await?;
         match self.core.poll_device(device_code.expose()) {
             Ok(token) => Ok(DevicePoll::Approved(issued(token))),
+            Err(error) if error.status == 401 => Err(UpstreamError::rejected("invalid_client")),
             Err(error) => {
                 DevicePoll::from_error_code(&error.code).ok_or_else(|| to_upstream(error))
             }
@@ -430,7 +431,10 @@ impl Wallet for FakeWallet {
         self.core
             .client_credentials(Some(&config.client_id), Some(&config.client_secret), false)
             .map(issued)
-            .map_err(to_upstream)
+            .map_err(|e| match e.status {
+                401 => UpstreamError::rejected("invalid_client"),
+                _ => to_upstream(e),
+            })
     }
 
     async fn introspect(&self, token: &BearerToken) -> Result<Introspection, UpstreamError> {
@@ -500,7 +504,7 @@ impl Wallet for FakeWallet {
                 Some(&request.merchant_id),
                 request.merchant_name.as_deref(),
             )
-            .map_err(to_upstream)?;
+            .map_err(|e| payment_token_error(e.status, Some(&e.code), Some(&e.message)))?;
         Ok(match answer {
             PaymentAnswer::Issued(token) => PaymentTokenOutcome::Issued(payment(token)),
             PaymentAnswer::StepUp(step_up) => PaymentTokenOutcome::StepUpRequired(StepUp {
@@ -525,9 +529,16 @@ impl Wallet for FakeWallet {
             {
                 StepUpState::Pending => StepUpStatus::Pending,
                 StepUpState::Approved(token) => StepUpStatus::Approved(payment(token)),
+                StepUpState::ApprovedWithoutToken => StepUpStatus::ApprovedWithoutToken,
                 StepUpState::Rejected => StepUpStatus::Rejected,
                 StepUpState::Expired => StepUpStatus::Expired,
             },
         )
+    }
+
+    async fn revoke_token(&self, token: &BearerToken) -> Result<(), UpstreamError> {
+        self.faults().await?;
+        self.core.revoke(token.expose());
+        Ok(())
     }
 }

@@ -24,6 +24,16 @@ pub struct Faults {
     pub poll_interval_secs: Option<u32>,
     /// Store only: decline every payment at completion (`declined`).
     pub decline_payments: bool,
+    /// Wallet only: the person has no active card — payment tokens are refused as the real
+    /// wallet refuses them (400 `invalid_request`, "No payment methods available").
+    pub no_payment_method: bool,
+    /// Wallet only: the card issuer fails — payment tokens answer 502
+    /// `payment_provider_error`, and an approved step-up answers `approved` with that error
+    /// and no token.
+    pub payment_provider_error: bool,
+    /// Wallet only: the gateway's client is suspended — its token-endpoint calls (device
+    /// polls, client credentials) answer 401 `invalid_client`.
+    pub suspended_client: bool,
 }
 
 /// What to do with one API call, decided from the faults.

@@ -30,6 +30,15 @@ const SCOPES: [&str; 4] = ["browse", "cart", "purchase", "history"];
 /// The demo wallet owner every approval acts for.
 pub const DEMO_OWNER: &str = "usr_demo_jdoe";
 
+/// The wallet's users, by the email they signed up with: a device authorization naming one
+/// of them as buyer notifies that user (and only then says `notification_sent: true`). The
+/// seed conversation's buyer is one.
+pub const KNOWN_USERS: &[(&str, &str)] = &[("john@example.com", DEMO_OWNER)];
+
+/// Spending limits the real wallet applies when a device authorization sends none:
+/// 50 per transaction, 200 a day, 1000 a month (CAD).
+const DEFAULT_LIMITS_MINOR: (i64, i64, i64) = (5_000, 20_000, 100_000);
+
 /// Configuration of a simulated wallet.
 #[derive(Debug, Clone)]
 pub struct WalletConfig {
@@ -224,6 +233,8 @@ pub enum StepUpState {
     Pending,
     /// Approved, with a payment token.
     Approved(PaymentTokenOut),
+    /// Approved, but the card issuer failed: no token now (`error: payment_provider_error`).
+    ApprovedWithoutToken,
     /// Rejected.
     Rejected,
     /// Expired.
@@ -267,6 +278,9 @@ struct DeviceRecord {
     limits: Limits,
     expires_at: DateTime<Utc>,
     decision: Decision,
+    /// The second of the last token minted from this code: the real wallet's tokens are
+    /// second-granular and unique, so a second mint within one second fails (500).
+    minted_second: Option<i64>,
 }
 
 struct AccessRecord {
@@ -308,6 +322,8 @@ struct State {
     step_ups: HashMap<String, StepUpRecord>,
     faults: Faults,
     stats: WalletStats,
+    /// The second of the last client-credentials token (see `DeviceRecord::minted_second`).
+    client_token_second: Option<i64>,
 }
 
 /// The simulated wallet.
@@ -407,26 +423,40 @@ impl WalletCore {
             .map(str::trim)
             .filter(|n| !n.is_empty())
             .ok_or_else(|| SimError::oauth(400, "invalid_request", "agent_name is required"))?;
+        // Unknown scopes beside a known one are dropped; none known is refused.
         let scopes: Vec<String> = request
             .scope
             .as_deref()
             .unwrap_or("browse")
             .split_ascii_whitespace()
+            .filter(|s| SCOPES.contains(s))
             .map(str::to_owned)
             .collect();
-        if scopes.is_empty() || scopes.iter().any(|s| !SCOPES.contains(&s.as_str())) {
+        if scopes.is_empty() {
             return Err(SimError::oauth(
                 400,
                 "invalid_scope",
-                "scope must be a subset of: browse cart purchase history",
+                "scope must include at least one of: browse cart purchase history",
             ));
         }
         let currency = Currency::parse(request.currency.as_deref().unwrap_or("CAD"))
             .map_err(|_| SimError::oauth(400, "invalid_request", "unknown currency"))?;
-        let limits = Limits {
-            per_transaction: parse_limit(request.per_transaction.as_deref(), currency)?,
-            daily: parse_limit(request.daily.as_deref(), currency)?,
-            monthly: parse_limit(request.monthly.as_deref(), currency)?,
+        let none_sent = request.per_transaction.is_none()
+            && request.daily.is_none()
+            && request.monthly.is_none();
+        let limits = if none_sent {
+            let (per_transaction, daily, monthly) = DEFAULT_LIMITS_MINOR;
+            Limits {
+                per_transaction: Some(Money::from_minor(per_transaction, Currency::CAD)),
+                daily: Some(Money::from_minor(daily, Currency::CAD)),
+                monthly: Some(Money::from_minor(monthly, Currency::CAD)),
+            }
+        } else {
+            Limits {
+                per_transaction: parse_limit(request.per_transaction.as_deref(), currency)?,
+                daily: parse_limit(request.daily.as_deref(), currency)?,
+                monthly: parse_limit(request.monthly.as_deref(), currency)?,
+            }
         };
         let now = self.clock.now();
         let mut state = self.state();
@@ -454,6 +484,7 @@ impl WalletCore {
                 limits,
                 expires_at: now + Duration::seconds(i64::from(ttl)),
                 decision: Decision::Pending,
+                minted_second: None,
             },
         );
         state.stats.device_authorizations += 1;
@@ -465,10 +496,12 @@ impl WalletCore {
             user_code: code,
             expires_in: ttl,
             interval,
-            notification_sent: request
-                .buyer_email
-                .as_ref()
-                .map(|email| email.contains('@')),
+            // Only a wallet user can be notified; anyone else's email is not.
+            notification_sent: request.buyer_email.as_ref().map(|email| {
+                KNOWN_USERS
+                    .iter()
+                    .any(|(known, _)| known.eq_ignore_ascii_case(email.trim()))
+            }),
         })
     }
 
@@ -477,11 +510,20 @@ impl WalletCore {
         let now = self.clock.now();
         let mut state = self.state();
         state.stats.device_polls += 1;
+        if state.faults.suspended_client {
+            return Err(SimError::oauth(
+                401,
+                "invalid_client",
+                "the client is suspended",
+            ));
+        }
         let slow_down = state.faults.slow_down;
-        let Some(device) = state.devices.get(device_code) else {
+        let Some(device) = state.devices.get_mut(device_code) else {
             return Err(SimError::oauth(400, "invalid_grant", "unknown device code"));
         };
-        if now >= device.expires_at && device.decision != Decision::Approved {
+        // As the real wallet: expiry is checked before the decision, so an approved code
+        // cannot be collected again after its lifetime.
+        if now >= device.expires_at {
             return Err(SimError::oauth(
                 400,
                 "expired_token",
@@ -499,8 +541,17 @@ impl WalletCore {
                 "waiting for the user",
             )),
             Decision::Approved => {
-                // Quirk kept on purpose: the device code stays valid and mints a new token on
-                // every poll.
+                // Quirks kept on purpose: the device code stays valid and mints a new token on
+                // every poll — but not twice within one second (the second answers 500).
+                let second = now.timestamp();
+                if device.minted_second == Some(second) {
+                    return Err(SimError::oauth(
+                        500,
+                        "server_error",
+                        "duplicate key value violates unique constraint",
+                    ));
+                }
+                device.minted_second = Some(second);
                 let scopes = device.scopes.clone();
                 let limits = device.limits;
                 let agent_name = device.agent_name.clone();
@@ -564,6 +615,21 @@ impl WalletCore {
         }
         let now = self.clock.now();
         let mut state = self.state();
+        if state.faults.suspended_client {
+            return Err(SimError::oauth(
+                401,
+                "invalid_client",
+                "the client is suspended",
+            ));
+        }
+        if state.client_token_second == Some(now.timestamp()) {
+            return Err(SimError::oauth(
+                500,
+                "server_error",
+                "duplicate key value violates unique constraint",
+            ));
+        }
+        state.client_token_second = Some(now.timestamp());
         let limits = Limits {
             per_transaction: None,
             daily: None,
@@ -681,6 +747,10 @@ impl WalletCore {
         let merchant_id = merchant_id.map(str::trim).filter(|m| !m.is_empty());
         let now = self.clock.now();
         let mut state = self.state();
+        let (no_card, issuer_failing) = (
+            state.faults.no_payment_method,
+            state.faults.payment_provider_error,
+        );
         let record = self.active_token(&mut state, bearer)?;
         if !record.scopes.iter().any(|s| s == "purchase") {
             return Err(SimError::oauth(
@@ -693,11 +763,21 @@ impl WalletCore {
         let merchant_id = merchant_id
             .ok_or_else(|| SimError::oauth(400, "invalid_request", "merchant_id is required"))?
             .to_owned();
+        // As the real wallet answers a user with no active card: not a code of its own.
+        if no_card {
+            return Err(SimError::oauth(
+                400,
+                "invalid_request",
+                "No payment methods available",
+            ));
+        }
         let over = |limit: Option<Money>, total: i64| {
             limit.is_some_and(|l| l.currency() != amount.currency() || total > l.minor_units())
         };
+        // The real wallet's trigger types. Spending is never counted (nothing marks a wallet
+        // transaction completed), so the daily and monthly limits see one payment at a time.
         let trigger = if over(record.limits.per_transaction, amount.minor_units()) {
-            Some("per_transaction_limit")
+            Some("per_transaction")
         } else if over(record.limits.daily, record.spent + amount.minor_units()) {
             Some("daily_limit")
         } else if over(record.limits.monthly, record.spent + amount.minor_units()) {
@@ -725,14 +805,20 @@ impl WalletCore {
                 step_up_id: id,
                 expires_at,
                 reason: format!(
-                    "The payment of {} exceeds your {}.",
+                    "The payment of {} exceeds your {} limit.",
                     amount.formatted(),
-                    trigger.replace('_', " ")
+                    trigger.trim_end_matches("_limit").replace('_', "-")
                 ),
                 trigger_type: trigger.to_owned(),
             }));
         }
-        record.spent += amount.minor_units();
+        if issuer_failing {
+            return Err(SimError::oauth(
+                502,
+                "payment_provider_error",
+                "The card issuer did not answer",
+            ));
+        }
         Ok(PaymentAnswer::Issued(Self::issue_payment(
             &mut state,
             amount,
@@ -767,19 +853,24 @@ impl WalletCore {
         }
     }
 
-    /// `GET /payments/{id}/status`.
+    /// `GET /payments/{id}/status`. Any active token of the wallet client that asked for the
+    /// step-up may read it (ownership is per client, as on the real wallet).
     pub fn step_up_status(&self, bearer: Option<&str>, id: &str) -> Result<StepUpState, SimError> {
         let now = self.clock.now();
         let mut state = self.state();
-        self.active_token(&mut state, bearer)?;
+        let reader = self.active_token(&mut state, bearer)?.client_id.clone();
         let record = state
             .step_ups
             .get(id)
             .ok_or_else(|| SimError::oauth(404, "not_found", "unknown step-up"))?;
-        if Some(record.token.as_str()) != bearer {
+        let asker = state.tokens.get(&record.token).map(|t| t.client_id.clone());
+        if asker.as_deref() != Some(reader.as_str()) {
             return Err(SimError::oauth(404, "not_found", "unknown step-up"));
         }
         Ok(match record.decision {
+            Decision::Approved if state.faults.payment_provider_error => {
+                StepUpState::ApprovedWithoutToken
+            }
             Decision::Approved => match &record.issued {
                 Some(issued) => StepUpState::Approved(issued.clone()),
                 None => StepUpState::Pending,

@@ -718,7 +718,9 @@ impl Gateway {
             })?;
         let now = self.clock.now();
         match status {
-            StepUpStatus::Pending => Ok(StepUpView {
+            // Approved while the card issuer fails: nothing to place yet; the next poll asks
+            // again.
+            StepUpStatus::Pending | StepUpStatus::ApprovedWithoutToken => Ok(StepUpView {
                 status: PaymentStatus::Pending,
                 checkout,
             }),

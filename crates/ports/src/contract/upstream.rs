@@ -42,6 +42,12 @@ pub enum Fault {
     SlowDown,
     /// Wallet: new device codes live this many seconds.
     ShortExpiry(u32),
+    /// Wallet: the person has no active card.
+    NoPaymentMethod,
+    /// Wallet: the card issuer fails (payment tokens 502, approved step-ups without token).
+    PaymentProviderError,
+    /// Wallet: the gateway's client is suspended.
+    SuspendedClient,
 }
 
 /// Known facts of the catalog the suites run against.
@@ -398,6 +404,17 @@ pub async fn wallet_contract(h: &dyn UpstreamHarness) {
     device_rules(h).await;
     token_rules(h).await;
     payment_rules(h).await;
+    observed_wallet_rules(h).await;
+}
+
+/// Waits until just after the start of a second, so that two calls made at once fall within
+/// one second of the upstream's clock.
+async fn start_of_a_second() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let into = now.subsec_millis();
+    tokio::time::sleep(Duration::from_millis(u64::from(1_010 - into.min(1_000)))).await;
 }
 
 async fn device_rules(h: &dyn UpstreamHarness) {
@@ -430,10 +447,17 @@ async fn device_rules(h: &dyn UpstreamHarness) {
         Ok(DevicePoll::Pending)
     );
     h.decide_device(&grant.user_code, true).await;
+    start_of_a_second().await;
     let Ok(DevicePoll::Approved(first)) = wallet.poll_device_token(&grant.device_code).await else {
         panic!("an approved device code yields a token");
     };
     assert!(first.scope.split(' ').any(|s| s == "purchase"));
+    assert_eq!(
+        wallet.poll_device_token(&grant.device_code).await,
+        Err(UpstreamError::Unavailable),
+        "observed: a second poll within the same second fails (tokens are second-granular)"
+    );
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     let Ok(DevicePoll::Approved(second)) = wallet.poll_device_token(&grant.device_code).await
     else {
         panic!("quirk: the device code is not consumed");
@@ -470,12 +494,23 @@ async fn device_rules(h: &dyn UpstreamHarness) {
         .start_device_authorization(&device_request(amount))
         .await
         .unwrap();
+    let approved_short = wallet
+        .start_device_authorization(&device_request(amount))
+        .await
+        .unwrap();
     h.set_fault(Upstream::Wallet, Fault::None).await;
     assert_eq!(short.expires_in, 1);
+    h.decide_device(&approved_short.user_code, true).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(
         wallet.poll_device_token(&short.device_code).await,
         Ok(DevicePoll::Expired)
+    );
+    assert_eq!(
+        wallet.poll_device_token(&approved_short.device_code).await,
+        Ok(DevicePoll::Expired),
+        "observed: expiry is checked before approval, so an approved code past its \
+         lifetime cannot be collected any more"
     );
 }
 
@@ -554,10 +589,159 @@ async fn payment_rules(h: &dyn UpstreamHarness) {
             .await,
         Err(UpstreamError::Unauthorized)
     );
+    // Not within the second of the last client-credentials request (a quirk of its own).
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
     let gateway_only = wallet.client_credentials().await.unwrap().access_token;
     assert_eq!(
         wallet.request_payment_token(&gateway_only, &request).await,
         Err(UpstreamError::rejected("insufficient_scope"))
+    );
+}
+
+/// The wallet as it was observed to behave (UPSTREAMS.md, "Observed on the real wallet"),
+/// each row the gateway can meet.
+async fn observed_wallet_rules(h: &dyn UpstreamHarness) {
+    let wallet = h.wallet();
+    let merchant = h.store().merchant().await.unwrap();
+    let price = h.catalog().product_price;
+    let request = PaymentTokenRequest {
+        amount: price,
+        merchant_id: merchant.id.clone(),
+        merchant_name: Some(merchant.name.clone()),
+        session_id: None,
+    };
+
+    // A notification is sent only to a wallet user's email.
+    let mut known = device_request(price);
+    known.buyer_email = Some(sacp_domain::validation::Email::parse("john@example.com").unwrap());
+    assert!(
+        wallet
+            .start_device_authorization(&known)
+            .await
+            .unwrap()
+            .notification_sent
+    );
+    let mut stranger = device_request(price);
+    stranger.buyer_email =
+        Some(sacp_domain::validation::Email::parse("nobody@example.com").unwrap());
+    assert!(
+        !wallet
+            .start_device_authorization(&stranger)
+            .await
+            .unwrap()
+            .notification_sent,
+        "no notification for an email the wallet does not know"
+    );
+
+    // Unknown scopes next to a known one are dropped; alone they are refused.
+    let mut extra = device_request(price);
+    extra.scopes = vec!["purchase".into(), "admin".into()];
+    assert!(wallet.start_device_authorization(&extra).await.is_ok());
+    let mut only_unknown = device_request(price);
+    only_unknown.scopes = vec!["admin".into()];
+    assert_eq!(
+        wallet.start_device_authorization(&only_unknown).await,
+        Err(UpstreamError::rejected("invalid_scope"))
+    );
+
+    // Spending is never counted: one approval mints payment tokens again and again.
+    let grant = wallet
+        .start_device_authorization(&device_request(price))
+        .await
+        .unwrap();
+    h.decide_device(&grant.user_code, true).await;
+    let Ok(DevicePoll::Approved(approval)) = wallet.poll_device_token(&grant.device_code).await
+    else {
+        panic!("approved");
+    };
+    for _ in 0..2 {
+        assert!(matches!(
+            wallet
+                .request_payment_token(&approval.access_token, &request)
+                .await,
+            Ok(PaymentTokenOutcome::Issued(_))
+        ));
+    }
+
+    // No card: the wallet's 400 invalid_request "No payment methods available".
+    h.set_fault(Upstream::Wallet, Fault::NoPaymentMethod).await;
+    assert_eq!(
+        wallet
+            .request_payment_token(&approval.access_token, &request)
+            .await,
+        Err(UpstreamError::rejected("no_payment_method"))
+    );
+    h.set_fault(Upstream::Wallet, Fault::None).await;
+
+    // Step-ups: the wallet's trigger types; readable with another token of the client; an
+    // approval while the card issuer fails carries no token (transient).
+    let limited = h
+        .user_token(Some(Money::from_minor(100, price.currency())))
+        .await;
+    let Ok(PaymentTokenOutcome::StepUpRequired(step_up)) =
+        wallet.request_payment_token(&limited, &request).await
+    else {
+        panic!("a step-up");
+    };
+    assert_eq!(step_up.reason.as_deref(), Some("per_transaction"));
+    let other = h.user_token(None).await;
+    assert_eq!(
+        wallet.step_up_status(&other, &step_up.step_up_id).await,
+        Ok(StepUpStatus::Pending),
+        "observed: step-ups are visible to any token of the same wallet client"
+    );
+    h.decide_step_up(&step_up.step_up_id, true).await;
+    h.set_fault(Upstream::Wallet, Fault::PaymentProviderError)
+        .await;
+    assert_eq!(
+        wallet.step_up_status(&limited, &step_up.step_up_id).await,
+        Ok(StepUpStatus::ApprovedWithoutToken)
+    );
+    assert_eq!(
+        wallet.request_payment_token(&other, &request).await,
+        Err(UpstreamError::Unavailable),
+        "payment_provider_error is transient"
+    );
+    h.set_fault(Upstream::Wallet, Fault::None).await;
+    assert!(matches!(
+        wallet.step_up_status(&limited, &step_up.step_up_id).await,
+        Ok(StepUpStatus::Approved(_))
+    ));
+
+    // A suspended client is refused as a client, not as a user.
+    h.set_fault(Upstream::Wallet, Fault::SuspendedClient).await;
+    assert_eq!(
+        wallet.poll_device_token(&grant.device_code).await,
+        Err(UpstreamError::rejected("invalid_client"))
+    );
+    assert_eq!(
+        wallet.client_credentials().await.map(|_| ()),
+        Err(UpstreamError::rejected("invalid_client"))
+    );
+    h.set_fault(Upstream::Wallet, Fault::None).await;
+
+    // Two client-credentials requests within one second: the second fails, transiently.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    start_of_a_second().await;
+    assert!(wallet.client_credentials().await.is_ok());
+    assert_eq!(
+        wallet.client_credentials().await.map(|_| ()),
+        Err(UpstreamError::Unavailable)
+    );
+
+    // Revocation always succeeds, and ends that token only.
+    wallet.revoke_token(&limited).await.expect("revoke");
+    assert_eq!(
+        wallet.introspect(&limited).await,
+        Ok(Introspection::Inactive)
+    );
+    assert!(matches!(
+        wallet.introspect(&other).await,
+        Ok(Introspection::Active(_))
+    ));
+    assert_eq!(
+        wallet.revoke_token(&BearerToken::new("garbage")).await,
+        Ok(())
     );
 }
 

@@ -161,7 +161,8 @@ async fn revoke(core: Core, request: HttpRequest, body: web::Bytes) -> HttpRespo
     {
         core.revoke(&token);
     }
-    HttpResponse::Ok().json(json!({}))
+    // The real wallet: always 200, whatever the token.
+    HttpResponse::Ok().json(json!({"revoked": true}))
 }
 
 async fn payment_token(core: Core, request: HttpRequest, body: web::Bytes) -> HttpResponse {
@@ -201,11 +202,15 @@ async fn step_up_status(core: Core, id: web::Path<String>, request: HttpRequest)
     respond(core.step_up_status(bearer.as_deref(), &id).map(|state| {
         let status = match &state {
             StepUpState::Pending => "pending",
-            StepUpState::Approved(_) => "approved",
+            StepUpState::Approved(_) | StepUpState::ApprovedWithoutToken => "approved",
             StepUpState::Rejected => "rejected",
             StepUpState::Expired => "expired",
         };
         let mut body = json!({"type": "step_up", "step_up_id": id.as_str(), "status": status});
+        if let (StepUpState::ApprovedWithoutToken, Some(map)) = (&state, body.as_object_mut()) {
+            // As the real wallet, when the card issuer fails after the person approved.
+            map.insert("error".into(), json!("payment_provider_error"));
+        }
         if let (StepUpState::Approved(issued), Some(map)) = (&state, body.as_object_mut()) {
             map.insert("payment_token".into(), json!(issued.payment_token));
             map.insert("payment_id".into(), json!(issued.payment_id));
