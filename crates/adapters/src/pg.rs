@@ -32,7 +32,7 @@ use sacp_ports::{
 
 /// The advisory lock key under which migrations run (an arbitrary constant: `sacp` in ASCII,
 /// then `mig`).
-pub const MIGRATION_LOCK: i64 = 0x7361_6370_6d69_67;
+pub const MIGRATION_LOCK: i64 = 0x0073_6163_706d_6967;
 
 /// The migrations of the top-level `migrations/` folder, embedded in the binary.
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations");
