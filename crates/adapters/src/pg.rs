@@ -72,6 +72,10 @@ pub(crate) mod schema {
             expires_at -> Timestamptz,
             updated_at -> Timestamptz,
             version -> Int8,
+            approved_at -> Nullable<Timestamptz>,
+            charge_deadline -> Nullable<Timestamptz>,
+            attempts -> Int4,
+            failure -> Nullable<Text>,
         }
     }
 
@@ -608,6 +612,10 @@ struct AuthorizationRow {
     expires_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
     version: i64,
+    approved_at: Option<DateTime<Utc>>,
+    charge_deadline: Option<DateTime<Utc>>,
+    attempts: i32,
+    failure: Option<String>,
 }
 
 impl AuthorizationRow {
@@ -634,6 +642,11 @@ impl AuthorizationRow {
             expires_at: r.expires_at,
             updated_at: r.updated_at,
             version: version_of(version)?,
+            approved_at: r.approved_at,
+            charge_deadline: r.charge_deadline,
+            attempts: i32::try_from(r.attempts)
+                .map_err(|_| RepositoryError::Corrupt("attempts".into()))?,
+            failure: r.failure.clone(),
         })
     }
 
@@ -658,6 +671,10 @@ impl AuthorizationRow {
             notification_sent: self.notification_sent,
             created_at: self.created_at,
             expires_at: self.expires_at,
+            approved_at: self.approved_at,
+            charge_deadline: self.charge_deadline,
+            attempts: u32::try_from(self.attempts).map_err(|_| corrupt("attempts"))?,
+            failure: self.failure.clone(),
             updated_at: self.updated_at,
             version: version_from(self.version)?,
         };
@@ -665,7 +682,8 @@ impl AuthorizationRow {
     }
 }
 
-const LIVE: [&str; 2] = ["pending", "approved"];
+/// The statuses of an authorization that is not over (the partial indexes use the same).
+const LIVE: [&str; 3] = ["pending", "approved", "charging"];
 
 #[async_trait]
 impl AuthorizationRepository for PgStorage {

@@ -562,10 +562,15 @@ pub enum CompleteAcceptedDto {
 /// A payment status poll.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct PaymentStatusDto {
-    /// `pending`, `completed`, `rejected`, `expired`, `cancelled` or `failed`.
+    /// `pending` (waiting for the person), `approved` (the person approved; the order is
+    /// being placed), `completed`, `rejected`, `expired`, `cancelled` or `failed`.
     pub status: String,
-    /// What to tell the person.
+    /// What to tell the person, and what to do next.
     pub message: String,
+    /// Why it failed, once `failed`: `no_payment_method`, `declined`, `over_wallet_limit`,
+    /// `approval_expired`, `order_not_placed`, `wallet_token_refused`, `store_refused_token`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Seconds left while pending.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_in: Option<u64>,

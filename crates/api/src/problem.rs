@@ -458,6 +458,10 @@ impl From<&AppError> for Problem {
                 "user_token_invalid",
                 "the wallet does not accept this user token (unknown, expired or revoked)",
             ),
+            AppError::StoreRefusedUserToken => Problem::new(
+                "user_token_invalid",
+                "the store did not accept the person's wallet token (the wallet did); obtain a new token from the person, or tell the operator if it keeps happening",
+            ),
             AppError::UserTokenScope(scope) => Problem::new(
                 "user_token_scope",
                 format!("the user token lacks the {scope} permission"),
@@ -655,6 +659,7 @@ mod tests {
             AppError::UserTokenRequired,
             AppError::UserTokenInvalid,
             AppError::UserTokenMalformed,
+            AppError::StoreRefusedUserToken,
             AppError::UserTokenScope("purchase".into()),
             AppError::Gone("x".into()),
             AppError::PaymentRefused("declined".into()),

@@ -241,7 +241,7 @@ impl Agent {
             .await?;
             match status["status"].as_str() {
                 Some("completed") => return Ok(()),
-                Some("pending") => continue,
+                Some("pending" | "approved") => continue,
                 _ => return Err(format!("payment did not complete: {status}")),
             }
         }

@@ -1,16 +1,20 @@
 //! The lifecycle of a guest payment authorization (RFC 8628 device authorization).
 //!
 //! ```text
-//! pending ──approve──▶ approved ──consume──▶ consumed (order placed)
-//!    │                    │
-//!    ├──reject──▶ rejected ├──fail──▶ failed
-//!    ├──expire──▶ expired  │
-//!    └──cancel──▶ cancelled ◀┘
+//! pending ──approve──▶ approved ◀──retry_later── charging ──consume──▶ consumed (order placed)
+//!    │                    └──────claim────────▶     │
+//!    ├──reject──▶ rejected                          └──fail(reason)──▶ failed
+//!    ├──expire──▶ expired
+//!    └──cancel──▶ cancelled   (from any state that is not final)
 //! ```
 //!
-//! Polling arithmetic follows RFC 8628 §3.5: the wallet is asked no more often than
-//! `interval`; a `slow_down` answer adds 5 seconds to the interval for good. Time is always
-//! passed in.
+//! Before approval, polling follows RFC 8628 §3.5: the wallet is asked no more often than
+//! `interval`; a `slow_down` answer adds 5 seconds to the interval for good. After approval
+//! the charge has a deadline ([`CHARGE_WINDOW_SECS`]) and a budget ([`MAX_CHARGE_ATTEMPTS`]):
+//! each attempt is claimed (`charging`, with a lease), a transient failure waits a growing
+//! backoff, a permanent one fails at once with its reason, and once the deadline or the
+//! budget is spent only a last check that the order was not placed remains
+//! ([`Work::Conclude`]). Time is always passed in.
 
 use std::fmt;
 
@@ -29,14 +33,46 @@ pub const DEFAULT_INTERVAL_SECS: u32 = 5;
 /// How long a claimed charge attempt keeps other workers away from an approved
 /// authorization (longer than any upstream timeout, so attempts never overlap).
 pub const CHARGE_LEASE_SECS: i64 = 30;
+/// How long after the approval the order may still be placed; past it, nothing more is
+/// asked of the wallet.
+pub const CHARGE_WINDOW_SECS: i64 = 600;
+/// Most charge attempts for one approval (each may ask the wallet for a payment token, and
+/// for the approval again when it was collected elsewhere).
+pub const MAX_CHARGE_ATTEMPTS: u32 = 5;
+/// Wait before the second attempt; it triples for each one after (5 s, 15 s, 45 s, …).
+pub const FIRST_BACKOFF_SECS: i64 = 5;
+
+/// Why an approved payment failed: the stable codes an agent reads in a payment status.
+pub mod failure {
+    /// The person's wallet has no active card.
+    pub const NO_PAYMENT_METHOD: &str = "no_payment_method";
+    /// The store's payment was declined.
+    pub const DECLINED: &str = "declined";
+    /// The amount is above what the wallet lets the approval spend.
+    pub const OVER_WALLET_LIMIT: &str = "over_wallet_limit";
+    /// The approval could not be collected from the wallet again (its code expired).
+    pub const APPROVAL_EXPIRED: &str = "approval_expired";
+    /// The order could not be placed before the deadline or within the attempts.
+    pub const ORDER_NOT_PLACED: &str = "order_not_placed";
+    /// The wallet refused the token the approval gave (revoked meanwhile).
+    pub const WALLET_TOKEN_REFUSED: &str = "wallet_token_refused";
+    /// The store refused the person's wallet token.
+    pub const STORE_REFUSED_TOKEN: &str = "store_refused_token";
+}
 
 /// The work a claim reserved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Work {
     /// Poll the wallet once.
     Poll,
-    /// Get a payment token and place the order.
-    Charge,
+    /// Get a payment token and place the order (attempt number `attempt`, from 1).
+    Charge {
+        /// Which attempt this is.
+        attempt: u32,
+    },
+    /// The deadline or the attempt budget is spent: only check whether an earlier attempt
+    /// placed the order, and end the authorization either way (no wallet call).
+    Conclude,
 }
 
 /// The wallet's device code: a secret that lets its holder collect the person's approval.
@@ -95,8 +131,12 @@ pub struct DeviceGrant {
 pub enum AuthorizationStatus {
     /// Waiting for the person.
     Pending,
-    /// The person approved; the charge has not been confirmed yet.
+    /// The person approved; the order is to be placed (the next attempt is due at
+    /// `next_poll_at`).
     Approved,
+    /// The person approved and an attempt to place the order holds the lease until
+    /// `next_poll_at`.
+    Charging,
     /// The approval was used: the order is placed. Terminal.
     Consumed,
     /// The person rejected it. Terminal.
@@ -115,6 +155,7 @@ impl AuthorizationStatus {
         match self {
             AuthorizationStatus::Pending => "pending",
             AuthorizationStatus::Approved => "approved",
+            AuthorizationStatus::Charging => "charging",
             AuthorizationStatus::Consumed => "consumed",
             AuthorizationStatus::Rejected => "rejected",
             AuthorizationStatus::Expired => "expired",
@@ -128,6 +169,7 @@ impl AuthorizationStatus {
         [
             AuthorizationStatus::Pending,
             AuthorizationStatus::Approved,
+            AuthorizationStatus::Charging,
             AuthorizationStatus::Consumed,
             AuthorizationStatus::Rejected,
             AuthorizationStatus::Expired,
@@ -142,7 +184,9 @@ impl AuthorizationStatus {
     pub fn is_terminal(self) -> bool {
         !matches!(
             self,
-            AuthorizationStatus::Pending | AuthorizationStatus::Approved
+            AuthorizationStatus::Pending
+                | AuthorizationStatus::Approved
+                | AuthorizationStatus::Charging
         )
     }
 }
@@ -151,8 +195,10 @@ impl AuthorizationStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PaymentStatus {
-    /// Waiting for the person (or for the order to be placed after approval).
+    /// Waiting for the person.
     Pending,
+    /// The person approved; the order is being placed.
+    Approved,
     /// The order is placed.
     Completed,
     /// The person rejected the payment.
@@ -166,10 +212,12 @@ pub enum PaymentStatus {
 }
 
 impl PaymentStatus {
-    /// Wire name: `pending`, `completed`, `rejected`, `expired`, `cancelled`, `failed`.
+    /// Wire name: `pending`, `approved`, `completed`, `rejected`, `expired`, `cancelled`,
+    /// `failed`.
     pub fn as_str(self) -> &'static str {
         match self {
             PaymentStatus::Pending => "pending",
+            PaymentStatus::Approved => "approved",
             PaymentStatus::Completed => "completed",
             PaymentStatus::Rejected => "rejected",
             PaymentStatus::Expired => "expired",
@@ -219,6 +267,14 @@ pub struct AuthorizationRecord {
     pub created_at: DateTime<Utc>,
     /// When the codes stop working.
     pub expires_at: DateTime<Utc>,
+    /// When the person approved.
+    pub approved_at: Option<DateTime<Utc>>,
+    /// After approval: the time by which the order must be placed.
+    pub charge_deadline: Option<DateTime<Utc>>,
+    /// Charge attempts started.
+    pub attempts: u32,
+    /// Why it failed (a stable code such as `no_payment_method`), once `failed`.
+    pub failure: Option<String>,
     /// Last change.
     pub updated_at: DateTime<Utc>,
     /// Compare-and-swap version; 0 before the first save.
@@ -256,6 +312,10 @@ impl PaymentAuthorization {
                 notification_sent: grant.notification_sent,
                 created_at: now,
                 expires_at: now + Duration::seconds(i64::from(grant.expires_in)),
+                approved_at: None,
+                charge_deadline: None,
+                attempts: 0,
+                failure: None,
                 updated_at: now,
                 version: 0,
             },
@@ -323,6 +383,25 @@ impl PaymentAuthorization {
     pub fn created_at(&self) -> DateTime<Utc> {
         self.record.created_at
     }
+    /// When the person approved, once they did.
+    pub fn approved_at(&self) -> Option<DateTime<Utc>> {
+        self.record.approved_at
+    }
+    /// Charge attempts started.
+    pub fn attempts(&self) -> u32 {
+        self.record.attempts
+    }
+    /// Why it failed, once failed.
+    pub fn failure(&self) -> Option<&str> {
+        self.record.failure.as_deref()
+    }
+    /// Whether the person approved (the order is being placed, or was).
+    pub fn is_approved(&self) -> bool {
+        matches!(
+            self.record.status,
+            AuthorizationStatus::Approved | AuthorizationStatus::Charging
+        )
+    }
     /// Compare-and-swap version (see [`crate::checkout::Checkout::version`]).
     pub fn version(&self) -> u64 {
         self.record.version
@@ -351,36 +430,78 @@ impl PaymentAuthorization {
     }
 
     /// Whether the background driver has work to do on this authorization at `now`: a
-    /// pending one whose poll time has come (or whose expiry passed), or an approved one
-    /// whose order is not yet placed and whose last charge attempt's lease has run out.
+    /// pending one whose poll time has come (or whose expiry passed), an approved one whose
+    /// next attempt is due, or a charging one whose attempt's lease ran out (its worker died).
     pub fn is_due(&self, now: DateTime<Utc>) -> bool {
         match self.record.status {
             AuthorizationStatus::Pending => {
                 now >= self.record.next_poll_at || self.is_past_expiry(now)
             }
-            AuthorizationStatus::Approved => now >= self.record.next_poll_at,
+            AuthorizationStatus::Approved | AuthorizationStatus::Charging => {
+                now >= self.record.next_poll_at
+            }
             _ => false,
         }
     }
 
+    /// Whether the charge may no longer be tried: its deadline passed or its attempts are
+    /// spent.
+    fn charge_spent(&self, now: DateTime<Utc>) -> bool {
+        self.record.attempts >= MAX_CHARGE_ATTEMPTS
+            || self.record.charge_deadline.is_some_and(|d| now >= d)
+    }
+
     /// Reserves the next piece of work: for a pending authorization one poll of the wallet
-    /// (the next is then one interval away), for an approved one a charge attempt (others
-    /// wait [`CHARGE_LEASE_SECS`]). Refused unless due. Saving the claim with
-    /// compare-and-swap before acting is what keeps several workers or replicas from polling
-    /// inside one interval or charging twice at once.
+    /// (the next is then one interval away); after approval a charge attempt, or once the
+    /// deadline or the budget is spent the final check — either way `charging`, with a lease
+    /// of [`CHARGE_LEASE_SECS`]. Refused unless due. Saving the claim with compare-and-swap
+    /// before acting is what keeps several workers or replicas from polling inside one
+    /// interval or charging twice at once.
     pub fn claim(&mut self, now: DateTime<Utc>) -> Result<Work, AuthorizationTransitionError> {
+        if !self.is_due(now) {
+            return Err(self.refuse("claim work now"));
+        }
         let work = match self.record.status {
-            AuthorizationStatus::Pending if self.is_due(now) => Work::Poll,
-            AuthorizationStatus::Approved if self.is_due(now) => Work::Charge,
+            AuthorizationStatus::Pending => {
+                self.record.next_poll_at = now + self.interval();
+                Work::Poll
+            }
+            AuthorizationStatus::Approved | AuthorizationStatus::Charging => {
+                let work = if self.charge_spent(now) {
+                    Work::Conclude
+                } else {
+                    self.record.attempts += 1;
+                    Work::Charge {
+                        attempt: self.record.attempts,
+                    }
+                };
+                self.record.status = AuthorizationStatus::Charging;
+                self.record.next_poll_at = now + Duration::seconds(CHARGE_LEASE_SECS);
+                work
+            }
             _ => return Err(self.refuse("claim work now")),
         };
-        let wait = match work {
-            Work::Poll => self.interval(),
-            Work::Charge => Duration::seconds(CHARGE_LEASE_SECS),
-        };
-        self.record.next_poll_at = now + wait;
         self.record.updated_at = now;
         Ok(work)
+    }
+
+    /// A charge attempt failed in a way that may pass (the wallet or the store unreachable,
+    /// the card issuer failing): the next attempt waits a backoff that triples each time,
+    /// and never starts after the deadline (the final check is then due instead).
+    pub fn retry_later(&mut self, now: DateTime<Utc>) -> Result<(), AuthorizationTransitionError> {
+        self.require(AuthorizationStatus::Charging, "retry the charge")?;
+        let exponent = self.record.attempts.saturating_sub(1).min(8);
+        let backoff = Duration::seconds(FIRST_BACKOFF_SECS * 3i64.pow(exponent));
+        let next = now + backoff;
+        // Up to the deadline, no wait runs past it (the final check is due then); after it,
+        // the final check itself backs off.
+        self.record.next_poll_at = match self.record.charge_deadline {
+            Some(deadline) if deadline > now && next > deadline => deadline,
+            _ => next,
+        };
+        self.record.status = AuthorizationStatus::Approved;
+        self.record.updated_at = now;
+        Ok(())
     }
 
     /// The wallet answered `slow_down`: the interval grows by 5 s for good (RFC 8628 §3.5).
@@ -395,7 +516,8 @@ impl PaymentAuthorization {
         Ok(())
     }
 
-    /// The person approved: the charge is due at once.
+    /// The person approved: the charge is due at once, and must succeed within
+    /// [`CHARGE_WINDOW_SECS`].
     pub fn approve(&mut self, now: DateTime<Utc>) -> Result<(), AuthorizationTransitionError> {
         self.transition(
             AuthorizationStatus::Pending,
@@ -404,6 +526,8 @@ impl PaymentAuthorization {
             now,
         )?;
         self.record.next_poll_at = now;
+        self.record.approved_at = Some(now);
+        self.record.charge_deadline = Some(now + Duration::seconds(CHARGE_WINDOW_SECS));
         Ok(())
     }
 
@@ -429,22 +553,28 @@ impl PaymentAuthorization {
 
     /// The approval was used to place the order.
     pub fn consume(&mut self, now: DateTime<Utc>) -> Result<(), AuthorizationTransitionError> {
-        self.transition(
-            AuthorizationStatus::Approved,
-            AuthorizationStatus::Consumed,
-            "consume",
-            now,
-        )
+        if !self.is_approved() {
+            return Err(self.refuse("consume"));
+        }
+        self.record.status = AuthorizationStatus::Consumed;
+        self.record.updated_at = now;
+        Ok(())
     }
 
-    /// The approved payment could not be completed.
-    pub fn fail(&mut self, now: DateTime<Utc>) -> Result<(), AuthorizationTransitionError> {
-        self.transition(
-            AuthorizationStatus::Approved,
-            AuthorizationStatus::Failed,
-            "fail",
-            now,
-        )
+    /// The approved payment cannot be completed, for `reason` (a stable code the agent can
+    /// act on: `no_payment_method`, `declined`, `order_not_placed`…).
+    pub fn fail(
+        &mut self,
+        reason: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), AuthorizationTransitionError> {
+        if !self.is_approved() {
+            return Err(self.refuse("fail"));
+        }
+        self.record.status = AuthorizationStatus::Failed;
+        self.record.failure = Some(reason.to_owned());
+        self.record.updated_at = now;
+        Ok(())
     }
 
     /// The checkout was cancelled: nothing may be charged any more.
@@ -460,7 +590,10 @@ impl PaymentAuthorization {
     /// What an agent polling the payment status is told.
     pub fn payment_status(&self) -> PaymentStatus {
         match self.record.status {
-            AuthorizationStatus::Pending | AuthorizationStatus::Approved => PaymentStatus::Pending,
+            AuthorizationStatus::Pending => PaymentStatus::Pending,
+            AuthorizationStatus::Approved | AuthorizationStatus::Charging => {
+                PaymentStatus::Approved
+            }
             AuthorizationStatus::Consumed => PaymentStatus::Completed,
             AuthorizationStatus::Rejected => PaymentStatus::Rejected,
             AuthorizationStatus::Expired => PaymentStatus::Expired,
@@ -588,11 +721,14 @@ mod tests {
         auth.approve(t(30)).unwrap();
         assert_eq!(
             auth.payment_status(),
-            PaymentStatus::Pending,
-            "pending until the order is placed"
+            PaymentStatus::Approved,
+            "once approved, never again 'waiting for the person'"
         );
         assert!(auth.is_due(t(30)));
         assert!(auth.reject(t(31)).is_err());
+        assert_eq!(auth.claim(t(30)), Ok(Work::Charge { attempt: 1 }));
+        assert_eq!(auth.status(), AuthorizationStatus::Charging);
+        assert_eq!(auth.payment_status(), PaymentStatus::Approved);
         auth.consume(t(31)).unwrap();
         assert_eq!(auth.payment_status(), PaymentStatus::Completed);
         assert!(
@@ -613,9 +749,80 @@ mod tests {
         assert!(auth.is_due(t(900)));
     }
 
+    #[test]
+    fn after_approval_the_charge_has_a_budget_a_backoff_and_a_deadline() {
+        let mut auth = started(Some(5));
+        auth.approve(t(0)).unwrap();
+        let mut now = t(0);
+        let mut waits = Vec::new();
+        for attempt in 1..=MAX_CHARGE_ATTEMPTS {
+            assert_eq!(auth.claim(now), Ok(Work::Charge { attempt }));
+            assert!(
+                auth.claim(now + Duration::seconds(CHARGE_LEASE_SECS - 1))
+                    .is_err(),
+                "the lease keeps other workers away"
+            );
+            auth.retry_later(now).unwrap();
+            waits.push((auth.next_poll_at() - now).num_seconds());
+            now = auth.next_poll_at();
+        }
+        // 5, 15, 45, 135 … and the fifth wait (405 s) is cut short by the 600 s deadline.
+        assert_eq!(waits, vec![5, 15, 45, 135, 400]);
+        assert_eq!(
+            auth.claim(now),
+            Ok(Work::Conclude),
+            "the budget spent, only the final check remains"
+        );
+        auth.fail("order_not_placed", now).unwrap();
+        assert_eq!(auth.payment_status(), PaymentStatus::Failed);
+        assert_eq!(auth.failure(), Some("order_not_placed"));
+        assert!(!auth.is_due(now + Duration::days(1)));
+
+        // Past the deadline, no attempt starts, whatever the budget says.
+        let mut late = started(Some(5));
+        late.approve(t(0)).unwrap();
+        assert_eq!(late.claim(t(0)), Ok(Work::Charge { attempt: 1 }));
+        late.retry_later(t(CHARGE_WINDOW_SECS - 1)).unwrap();
+        assert_eq!(
+            late.next_poll_at(),
+            t(CHARGE_WINDOW_SECS),
+            "no wait runs past the deadline"
+        );
+        assert_eq!(late.claim(t(CHARGE_WINDOW_SECS)), Ok(Work::Conclude));
+        late.retry_later(t(CHARGE_WINDOW_SECS)).unwrap();
+        assert!(
+            late.next_poll_at() > t(CHARGE_WINDOW_SECS),
+            "a final check that must wait backs off instead of spinning"
+        );
+    }
+
+    #[test]
+    fn a_worker_that_died_mid_charge_leaves_the_next_attempt_due_after_its_lease() {
+        let mut auth = started(Some(5));
+        auth.approve(t(0)).unwrap();
+        auth.claim(t(0)).unwrap();
+        assert!(!auth.is_due(t(CHARGE_LEASE_SECS - 1)));
+        assert_eq!(
+            auth.claim(t(CHARGE_LEASE_SECS)),
+            Ok(Work::Charge { attempt: 2 })
+        );
+    }
+
+    #[test]
+    fn a_permanent_failure_ends_it_at_once_with_its_reason() {
+        let mut auth = started(Some(5));
+        assert!(auth.fail("declined", t(1)).is_err(), "only after approval");
+        auth.approve(t(1)).unwrap();
+        auth.claim(t(1)).unwrap();
+        auth.fail("no_payment_method", t(2)).unwrap();
+        assert_eq!(auth.status(), AuthorizationStatus::Failed);
+        assert_eq!(auth.failure(), Some("no_payment_method"));
+        assert!(auth.cancel(t(3)).is_err());
+    }
+
     proptest! {
         #[test]
-        fn terminal_states_are_final(ops in prop::collection::vec(0u8..7, 1..30)) {
+        fn terminal_states_are_final(ops in prop::collection::vec(0u8..9, 1..40)) {
             let mut auth = started(Some(5));
             let mut now = t(0);
             for op in ops {
@@ -628,6 +835,8 @@ mod tests {
                     3 => auth.reject(now),
                     4 => auth.expire(now),
                     5 => auth.consume(now),
+                    6 => auth.retry_later(now),
+                    7 => auth.fail("declined", now),
                     _ => auth.cancel(now),
                 };
                 if before.status().is_terminal() {
@@ -638,6 +847,8 @@ mod tests {
                     prop_assert_eq!(&auth, &before);
                 }
                 prop_assert!(auth.interval_secs() >= before.interval_secs(), "the interval never shrinks");
+                prop_assert!(auth.attempts() <= MAX_CHARGE_ATTEMPTS, "the budget holds");
+                prop_assert_eq!(auth.failure().is_some(), auth.status() == AuthorizationStatus::Failed);
             }
         }
     }

@@ -227,14 +227,35 @@ pub async fn complete(
     })
 }
 
-fn payment_message(status: PaymentStatus, amount: &str, user_code: &str) -> String {
+/// What an agent can tell the person about a failed payment, and do next.
+fn failure_message(reason: Option<&str>) -> String {
+    use sacp_domain::authorization::failure;
+    match reason {
+        Some(failure::NO_PAYMENT_METHOD) => "The person's wallet has no payment method: ask them to add a card in their wallet app, then call complete again. Nothing was charged.".into(),
+        Some(failure::DECLINED) => "The card was declined; nothing was charged. The person can choose another card in their wallet, then call complete again.".into(),
+        Some(failure::OVER_WALLET_LIMIT) => "The payment is above what the person's wallet allows; nothing was charged. The person can raise the limit in their wallet, then call complete again.".into(),
+        Some(failure::APPROVAL_EXPIRED) => "The approval could no longer be collected from the wallet; nothing was charged. Call complete again for a new code.".into(),
+        Some(failure::ORDER_NOT_PLACED) => "The order could not be placed after the approval; nothing was charged. Call complete again to retry.".into(),
+        Some(failure::WALLET_TOKEN_REFUSED) => "The wallet withdrew the approval; nothing was charged. Call complete again for a new code.".into(),
+        Some(failure::STORE_REFUSED_TOKEN) => "The store did not accept the wallet's approval; nothing was charged. Call complete again, or contact the merchant if it keeps happening.".into(),
+        _ => "The payment could not be completed; nothing was charged. Call complete again to retry.".into(),
+    }
+}
+
+fn payment_message(
+    status: PaymentStatus,
+    amount: &str,
+    user_code: &str,
+    reason: Option<&str>,
+) -> String {
     match status {
         PaymentStatus::Pending => format!("Waiting for the person to approve {amount} in their wallet (code {user_code})."),
+        PaymentStatus::Approved => format!("The person approved {amount}; the order is being placed. Keep polling."),
         PaymentStatus::Completed => "Payment approved! Order confirmed.".into(),
         PaymentStatus::Rejected => "Payment was rejected by the person. Nothing was charged; complete the checkout again to retry.".into(),
         PaymentStatus::Expired => "The authorization request expired. Nothing was charged; complete the checkout again to get a new code.".into(),
-        PaymentStatus::Cancelled => "The checkout was cancelled; nothing was charged.".into(),
-        PaymentStatus::Failed => "The payment could not be completed; nothing was charged. Start a new checkout.".into(),
+        PaymentStatus::Cancelled => "The checkout was cancelled; nothing was charged, and an approval given now is not used.".into(),
+        PaymentStatus::Failed => failure_message(reason),
     }
 }
 
@@ -273,7 +294,9 @@ pub async fn payment_status(
             view.status,
             &authorization.amount().formatted(),
             authorization.user_code(),
+            authorization.failure(),
         ),
+        reason: authorization.failure().map(str::to_owned),
         expires_in: pending.then_some(view.expires_in),
         order_id: order.map(|o| o.order_id.clone()),
         transaction_id: order.map(|o| o.transaction_id.clone()),
@@ -318,7 +341,7 @@ pub async fn step_up(
             "Waiting for the person to approve the payment in their wallet.".to_owned()
         }
         PaymentStatus::Completed => "Payment approved! Order confirmed.".to_owned(),
-        other => payment_message(other, "", ""),
+        other => payment_message(other, "", "", None),
     };
     Ok(HttpResponse::Ok().json(StepUpStatusDto {
         status: view.status.as_str().to_owned(),

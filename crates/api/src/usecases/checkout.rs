@@ -226,6 +226,10 @@ impl Gateway {
         {
             self.settle_authorization(&authorization_id, |a, now| a.cancel(now).is_ok())
                 .await?;
+            // An approval already collected is given back to the wallet at once. One not yet
+            // collected cannot be withdrawn (the wallet has no way to cancel a device code):
+            // the person may still approve it there, and nothing is charged.
+            self.release_collected(&authorization_id).await;
         }
         Ok(cancelled)
     }

@@ -53,6 +53,9 @@ pub enum AppError {
     /// The user token is unknown, expired or revoked.
     #[error("the user token is not valid")]
     UserTokenInvalid,
+    /// The store refused the person's wallet token (which the wallet had accepted).
+    #[error("the store refused the user token")]
+    StoreRefusedUserToken,
     /// The user token lacks a permission the wallet requires.
     #[error("the user token lacks the {0} permission")]
     UserTokenScope(String),

@@ -5,6 +5,7 @@
 
 mod access;
 mod catalog;
+mod charge;
 mod checkout;
 mod error;
 mod guard;
@@ -58,6 +59,8 @@ pub struct Gateway {
     clock: Arc<dyn Clock>,
     random: Arc<dyn RandomSource>,
     config: GatewayConfig,
+    /// Access tokens collected from approvals, in this replica's memory only.
+    collected: charge::CollectedTokens,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -105,6 +108,7 @@ impl Gateway {
             clock,
             random,
             config,
+            collected: charge::CollectedTokens::default(),
         }
     }
 

@@ -9,15 +9,14 @@
 //! charges twice.
 
 use chrono::{DateTime, Utc};
-use sacp_domain::authorization::Work;
 use sacp_domain::{
     Checkout, CheckoutStatus, OrderConfirmation, PaymentAuthorization, PaymentAuthorizationId,
     PaymentHold, PaymentStatus,
 };
 use sacp_ports::store::CompletionOutcome;
 use sacp_ports::wallet::{
-    DeviceAuthorizationRequest, DevicePoll, Introspection, PaymentTokenOutcome,
-    PaymentTokenRequest, StepUpStatus,
+    DeviceAuthorizationRequest, Introspection, PaymentTokenOutcome, PaymentTokenRequest,
+    StepUpStatus,
 };
 use sacp_ports::{BearerToken, RepositoryError, UpstreamError};
 
@@ -34,8 +33,8 @@ pub enum CompleteOutcome {
     AuthorizationRequired {
         /// The checkout, now `authorizing`.
         checkout: Checkout,
-        /// The pending authorization.
-        authorization: PaymentAuthorization,
+        /// The pending authorization (boxed: it is the largest of the outcomes).
+        authorization: Box<PaymentAuthorization>,
     },
     /// User-token path: the order is placed.
     Completed(Checkout),
@@ -87,7 +86,8 @@ fn describe(checkout: &Checkout) -> String {
     )
 }
 
-fn payment_error(error: UpstreamError) -> AppError {
+/// What a refused payment-token request means to the caller.
+pub(super) fn payment_error(error: UpstreamError) -> AppError {
     match error {
         UpstreamError::Unauthorized => AppError::UserTokenInvalid,
         UpstreamError::Rejected { code } if code == "insufficient_scope" => {
@@ -139,7 +139,7 @@ impl Gateway {
         if let Some(authorization) = self.live_authorization(&checkout).await {
             return Ok(CompleteOutcome::AuthorizationRequired {
                 checkout,
-                authorization,
+                authorization: Box::new(authorization),
             });
         }
         let now = self.clock.now();
@@ -175,7 +175,7 @@ impl Gateway {
             if let Some(live) = self.live_authorization(&current).await {
                 return Ok(CompleteOutcome::AuthorizationRequired {
                     checkout: current,
-                    authorization: live,
+                    authorization: Box::new(live),
                 });
             }
             let orphan = self
@@ -201,7 +201,7 @@ impl Gateway {
         {
             Ok((checkout, ())) => Ok(CompleteOutcome::AuthorizationRequired {
                 checkout,
-                authorization,
+                authorization: Box::new(authorization),
             }),
             Err(error) => {
                 // Another request started payment first, or the checkout changed: this
@@ -214,7 +214,7 @@ impl Gateway {
                 {
                     return Ok(CompleteOutcome::AuthorizationRequired {
                         checkout: current,
-                        authorization: live,
+                        authorization: Box::new(live),
                     });
                 }
                 Err(error)
@@ -289,7 +289,7 @@ impl Gateway {
 
     /// Places the order at the store. A session the store already completed (a retry after a
     /// crash or a concurrent poll) yields the order it recorded instead of a second charge.
-    async fn place_order(
+    pub(super) async fn place_order(
         &self,
         checkout: &Checkout,
         payment_token: &BearerToken,
@@ -318,7 +318,8 @@ impl Gateway {
                     None => Err(AppError::PaymentRefused(code)),
                 }
             }
-            Err(UpstreamError::Unauthorized) => Err(AppError::UserTokenInvalid),
+            // The store, not the wallet, refused the person's token.
+            Err(UpstreamError::Unauthorized) => Err(AppError::StoreRefusedUserToken),
             Err(other) => Err(AppError::store(other)),
         }
     }
@@ -386,261 +387,6 @@ impl Gateway {
         Ok(authorization.verification_uri_complete().to_owned())
     }
 
-    /// Ids of authorizations with work due now, soonest first.
-    pub async fn due_authorizations(
-        &self,
-        limit: usize,
-    ) -> Result<Vec<PaymentAuthorizationId>, AppError> {
-        let due = self.authorizations.due(self.clock.now(), limit).await?;
-        Ok(due.into_iter().map(|a| a.id().clone()).collect())
-    }
-
-    /// One step of the background driver on one authorization: expire it, poll the wallet
-    /// once (no sooner than its interval), or turn an approval into an order. Safe to call
-    /// from several workers and replicas at once: each piece of work is claimed first.
-    pub async fn advance_authorization(&self, id: &PaymentAuthorizationId) -> Result<(), AppError> {
-        let now = self.clock.now();
-        let mut authorization = self.authorizations.get(id).await?;
-        if authorization.status() == sacp_domain::AuthorizationStatus::Pending
-            && authorization.is_past_expiry(now)
-        {
-            return self
-                .end_authorization(id, |a, now| a.expire(now).is_ok())
-                .await;
-        }
-        let Ok(work) = authorization.claim(now) else {
-            return Ok(());
-        };
-        match self.authorizations.update(&mut authorization).await {
-            Ok(()) => {}
-            // Another worker claimed it first.
-            Err(RepositoryError::Conflict) => return Ok(()),
-            Err(other) => return Err(other.into()),
-        }
-        match work {
-            Work::Poll => self.poll_wallet(authorization).await,
-            Work::Charge => self.charge(authorization, None).await,
-        }
-    }
-
-    async fn poll_wallet(&self, authorization: PaymentAuthorization) -> Result<(), AppError> {
-        let id = authorization.id().clone();
-        match self
-            .wallet
-            .poll_device_token(authorization.device_code())
-            .await
-        {
-            Ok(DevicePoll::Pending) => Ok(()),
-            Ok(DevicePoll::SlowDown) => {
-                self.settle_authorization(&id, |a, now| a.slow_down(now).is_ok())
-                    .await?;
-                Ok(())
-            }
-            Ok(DevicePoll::Denied) => {
-                self.end_authorization(&id, |a, now| a.reject(now).is_ok())
-                    .await
-            }
-            Ok(DevicePoll::Expired) => {
-                self.end_authorization(&id, |a, now| a.expire(now).is_ok())
-                    .await
-            }
-            Err(UpstreamError::Rejected { code }) if code == "invalid_grant" => {
-                self.end_authorization(&id, |a, now| a.expire(now).is_ok())
-                    .await
-            }
-            Ok(DevicePoll::Approved(token)) => {
-                // Record the approval and claim the charge in one write, before charging.
-                let approved = self
-                    .settle_loaded_authorization(authorization, |a, now| {
-                        a.approve(now).is_ok() && a.claim(now).is_ok()
-                    })
-                    .await?;
-                if approved.status() != sacp_domain::AuthorizationStatus::Approved {
-                    return Ok(());
-                }
-                self.charge(approved, Some(token.access_token)).await
-            }
-            Err(error) => {
-                tracing::warn!(authorization = %id, error = %error, "wallet poll failed; retrying next interval");
-                Ok(())
-            }
-        }
-    }
-
-    /// Gets a payment token for the approved amount and places the order, unless the
-    /// checkout no longer waits for this authorization (then nothing is charged).
-    async fn charge(
-        &self,
-        authorization: PaymentAuthorization,
-        token: Option<BearerToken>,
-    ) -> Result<(), AppError> {
-        let id = authorization.id().clone();
-        let hold = authorization.hold();
-        let checkout = self.load_checkout(authorization.checkout_id()).await?;
-        if checkout.hold() != Some(&hold) {
-            // Cancelled, or already completed by an earlier attempt: charge nothing more.
-            let completed = checkout.status() == CheckoutStatus::Completed;
-            self.settle_authorization(&id, |a, now| {
-                if completed {
-                    a.consume(now).is_ok()
-                } else {
-                    a.cancel(now).is_ok()
-                }
-            })
-            .await?;
-            return Ok(());
-        }
-        let session = match self.store.session(checkout.store_session_id()).await {
-            Ok(session) => session,
-            Err(error) => {
-                tracing::warn!(authorization = %id, error = %error, "store unreachable before charging; retrying after the lease");
-                return Ok(());
-            }
-        };
-        let (order, payer) = match session.order {
-            // An earlier attempt placed the order before it could record it.
-            Some(order) => (order, None),
-            None => {
-                let token = match token {
-                    Some(token) => token,
-                    // A retry after a crash: the wallet does not consume device codes, so the
-                    // approval can be collected again.
-                    None => match self
-                        .wallet
-                        .poll_device_token(authorization.device_code())
-                        .await
-                    {
-                        Ok(DevicePoll::Approved(issued)) => issued.access_token,
-                        other => {
-                            tracing::warn!(authorization = %id, outcome = ?other.map(|_| ()), "cannot collect the approval again; retrying after the lease");
-                            return Ok(());
-                        }
-                    },
-                };
-                match self.pay(&checkout, &authorization, &token).await {
-                    Ok(order) => (order, self.payer_of(&token).await),
-                    Err(AppError::PaymentRefused(reason)) => {
-                        return self.fail_payment(&authorization, &reason).await;
-                    }
-                    Err(AppError::UserTokenInvalid) => {
-                        return self
-                            .fail_payment(&authorization, "wallet_token_refused")
-                            .await;
-                    }
-                    Err(error) => {
-                        tracing::warn!(authorization = %id, error = %error, "charge attempt failed; retrying after the lease");
-                        return Ok(());
-                    }
-                }
-            }
-        };
-        self.update_loaded_checkout(checkout, |c| {
-            if c.order() == Some(&order) {
-                return Ok(());
-            }
-            c.complete_authorized(&hold, order.clone(), self.clock.now())?;
-            if let Some(payer) = &payer {
-                c.note_payer(payer);
-            }
-            Ok(())
-        })
-        .await?;
-        self.settle_loaded_authorization(authorization, |a, now| a.consume(now).is_ok())
-            .await?;
-        tracing::info!(authorization = %id, order = %order.order_id, "payment authorization consumed: order placed");
-        Ok(())
-    }
-
-    /// Whose wallet `token` belongs to, as the wallet says; `None` when it cannot tell now
-    /// (the order is placed all the same, and is then shown to nobody through the gateway).
-    async fn payer_of(&self, token: &BearerToken) -> Option<String> {
-        if let Some(subject) = token.subject() {
-            return Some(subject.to_owned());
-        }
-        match self.wallet.introspect(token).await {
-            Ok(Introspection::Active(info)) => {
-                token.note_subject(&info.subject);
-                Some(info.subject)
-            }
-            Ok(Introspection::Inactive) => None,
-            Err(error) => {
-                tracing::warn!(%error, "the wallet could not say who paid; the order will not be shown through the gateway");
-                None
-            }
-        }
-    }
-
-    async fn pay(
-        &self,
-        checkout: &Checkout,
-        authorization: &PaymentAuthorization,
-        token: &BearerToken,
-    ) -> Result<OrderConfirmation, AppError> {
-        let merchant = self.store.merchant().await.map_err(AppError::store)?;
-        let request = PaymentTokenRequest {
-            amount: authorization.amount(),
-            merchant_id: merchant.id,
-            merchant_name: Some(merchant.name),
-            session_id: Some(checkout.store_session_id().0.clone()),
-        };
-        match self
-            .wallet
-            .request_payment_token(token, &request)
-            .await
-            .map_err(payment_error)?
-        {
-            PaymentTokenOutcome::Issued(payment) => {
-                self.place_order(checkout, &payment.token, token).await
-            }
-            PaymentTokenOutcome::StepUpRequired(_) => {
-                Err(AppError::PaymentRefused("step_up_required".into()))
-            }
-        }
-    }
-
-    async fn fail_payment(
-        &self,
-        authorization: &PaymentAuthorization,
-        reason: &str,
-    ) -> Result<(), AppError> {
-        let hold = authorization.hold();
-        let now = self.clock.now();
-        self.update_checkout(authorization.checkout_id(), |c| {
-            if c.hold() == Some(&hold) {
-                c.fail(&hold, reason, now)?;
-            }
-            Ok(())
-        })
-        .await?;
-        self.settle_authorization(authorization.id(), |a, now| a.fail(now).is_ok())
-            .await?;
-        tracing::warn!(authorization = %authorization.id(), reason, "payment failed");
-        Ok(())
-    }
-
-    /// Ends an authorization without an order (`change` rejects or expires it) and gives
-    /// the checkout back for a new payment.
-    async fn end_authorization(
-        &self,
-        id: &PaymentAuthorizationId,
-        change: impl Fn(&mut PaymentAuthorization, DateTime<Utc>) -> bool,
-    ) -> Result<(), AppError> {
-        let ended = self.settle_authorization(id, change).await?;
-        if !ended.status().is_terminal() {
-            return Ok(());
-        }
-        let hold = ended.hold();
-        let now = self.clock.now();
-        self.update_checkout(ended.checkout_id(), |c| {
-            if c.hold() == Some(&hold) {
-                c.release_authorization(&hold, now)?;
-            }
-            Ok(())
-        })
-        .await?;
-        Ok(())
-    }
-
     /// Applies `change` to an authorization with compare-and-swap retries; `change` returns
     /// whether it changed anything (nothing is written otherwise).
     pub(super) async fn settle_authorization(
@@ -656,7 +402,7 @@ impl Gateway {
     /// already read: read again only when it changed meanwhile (the version check fails) or
     /// when `change` finds nothing to do on it (so that "nothing to do" is always decided
     /// on a fresh read).
-    async fn settle_loaded_authorization(
+    pub(super) async fn settle_loaded_authorization(
         &self,
         loaded: PaymentAuthorization,
         change: impl Fn(&mut PaymentAuthorization, DateTime<Utc>) -> bool,
