@@ -3,10 +3,10 @@
 //! audit and traffic — and their reach across replicas sharing PostgreSQL.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{TimeZone, Utc};
 use reqwest::{Method, StatusCode};
 use sacp_adapters::memory::MemoryAuditLog;
 use sacp_adapters::memory_guard::{
@@ -14,13 +14,13 @@ use sacp_adapters::memory_guard::{
 };
 use sacp_api::usecases::{GuardPorts, Guardrails, LimitSettings};
 use sacp_domain::ratelimit::{Limit, Policy};
-use sacp_ports::Clock;
 use sacp_sim::faults::Faults;
 use serde_json::{Value, json};
 
 use crate::admin::{admin, as_key};
 use crate::app::{ADMIN_TOKEN, Answer, TEST_KEY, TestApp, settings, spawn_app, spawn_app_with};
 use crate::database::TestDatabase;
+use crate::support::ManualClock;
 
 fn header(answer: &Answer, name: &str) -> String {
     answer
@@ -131,16 +131,6 @@ async fn the_daily_quota_runs_out_until_midnight_utc() {
         "Retry-After points at the next UTC midnight: {retry}"
     );
     app.stop().await;
-}
-
-/// A clock the test moves.
-#[derive(Debug, Default)]
-struct ManualClock(AtomicI64);
-
-impl Clock for ManualClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc.timestamp_opt(self.0.load(Ordering::SeqCst), 0).unwrap()
-    }
 }
 
 #[tokio::test]

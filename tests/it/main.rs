@@ -5,6 +5,7 @@
 
 mod access_matrix;
 mod admin;
+mod after_approval;
 mod app;
 mod attacker;
 mod bad_inputs;

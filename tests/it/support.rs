@@ -18,6 +18,32 @@ use sacp_sim::catalog::{ETHIOPIAN_YIRGACHEFFE, SOLD_OUT_GRINDER};
 use sacp_sim::fake::{FakeStore, FakeWallet};
 use sacp_sim::faults::Faults;
 
+/// A clock the test moves (seconds since the epoch).
+#[derive(Debug, Default)]
+pub struct ManualClock(pub std::sync::atomic::AtomicI64);
+
+impl ManualClock {
+    /// A clock at `epoch_seconds`.
+    pub fn at(epoch_seconds: i64) -> ManualClock {
+        ManualClock(std::sync::atomic::AtomicI64::new(epoch_seconds))
+    }
+
+    /// Moves the clock `seconds` on.
+    pub fn advance(&self, seconds: i64) {
+        self.0
+            .fetch_add(seconds, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl sacp_ports::Clock for ManualClock {
+    fn now(&self) -> chrono::DateTime<chrono::Utc> {
+        use chrono::TimeZone;
+        chrono::Utc
+            .timestamp_opt(self.0.load(std::sync::atomic::Ordering::SeqCst), 0)
+            .unwrap()
+    }
+}
+
 /// How long clients under test wait for an upstream; `Fault::SlowerThanTimeout` exceeds it.
 pub const CLIENT_TIMEOUT: Duration = Duration::from_millis(400);
 

@@ -261,6 +261,10 @@ pub struct WalletStats {
     pub device_tokens_minted: u64,
     /// Payment tokens issued (directly or by step-up).
     pub payment_tokens_issued: u64,
+    /// Payment-token requests received, answered or refused.
+    pub payment_token_requests: u64,
+    /// Tokens revoked (RFC 7009) that were live.
+    pub tokens_revoked: u64,
 }
 
 /// What the introspection endpoint says of a token.
@@ -693,7 +697,10 @@ impl WalletCore {
 
     /// `POST /oauth/revoke`: always succeeds.
     pub fn revoke(&self, token: &str) {
-        self.state().tokens.remove(token);
+        let mut state = self.state();
+        if state.tokens.remove(token).is_some() {
+            state.stats.tokens_revoked += 1;
+        }
     }
 
     fn active_token<'s>(
@@ -747,6 +754,7 @@ impl WalletCore {
         let merchant_id = merchant_id.map(str::trim).filter(|m| !m.is_empty());
         let now = self.clock.now();
         let mut state = self.state();
+        state.stats.payment_token_requests += 1;
         let (no_card, issuer_failing) = (
             state.faults.no_payment_method,
             state.faults.payment_provider_error,

@@ -266,5 +266,7 @@ async fn stats(core: Core) -> HttpResponse {
         "device_polls": stats.device_polls,
         "device_tokens_minted": stats.device_tokens_minted,
         "payment_tokens_issued": stats.payment_tokens_issued,
+        "payment_token_requests": stats.payment_token_requests,
+        "tokens_revoked": stats.tokens_revoked,
     }))
 }
