@@ -135,7 +135,7 @@ fn replica(clock: &Arc<ManualClock>, sims: &Simulators, shared: &Shared) -> Gate
     )
 }
 
-fn ready_changes() -> CheckoutChanges {
+pub fn ready_changes() -> CheckoutChanges {
     CheckoutChanges {
         items: Some(vec![ItemInput {
             product_id: Some(sacp_sim::catalog::ETHIOPIAN_YIRGACHEFFE.into()),

@@ -78,3 +78,219 @@ async fn the_order_completes_even_if_no_agent_ever_polls() {
     );
     app.stop().await;
 }
+
+/// A step-up of the user-token path, approved by the person: its poll endpoint and the
+/// bearer header of the token.
+async fn approved_step_up(app: &crate::app::TestApp) -> (String, String, String) {
+    let id = app.ready_checkout(1).await;
+    let token = app.user_token(Some(1000));
+    let step_up = app
+        .as_user(
+            reqwest::Method::POST,
+            &format!("/checkout/{id}/complete"),
+            &token,
+        )
+        .await;
+    assert_eq!(step_up.status, StatusCode::ACCEPTED, "{}", step_up.body);
+    app.sims
+        .wallet
+        .decide_step_up(&step_up.str("/step_up_id"), true)
+        .unwrap();
+    (id, step_up.str("/poll_endpoint"), token)
+}
+
+#[tokio::test]
+async fn concurrent_polls_of_an_approved_step_up_place_one_order() {
+    let app = spawn_app().await;
+    let (id, poll, token) = approved_step_up(&app).await;
+    let polls = (0..20).map(|_| app.as_user(reqwest::Method::GET, &poll, &token));
+    let answers = futures::future::join_all(polls).await;
+    let mut orders = std::collections::HashSet::new();
+    for answer in &answers {
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+        let status = answer.str("/status");
+        assert!(
+            matches!(status.as_str(), "approved" | "completed"),
+            "while one poll places the order the others say so: {status}"
+        );
+        if status == "completed" {
+            orders.insert(answer.str("/order_id"));
+        }
+    }
+    let done = app.as_user(reqwest::Method::GET, &poll, &token).await;
+    assert_eq!(done.body["status"], "completed", "{}", done.body);
+    orders.insert(done.str("/order_id"));
+    assert_eq!(orders.len(), 1);
+    let stats = app.sims.store.stats();
+    assert_eq!(stats.completions, 1);
+    assert_eq!(
+        stats.completion_attempts, 1,
+        "the store was asked to complete exactly once"
+    );
+    assert_eq!(
+        app.get(&format!("/checkout/{id}")).await.body["status"],
+        "completed"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn an_approved_step_up_is_ordered_even_if_the_agent_stops_polling() {
+    let app = spawn_app().await;
+    let (id, _poll, _token) = approved_step_up(&app).await;
+    // No poll: the gateway watches the step-up it started (every few seconds).
+    let mut status = String::new();
+    for _ in 0..100 {
+        status = app.get(&format!("/checkout/{id}")).await.str("/status");
+        if status == "completed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(status, "completed");
+    assert_eq!(app.sims.store.stats().completion_attempts, 1);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_step_up_approved_while_the_card_issuer_fails_is_tried_again() {
+    let app = spawn_app().await;
+    let (id, poll, token) = approved_step_up(&app).await;
+    app.sims.wallet.set_faults(sacp_sim::faults::Faults {
+        payment_provider_error: true,
+        poll_interval_secs: Some(1),
+        ..Default::default()
+    });
+    let waiting = app.as_user(reqwest::Method::GET, &poll, &token).await;
+    assert_eq!(
+        waiting.status,
+        StatusCode::OK,
+        "transient, not a 502: {}",
+        waiting.body
+    );
+    assert_eq!(waiting.body["status"], "approved");
+    app.sims.wallet.set_faults(sacp_sim::faults::Faults {
+        poll_interval_secs: Some(1),
+        ..Default::default()
+    });
+    let done = app.as_user(reqwest::Method::GET, &poll, &token).await;
+    assert_eq!(done.body["status"], "completed", "{}", done.body);
+    assert_eq!(
+        app.get(&format!("/checkout/{id}")).await.body["status"],
+        "completed"
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn concurrent_guest_completes_start_one_authorization_and_one_order() {
+    let app = spawn_app().await;
+    let id = app.ready_checkout(1).await;
+    let path = format!("/checkout/{id}/complete");
+    let calls = (0..10).map(|_| app.call(reqwest::Method::POST, &path, None));
+    let answers = futures::future::join_all(calls).await;
+    let mut requests = std::collections::HashSet::new();
+    for answer in &answers {
+        match answer.status {
+            StatusCode::ACCEPTED => {
+                requests.insert(answer.str("/request_id"));
+            }
+            // A request that lost the race to a concurrent one may be told to retry.
+            StatusCode::CONFLICT => {}
+            other => panic!("{other}: {}", answer.body),
+        }
+    }
+    assert_eq!(
+        requests.len(),
+        1,
+        "one authorization for the checkout: {requests:?}"
+    );
+    let first = answers
+        .iter()
+        .find(|a| a.status == StatusCode::ACCEPTED)
+        .unwrap();
+    app.decide_in_wallet(&first.str("/authorization_url"), true)
+        .await;
+    let settled = app.poll_until_settled(&first.str("/poll_endpoint")).await;
+    assert_eq!(settled.body["status"], "completed", "{}", settled.body);
+    assert_eq!(app.sims.store.stats().completion_attempts, 1);
+    app.stop().await;
+}
+
+/// Two drivers — two replicas on one database — advancing the same approved authorization
+/// at the same moment: one polls, collects and charges; the other finds the work claimed.
+#[tokio::test]
+async fn two_drivers_on_one_database_charge_an_approval_once() {
+    use std::sync::Arc;
+
+    use sacp_adapters::pg::{PgConfig, PgStorage};
+    use sacp_adapters::random::OsRandom;
+    use sacp_api::usecases::{CompleteOutcome, Gateway, GatewayConfig, GuardPorts};
+    use sacp_ports::clock::SystemClock;
+    use sacp_sim::fake::{FakeStore, FakeWallet};
+
+    let Some(db) = crate::database::TestDatabase::create().await else {
+        return;
+    };
+    let storage = Arc::new(PgStorage::connect(&db.url, PgConfig::default()).unwrap());
+    storage.migrate().await.unwrap();
+    let sims =
+        sacp_sim::Simulators::sandbox("http://sim/ssim", "http://sim/wsim", Arc::new(SystemClock));
+    sims.wallet.set_faults(sacp_sim::faults::Faults {
+        poll_interval_secs: Some(1),
+        ..Default::default()
+    });
+    let replica = || {
+        Gateway::new(
+            Arc::new(FakeStore::new(sims.store.clone(), Duration::from_secs(5))),
+            Arc::new(FakeWallet::new(sims.wallet.clone(), Duration::from_secs(5))),
+            storage.clone(),
+            storage.clone(),
+            storage.clone(),
+            GuardPorts {
+                counters: storage.clone(),
+                switches: storage.clone(),
+                idempotency: storage.clone(),
+                traffic: storage.clone(),
+                audit: storage.clone(),
+            },
+            Arc::new(SystemClock),
+            Arc::new(OsRandom),
+            GatewayConfig::default(),
+        )
+    };
+    let (a, b) = (replica(), replica());
+    for round in 0..5 {
+        let checkout = a
+            .create_checkout("racers", &crate::after_approval::ready_changes(), None)
+            .await
+            .unwrap();
+        let id = checkout.id().as_str().to_owned();
+        let CompleteOutcome::AuthorizationRequired { authorization, .. } =
+            a.complete_checkout("racers", &id, None).await.unwrap()
+        else {
+            panic!("a device authorization");
+        };
+        sims.wallet
+            .decide_device(authorization.user_code(), true)
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(1_050)).await;
+        let before = sims.store.stats().completion_attempts;
+        let (left, right) = tokio::join!(
+            a.advance_authorization(authorization.id()),
+            b.advance_authorization(authorization.id())
+        );
+        left.unwrap();
+        right.unwrap();
+        assert_eq!(
+            sims.store.stats().completion_attempts - before,
+            1,
+            "round {round}: one completion attempt"
+        );
+        assert_eq!(
+            a.get_checkout("racers", &id).await.unwrap().status(),
+            sacp_domain::CheckoutStatus::Completed
+        );
+    }
+    assert_eq!(sims.store.stats().completions, 5);
+}

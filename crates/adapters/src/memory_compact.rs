@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use sacp_domain::checkout::{
-    CheckoutRecord, CheckoutStatus, LineItem, OrderConfirmation, PaymentHold, StoreSessionId,
+    CheckoutRecord, CheckoutStatus, EndedStepUp, LineItem, OrderConfirmation, PaymentHold,
+    StoreSessionId,
 };
 use sacp_domain::ids::ID_RANDOM_BYTES;
 use sacp_domain::{
@@ -118,6 +119,9 @@ struct Details {
     order: Option<OrderConfirmation>,
     payer: Option<String>,
     failure: Option<String>,
+    edit_lease: Option<DateTime<Utc>>,
+    step_up_lease: Option<DateTime<Utc>>,
+    ended_step_up: Option<EndedStepUp>,
 }
 
 /// A checkout as stored in memory; its id is the map key.
@@ -149,12 +153,18 @@ impl CompactCheckout {
             order: record.order.clone(),
             payer: record.payer.clone(),
             failure: record.failure.clone(),
+            edit_lease: record.edit_lease,
+            step_up_lease: record.step_up_lease,
+            ended_step_up: record.ended_step_up.clone(),
         };
         let has_details = details.buyer.is_some()
             || details.fulfillment.is_some()
             || details.hold.is_some()
             || details.order.is_some()
-            || details.failure.is_some();
+            || details.failure.is_some()
+            || details.edit_lease.is_some()
+            || details.step_up_lease.is_some()
+            || details.ended_step_up.is_some();
         CompactCheckout {
             owner: products.owner(&record.owner),
             store_session_id: record.store_session_id.0.as_str().into(),
@@ -228,6 +238,9 @@ impl CompactCheckout {
             hold: details.and_then(|d| d.hold.clone()),
             order: details.and_then(|d| d.order.clone()),
             failure: details.and_then(|d| d.failure.clone()),
+            edit_lease: details.and_then(|d| d.edit_lease),
+            step_up_lease: details.and_then(|d| d.step_up_lease),
+            ended_step_up: details.and_then(|d| d.ended_step_up.clone()),
             created_at: self.created_at,
             updated_at: self.updated_at,
             expires_at: self.expires_at,

@@ -129,6 +129,25 @@ async fn advance(gateway: &Gateway, id: &PaymentAuthorizationId) {
     }
 }
 
+/// How often the watched step-ups are looked at (each is asked about every few seconds).
+const STEP_UP_TICK: Duration = Duration::from_secs(1);
+
+/// Watches the step-ups this replica started (user-token path): asks the wallet about each
+/// one every few seconds and places the order once the person approves, so the order
+/// completes even when the agent stops polling. Runs until `shutdown` turns true.
+pub async fn watch_step_ups(gateway: Gateway, mut shutdown: watch::Receiver<bool>) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(STEP_UP_TICK) => {}
+            _ = shutdown.changed() => break,
+        }
+        if *shutdown.borrow() {
+            break;
+        }
+        gateway.advance_step_ups().await;
+    }
+}
+
 /// How often traffic counts are written.
 const TRAFFIC_FLUSH: Duration = Duration::from_secs(1);
 /// How often ended rate windows and expired idempotency records are purged.

@@ -541,9 +541,13 @@ pub struct StepUpRequiredDto {
     /// When the step-up expires.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// Which limit of the person's wallet the payment is over, as the wallet says:
+    /// `per_transaction`, `daily_limit` or `monthly_limit`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trigger: Option<String>,
     /// The exact amount.
     pub amount: MoneyDto,
-    /// What to tell the person.
+    /// What to tell the person: what they must do, and where.
     pub message: String,
     /// The checkout.
     pub checkout_id: String,
@@ -591,10 +595,14 @@ pub struct PaymentStatusDto {
 /// A step-up poll.
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct StepUpStatusDto {
-    /// `pending`, `completed`, `rejected`, `expired` or `failed`.
+    /// `pending` (waiting for the person), `approved` (the order is being placed),
+    /// `completed`, `rejected`, `expired` or `failed`.
     pub status: String,
-    /// What to tell the person.
+    /// What to tell the person, and what to do next.
     pub message: String,
+    /// Why it failed, once `failed` (the codes of a payment status).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Order id once completed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub order_id: Option<String>,

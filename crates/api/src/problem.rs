@@ -381,6 +381,10 @@ fn transition_problem(error: &TransitionError) -> Problem {
         TransitionError::NotAllowed { .. } | TransitionError::AuthorizationMismatch => {
             Problem::new("invalid_transition", detail)
         }
+        TransitionError::EditInProgress => Problem::new("concurrent_update", detail).retry_after(1),
+        TransitionError::OrderBeingPlaced => {
+            Problem::new("payment_in_progress", detail).retry_after(1)
+        }
     }
 }
 

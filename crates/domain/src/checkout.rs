@@ -333,6 +333,40 @@ pub enum TransitionError {
     /// The authorization named is not the one pending on this checkout.
     #[error("that payment authorization is not the one pending on this checkout")]
     AuthorizationMismatch,
+    /// Another request is changing the checkout at the store right now.
+    #[error("the checkout is being changed by another request; read it again and retry")]
+    EditInProgress,
+    /// Another request is placing the order of this approved step-up right now.
+    #[error("the order of this approved payment is being placed; poll again")]
+    OrderBeingPlaced,
+}
+
+/// How long a claimed edit or step-up charge keeps other requests away (longer than any
+/// upstream timeout; a request that died frees it when it runs out).
+pub const LEASE_SECS: i64 = 30;
+
+/// How a payment on the user-token path (a step-up) ended without an order, kept on the
+/// checkout so that a later poll of that step-up still learns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EndedStepUp {
+    /// The wallet's step-up id.
+    pub step_up_id: String,
+    /// `rejected`, `expired` or `failed`.
+    pub outcome: StepUpEnd,
+    /// Why it failed (a stable code), when it did.
+    pub reason: Option<String>,
+}
+
+/// How a step-up ended without an order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepUpEnd {
+    /// The person rejected it.
+    Rejected,
+    /// Nobody approved in time.
+    Expired,
+    /// Approved, but the order could not be placed.
+    Failed,
 }
 
 fn join_missing(missing: &[MissingField]) -> String {
@@ -395,6 +429,15 @@ pub struct CheckoutRecord {
     pub updated_at: DateTime<Utc>,
     /// When an unpaid checkout expires.
     pub expires_at: DateTime<Utc>,
+    /// While a request changes the checkout at the store: until when its claim holds.
+    #[serde(default)]
+    pub edit_lease: Option<DateTime<Utc>>,
+    /// While an attempt places the order of an approved step-up: until when its claim holds.
+    #[serde(default)]
+    pub step_up_lease: Option<DateTime<Utc>>,
+    /// How the last step-up ended without an order, until the next payment starts.
+    #[serde(default)]
+    pub ended_step_up: Option<EndedStepUp>,
     /// Compare-and-swap version; 0 before the first save.
     pub version: u64,
 }
@@ -439,6 +482,9 @@ impl Checkout {
                 created_at: now,
                 updated_at: now,
                 expires_at,
+                edit_lease: None,
+                step_up_lease: None,
+                ended_step_up: None,
                 version: 0,
             },
         };
@@ -588,8 +634,36 @@ impl Checkout {
         Ok(())
     }
 
-    /// Applies an edit (as priced by the store). The status becomes `ready_for_payment` when
-    /// items, buyer and fulfillment are all present, else `cart`.
+    /// Whether a request holds the claim to change the checkout at the store at `now`.
+    pub fn is_being_edited(&self, now: DateTime<Utc>) -> bool {
+        self.record.edit_lease.is_some_and(|until| until > now)
+    }
+
+    /// Claims the checkout for an edit before the store is asked to change the session:
+    /// refused while payment is pending (the cart is frozen) or another edit holds the
+    /// claim. Saved with compare-and-swap before the store call, so that an edit and a
+    /// payment never both go ahead: whichever saves first wins, and the other is refused
+    /// before it touches the store. The claim ends with [`Checkout::edit`] or
+    /// [`Checkout::abandon_edit`], or after [`LEASE_SECS`].
+    pub fn begin_edit(&mut self, now: DateTime<Utc>) -> Result<(), TransitionError> {
+        self.ensure_editable(now)?;
+        if self.is_being_edited(now) {
+            return Err(TransitionError::EditInProgress);
+        }
+        self.record.edit_lease = Some(now + chrono::Duration::seconds(LEASE_SECS));
+        self.record.updated_at = now;
+        Ok(())
+    }
+
+    /// Gives up an edit claim (the store refused the change, or could not be reached).
+    pub fn abandon_edit(&mut self, now: DateTime<Utc>) {
+        if self.record.edit_lease.take().is_some() {
+            self.record.updated_at = now;
+        }
+    }
+
+    /// Applies an edit (as priced by the store), ending the edit claim. The status becomes
+    /// `ready_for_payment` when items, buyer and fulfillment are all present, else `cart`.
     pub fn edit(
         &mut self,
         cart: Cart,
@@ -602,11 +676,13 @@ impl Checkout {
         self.record.buyer = buyer;
         self.record.fulfillment = fulfillment;
         self.record.status = self.editable_status();
+        self.record.edit_lease = None;
         self.record.updated_at = now;
         Ok(())
     }
 
     /// Checks that payment could start now and returns the exact amount it would be for.
+    /// Refused while an edit holds its claim: the amount could still change at the store.
     pub fn ensure_payable(&self, now: DateTime<Utc>) -> Result<Money, TransitionError> {
         if self.record.status == CheckoutStatus::Cart {
             return Err(TransitionError::NotReady(self.missing()));
@@ -615,7 +691,67 @@ impl Checkout {
         if self.is_past_expiry(now) {
             return Err(TransitionError::Expired);
         }
+        if self.is_being_edited(now) {
+            return Err(TransitionError::EditInProgress);
+        }
         Ok(self.record.cart.total())
+    }
+
+    /// Claims the placing of the order of the approved step-up `step_up_id`, so that of
+    /// several pollers exactly one places it: refused with
+    /// [`TransitionError::OrderBeingPlaced`] while another holds the claim ([`LEASE_SECS`]).
+    pub fn claim_step_up_order(
+        &mut self,
+        step_up_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), TransitionError> {
+        self.ensure(Action::Complete, &[CheckoutStatus::Authorizing])?;
+        let holds = matches!(&self.record.hold, Some(PaymentHold::StepUp { step_up_id: id, .. }) if id == step_up_id);
+        if !holds {
+            return Err(TransitionError::AuthorizationMismatch);
+        }
+        if self.record.step_up_lease.is_some_and(|until| until > now) {
+            return Err(TransitionError::OrderBeingPlaced);
+        }
+        self.record.step_up_lease = Some(now + chrono::Duration::seconds(LEASE_SECS));
+        self.record.updated_at = now;
+        Ok(())
+    }
+
+    /// Gives up the claim on a step-up's order (the attempt failed for now: a later poll tries
+    /// again).
+    pub fn release_step_up_claim(&mut self, now: DateTime<Utc>) {
+        if self.record.step_up_lease.take().is_some() {
+            self.record.updated_at = now;
+        }
+    }
+
+    /// Ends the step-up `hold` without an order — rejected, expired, or failed for `reason`
+    /// — and gives the checkout back for a new payment (`authorizing` → `ready_for_payment`).
+    /// The outcome stays on the checkout until the next payment starts.
+    pub fn end_step_up(
+        &mut self,
+        hold: &PaymentHold,
+        outcome: StepUpEnd,
+        reason: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<(), TransitionError> {
+        let PaymentHold::StepUp { step_up_id, .. } = hold else {
+            return Err(TransitionError::AuthorizationMismatch);
+        };
+        let step_up_id = step_up_id.clone();
+        self.release_authorization(hold, now)?;
+        self.record.ended_step_up = Some(EndedStepUp {
+            step_up_id,
+            outcome,
+            reason: reason.map(str::to_owned),
+        });
+        Ok(())
+    }
+
+    /// How the last step-up ended without an order, until the next payment starts.
+    pub fn ended_step_up(&self) -> Option<&EndedStepUp> {
+        self.record.ended_step_up.as_ref()
     }
 
     /// Starts a payment authorization: `ready_for_payment` → `authorizing`, freezing the
@@ -631,6 +767,7 @@ impl Checkout {
         }
         self.record.hold = Some(hold);
         self.record.status = CheckoutStatus::Authorizing;
+        self.record.ended_step_up = None;
         self.record.updated_at = now;
         Ok(())
     }
@@ -645,6 +782,7 @@ impl Checkout {
     ) -> Result<(), TransitionError> {
         self.ensure_hold(Action::Complete, hold)?;
         self.record.hold = None;
+        self.record.step_up_lease = None;
         self.record.order = Some(order);
         self.record.status = CheckoutStatus::Completed;
         self.record.updated_at = now;
@@ -677,6 +815,7 @@ impl Checkout {
     ) -> Result<(), TransitionError> {
         self.ensure_hold(Action::ReleaseAuthorization, hold)?;
         self.record.hold = None;
+        self.record.step_up_lease = None;
         self.record.status = CheckoutStatus::ReadyForPayment;
         self.record.updated_at = now;
         Ok(())
@@ -691,6 +830,7 @@ impl Checkout {
     ) -> Result<(), TransitionError> {
         self.ensure_hold(Action::Fail, hold)?;
         self.record.hold = None;
+        self.record.step_up_lease = None;
         self.record.failure = Some(reason.to_owned());
         self.record.status = CheckoutStatus::Failed;
         self.record.updated_at = now;
@@ -709,6 +849,8 @@ impl Checkout {
             ],
         )?;
         self.record.status = CheckoutStatus::Cancelled;
+        self.record.step_up_lease = None;
+        self.record.edit_lease = None;
         self.record.updated_at = now;
         Ok(self.record.hold.take())
     }
@@ -798,6 +940,11 @@ impl Checkout {
         }
         if r.payer.is_some() && r.status != CheckoutStatus::Completed {
             return Err(InvariantViolation("only a completed checkout has a payer"));
+        }
+        if r.step_up_lease.is_some() && !matches!(r.hold, Some(PaymentHold::StepUp { .. })) {
+            return Err(InvariantViolation(
+                "a step-up claim exists only with a step-up",
+            ));
         }
         if (r.status == CheckoutStatus::Failed) != r.failure.is_some() {
             return Err(InvariantViolation(

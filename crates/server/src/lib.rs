@@ -80,6 +80,7 @@ pub struct Running {
     served: JoinHandle<std::io::Result<()>>,
     driver: JoinHandle<()>,
     housekeeping: JoinHandle<()>,
+    step_ups: JoinHandle<()>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -94,6 +95,7 @@ impl Running {
         let _ = self.shutdown.send(true);
         let _ = self.driver.await;
         let _ = self.housekeeping.await;
+        let _ = self.step_ups.await;
         result
     }
 
@@ -390,6 +392,7 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
     let (shutdown, shutdown_rx) = watch::channel(false);
     let gateway_handle = gateway.clone();
     let housekeeping = tokio::spawn(driver::housekeeping(gateway.clone(), shutdown_rx.clone()));
+    let step_ups = tokio::spawn(driver::watch_step_ups(gateway.clone(), shutdown_rx.clone()));
     let driver = tokio::spawn(driver::run(gateway, DriverConfig::default(), shutdown_rx));
     Ok(Running {
         address,
@@ -402,6 +405,7 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
         served,
         driver,
         housekeeping,
+        step_ups,
         shutdown,
     })
 }

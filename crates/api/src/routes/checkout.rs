@@ -209,17 +209,24 @@ pub async fn complete(
             checkout,
             step_up_id,
             expires_at,
+            trigger,
         } => {
             let amount = checkout.cart().total();
+            let limit = match trigger.as_deref() {
+                Some("daily_limit") => "daily limit",
+                Some("monthly_limit") => "monthly limit",
+                _ => "per-payment limit",
+            };
             HttpResponse::Accepted().json(StepUpRequiredDto {
                 status: "step_up_required".into(),
                 poll_endpoint: links.step_up(checkout.id().as_str(), &step_up_id),
                 message: format!(
-                    "The payment of {} is above the limit of this wallet token: the person must approve it in their wallet app. Poll the step-up endpoint with the same token.",
+                    "The payment of {} is above the {limit} the person set in their wallet: they must open their wallet app and approve this payment there (the wallet asks them). The order is placed as soon as they approve; poll the step-up endpoint with the same token to follow it.",
                     amount.formatted()
                 ),
                 step_up_id,
                 expires_at,
+                trigger,
                 amount: amount.into(),
                 checkout_id: checkout.id().as_str().to_owned(),
             })
@@ -336,16 +343,17 @@ pub async fn step_up(
         .checkout
         .order()
         .filter(|_| view.status == PaymentStatus::Completed);
+    let amount = view.checkout.cart().total().formatted();
     let message = match view.status {
         PaymentStatus::Pending => {
-            "Waiting for the person to approve the payment in their wallet.".to_owned()
+            format!("Waiting for the person to approve {amount} in their wallet app.")
         }
-        PaymentStatus::Completed => "Payment approved! Order confirmed.".to_owned(),
-        other => payment_message(other, "", "", None),
+        other => payment_message(other, &amount, "", view.reason.as_deref()),
     };
     Ok(HttpResponse::Ok().json(StepUpStatusDto {
         status: view.status.as_str().to_owned(),
         message,
+        reason: view.reason.clone(),
         order_id: order.map(|o| o.order_id.clone()),
         transaction_id: order.map(|o| o.transaction_id.clone()),
         checkout: CheckoutDto::new(&view.checkout, &state.links),

@@ -80,7 +80,7 @@ impl CollectedTokens {
 }
 
 /// How an attempt to place the order ended, when it did not place it.
-enum Setback {
+pub(super) enum Setback {
     /// May pass: try again after the backoff.
     Transient(String),
     /// Will not pass: end the authorization with this reason.
@@ -88,7 +88,7 @@ enum Setback {
 }
 
 /// What a refused payment means for the attempt.
-fn setback_of(error: AppError) -> Setback {
+pub(super) fn setback_of(error: AppError) -> Setback {
     match error {
         AppError::PaymentRefused(code) => match code.as_str() {
             "no_payment_method" => Setback::Permanent(failure::NO_PAYMENT_METHOD),

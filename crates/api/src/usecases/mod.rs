@@ -11,6 +11,7 @@ mod error;
 mod guard;
 mod orders;
 mod payment;
+mod step_up;
 
 use std::sync::Arc;
 
@@ -27,7 +28,8 @@ pub use catalog::{CatalogQuery, ProductList};
 pub use checkout::CheckoutChanges;
 pub use error::{AppError, Upstream};
 pub use guard::{Answering, GuardPorts, Guardrails, LimitSettings, Refused};
-pub use payment::{CompleteOutcome, PaymentStatusView, StepUpView};
+pub use payment::{CompleteOutcome, PaymentStatusView};
+pub use step_up::StepUpView;
 
 /// Settings the use cases need.
 #[derive(Debug, Clone)]
@@ -61,6 +63,8 @@ pub struct Gateway {
     config: GatewayConfig,
     /// Access tokens collected from approvals, in this replica's memory only.
     collected: charge::CollectedTokens,
+    /// Step-ups this replica started and watches, with the person's token (memory only).
+    step_ups: step_up::WatchedStepUps,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -109,6 +113,7 @@ impl Gateway {
             random,
             config,
             collected: charge::CollectedTokens::default(),
+            step_ups: step_up::WatchedStepUps::default(),
         }
     }
 

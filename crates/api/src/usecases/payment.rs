@@ -10,13 +10,12 @@
 
 use chrono::{DateTime, Utc};
 use sacp_domain::{
-    Checkout, CheckoutStatus, OrderConfirmation, PaymentAuthorization, PaymentAuthorizationId,
-    PaymentHold, PaymentStatus,
+    Checkout, OrderConfirmation, PaymentAuthorization, PaymentAuthorizationId, PaymentHold,
+    PaymentStatus,
 };
 use sacp_ports::store::CompletionOutcome;
 use sacp_ports::wallet::{
     DeviceAuthorizationRequest, Introspection, PaymentTokenOutcome, PaymentTokenRequest,
-    StepUpStatus,
 };
 use sacp_ports::{BearerToken, RepositoryError, UpstreamError};
 
@@ -46,6 +45,9 @@ pub enum CompleteOutcome {
         step_up_id: String,
         /// When the step-up expires.
         expires_at: Option<DateTime<Utc>>,
+        /// Which limit the payment is over (`per_transaction`, `daily_limit`,
+        /// `monthly_limit`), as the wallet said.
+        trigger: Option<String>,
     },
 }
 
@@ -59,15 +61,6 @@ pub struct PaymentStatusView {
     /// The authorization.
     pub authorization: PaymentAuthorization,
     /// Its checkout.
-    pub checkout: Checkout,
-}
-
-/// What a step-up poll reports.
-#[derive(Debug, Clone)]
-pub struct StepUpView {
-    /// `pending`, `completed`, `rejected`, `expired` or `failed`.
-    pub status: PaymentStatus,
-    /// The checkout.
     pub checkout: Checkout,
 }
 
@@ -278,10 +271,14 @@ impl Gateway {
                         Ok(c.begin_authorization(hold.clone(), now)?)
                     })
                     .await?;
+                // The gateway watches the step-up itself and places the order once the
+                // person approves, whether or not the agent polls.
+                self.watch_step_up(checkout.id(), &step_up, token);
                 Ok(CompleteOutcome::StepUpRequired {
                     checkout,
                     step_up_id: step_up.step_up_id,
                     expires_at: step_up.expires_at,
+                    trigger: step_up.reason,
                 })
             }
         }
@@ -427,105 +424,5 @@ impl Gateway {
             }
         }
         Err(AppError::Busy)
-    }
-
-    /// Polls a step-up on the user-token path; once approved, places the order.
-    pub async fn step_up_status(
-        &self,
-        owner: &str,
-        checkout_id: &str,
-        step_up_id: &str,
-        user_token: Option<&BearerToken>,
-    ) -> Result<StepUpView, AppError> {
-        let checkout = self.get_checkout(owner, checkout_id).await?;
-        let token = user_token.ok_or(AppError::UserTokenRequired)?;
-        let hold = match checkout.hold() {
-            Some(
-                hold @ PaymentHold::StepUp {
-                    step_up_id: pending,
-                    ..
-                },
-            ) if pending == step_up_id => hold.clone(),
-            _ if checkout.status() == CheckoutStatus::Completed => {
-                return Ok(StepUpView {
-                    status: PaymentStatus::Completed,
-                    checkout,
-                });
-            }
-            _ => return Err(AppError::NotFound("step-up")),
-        };
-        let status = self
-            .wallet
-            .step_up_status(token, step_up_id)
-            .await
-            .map_err(|e| match e {
-                UpstreamError::NotFound => AppError::NotFound("step-up"),
-                other => payment_error(other),
-            })?;
-        let now = self.clock.now();
-        match status {
-            // Approved while the card issuer fails: nothing to place yet; the next poll asks
-            // again.
-            StepUpStatus::Pending | StepUpStatus::ApprovedWithoutToken => Ok(StepUpView {
-                status: PaymentStatus::Pending,
-                checkout,
-            }),
-            StepUpStatus::Approved(payment) => {
-                let order = match self.place_order(&checkout, &payment.token, token).await {
-                    Ok(order) => order,
-                    Err(AppError::PaymentRefused(reason)) => {
-                        let (failed, ()) = self
-                            .update_checkout(checkout.id(), |c| {
-                                if c.hold() == Some(&hold) {
-                                    c.fail(&hold, &reason, now)?;
-                                }
-                                Ok(())
-                            })
-                            .await?;
-                        return Ok(StepUpView {
-                            status: PaymentStatus::Failed,
-                            checkout: failed,
-                        });
-                    }
-                    Err(other) => return Err(other),
-                };
-                let payer = self.payer_of(token).await;
-                let (completed, ()) = self
-                    .update_checkout(checkout.id(), |c| {
-                        if c.order() == Some(&order) {
-                            return Ok(());
-                        }
-                        c.complete_authorized(&hold, order.clone(), now)?;
-                        if let Some(payer) = &payer {
-                            c.note_payer(payer);
-                        }
-                        Ok(())
-                    })
-                    .await?;
-                Ok(StepUpView {
-                    status: PaymentStatus::Completed,
-                    checkout: completed,
-                })
-            }
-            StepUpStatus::Rejected | StepUpStatus::Expired => {
-                let (released, ()) = self
-                    .update_checkout(checkout.id(), |c| {
-                        if c.hold() == Some(&hold) {
-                            c.release_authorization(&hold, now)?;
-                        }
-                        Ok(())
-                    })
-                    .await?;
-                let status = if matches!(status, StepUpStatus::Rejected) {
-                    PaymentStatus::Rejected
-                } else {
-                    PaymentStatus::Expired
-                };
-                Ok(StepUpView {
-                    status,
-                    checkout: released,
-                })
-            }
-        }
     }
 }
