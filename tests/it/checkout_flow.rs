@@ -324,3 +324,79 @@ async fn the_cart_is_frozen_while_authorizing_and_the_approved_amount_is_charged
     assert_eq!(orders[0].items[0].quantity, 1);
     app.stop().await;
 }
+
+/// An edit racing `complete`: whichever wins, the store's session holds exactly what the
+/// gateway's checkout holds, and a refused edit changed nothing at the store — so the amount
+/// the person approves is the amount the store holds and charges.
+#[tokio::test]
+async fn an_edit_racing_complete_never_changes_the_store_behind_the_gateway() {
+    let app = spawn_app().await;
+    let mut refused_edits = 0;
+    let mut refused_payments = 0;
+    for round in 0..12 {
+        let id = app.ready_checkout(1).await;
+        // A slow store makes the two requests overlap; the payment starts first, and the edit
+        // follows it closer or later each round.
+        app.sims.store.set_faults(sacp_sim::faults::Faults {
+            latency_ms: 40,
+            ..Default::default()
+        });
+        let (edit_path, complete_path) = (
+            format!("/checkout/{id}"),
+            format!("/checkout/{id}/complete"),
+        );
+        let edit = app.patch(
+            &edit_path,
+            json!({"items": [{"product_id": sacp_sim::catalog::ETHIOPIAN_YIRGACHEFFE, "quantity": 3}]}),
+        );
+        let complete = app.call(reqwest::Method::POST, &complete_path, None);
+        let delay = std::time::Duration::from_millis(15 * (round % 6));
+        let (completed, edited) = tokio::join!(complete, async {
+            tokio::time::sleep(delay).await;
+            edit.await
+        });
+        app.sims
+            .store
+            .set_faults(sacp_sim::faults::Faults::default());
+        assert!(
+            matches!(edited.status.as_u16(), 200 | 409),
+            "{}: {}",
+            edited.status,
+            edited.body
+        );
+        assert!(
+            matches!(completed.status.as_u16(), 202 | 409),
+            "{}: {}",
+            completed.status,
+            completed.body
+        );
+        if edited.status == StatusCode::CONFLICT {
+            refused_edits += 1;
+        }
+        if completed.status == StatusCode::CONFLICT {
+            refused_payments += 1;
+        }
+        let checkout = app.gateway.get_checkout("default", &id).await.unwrap();
+        let session = app
+            .sims
+            .store
+            .session(&checkout.store_session_id().0)
+            .unwrap();
+        assert_eq!(
+            session.cart.total,
+            checkout.cart().total(),
+            "the store holds what the gateway holds (edit {}, complete {})",
+            edited.status,
+            completed.status
+        );
+        if completed.status == StatusCode::ACCEPTED {
+            assert_eq!(
+                completed.body["amount"]["amount"],
+                session.cart.total.minor_units(),
+                "the person is asked to approve what the store holds"
+            );
+        }
+    }
+    eprintln!("{refused_edits} edits and {refused_payments} payments of 12 lost the race");
+    app.stop().await;
+}

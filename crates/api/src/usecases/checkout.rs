@@ -177,7 +177,12 @@ impl Gateway {
         }
         let checkout = self.get_checkout(owner, id).await?;
         let now = self.clock.now();
-        checkout.ensure_editable(now)?;
+        // The edit is claimed (compare-and-swap) before the store hears of it: an edit and a
+        // payment racing each other cannot both go ahead, and a refused edit never changes
+        // the store's session — what the person approves is what the store holds.
+        let (claimed, ()) = self
+            .update_loaded_checkout(checkout, |c| Ok(c.begin_edit(now)?))
+            .await?;
         let patch = SessionPatch {
             items: valid.items,
             buyer: valid.buyer,
@@ -185,15 +190,52 @@ impl Gateway {
         };
         // An expiry the store reports is recorded by the next read, from the expiry time the
         // store gave when the session opened.
-        let session = self
+        let session = match self
             .store
-            .update_session(checkout.store_session_id(), &patch)
+            .update_session(claimed.store_session_id(), &patch)
             .await
-            .map_err(session_error)?;
+        {
+            Ok(session) => session,
+            Err(error) => {
+                let _ = self
+                    .update_loaded_checkout(claimed, |c| {
+                        c.abandon_edit(now);
+                        Ok(())
+                    })
+                    .await;
+                return Err(session_error(error));
+            }
+        };
         let (saved, ()) = self
-            .update_loaded_checkout(checkout, |c| apply_session(c, &session, now))
+            .update_loaded_checkout(claimed, |c| apply_session(c, &session, now))
             .await?;
         Ok(saved)
+    }
+
+    /// Before a payment starts: the store's session must hold what the checkout holds (an
+    /// edit whose request died between the store and the gateway could have changed it). If
+    /// it differs, the checkout takes the store's view and the payment is refused, so the
+    /// agent reads the checkout again before the person is asked to approve anything.
+    pub(super) async fn ensure_store_agrees(
+        &self,
+        checkout: Checkout,
+    ) -> Result<Checkout, AppError> {
+        let session = self
+            .store
+            .session(checkout.store_session_id())
+            .await
+            .map_err(session_error)?;
+        let agrees = session.cart == *checkout.cart()
+            && session.buyer.as_ref() == checkout.buyer()
+            && session.fulfillment.as_ref() == checkout.fulfillment();
+        if agrees {
+            return Ok(checkout);
+        }
+        let now = self.clock.now();
+        tracing::warn!(checkout = %checkout.id(), "the store's session differs from the checkout; taking the store's view before any payment");
+        self.update_loaded_checkout(checkout, |c| apply_session(c, &session, now))
+            .await?;
+        Err(AppError::Transition(TransitionError::EditInProgress))
     }
 
     /// Cancels a checkout (and a pending payment authorization with it; a later approval then

@@ -136,6 +136,8 @@ impl Gateway {
             });
         }
         let now = self.clock.now();
+        checkout.ensure_payable(now)?;
+        let checkout = self.ensure_store_agrees(checkout).await?;
         let amount = checkout.ensure_payable(now)?;
         let merchant = self.store.merchant().await.map_err(AppError::store)?;
         let request = DeviceAuthorizationRequest {
@@ -230,6 +232,8 @@ impl Gateway {
             Introspection::Inactive => return Err(AppError::UserTokenInvalid),
         }
         let now = self.clock.now();
+        checkout.ensure_payable(now)?;
+        let checkout = self.ensure_store_agrees(checkout).await?;
         let amount = checkout.ensure_payable(now)?;
         let merchant = self.store.merchant().await.map_err(AppError::store)?;
         let request = PaymentTokenRequest {
