@@ -316,6 +316,139 @@ async fn the_admin_api_refuses_everyone_else_and_bad_input() {
     app.stop().await;
 }
 
+/// A rotation call with a raw body and content type.
+async fn rotate_raw(app: &TestApp, id: &str, content_type: &str, body: &str) -> Answer {
+    let path = format!("/admin/keys/{id}/rotate");
+    let request = anonymous_client()
+        .post(format!("{}{path}", app.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", content_type)
+        .body(body.to_owned());
+    app.finish(Method::POST, &path, request).await
+}
+
+#[tokio::test]
+async fn a_rotation_reads_its_body_strictly_and_ends_with_the_key() {
+    let app = spawn_app().await;
+    let create = |name: &str, expires_at: Option<String>| {
+        let mut body = json!({"name": name, "org": "acme", "scopes": ["catalog:read"]});
+        if let Some(at) = expires_at {
+            body["expires_at"] = json!(at);
+        }
+        admin(&app, Method::POST, "/admin/keys", Some(body))
+    };
+    let created = create("rotating", None).await;
+    let id = created.str("/id");
+    let first = created.str("/key");
+
+    // A grace that is not a number is refused, not read as "no grace": the secret still works.
+    for body in [
+        r#"{"grace_seconds":"3600"}"#,
+        r#"{"grace":3600}"#,
+        "{",
+        "[]",
+    ] {
+        rotate_raw(&app, &id, "application/json", body)
+            .await
+            .assert_problem(400, "bad_request");
+    }
+    rotate_raw(
+        &app,
+        &id,
+        "application/x-www-form-urlencoded",
+        "grace_seconds=3600",
+    )
+    .await
+    .assert_problem(415, "unsupported_media_type");
+    assert_eq!(
+        as_key(&app, &first, Method::GET, "/products", None)
+            .await
+            .status,
+        StatusCode::OK,
+        "a refused rotation changed nothing"
+    );
+
+    // A rotation with a grace, then another: a key keeps one previous secret, so the second
+    // rotation ends the first secret at once while the second keeps its own grace.
+    let second = rotate_raw(&app, &id, "application/json", r#"{"grace_seconds":3600}"#).await;
+    assert_eq!(second.status, StatusCode::OK, "{}", second.body);
+    let second = second.str("/key");
+    let third = rotate_raw(
+        &app,
+        &id,
+        "application/json; charset=utf-8",
+        r#"{"grace_seconds":3600}"#,
+    )
+    .await;
+    assert_eq!(third.status, StatusCode::OK, "{}", third.body);
+    let third = third.str("/key");
+    as_key(&app, &first, Method::GET, "/products", None)
+        .await
+        .assert_problem(401, "api_key_invalid");
+    for secret in [&second, &third] {
+        assert_eq!(
+            as_key(&app, secret, Method::GET, "/products", None)
+                .await
+                .status,
+            StatusCode::OK
+        );
+    }
+    // No body at all: no grace.
+    let fourth = rotate_raw(&app, &id, "text/plain", "").await;
+    assert_eq!(fourth.status, StatusCode::OK, "{}", fourth.body);
+    for secret in [&second, &third] {
+        as_key(&app, secret, Method::GET, "/products", None)
+            .await
+            .assert_problem(401, "api_key_invalid");
+    }
+
+    // A revoked key is final: no rotation, no change (revoking again changes nothing).
+    let revoke = format!("/admin/keys/{id}/revoke");
+    assert_eq!(
+        admin(&app, Method::POST, &revoke, None).await.status,
+        StatusCode::OK
+    );
+    rotate_raw(&app, &id, "application/json", r#"{"grace_seconds":60}"#)
+        .await
+        .assert_problem(409, "key_revoked");
+    admin(
+        &app,
+        Method::PATCH,
+        &format!("/admin/keys/{id}"),
+        Some(json!({"disabled": false})),
+    )
+    .await
+    .assert_problem(409, "key_revoked");
+    assert_eq!(
+        admin(&app, Method::POST, &revoke, None).await.status,
+        StatusCode::OK
+    );
+    let shown = admin(&app, Method::GET, &format!("/admin/keys/{id}"), None).await;
+    assert_eq!(shown.body["status"], "revoked");
+
+    // An expired key neither: its secret is refused and a rotation would not revive it.
+    let soon = (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339();
+    let expiring = create("expiring", Some(soon)).await;
+    assert_eq!(expiring.status, StatusCode::CREATED, "{}", expiring.body);
+    let expiring_id = expiring.str("/id");
+    tokio::time::sleep(std::time::Duration::from_millis(2_100)).await;
+    rotate_raw(&app, &expiring_id, "application/json", "{}")
+        .await
+        .assert_problem(409, "key_expired");
+    admin(
+        &app,
+        Method::PATCH,
+        &format!("/admin/keys/{expiring_id}"),
+        Some(json!({"requests_per_minute": 10})),
+    )
+    .await
+    .assert_problem(409, "key_expired");
+    as_key(&app, &expiring.str("/key"), Method::GET, "/products", None)
+        .await
+        .assert_problem(401, "api_key_expired");
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn a_revocation_is_refused_by_another_replica_at_once() {
     let Some(db) = TestDatabase::create().await else {

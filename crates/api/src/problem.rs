@@ -182,6 +182,18 @@ pub const PROBLEMS: &[(&str, u16, &str, &str)] = &[
         "The checkout was being changed by another request at the same time. Retry.",
     ),
     (
+        "key_revoked",
+        409,
+        "Key revoked",
+        "The key was revoked: it can no longer be changed or rotated (revoking it again changes nothing). Create a new key.",
+    ),
+    (
+        "key_expired",
+        409,
+        "Key expired",
+        "The key passed its expiry: it can no longer be changed or rotated. Create a new key.",
+    ),
+    (
         "authorization_gone",
         410,
         "No longer available",
@@ -471,6 +483,18 @@ impl From<&AppError> for Problem {
                 format!("the user token lacks the {scope} permission"),
             ),
             AppError::Gone(detail) => Problem::new("authorization_gone", detail.clone()),
+            AppError::KeyEnded(sacp_domain::access::KeyStatus::Expired) => Problem::new(
+                "key_expired",
+                "this key has expired and can no longer be changed or rotated; create a new key",
+            ),
+            AppError::KeyEnded(_) => Problem::new(
+                "key_revoked",
+                "this key was revoked and can no longer be changed or rotated; create a new key",
+            ),
+            AppError::UnsupportedMediaType => Problem::new(
+                "unsupported_media_type",
+                "send the body as JSON with Content-Type: application/json",
+            ),
             AppError::PaymentRefused(reason) => Problem::new(
                 "payment_refused",
                 format!("the payment was refused ({reason})"),
@@ -666,6 +690,9 @@ mod tests {
             AppError::StoreRefusedUserToken,
             AppError::UserTokenScope("purchase".into()),
             AppError::Gone("x".into()),
+            AppError::KeyEnded(sacp_domain::access::KeyStatus::Revoked),
+            AppError::KeyEnded(sacp_domain::access::KeyStatus::Expired),
+            AppError::UnsupportedMediaType,
             AppError::PaymentRefused("declined".into()),
             AppError::Upstream {
                 upstream: Upstream::Store,

@@ -461,6 +461,16 @@ impl ApiKey {
         }
     }
 
+    /// Whether an operator may still change or rotate the key at `now`: a revoked key is
+    /// final, and an expired one can no longer be used (create a new key instead). Revoking
+    /// either again is allowed (it changes nothing).
+    pub fn ensure_changeable(&self, now: DateTime<Utc>) -> Result<(), KeyStatus> {
+        match self.status(now) {
+            KeyStatus::Active => Ok(()),
+            ended => Err(ended),
+        }
+    }
+
     /// Whether the key grants `scope`.
     pub fn has_scope(&self, scope: Scope) -> bool {
         self.record.scopes.contains(&scope)
@@ -612,6 +622,16 @@ mod tests {
             Err(AuthFailure::Revoked)
         );
         assert_eq!(key.status(t(3)), KeyStatus::Revoked);
+    }
+
+    #[test]
+    fn a_revoked_or_expired_key_can_no_longer_be_changed() {
+        let random = Counter(0.into());
+        let (mut key, _) = ApiKey::create(new_key(), t(0), &random).unwrap();
+        assert_eq!(key.ensure_changeable(t(999)), Ok(()));
+        assert_eq!(key.ensure_changeable(t(1000)), Err(KeyStatus::Expired));
+        key.revoke(t(5));
+        assert_eq!(key.ensure_changeable(t(6)), Err(KeyStatus::Revoked));
     }
 
     #[test]

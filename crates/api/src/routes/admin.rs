@@ -231,6 +231,7 @@ pub async fn show(state: State, id: web::Path<String>) -> Result<HttpResponse, A
         (status = 400, description = "Malformed JSON", body = ProblemDto, content_type = "application/problem+json"),
         (status = 401, description = "Admin credentials missing or refused", body = ProblemDto, content_type = "application/problem+json"),
         (status = 404, description = "No such key", body = ProblemDto, content_type = "application/problem+json"),
+        (status = 409, description = "The key is revoked or expired", body = ProblemDto, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = ProblemDto, content_type = "application/problem+json"),
     )
 )]
@@ -251,23 +252,50 @@ pub async fn update(
     Ok(HttpResponse::Ok().json(KeyDto::new(&key, None, keys.now())))
 }
 
-/// Issue a new secret; the old one works for `grace_seconds` more.
+/// The grace a rotation body asks for: none without a body; otherwise the body must be a
+/// JSON [`RotateDto`] (a grace that is not an integer, or an unknown field, is refused rather
+/// than read as "no grace").
+fn rotate_grace(request: &HttpRequest, body: &[u8]) -> Result<i64, AppError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(0);
+    }
+    let is_json = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/json"));
+    if !is_json {
+        return Err(AppError::UnsupportedMediaType);
+    }
+    let dto: RotateDto = serde_json::from_slice(body).map_err(|e| {
+        AppError::BadRequest(format!("the JSON body is not valid for this call: {e}"))
+    })?;
+    Ok(dto.grace_seconds.unwrap_or(0))
+}
+
+/// Issue a new secret; the old one works for `grace_seconds` more. A key keeps one previous
+/// secret: rotating again ends the earlier secret's grace at once.
 #[utoipa::path(
     post, path = "/admin/keys/{id}/rotate", tag = "admin", request_body = RotateDto, security(("admin_token" = [])),
     params(("id" = String, Path, description = "Key id")),
     responses(
         (status = 200, description = "Rotated; `key` is the new secret, shown once", body = KeyDto),
+        (status = 400, description = "The body is not a valid rotation (a grace that is not an integer, an unknown field)", body = ProblemDto, content_type = "application/problem+json"),
         (status = 401, description = "Admin credentials missing or refused", body = ProblemDto, content_type = "application/problem+json"),
         (status = 404, description = "No such key", body = ProblemDto, content_type = "application/problem+json"),
+        (status = 409, description = "The key is revoked or expired", body = ProblemDto, content_type = "application/problem+json"),
+        (status = 415, description = "A body that is not JSON", body = ProblemDto, content_type = "application/problem+json"),
         (status = 422, description = "Invalid grace", body = ProblemDto, content_type = "application/problem+json"),
     )
 )]
 pub async fn rotate(
     state: State,
     id: web::Path<String>,
-    body: Option<web::Json<RotateDto>>,
+    request: HttpRequest,
+    body: web::Bytes,
 ) -> Result<HttpResponse, AppError> {
-    let grace = body.and_then(|b| b.grace_seconds).unwrap_or(0);
+    let grace = rotate_grace(&request, &body)?;
     let keys = state.gateway.keys();
     let (key, secret) = keys.rotate(&id, grace).await?;
     let now = keys.now();

@@ -213,10 +213,12 @@ impl Keys {
         Err(AppError::Busy)
     }
 
-    /// Changes scopes, limits or the disable switch.
+    /// Changes scopes, limits or the disable switch. Refused (`KeyEnded`) once the key is
+    /// revoked or expired.
     pub async fn update(&self, id: &str, changes: &KeyChanges) -> Result<ApiKey, AppError> {
         let (key, ()) = self
-            .modify(id, |key, _| {
+            .modify(id, |key, now| {
+                key.ensure_changeable(now).map_err(AppError::KeyEnded)?;
                 let limits = (changes.requests_per_minute.is_some()
                     || changes.daily_quota.is_some())
                 .then(|| KeyLimits {
@@ -231,7 +233,9 @@ impl Keys {
         Ok(key)
     }
 
-    /// Issues a new secret; the old one keeps working for `grace_seconds` (0 to 30 days).
+    /// Issues a new secret; the old one keeps working for `grace_seconds` (0 to 30 days). A
+    /// key keeps one previous secret: rotating again ends the earlier one's grace at once.
+    /// Refused (`KeyEnded`) once the key is revoked or expired.
     pub async fn rotate(
         &self,
         id: &str,
@@ -247,6 +251,7 @@ impl Keys {
             return Err(errors.into());
         }
         self.modify(id, |key, now| {
+            key.ensure_changeable(now).map_err(AppError::KeyEnded)?;
             key.rotate(Duration::seconds(grace_seconds), now, self.random.as_ref())
                 .map_err(AppError::ApiKeyRefused)
         })

@@ -82,6 +82,12 @@ pub enum AppError {
     /// The API key was refused.
     #[error("{0}")]
     ApiKeyRefused(AuthFailure),
+    /// An operator tried to change or rotate a key that is revoked or expired.
+    #[error("the key is {}; it can no longer be changed", .0.as_str())]
+    KeyEnded(sacp_domain::access::KeyStatus),
+    /// The body is not of a media type the call reads.
+    #[error("unsupported media type")]
+    UnsupportedMediaType,
     /// An admin call without valid operator credentials.
     #[error("operator credentials are required")]
     AdminCredentialsRequired,
