@@ -31,6 +31,7 @@ const OWNER: &str = "after-approval";
 struct Shared {
     checkouts: Arc<MemoryCheckouts>,
     authorizations: Arc<MemoryAuthorizations>,
+    step_ups: sacp_api::usecases::StepUpPorts,
 }
 
 struct World {
@@ -51,6 +52,7 @@ impl World {
         let shared = Shared {
             checkouts: Arc::new(MemoryCheckouts::default()),
             authorizations: Arc::new(MemoryAuthorizations::default()),
+            step_ups: crate::support::memory_step_ups(),
         };
         let gateway = replica(&clock, &sims, &shared);
         World {
@@ -131,6 +133,7 @@ fn replica(clock: &Arc<ManualClock>, sims: &Simulators, shared: &Shared) -> Gate
         },
         clock.clone(),
         Arc::new(OsRandom),
+        shared.step_ups.clone(),
         GatewayConfig::default(),
     )
 }

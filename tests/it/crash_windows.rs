@@ -53,6 +53,7 @@ async fn world(db: &TestDatabase) -> World {
         },
         Arc::new(SystemClock),
         Arc::new(OsRandom),
+        crate::support::pg_step_ups(&storage),
         GatewayConfig::default(),
     );
     World {

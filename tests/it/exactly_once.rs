@@ -256,6 +256,7 @@ async fn two_drivers_on_one_database_charge_an_approval_once() {
             },
             Arc::new(SystemClock),
             Arc::new(OsRandom),
+            crate::support::pg_step_ups(&storage),
             GatewayConfig::default(),
         )
     };
@@ -293,4 +294,143 @@ async fn two_drivers_on_one_database_charge_an_approval_once() {
         );
     }
     assert_eq!(sims.store.stats().completions, 5);
+}
+
+/// Replicas on one PostgreSQL database and one pair of simulators, on a clock the test moves.
+mod sealed_step_ups {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use sacp_adapters::pg::{PgConfig, PgStorage};
+    use sacp_adapters::random::OsRandom;
+    use sacp_adapters::sealing::AesGcmSealer;
+    use sacp_api::usecases::{CompleteOutcome, Gateway, GatewayConfig, GuardPorts, StepUpPorts};
+    use sacp_domain::CheckoutStatus;
+    use sacp_ports::BearerToken;
+    use sacp_sim::Simulators;
+    use sacp_sim::fake::{FakeStore, FakeWallet};
+
+    use crate::support::ManualClock;
+
+    fn replica(
+        storage: &Arc<PgStorage>,
+        sims: &Simulators,
+        clock: &Arc<ManualClock>,
+        sealing_key: &str,
+    ) -> Gateway {
+        Gateway::new(
+            Arc::new(FakeStore::new(sims.store.clone(), Duration::from_secs(5))),
+            Arc::new(FakeWallet::new(sims.wallet.clone(), Duration::from_secs(5))),
+            storage.clone(),
+            storage.clone(),
+            storage.clone(),
+            GuardPorts {
+                counters: storage.clone(),
+                switches: storage.clone(),
+                idempotency: storage.clone(),
+                traffic: storage.clone(),
+                audit: storage.clone(),
+            },
+            clock.clone(),
+            Arc::new(OsRandom),
+            StepUpPorts {
+                watches: storage.clone(),
+                sealer: Arc::new(AesGcmSealer::from_hex(sealing_key).unwrap()),
+            },
+            GatewayConfig::default(),
+        )
+    }
+
+    /// Everything the database holds, as text.
+    fn dump(url: &str) -> String {
+        let out = std::process::Command::new("pg_dump")
+            .args(["--data-only", "--dbname", url])
+            .output()
+            .expect("pg_dump runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    #[tokio::test]
+    async fn another_replica_finishes_a_step_up_and_the_token_is_never_stored_in_the_clear() {
+        let Some(db) = crate::database::TestDatabase::create().await else {
+            return;
+        };
+        let storage = Arc::new(PgStorage::connect(&db.url, PgConfig::default()).unwrap());
+        storage.migrate().await.unwrap();
+        let clock = Arc::new(ManualClock::at(chrono::Utc::now().timestamp()));
+        let sims = Simulators::sandbox("http://sim/ssim", "http://sim/wsim", clock.clone());
+        let key = crate::support::SEALING_KEY;
+        let other_key = "0f".repeat(32);
+        let starter = replica(&storage, &sims, &clock, key);
+        let stranger = replica(&storage, &sims, &clock, &other_key);
+
+        let limit = sacp_domain::Money::from_minor(1000, sacp_domain::Currency::CAD);
+        let token = BearerToken::new(sims.wallet.issue_user_token(Some(limit)).access_token);
+        let checkout = starter
+            .create_checkout("acme", &crate::after_approval::ready_changes(), None)
+            .await
+            .unwrap();
+        let id = checkout.id().as_str().to_owned();
+        let CompleteOutcome::StepUpRequired { step_up_id, .. } = starter
+            .complete_checkout("acme", &id, Some(&token))
+            .await
+            .unwrap()
+        else {
+            panic!("a step-up above the token's limit");
+        };
+
+        // At rest the token is sealed: nowhere in the database in the clear.
+        let stored = dump(&db.url);
+        assert!(stored.contains(&step_up_id), "the watch is stored");
+        assert!(
+            !stored.contains(token.expose()),
+            "the person's token is not stored in the clear"
+        );
+
+        // The replica that started it is gone; the person approves.
+        drop(starter);
+        sims.wallet.decide_step_up(&step_up_id, true).unwrap();
+        clock.advance(6);
+
+        // A replica with another sealing key cannot open the token: it leaves the watch.
+        stranger.advance_step_ups().await;
+        let waiting = stranger.get_checkout("acme", &id).await.unwrap();
+        assert_eq!(waiting.status(), CheckoutStatus::Authorizing);
+        assert_eq!(sims.store.stats().completion_attempts, 0);
+
+        // Any replica with the shared key finishes it, once, without the agent.
+        let (first, second) = (
+            replica(&storage, &sims, &clock, key),
+            replica(&storage, &sims, &clock, key),
+        );
+        tokio::join!(first.advance_step_ups(), second.advance_step_ups());
+        let done = first.get_checkout("acme", &id).await.unwrap();
+        assert_eq!(done.status(), CheckoutStatus::Completed);
+        assert_eq!(sims.store.stats().completion_attempts, 1, "one order");
+
+        // Ended: the sealed token is gone too, and the token was never written anywhere.
+        assert!(
+            storage_has_no_watch(&storage, &id).await,
+            "the watch is deleted once the step-up ends"
+        );
+        assert!(!dump(&db.url).contains(token.expose()));
+    }
+
+    async fn storage_has_no_watch(storage: &Arc<PgStorage>, checkout: &str) -> bool {
+        use sacp_ports::StepUpWatches;
+        let far = chrono::Utc::now() + chrono::Duration::days(1);
+        let key = AesGcmSealer::from_hex(crate::support::SEALING_KEY).unwrap();
+        let key_id = sacp_ports::TokenSealer::key_id(&key).to_owned();
+        storage
+            .claim_due(&key_id, far - chrono::Duration::hours(1), far, 1000)
+            .await
+            .unwrap()
+            .iter()
+            .all(|w| w.checkout_id.as_str() != checkout)
+    }
 }

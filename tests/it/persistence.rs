@@ -484,3 +484,17 @@ async fn several_replicas_start_together_on_an_empty_database() {
         assert_eq!(status, StatusCode::OK);
     }
 }
+
+#[tokio::test]
+async fn a_sealing_key_that_is_not_64_hex_digits_stops_the_start_without_echoing_it() {
+    let mut bad = crate::app::settings();
+    let secret = "not-a-key-but-a-secret-all-the-same";
+    bad.token_sealing_key = Some(secret.to_owned().into());
+    let error = sacp_server::start(&bad)
+        .await
+        .expect_err("a bad sealing key is refused at start");
+    let message = error.to_string();
+    assert!(message.contains("SACP_TOKEN_SEALING_KEY"), "{message}");
+    assert!(message.contains("64 hexadecimal digits"), "{message}");
+    assert!(!message.contains(secret), "{message}");
+}

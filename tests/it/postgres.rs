@@ -70,3 +70,11 @@ async fn postgres_guardrails_pass_their_contracts() {
     insert_answering_contract(storage.clone(), storage.clone()).await;
     traffic_log_contract(storage).await;
 }
+
+#[tokio::test]
+async fn postgres_step_up_watches_pass_the_contract() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    sacp_ports::contract::step_up::step_up_watches_contract(Arc::new(storage(&db).await)).await;
+}

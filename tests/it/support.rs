@@ -315,3 +315,22 @@ impl UpstreamHarness for HttpHarness {
         assert!(response.status().is_success());
     }
 }
+
+/// Step-up ports in memory, with a key drawn for the test.
+pub fn memory_step_ups() -> sacp_api::usecases::StepUpPorts {
+    sacp_api::usecases::StepUpPorts {
+        watches: Arc::new(sacp_adapters::memory_step_up::MemoryStepUpWatches::default()),
+        sealer: Arc::new(sacp_adapters::sealing::AesGcmSealer::ephemeral().unwrap()),
+    }
+}
+
+/// The sealing key replicas share in tests.
+pub const SEALING_KEY: &str = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
+
+/// Step-up ports on `storage`, sealed with [`SEALING_KEY`] as every replica of a test is.
+pub fn pg_step_ups(storage: &Arc<sacp_adapters::pg::PgStorage>) -> sacp_api::usecases::StepUpPorts {
+    sacp_api::usecases::StepUpPorts {
+        watches: storage.clone(),
+        sealer: Arc::new(sacp_adapters::sealing::AesGcmSealer::from_hex(SEALING_KEY).unwrap()),
+    }
+}

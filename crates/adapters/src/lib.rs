@@ -4,7 +4,9 @@
 //!   speak the SSIM and WSIM contracts of `UPSTREAMS.md`.
 //! - [`memory`], [`memory_guard`]: in-memory repositories and guardrail storage (embedded
 //!   storage and tests).
+//! - [`memory_step_up`]: watched step-ups in memory.
 //! - [`pg`]: PostgreSQL storage of everything durable.
+//! - [`sealing::AesGcmSealer`]: tokens sealed at rest (AES-256-GCM).
 //! - [`random::OsRandom`]: the operating system's randomness for ids.
 
 pub mod breaker;
@@ -14,10 +16,13 @@ pub mod http_wallet;
 pub mod memory;
 mod memory_compact;
 pub mod memory_guard;
+pub mod memory_step_up;
 pub mod pg;
 mod pg_batch;
 mod pg_guard;
+mod pg_step_up;
 pub mod random;
+pub mod sealing;
 
 pub use breaker::BreakerConfig;
 pub use http::HttpConfig;

@@ -162,6 +162,17 @@ pub(crate) mod schema {
         }
     }
 
+    diesel::table! {
+        step_up_watches (checkout_id) {
+            checkout_id -> Text,
+            step_up_id -> Text,
+            sealed_token -> Bytea,
+            key_id -> Text,
+            until -> Timestamptz,
+            next_at -> Timestamptz,
+        }
+    }
+
     diesel::joinable!(payment_authorizations -> checkouts (checkout_id));
     diesel::allow_tables_to_appear_in_same_query!(
         checkouts,
@@ -171,7 +182,8 @@ pub(crate) mod schema {
         rate_counters,
         switches,
         idempotency_records,
-        traffic_minutes
+        traffic_minutes,
+        step_up_watches
     );
 }
 

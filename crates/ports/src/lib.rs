@@ -5,6 +5,7 @@
 //!   introspection, payment tokens, step-up.
 //! - [`repository`]: durable state of checkouts and payment authorizations, with
 //!   compare-and-swap on version.
+//! - [`step_up`]: step-ups watched on the person's behalf, their tokens sealed at rest.
 //! - [`guard`]: rate-limit counters, kill switches, idempotency records, traffic counts.
 //! - [`clock::Clock`]: the current time, so that use cases never read the clock directly.
 //!
@@ -14,6 +15,7 @@ pub mod clock;
 pub mod error;
 pub mod guard;
 pub mod repository;
+pub mod step_up;
 pub mod store;
 pub mod token;
 pub mod wallet;
@@ -27,6 +29,7 @@ pub use guard::{IdempotencyStore, RateCounters, SwitchBoard, TrafficLog};
 pub use repository::{
     ApiKeyRepository, AuditLog, AuthorizationRepository, CheckoutRepository, RepositoryError,
 };
+pub use step_up::{StepUpWatch, StepUpWatches, TokenSealer};
 pub use store::Store;
 pub use token::BearerToken;
 pub use wallet::Wallet;

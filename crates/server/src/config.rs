@@ -47,6 +47,12 @@ pub struct Settings {
     /// scope may use it.
     #[arg(long, env = "SACP_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<SecretString>,
+    /// 64 hexadecimal digits (32 bytes, e.g. `openssl rand -hex 32`), the same on every
+    /// replica: the key that seals the person's token while the gateway watches a step-up.
+    /// Absent = a key drawn at start, so only the replica that started a step-up finishes it
+    /// without the agent.
+    #[arg(long, env = "SACP_TOKEN_SEALING_KEY", hide_env_values = true)]
+    pub token_sealing_key: Option<SecretString>,
     /// Upstream request timeout in milliseconds.
     #[arg(long, env = "SACP_UPSTREAM_TIMEOUT_MS", default_value_t = 10_000)]
     pub upstream_timeout_ms: u64,
@@ -169,6 +175,12 @@ pub enum ConfigError {
     /// A command needs the database but none is configured.
     #[error("DATABASE_URL is not set")]
     NoDatabase,
+    /// The token sealing key is not 64 hexadecimal digits.
+    #[error("SACP_TOKEN_SEALING_KEY: {0}")]
+    SealingKey(#[from] sacp_adapters::sealing::BadSealingKey),
+    /// The system has no randomness to draw a key.
+    #[error("no randomness for a sealing key: {0}")]
+    Randomness(String),
 }
 
 impl Settings {

@@ -18,17 +18,21 @@ use sacp_adapters::memory::{MemoryApiKeys, MemoryAuditLog, MemoryAuthorizations,
 use sacp_adapters::memory_guard::{
     MemoryIdempotency, MemoryRateCounters, MemorySwitchBoard, MemoryTrafficLog,
 };
+use sacp_adapters::memory_step_up::MemoryStepUpWatches;
 use sacp_adapters::pg::{PgConfig, PgStorage};
 use sacp_adapters::random::OsRandom;
+use sacp_adapters::sealing::AesGcmSealer;
 use sacp_adapters::{BreakerConfig, HttpConfig};
 use sacp_api::driver::{self, DriverConfig};
 use sacp_api::usecases::{
-    BOOTSTRAP_KEY_NAME, Gateway, GatewayConfig, GuardPorts, integration_scopes,
+    BOOTSTRAP_KEY_NAME, Gateway, GatewayConfig, GuardPorts, StepUpPorts, integration_scopes,
 };
 use sacp_api::{ApiState, request_id};
 use sacp_domain::access::{KeyLimits, NewKey};
 use sacp_ports::clock::SystemClock;
-use sacp_ports::{ApiKeyRepository, AuthorizationRepository, CheckoutRepository};
+use sacp_ports::{
+    ApiKeyRepository, AuthorizationRepository, CheckoutRepository, StepUpWatches, TokenSealer,
+};
 use sacp_sim::Simulators;
 use secrecy::{ExposeSecret, SecretString};
 use tokio::sync::watch;
@@ -134,6 +138,7 @@ struct Storage {
     authorizations: Arc<dyn AuthorizationRepository>,
     keys: Arc<dyn ApiKeyRepository>,
     guard: GuardPorts,
+    step_up_watches: Arc<dyn StepUpWatches>,
     kind: &'static str,
 }
 
@@ -153,6 +158,7 @@ async fn storage(settings: &Settings) -> Result<Storage, StartError> {
                 traffic: Arc::new(MemoryTrafficLog::default()),
                 audit: Arc::new(MemoryAuditLog::default()),
             },
+            step_up_watches: Arc::new(MemoryStepUpWatches::default()),
             kind: "embedded storage",
         });
     }
@@ -170,10 +176,33 @@ async fn storage(settings: &Settings) -> Result<Storage, StartError> {
             switches: storage.clone(),
             idempotency: storage.clone(),
             traffic: storage.clone(),
-            audit: storage,
+            audit: storage.clone(),
         },
+        step_up_watches: storage,
         kind: "PostgreSQL storage",
     })
+}
+
+/// The sealer of tokens kept for watched step-ups: under the operator's key, or a key drawn
+/// for this process (fine for embedded storage; on a shared database only this replica can
+/// then open what it sealed, which the start says).
+fn token_sealer(
+    settings: &Settings,
+    storage: &'static str,
+) -> Result<Arc<dyn TokenSealer>, StartError> {
+    if let Some(hex) = &settings.token_sealing_key {
+        let sealer = AesGcmSealer::from_hex(hex.expose_secret()).map_err(ConfigError::from)?;
+        return Ok(Arc::new(sealer));
+    }
+    if settings.database_url.is_some() {
+        tracing::warn!(
+            storage,
+            "SACP_TOKEN_SEALING_KEY is not set: a step-up is finished without the agent only by the replica that started it; set the same key on every replica"
+        );
+    }
+    let sealer = AesGcmSealer::ephemeral()
+        .map_err(|e| StartError::Config(ConfigError::Randomness(e.to_string())))?;
+    Ok(Arc::new(sealer))
 }
 
 /// Name of the key generated for the sandbox walkthrough.
@@ -335,6 +364,10 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
         storage.guard,
         clock,
         Arc::new(OsRandom),
+        StepUpPorts {
+            watches: storage.step_up_watches,
+            sealer: token_sealer(settings, storage.kind)?,
+        },
         GatewayConfig {
             limits: settings.limits.settings(),
             ..GatewayConfig::default()

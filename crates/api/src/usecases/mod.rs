@@ -17,8 +17,8 @@ use std::sync::Arc;
 
 use sacp_domain::{Checkout, CheckoutId, RandomSource};
 use sacp_ports::{
-    ApiKeyRepository, AuthorizationRepository, CheckoutRepository, Clock, RepositoryError, Store,
-    Wallet,
+    ApiKeyRepository, AuthorizationRepository, CheckoutRepository, Clock, RepositoryError,
+    StepUpWatches, Store, TokenSealer, Wallet,
 };
 
 pub use access::{
@@ -30,6 +30,24 @@ pub use error::{AppError, Upstream};
 pub use guard::{Answering, GuardPorts, Guardrails, LimitSettings, Refused};
 pub use payment::{CompleteOutcome, PaymentStatusView};
 pub use step_up::StepUpView;
+
+/// What the gateway needs to finish step-ups without the agent: where watched step-ups are
+/// kept, and the sealer that protects their tokens at rest.
+#[derive(Clone)]
+pub struct StepUpPorts {
+    /// The watched step-ups, shared by the replicas.
+    pub watches: Arc<dyn StepUpWatches>,
+    /// Seals the person's token before it is stored.
+    pub sealer: Arc<dyn TokenSealer>,
+}
+
+impl std::fmt::Debug for StepUpPorts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StepUpPorts")
+            .field("key_id", &self.sealer.key_id())
+            .finish_non_exhaustive()
+    }
+}
 
 /// Settings the use cases need.
 #[derive(Debug, Clone)]
@@ -63,8 +81,8 @@ pub struct Gateway {
     config: GatewayConfig,
     /// Access tokens collected from approvals, in this replica's memory only.
     collected: charge::CollectedTokens,
-    /// Step-ups this replica started and watches, with the person's token (memory only).
-    step_ups: step_up::WatchedStepUps,
+    /// Step-ups watched on the person's behalf, their tokens sealed.
+    step_ups: StepUpPorts,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -100,6 +118,7 @@ impl Gateway {
         guard: GuardPorts,
         clock: Arc<dyn Clock>,
         random: Arc<dyn RandomSource>,
+        step_ups: StepUpPorts,
         config: GatewayConfig,
     ) -> Gateway {
         Gateway {
@@ -113,7 +132,7 @@ impl Gateway {
             random,
             config,
             collected: charge::CollectedTokens::default(),
-            step_ups: step_up::WatchedStepUps::default(),
+            step_ups,
         }
     }
 

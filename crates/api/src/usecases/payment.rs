@@ -277,7 +277,7 @@ impl Gateway {
                     .await?;
                 // The gateway watches the step-up itself and places the order once the
                 // person approves, whether or not the agent polls.
-                self.watch_step_up(checkout.id(), &step_up, token);
+                self.watch_step_up(checkout.id(), &step_up, token).await;
                 Ok(CompleteOutcome::StepUpRequired {
                     checkout,
                     step_up_id: step_up.step_up_id,

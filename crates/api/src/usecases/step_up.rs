@@ -8,20 +8,19 @@
 //! on any replica, one places it and the others answer "approved, being placed". Before
 //! placing it, the claimer asks the store whether the session already has an order.
 //!
-//! To watch a step-up the gateway needs the person's token: it is kept in the memory of the
-//! replica that started the step-up, for the step-up's lifetime only, and never stored. If
-//! that replica stops, the agent's own poll (with the token) still completes the order.
+//! To watch a step-up the gateway needs the person's token until the step-up ends. It is
+//! stored only sealed ([`sacp_ports::TokenSealer`], bound to its checkout and step-up) in the
+//! shared [`sacp_ports::StepUpWatches`], and deleted once the step-up ends or its lifetime
+//! passes: any replica holding the same sealing key finishes it, so a replica stopping loses
+//! nothing. A token is never written anywhere in the clear.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use sacp_domain::checkout::{EndedStepUp, StepUpEnd};
 use sacp_domain::{
     Checkout, CheckoutId, CheckoutStatus, PaymentHold, PaymentStatus, TransitionError,
 };
 use sacp_ports::wallet::{StepUp, StepUpStatus};
-use sacp_ports::{BearerToken, UpstreamError};
+use sacp_ports::{BearerToken, StepUpWatch, UpstreamError};
 
 use super::charge::{Setback, setback_of};
 use super::{AppError, Gateway};
@@ -52,30 +51,21 @@ impl StepUpView {
     }
 }
 
-/// A step-up this replica watches, with the person's token for it.
-#[derive(Clone)]
-struct Watched {
-    step_up_id: String,
-    token: BearerToken,
-    until: DateTime<Utc>,
-    next_at: DateTime<Utc>,
+/// How many watched step-ups one round of the driver takes on.
+const WATCH_BATCH: usize = 64;
+
+/// What a sealed token is bound to: its checkout and step-up.
+fn seal_context(checkout: &CheckoutId, step_up_id: &str) -> Vec<u8> {
+    format!("{}/{step_up_id}", checkout.as_str()).into_bytes()
 }
 
-/// The step-ups this replica watches, by checkout (memory only).
-#[derive(Clone, Default)]
-pub(crate) struct WatchedStepUps(Arc<Mutex<HashMap<CheckoutId, Watched>>>);
-
-impl std::fmt::Debug for WatchedStepUps {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("WatchedStepUps(***)")
-    }
-}
-
-impl WatchedStepUps {
-    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<CheckoutId, Watched>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+impl StepUpView {
+    /// Whether the step-up has ended (no more wallet calls can change it).
+    fn is_final(&self) -> bool {
+        !matches!(
+            self.status,
+            PaymentStatus::Pending | PaymentStatus::Approved
+        )
     }
 }
 
@@ -94,9 +84,10 @@ fn ended_view(ended: &EndedStepUp, checkout: Checkout) -> StepUpView {
 }
 
 impl Gateway {
-    /// Starts watching a step-up this replica just started, with the person's token, for the
-    /// step-up's lifetime.
-    pub(super) fn watch_step_up(
+    /// Starts watching a step-up just started, with the person's token sealed, for the
+    /// step-up's lifetime. Watching is a convenience on top of the agent's own polls: if the
+    /// token cannot be sealed or stored, the step-up still completes when the agent polls.
+    pub(super) async fn watch_step_up(
         &self,
         checkout: &CheckoutId,
         step_up: &StepUp,
@@ -106,55 +97,86 @@ impl Gateway {
         let until = step_up
             .expires_at
             .unwrap_or(now + Duration::seconds(DEFAULT_STEP_UP_SECS));
-        let mut map = self.step_ups.map();
-        map.retain(|_, watched| watched.until > now);
-        map.insert(
-            checkout.clone(),
-            Watched {
+        let sealer = &self.step_ups.sealer;
+        let watch = match sealer.seal(token, &seal_context(checkout, &step_up.step_up_id)) {
+            Ok(sealed_token) => StepUpWatch {
+                checkout_id: checkout.clone(),
                 step_up_id: step_up.step_up_id.clone(),
-                token: token.clone(),
+                sealed_token,
+                key_id: sealer.key_id().to_owned(),
                 until,
                 next_at: now + Duration::seconds(WATCH_INTERVAL_SECS),
             },
-        );
+            Err(error) => {
+                tracing::warn!(checkout = %checkout, %error, "cannot seal the person's token; the step-up completes when the agent polls");
+                return;
+            }
+        };
+        if let Err(error) = self.step_ups.watches.put(&watch).await {
+            tracing::warn!(checkout = %checkout, %error, "cannot store the step-up watch; the step-up completes when the agent polls");
+        }
+    }
+
+    /// Forgets a watched step-up (its token with it) once it has ended.
+    async fn forget_step_up(&self, checkout: &CheckoutId, step_up_id: &str) {
+        if let Err(error) = self.step_ups.watches.remove(checkout, step_up_id).await {
+            // The watch ends with its lifetime anyway.
+            tracing::warn!(checkout = %checkout, %error, "cannot drop an ended step-up watch now");
+        }
     }
 
     /// Asks the wallet about every watched step-up whose time has come, placing the orders
-    /// of approved ones (the background driver calls this every second).
+    /// of approved ones (the background driver calls this every second). Each due watch is
+    /// claimed for one interval, so that replicas sharing the storage never ask twice.
     pub async fn advance_step_ups(&self) {
         let now = self.clock.now();
-        let due: Vec<(CheckoutId, Watched)> = {
-            let mut map = self.step_ups.map();
-            map.retain(|_, watched| watched.until > now);
-            map.iter_mut()
-                .filter(|(_, watched)| watched.next_at <= now)
-                .map(|(id, watched)| {
-                    watched.next_at = now + Duration::seconds(WATCH_INTERVAL_SECS);
-                    (id.clone(), watched.clone())
-                })
-                .collect()
+        let sealer = &self.step_ups.sealer;
+        let due = match self
+            .step_ups
+            .watches
+            .claim_due(
+                sealer.key_id(),
+                now,
+                now + Duration::seconds(WATCH_INTERVAL_SECS),
+                WATCH_BATCH,
+            )
+            .await
+        {
+            Ok(due) => due,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the watched step-ups now; retrying");
+                return;
+            }
         };
-        for (checkout_id, watched) in due {
-            let settled = match self.load_checkout(&checkout_id).await {
+        for watch in due {
+            let context = seal_context(&watch.checkout_id, &watch.step_up_id);
+            let token = match sealer.open(&watch.sealed_token, &context) {
+                Ok(token) => token,
+                Err(error) => {
+                    tracing::warn!(checkout = %watch.checkout_id, %error, "a watched step-up's token does not open; the agent's poll completes it");
+                    self.forget_step_up(&watch.checkout_id, &watch.step_up_id)
+                        .await;
+                    continue;
+                }
+            };
+            let settled = match self.load_checkout(&watch.checkout_id).await {
                 Ok(checkout) => {
-                    self.settle_step_up(checkout, &watched.step_up_id, &watched.token)
+                    self.settle_step_up(checkout, &watch.step_up_id, &token)
                         .await
                 }
                 Err(error) => Err(error),
             };
             let done = match &settled {
-                Ok(view) => !matches!(
-                    view.status,
-                    PaymentStatus::Pending | PaymentStatus::Approved
-                ),
+                Ok(view) => view.is_final(),
                 Err(AppError::NotFound(_)) => true,
                 Err(error) => {
-                    tracing::warn!(checkout = %checkout_id, %error, "watching a step-up failed; retrying");
+                    tracing::warn!(checkout = %watch.checkout_id, %error, "watching a step-up failed; retrying");
                     false
                 }
             };
             if done {
-                self.step_ups.map().remove(&checkout_id);
+                self.forget_step_up(&watch.checkout_id, &watch.step_up_id)
+                    .await;
             }
         }
     }
@@ -170,7 +192,12 @@ impl Gateway {
     ) -> Result<StepUpView, AppError> {
         let checkout = self.get_checkout(owner, checkout_id).await?;
         let token = user_token.ok_or(AppError::UserTokenRequired)?;
-        self.settle_step_up(checkout, step_up_id, token).await
+        let id = checkout.id().clone();
+        let view = self.settle_step_up(checkout, step_up_id, token).await?;
+        if view.is_final() {
+            self.forget_step_up(&id, step_up_id).await;
+        }
+        Ok(view)
     }
 
     async fn settle_step_up(

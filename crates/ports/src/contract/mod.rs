@@ -10,6 +10,7 @@
 
 pub mod guard;
 pub mod repository;
+pub mod step_up;
 pub mod upstream;
 
 use std::sync::atomic::{AtomicU64, Ordering};
