@@ -187,3 +187,42 @@ async fn a_rejected_step_up_returns_the_checkout() {
     assert_eq!(app.sims.store.stats().completions, 0);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_wallet_without_a_card_is_told_at_once_and_the_same_checkout_pays_once_one_is_added() {
+    let app = spawn_app().await;
+    let id = app.ready_checkout(1).await;
+    let bearer = format!("Bearer {}", app.user_token(None));
+    let complete = format!("/checkout/{id}/complete");
+    app.sims.wallet.set_faults(sacp_sim::faults::Faults {
+        no_payment_method: true,
+        ..Default::default()
+    });
+    let refused = app
+        .call_with(Method::POST, &complete, None, &[("authorization", &bearer)])
+        .await;
+    refused.assert_problem(422, "payment_refused");
+    assert!(
+        refused.str("/detail").contains("no_payment_method")
+            && refused.str("/detail").contains("add a card"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(
+        app.get(&format!("/checkout/{id}")).await.body["status"],
+        "ready_for_payment",
+        "nothing is held: the checkout can be paid again"
+    );
+    assert_eq!(app.sims.store.stats().completion_attempts, 0);
+
+    // A card is added in the wallet: the same checkout completes.
+    app.sims
+        .wallet
+        .set_faults(sacp_sim::faults::Faults::default());
+    let done = app
+        .call_with(Method::POST, &complete, None, &[("authorization", &bearer)])
+        .await;
+    assert_eq!(done.status, StatusCode::OK, "{}", done.body);
+    assert_eq!(done.body["status"], "completed");
+    app.stop().await;
+}

@@ -495,9 +495,13 @@ impl From<&AppError> for Problem {
                 "unsupported_media_type",
                 "send the body as JSON with Content-Type: application/json",
             ),
+            AppError::PaymentRefused(reason) if reason == "no_payment_method" => Problem::new(
+                "payment_refused",
+                "the payment was refused (no_payment_method): the person's wallet has no payment method; ask them to add a card in their wallet app, then call complete again. Nothing was charged",
+            ),
             AppError::PaymentRefused(reason) => Problem::new(
                 "payment_refused",
-                format!("the payment was refused ({reason})"),
+                format!("the payment was refused ({reason}); nothing was charged"),
             ),
             AppError::Upstream { upstream, error } => upstream_problem(upstream.name(), error),
             AppError::Storage(RepositoryError::Corrupt(_)) => {

@@ -1,12 +1,7 @@
-//! Paying for a checkout: the guest device-authorization path, the user-token path with
-//! step-up, status polling, and the driver step that turns an approval into an order exactly
-//! once.
-//!
-//! Exactly-once rests on three things: every piece of work on an authorization is claimed
-//! with compare-and-swap before it is done (one poll per interval, one charge attempt per
-//! lease); the approval is recorded before the charge starts; and a charge attempt first asks
-//! the store whether the session already has an order, so a retry after a crash never
-//! charges twice.
+//! Paying for a checkout: `complete` on the guest device-authorization path and on the
+//! user-token path (with its step-up), payment-status polls, and placing an order at the
+//! store. What happens after the person approves a guest payment is in [`super::charge`];
+//! finishing a step-up in [`super::step_up`].
 
 use chrono::{DateTime, Utc};
 use sacp_domain::{
