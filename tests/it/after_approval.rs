@@ -82,6 +82,16 @@ impl World {
         (id, *authorization)
     }
 
+    /// A ready checkout, paid as a guest and approved by the person in the wallet.
+    async fn approved(&self) -> (String, PaymentAuthorization) {
+        let (id, authorization) = self.started().await;
+        self.sims
+            .wallet
+            .decide_device(authorization.user_code(), true)
+            .unwrap();
+        (id, authorization)
+    }
+
     /// Runs the driver once on `authorization` after moving the clock to its next due time.
     async fn step(
         &self,
@@ -235,12 +245,7 @@ async fn no_card_ends_the_payment_at_once_and_the_checkout_can_be_paid_once_a_ca
 #[tokio::test]
 async fn an_approval_whose_order_cannot_be_placed_ends_in_time_after_few_wallet_calls() {
     let world = World::new();
-    let (id, authorization) = world.started().await;
-    world
-        .sims
-        .wallet
-        .decide_device(authorization.user_code(), true)
-        .unwrap();
+    let (id, authorization) = world.approved().await;
     // The card issuer fails, and keeps failing.
     wallet_faults(
         &world,
@@ -296,12 +301,7 @@ async fn an_approval_whose_order_cannot_be_placed_ends_in_time_after_few_wallet_
 #[tokio::test]
 async fn a_transient_failure_is_retried_and_the_order_placed_once() {
     let world = World::new();
-    let (id, authorization) = world.started().await;
-    world
-        .sims
-        .wallet
-        .decide_device(authorization.user_code(), true)
-        .unwrap();
+    let (id, authorization) = world.approved().await;
     wallet_faults(
         &world,
         Faults {
@@ -330,12 +330,7 @@ async fn an_approval_no_longer_collectable_ends_as_approval_expired() {
             ..Faults::default()
         },
     );
-    let (id, authorization) = world.started().await;
-    world
-        .sims
-        .wallet
-        .decide_device(authorization.user_code(), true)
-        .unwrap();
+    let (id, authorization) = world.approved().await;
     wallet_faults(
         &world,
         Faults {
@@ -363,12 +358,7 @@ async fn an_approval_no_longer_collectable_ends_as_approval_expired() {
 #[tokio::test]
 async fn cancelling_while_the_order_is_being_placed_charges_nothing_and_gives_the_token_back() {
     let world = World::new();
-    let (id, authorization) = world.started().await;
-    world
-        .sims
-        .wallet
-        .decide_device(authorization.user_code(), true)
-        .unwrap();
+    let (id, authorization) = world.approved().await;
     wallet_faults(
         &world,
         Faults {

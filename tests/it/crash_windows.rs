@@ -7,10 +7,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sacp_adapters::pg::{PgConfig, PgStorage};
-use sacp_adapters::random::OsRandom;
 use sacp_api::driver;
-use sacp_api::usecases::{CheckoutChanges, CompleteOutcome, Gateway, GatewayConfig};
-use sacp_domain::validation::{AddressInput, BuyerInput, FulfillmentInput, ItemInput};
+use sacp_api::usecases::{CompleteOutcome, Gateway};
 use sacp_domain::{AuthorizationStatus, CheckoutStatus, PaymentAuthorization};
 use sacp_ports::clock::SystemClock;
 use sacp_ports::store::CompletionOutcome;
@@ -38,23 +36,11 @@ async fn world(db: &TestDatabase) -> World {
     let sims = Simulators::sandbox("http://sim/ssim", "http://sim/wsim", Arc::new(SystemClock));
     let store = FakeStore::new(sims.store.clone(), Duration::from_secs(5));
     let wallet = FakeWallet::new(sims.wallet.clone(), Duration::from_secs(5));
-    let gateway = Gateway::new(
-        Arc::new(store.clone()),
-        Arc::new(wallet.clone()),
-        storage.clone(),
-        storage.clone(),
-        storage.clone(),
-        sacp_api::usecases::GuardPorts {
-            counters: storage.clone(),
-            switches: storage.clone(),
-            idempotency: storage.clone(),
-            traffic: storage.clone(),
-            audit: storage.clone(),
-        },
+    let gateway = crate::support::pg_replica(
+        &storage,
+        &sims,
         Arc::new(SystemClock),
-        Arc::new(OsRandom),
-        crate::support::pg_step_ups(&storage),
-        GatewayConfig::default(),
+        crate::support::SEALING_KEY,
     );
     World {
         gateway,
@@ -68,27 +54,7 @@ async fn world(db: &TestDatabase) -> World {
 /// A checkout paid as a guest and approved by the person; the approval recorded and its
 /// charge claimed two minutes ago by a process that then died.
 async fn approved_then_crashed(world: &World) -> (String, PaymentAuthorization) {
-    let changes = CheckoutChanges {
-        items: Some(vec![ItemInput {
-            product_id: Some(sacp_sim::catalog::ETHIOPIAN_YIRGACHEFFE.into()),
-            quantity: Some(1),
-        }]),
-        buyer: Some(BuyerInput {
-            name: Some("John Doe".into()),
-            email: Some("john@example.com".into()),
-            phone: None,
-        }),
-        fulfillment: Some(FulfillmentInput {
-            kind: Some("shipping".into()),
-            address: Some(AddressInput {
-                street: Some("123 Main St".into()),
-                city: Some("Toronto".into()),
-                state: Some("ON".into()),
-                postal_code: Some("M5V 1A1".into()),
-                country: Some("CA".into()),
-            }),
-        }),
-    };
+    let changes = crate::after_approval::ready_changes();
     let checkout = world
         .gateway
         .create_checkout(OWNER, &changes, None)

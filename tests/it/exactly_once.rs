@@ -224,10 +224,8 @@ async fn two_drivers_on_one_database_charge_an_approval_once() {
     use std::sync::Arc;
 
     use sacp_adapters::pg::{PgConfig, PgStorage};
-    use sacp_adapters::random::OsRandom;
-    use sacp_api::usecases::{CompleteOutcome, Gateway, GatewayConfig, GuardPorts};
+    use sacp_api::usecases::CompleteOutcome;
     use sacp_ports::clock::SystemClock;
-    use sacp_sim::fake::{FakeStore, FakeWallet};
 
     let Some(db) = crate::database::TestDatabase::create().await else {
         return;
@@ -241,23 +239,11 @@ async fn two_drivers_on_one_database_charge_an_approval_once() {
         ..Default::default()
     });
     let replica = || {
-        Gateway::new(
-            Arc::new(FakeStore::new(sims.store.clone(), Duration::from_secs(5))),
-            Arc::new(FakeWallet::new(sims.wallet.clone(), Duration::from_secs(5))),
-            storage.clone(),
-            storage.clone(),
-            storage.clone(),
-            GuardPorts {
-                counters: storage.clone(),
-                switches: storage.clone(),
-                idempotency: storage.clone(),
-                traffic: storage.clone(),
-                audit: storage.clone(),
-            },
+        crate::support::pg_replica(
+            &storage,
+            &sims,
             Arc::new(SystemClock),
-            Arc::new(OsRandom),
-            crate::support::pg_step_ups(&storage),
-            GatewayConfig::default(),
+            crate::support::SEALING_KEY,
         )
     };
     let (a, b) = (replica(), replica());
@@ -299,16 +285,13 @@ async fn two_drivers_on_one_database_charge_an_approval_once() {
 /// Replicas on one PostgreSQL database and one pair of simulators, on a clock the test moves.
 mod sealed_step_ups {
     use std::sync::Arc;
-    use std::time::Duration;
 
     use sacp_adapters::pg::{PgConfig, PgStorage};
-    use sacp_adapters::random::OsRandom;
     use sacp_adapters::sealing::AesGcmSealer;
-    use sacp_api::usecases::{CompleteOutcome, Gateway, GatewayConfig, GuardPorts, StepUpPorts};
+    use sacp_api::usecases::{CompleteOutcome, Gateway};
     use sacp_domain::CheckoutStatus;
     use sacp_ports::BearerToken;
     use sacp_sim::Simulators;
-    use sacp_sim::fake::{FakeStore, FakeWallet};
 
     use crate::support::ManualClock;
 
@@ -318,27 +301,7 @@ mod sealed_step_ups {
         clock: &Arc<ManualClock>,
         sealing_key: &str,
     ) -> Gateway {
-        Gateway::new(
-            Arc::new(FakeStore::new(sims.store.clone(), Duration::from_secs(5))),
-            Arc::new(FakeWallet::new(sims.wallet.clone(), Duration::from_secs(5))),
-            storage.clone(),
-            storage.clone(),
-            storage.clone(),
-            GuardPorts {
-                counters: storage.clone(),
-                switches: storage.clone(),
-                idempotency: storage.clone(),
-                traffic: storage.clone(),
-                audit: storage.clone(),
-            },
-            clock.clone(),
-            Arc::new(OsRandom),
-            StepUpPorts {
-                watches: storage.clone(),
-                sealer: Arc::new(AesGcmSealer::from_hex(sealing_key).unwrap()),
-            },
-            GatewayConfig::default(),
-        )
+        crate::support::pg_replica(storage, sims, clock.clone(), sealing_key)
     }
 
     /// Everything the database holds, as text.

@@ -327,10 +327,33 @@ pub fn memory_step_ups() -> sacp_api::usecases::StepUpPorts {
 /// The sealing key replicas share in tests.
 pub const SEALING_KEY: &str = "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed";
 
-/// Step-up ports on `storage`, sealed with [`SEALING_KEY`] as every replica of a test is.
-pub fn pg_step_ups(storage: &Arc<sacp_adapters::pg::PgStorage>) -> sacp_api::usecases::StepUpPorts {
-    sacp_api::usecases::StepUpPorts {
-        watches: storage.clone(),
-        sealer: Arc::new(sacp_adapters::sealing::AesGcmSealer::from_hex(SEALING_KEY).unwrap()),
-    }
+/// A gateway replica on `storage` (every port on PostgreSQL) and the simulators' in-process
+/// fakes, on `clock`, sealing step-up tokens with the 64-hex-digit `sealing_key`.
+pub fn pg_replica(
+    storage: &Arc<sacp_adapters::pg::PgStorage>,
+    sims: &Simulators,
+    clock: Arc<dyn sacp_ports::Clock>,
+    sealing_key: &str,
+) -> sacp_api::usecases::Gateway {
+    sacp_api::usecases::Gateway::new(
+        Arc::new(FakeStore::new(sims.store.clone(), Duration::from_secs(5))),
+        Arc::new(FakeWallet::new(sims.wallet.clone(), Duration::from_secs(5))),
+        storage.clone(),
+        storage.clone(),
+        storage.clone(),
+        sacp_api::usecases::GuardPorts {
+            counters: storage.clone(),
+            switches: storage.clone(),
+            idempotency: storage.clone(),
+            traffic: storage.clone(),
+            audit: storage.clone(),
+        },
+        clock,
+        Arc::new(sacp_adapters::random::OsRandom),
+        sacp_api::usecases::StepUpPorts {
+            watches: storage.clone(),
+            sealer: Arc::new(sacp_adapters::sealing::AesGcmSealer::from_hex(sealing_key).unwrap()),
+        },
+        sacp_api::usecases::GatewayConfig::default(),
+    )
 }

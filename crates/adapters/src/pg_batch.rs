@@ -29,7 +29,21 @@ type Reply<O> = oneshot::Sender<Result<O, RepositoryError>>;
 
 /// A queue of jobs served in batches by one thread (see the module documentation).
 pub(crate) struct GroupCommit<J, O> {
-    jobs: mpsc::Sender<(J, Reply<O>)>,
+    /// `None` only while dropping.
+    jobs: Option<mpsc::Sender<(J, Reply<O>)>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl<J, O> Drop for GroupCommit<J, O> {
+    /// Closes the queue and waits for the thread to finish its last batch and close its
+    /// connections. A connection closed while the process exits races the TLS library's
+    /// exit-time cleanup (a crash at exit), so no batch thread may outlive its storage.
+    fn drop(&mut self) {
+        drop(self.jobs.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
 }
 
 impl<J: Send + 'static, O: Send + 'static> GroupCommit<J, O> {
@@ -40,18 +54,26 @@ impl<J: Send + 'static, O: Send + 'static> GroupCommit<J, O> {
         let spawned = thread::Builder::new()
             .name(name.to_owned())
             .spawn(move || serve(&queue, &pool, work));
-        if let Err(error) = spawned {
-            // Without the thread every job is answered `Unavailable` (its reply is dropped):
-            // the gateway reports unready storage rather than failing to start.
-            tracing::error!(%error, "could not start the {name} batch thread");
+        let thread = match spawned {
+            Ok(thread) => Some(thread),
+            Err(error) => {
+                // Without the thread every job is answered `Unavailable` (its reply is
+                // dropped): the gateway reports unready storage rather than failing to start.
+                tracing::error!(%error, "could not start the {name} batch thread");
+                None
+            }
+        };
+        GroupCommit {
+            jobs: Some(jobs),
+            thread,
         }
-        GroupCommit { jobs }
     }
 
     /// Runs `job` in the next batch and returns its answer once that batch committed.
     pub(crate) async fn submit(&self, job: J) -> Result<O, RepositoryError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send((job, reply)).map_err(|_| stopped())?;
+        let jobs = self.jobs.as_ref().ok_or_else(stopped)?;
+        jobs.send((job, reply)).map_err(|_| stopped())?;
         answer.await.map_err(|_| stopped())?
     }
 }

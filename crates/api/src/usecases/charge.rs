@@ -23,7 +23,7 @@ use sacp_domain::{
     AuthorizationStatus, Checkout, CheckoutStatus, OrderConfirmation, PaymentAuthorization,
     PaymentAuthorizationId,
 };
-use sacp_ports::wallet::{DevicePoll, Introspection, PaymentTokenOutcome, PaymentTokenRequest};
+use sacp_ports::wallet::{DevicePoll, Introspection, PaymentTokenOutcome};
 use sacp_ports::{BearerToken, RepositoryError, UpstreamError};
 
 use super::{AppError, Gateway};
@@ -466,18 +466,9 @@ impl Gateway {
         authorization: &PaymentAuthorization,
         token: &BearerToken,
     ) -> Result<OrderConfirmation, AppError> {
-        let merchant = self.store.merchant().await.map_err(AppError::store)?;
-        let request = PaymentTokenRequest {
-            amount: authorization.amount(),
-            merchant_id: merchant.id,
-            merchant_name: Some(merchant.name),
-            session_id: Some(checkout.store_session_id().0.clone()),
-        };
         match self
-            .wallet
-            .request_payment_token(token, &request)
-            .await
-            .map_err(super::payment::payment_error)?
+            .request_payment(checkout, authorization.amount(), token)
+            .await?
         {
             PaymentTokenOutcome::Issued(payment) => {
                 self.place_order(checkout, &payment.token, token).await

@@ -5,7 +5,7 @@
 
 use chrono::{DateTime, Utc};
 use sacp_domain::{
-    Checkout, OrderConfirmation, PaymentAuthorization, PaymentAuthorizationId, PaymentHold,
+    Checkout, Money, OrderConfirmation, PaymentAuthorization, PaymentAuthorizationId, PaymentHold,
     PaymentStatus,
 };
 use sacp_ports::store::CompletionOutcome;
@@ -230,19 +230,7 @@ impl Gateway {
         checkout.ensure_payable(now)?;
         let checkout = self.ensure_store_agrees(checkout).await?;
         let amount = checkout.ensure_payable(now)?;
-        let merchant = self.store.merchant().await.map_err(AppError::store)?;
-        let request = PaymentTokenRequest {
-            amount,
-            merchant_id: merchant.id,
-            merchant_name: Some(merchant.name),
-            session_id: Some(checkout.store_session_id().0.clone()),
-        };
-        match self
-            .wallet
-            .request_payment_token(token, &request)
-            .await
-            .map_err(payment_error)?
-        {
+        match self.request_payment(&checkout, amount, token).await? {
             PaymentTokenOutcome::Issued(payment) => {
                 let order = self.place_order(&checkout, &payment.token, token).await?;
                 let payer = token.subject().map(str::to_owned);
@@ -281,6 +269,27 @@ impl Gateway {
                 })
             }
         }
+    }
+
+    /// Asks the wallet for a payment token of `amount` for the checkout's store session, with
+    /// the person's `token`.
+    pub(super) async fn request_payment(
+        &self,
+        checkout: &Checkout,
+        amount: Money,
+        token: &BearerToken,
+    ) -> Result<PaymentTokenOutcome, AppError> {
+        let merchant = self.store.merchant().await.map_err(AppError::store)?;
+        let request = PaymentTokenRequest {
+            amount,
+            merchant_id: merchant.id,
+            merchant_name: Some(merchant.name),
+            session_id: Some(checkout.store_session_id().0.clone()),
+        };
+        self.wallet
+            .request_payment_token(token, &request)
+            .await
+            .map_err(payment_error)
     }
 
     /// Places the order at the store. A session the store already completed (a retry after a
