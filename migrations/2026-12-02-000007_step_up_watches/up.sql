@@ -6,6 +6,7 @@ CREATE TABLE step_up_watches (
     step_up_id   TEXT NOT NULL,
     sealed_token BYTEA NOT NULL,
     key_id       TEXT NOT NULL,
+    subject      TEXT,
     until        TIMESTAMPTZ NOT NULL,
     next_at      TIMESTAMPTZ NOT NULL
 );

@@ -378,19 +378,59 @@ mod sealed_step_ups {
 
         // Ended: the sealed token is gone too, and the token was never written anywhere.
         assert!(
-            storage_has_no_watch(&storage, &id).await,
+            storage_has_no_watch(&storage, &clock, &id).await,
             "the watch is deleted once the step-up ends"
         );
         assert!(!dump(&db.url).contains(token.expose()));
     }
 
-    async fn storage_has_no_watch(storage: &Arc<PgStorage>, checkout: &str) -> bool {
-        use sacp_ports::StepUpWatches;
-        let far = chrono::Utc::now() + chrono::Duration::days(1);
+    #[tokio::test]
+    async fn cancelling_a_checkout_drops_the_token_kept_for_its_step_up_at_once() {
+        let Some(db) = crate::database::TestDatabase::create().await else {
+            return;
+        };
+        let storage = Arc::new(PgStorage::connect(&db.url, PgConfig::default()).unwrap());
+        storage.migrate().await.unwrap();
+        let clock = Arc::new(ManualClock::at(chrono::Utc::now().timestamp()));
+        let sims = Simulators::sandbox("http://sim/ssim", "http://sim/wsim", clock.clone());
+        let gateway = replica(&storage, &sims, &clock, crate::support::SEALING_KEY);
+        let limit = sacp_domain::Money::from_minor(1000, sacp_domain::Currency::CAD);
+        let token = BearerToken::new(sims.wallet.issue_user_token(Some(limit)).access_token);
+        let checkout = gateway
+            .create_checkout("acme", &crate::after_approval::ready_changes(), None)
+            .await
+            .unwrap();
+        let id = checkout.id().as_str().to_owned();
+        let outcome = gateway
+            .complete_checkout("acme", &id, Some(&token))
+            .await
+            .unwrap();
+        assert!(matches!(outcome, CompleteOutcome::StepUpRequired { .. }));
+        assert!(
+            !storage_has_no_watch(&storage, &clock, &id).await,
+            "watched"
+        );
+
+        gateway.cancel_checkout("acme", &id).await.unwrap();
+        assert!(
+            storage_has_no_watch(&storage, &clock, &id).await,
+            "the sealed token goes with the cancel, not minutes later"
+        );
+    }
+
+    /// Whether no watch of `checkout` is stored: asks at `clock`'s time + 10 s (the watch
+    /// due, not yet ended), claiming nothing it would keep from the test.
+    async fn storage_has_no_watch(
+        storage: &Arc<PgStorage>,
+        clock: &Arc<ManualClock>,
+        checkout: &str,
+    ) -> bool {
+        use sacp_ports::{Clock, StepUpWatches};
+        let at = clock.now() + chrono::Duration::seconds(10);
         let key = AesGcmSealer::from_hex(crate::support::SEALING_KEY).unwrap();
         let key_id = sacp_ports::TokenSealer::key_id(&key).to_owned();
         storage
-            .claim_due(&key_id, far - chrono::Duration::hours(1), far, 1000)
+            .claim_due(&key_id, at, at, 1000)
             .await
             .unwrap()
             .iter()

@@ -78,3 +78,65 @@ async fn postgres_step_up_watches_pass_the_contract() {
     };
     sacp_ports::contract::step_up::step_up_watches_contract(Arc::new(storage(&db).await)).await;
 }
+
+#[tokio::test]
+async fn a_stored_step_up_watch_that_cannot_be_read_is_dropped_without_stopping_the_others() {
+    use diesel::{Connection, RunQueryDsl};
+    use sacp_ports::StepUpWatches;
+    use sacp_ports::step_up::StepUpWatch;
+
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let storage = storage(&db).await;
+    let now = chrono::Utc::now();
+    let good = StepUpWatch {
+        checkout_id: sacp_domain::CheckoutId::generate(&sacp_adapters::random::OsRandom),
+        step_up_id: "su_good".into(),
+        sealed_token: vec![1, 2, 3],
+        key_id: "k".into(),
+        subject: None,
+        until: now + chrono::Duration::minutes(10),
+        next_at: now - chrono::Duration::seconds(1),
+    };
+    storage.put(&good).await.unwrap();
+    let url = db.url.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        diesel::sql_query(
+            "INSERT INTO step_up_watches (checkout_id, step_up_id, sealed_token, key_id, until, next_at)
+             VALUES ('not-a-checkout-id', 'su_bad', '\\x00', 'k', now() + interval '10 minutes', now() - interval '2 seconds')",
+        )
+        .execute(&mut conn)
+        .unwrap();
+    })
+    .await
+    .unwrap();
+
+    let claimed = storage
+        .claim_due("k", now, now + chrono::Duration::seconds(5), 10)
+        .await
+        .expect("a bad row is no error for the others");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].checkout_id, good.checkout_id);
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        checkout_id: String,
+    }
+    let url = db.url.clone();
+    let left = tokio::task::spawn_blocking(move || {
+        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        diesel::sql_query("SELECT checkout_id FROM step_up_watches")
+            .load::<Row>(&mut conn)
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let left: Vec<&str> = left.iter().map(|r| r.checkout_id.as_str()).collect();
+    assert_eq!(
+        left,
+        [good.checkout_id.as_str()],
+        "the bad row was deleted, the good one kept"
+    );
+}

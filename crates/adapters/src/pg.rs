@@ -168,6 +168,7 @@ pub(crate) mod schema {
             step_up_id -> Text,
             sealed_token -> Bytea,
             key_id -> Text,
+            subject -> Nullable<Text>,
             until -> Timestamptz,
             next_at -> Timestamptz,
         }

@@ -19,6 +19,7 @@ struct WatchRow {
     step_up_id: String,
     sealed_token: Vec<u8>,
     key_id: String,
+    subject: Option<String>,
     until: DateTime<Utc>,
     next_at: DateTime<Utc>,
 }
@@ -30,18 +31,20 @@ impl WatchRow {
             step_up_id: watch.step_up_id.clone(),
             sealed_token: watch.sealed_token.clone(),
             key_id: watch.key_id.clone(),
+            subject: watch.subject.clone(),
             until: watch.until,
             next_at: watch.next_at,
         }
     }
 
-    fn into_watch(self) -> Result<StepUpWatch, RepositoryError> {
-        Ok(StepUpWatch {
-            checkout_id: CheckoutId::parse(&self.checkout_id)
-                .map_err(|_| RepositoryError::Corrupt("step-up watch checkout id".into()))?,
+    /// The watch, or `None` for a row whose checkout id is not one the gateway issues.
+    fn into_watch(self) -> Option<StepUpWatch> {
+        Some(StepUpWatch {
+            checkout_id: CheckoutId::parse(&self.checkout_id).ok()?,
             step_up_id: self.step_up_id,
             sealed_token: self.sealed_token,
             key_id: self.key_id,
+            subject: self.subject,
             until: self.until,
             next_at: self.next_at,
         })
@@ -62,6 +65,7 @@ impl StepUpWatches for PgStorage {
                     w::step_up_id.eq(excluded(w::step_up_id)),
                     w::sealed_token.eq(excluded(w::sealed_token)),
                     w::key_id.eq(excluded(w::key_id)),
+                    w::subject.eq(excluded(w::subject)),
                     w::until.eq(excluded(w::until)),
                     w::next_at.eq(excluded(w::next_at)),
                 ))
@@ -84,12 +88,24 @@ impl StepUpWatches for PgStorage {
         let rows = self
             .run(move |conn| {
                 use step_up_watches::dsl as w;
+                // Ended watches go, token and all. Rows another replica is claiming are
+                // skipped (the next round takes them), so replicas never wait on each other.
                 conn.transaction(|conn| {
-                    diesel::delete(w::step_up_watches.filter(w::until.le(now))).execute(conn)?;
-                    // Rows another replica is claiming right now are skipped, not waited for.
+                    let ended: Vec<String> = w::step_up_watches
+                        .filter(w::until.le(now))
+                        .select(w::checkout_id)
+                        .for_update()
+                        .skip_locked()
+                        .load(conn)?;
+                    diesel::delete(w::step_up_watches.filter(w::checkout_id.eq_any(ended)))
+                        .execute(conn)
+                })
+                .map_err(database_error)?;
+                conn.transaction(|conn| {
                     let due: Vec<String> = w::step_up_watches
                         .filter(w::key_id.eq(&key_id))
                         .filter(w::next_at.le(now))
+                        .filter(w::until.gt(now))
                         .order(w::next_at.asc())
                         .limit(limit)
                         .select(w::checkout_id)
@@ -102,15 +118,35 @@ impl StepUpWatches for PgStorage {
                     diesel::update(w::step_up_watches.filter(w::checkout_id.eq_any(&due)))
                         .set(w::next_at.eq(claimed_until))
                         .returning(WatchRow::as_returning())
-                        .get_results(conn)
+                        .get_results::<WatchRow>(conn)
                 })
                 .map_err(database_error)
             })
             .await?;
-        let mut watches = rows
-            .into_iter()
-            .map(WatchRow::into_watch)
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut watches = Vec::with_capacity(rows.len());
+        let mut unreadable = Vec::new();
+        for row in rows {
+            let id = row.checkout_id.clone();
+            match row.into_watch() {
+                Some(watch) => watches.push(watch),
+                None => unreadable.push(id),
+            }
+        }
+        if !unreadable.is_empty() {
+            // One bad row must not stop the others being watched: it is dropped.
+            tracing::error!(
+                count = unreadable.len(),
+                "step-up watches with an unreadable checkout id were dropped"
+            );
+            self.run(move |conn| {
+                use step_up_watches::dsl as w;
+                diesel::delete(w::step_up_watches.filter(w::checkout_id.eq_any(unreadable)))
+                    .execute(conn)
+                    .map(|_| ())
+                    .map_err(database_error)
+            })
+            .await?;
+        }
         watches.sort_by_key(|watch| watch.next_at);
         Ok(watches)
     }

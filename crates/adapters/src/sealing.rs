@@ -8,6 +8,7 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom, SystemRandom};
 use sacp_ports::BearerToken;
 use sacp_ports::step_up::{SealError, TokenSealer};
+use zeroize::Zeroizing;
 
 /// The first byte of every sealed token: how the rest reads.
 const FORMAT: u8 = 1;
@@ -42,7 +43,7 @@ impl AesGcmSealer {
         if hex.len() != KEY_LEN * 2 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(BadSealingKey);
         }
-        let mut key = [0u8; KEY_LEN];
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
         for (byte, pair) in key.iter_mut().zip(hex.as_bytes().chunks(2)) {
             let pair = std::str::from_utf8(pair).map_err(|_| BadSealingKey)?;
             *byte = u8::from_str_radix(pair, 16).map_err(|_| BadSealingKey)?;
@@ -52,19 +53,19 @@ impl AesGcmSealer {
 
     /// A sealer under a key drawn for this process only: what it seals, only it can open.
     pub fn ephemeral() -> Result<AesGcmSealer, SealError> {
-        let mut key = [0u8; KEY_LEN];
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
         SystemRandom::new()
-            .fill(&mut key)
+            .fill(key.as_mut_slice())
             .map_err(|_| SealError::Failed("no randomness for a key".into()))?;
         Ok(AesGcmSealer::new(&key))
     }
 
     fn new(key: &[u8; KEY_LEN]) -> AesGcmSealer {
         // The fingerprint names the key without revealing it: a hash of a label and the key.
-        let digest = ring::digest::digest(
-            &ring::digest::SHA256,
-            &[b"sacp token sealing key id\0".as_slice(), key].concat(),
-        );
+        let mut hasher = ring::digest::Context::new(&ring::digest::SHA256);
+        hasher.update(b"sacp token sealing key id\0");
+        hasher.update(key);
+        let digest = hasher.finish();
         let key_id = digest.as_ref()[..8]
             .iter()
             .map(|b| format!("{b:02x}"))
@@ -90,6 +91,7 @@ impl TokenSealer for AesGcmSealer {
         self.random
             .fill(&mut nonce)
             .map_err(|_| SealError::Failed("no randomness for a nonce".into()))?;
+        // The buffer holds the token in the clear until it is sealed in place.
         let mut in_out = token.expose().as_bytes().to_vec();
         self.key
             .seal_in_place_append_tag(
@@ -114,7 +116,7 @@ impl TokenSealer for AesGcmSealer {
         }
         let (nonce, ciphertext) = rest.split_at(NONCE_LEN);
         let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::Unopenable)?;
-        let mut in_out = ciphertext.to_vec();
+        let mut in_out = Zeroizing::new(ciphertext.to_vec());
         let plain = self
             .key
             .open_in_place(nonce, Aad::from(context), &mut in_out)

@@ -26,6 +26,9 @@ pub struct StepUpWatch {
     /// Which sealing key sealed it ([`TokenSealer::key_id`]); only a replica holding that key
     /// can open it.
     pub key_id: String,
+    /// The wallet user the token acts for, when introspection told (bound into the seal):
+    /// the payer of the order, should the token be inactive by the time it is placed.
+    pub subject: Option<String>,
     /// When the step-up ends at the latest: the watch is dropped then, token and all.
     pub until: DateTime<Utc>,
     /// When the wallet should next be asked.
@@ -45,7 +48,8 @@ pub trait StepUpWatches: Send + Sync {
     /// Claims up to `limit` watches sealed under `key_id` that are due at `now` (`next_at`
     /// passed, `until` not yet), soonest first: each claimed watch's `next_at` becomes
     /// `claimed_until`, so that no other caller claims it before then. Watches whose `until`
-    /// has passed are deleted, whatever their key.
+    /// has passed are deleted, whatever their key, and so are stored watches that cannot be
+    /// read back (they are skipped, never returned).
     async fn claim_due(
         &self,
         key_id: &str,

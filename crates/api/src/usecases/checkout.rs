@@ -272,6 +272,9 @@ impl Gateway {
             // collected cannot be withdrawn (the wallet has no way to cancel a device code):
             // the person may still approve it there, and nothing is charged.
             self.release_collected(&authorization_id).await;
+        } else if let Some(PaymentHold::StepUp { step_up_id, .. }) = &hold {
+            // The person's token kept for the step-up is dropped at once.
+            self.forget_step_up(cancelled.id(), step_up_id).await;
         }
         Ok(cancelled)
     }

@@ -27,8 +27,9 @@ use super::{AppError, Gateway};
 
 /// How often the gateway asks the wallet about a step-up it watches.
 const WATCH_INTERVAL_SECS: i64 = 5;
-/// How long a step-up is watched when the wallet gave no expiry (its own lifetime).
-const DEFAULT_STEP_UP_SECS: i64 = 900;
+/// How long a step-up is watched at most (the wallet's own lifetime for it): the person's
+/// token is kept no longer, whatever expiry the wallet announces.
+const MAX_WATCH_SECS: i64 = 900;
 
 /// What a step-up poll reports.
 #[derive(Debug, Clone)]
@@ -54,9 +55,15 @@ impl StepUpView {
 /// How many watched step-ups one round of the driver takes on.
 const WATCH_BATCH: usize = 64;
 
-/// What a sealed token is bound to: its checkout and step-up.
-fn seal_context(checkout: &CheckoutId, step_up_id: &str) -> Vec<u8> {
-    format!("{}/{step_up_id}", checkout.as_str()).into_bytes()
+/// What a sealed token is bound to: its checkout, step-up and wallet user, each part
+/// length-prefixed so that no two different triples read alike.
+fn seal_context(checkout: &CheckoutId, step_up_id: &str, subject: Option<&str>) -> Vec<u8> {
+    let mut context = b"sacp step-up token v1".to_vec();
+    for part in [checkout.as_str(), step_up_id, subject.unwrap_or("")] {
+        context.extend_from_slice(&u64::try_from(part.len()).unwrap_or(u64::MAX).to_be_bytes());
+        context.extend_from_slice(part.as_bytes());
+    }
+    context
 }
 
 impl StepUpView {
@@ -94,16 +101,18 @@ impl Gateway {
         token: &BearerToken,
     ) {
         let now = self.clock.now();
-        let until = step_up
-            .expires_at
-            .unwrap_or(now + Duration::seconds(DEFAULT_STEP_UP_SECS));
+        let longest = now + Duration::seconds(MAX_WATCH_SECS);
+        let until = step_up.expires_at.map_or(longest, |at| at.min(longest));
         let sealer = &self.step_ups.sealer;
-        let watch = match sealer.seal(token, &seal_context(checkout, &step_up.step_up_id)) {
+        let subject = token.subject();
+        let context = seal_context(checkout, &step_up.step_up_id, subject);
+        let watch = match sealer.seal(token, &context) {
             Ok(sealed_token) => StepUpWatch {
                 checkout_id: checkout.clone(),
                 step_up_id: step_up.step_up_id.clone(),
                 sealed_token,
                 key_id: sealer.key_id().to_owned(),
+                subject: subject.map(str::to_owned),
                 until,
                 next_at: now + Duration::seconds(WATCH_INTERVAL_SECS),
             },
@@ -118,7 +127,7 @@ impl Gateway {
     }
 
     /// Forgets a watched step-up (its token with it) once it has ended.
-    async fn forget_step_up(&self, checkout: &CheckoutId, step_up_id: &str) {
+    pub(super) async fn forget_step_up(&self, checkout: &CheckoutId, step_up_id: &str) {
         if let Err(error) = self.step_ups.watches.remove(checkout, step_up_id).await {
             // The watch ends with its lifetime anyway.
             tracing::warn!(checkout = %checkout, %error, "cannot drop an ended step-up watch now");
@@ -148,36 +157,61 @@ impl Gateway {
                 return;
             }
         };
+        // Each watch may take a few upstream calls: all are advanced at once, so none waits
+        // past its claim behind the others.
+        let mut advancing = tokio::task::JoinSet::new();
         for watch in due {
-            let context = seal_context(&watch.checkout_id, &watch.step_up_id);
-            let token = match sealer.open(&watch.sealed_token, &context) {
-                Ok(token) => token,
-                Err(error) => {
-                    tracing::warn!(checkout = %watch.checkout_id, %error, "a watched step-up's token does not open; the agent's poll completes it");
-                    self.forget_step_up(&watch.checkout_id, &watch.step_up_id)
-                        .await;
-                    continue;
-                }
-            };
-            let settled = match self.load_checkout(&watch.checkout_id).await {
-                Ok(checkout) => {
-                    self.settle_step_up(checkout, &watch.step_up_id, &token)
-                        .await
-                }
-                Err(error) => Err(error),
-            };
-            let done = match &settled {
-                Ok(view) => view.is_final(),
-                Err(AppError::NotFound(_)) => true,
-                Err(error) => {
-                    tracing::warn!(checkout = %watch.checkout_id, %error, "watching a step-up failed; retrying");
-                    false
-                }
-            };
-            if done {
+            let gateway = self.clone();
+            advancing.spawn(async move { gateway.advance_watch(watch).await });
+        }
+        while advancing.join_next().await.is_some() {}
+    }
+
+    /// Asks the wallet about one claimed step-up with the person's token, opened from its
+    /// seal; forgets the watch once the step-up has ended or can no longer be advanced.
+    async fn advance_watch(&self, watch: StepUpWatch) {
+        let context = seal_context(
+            &watch.checkout_id,
+            &watch.step_up_id,
+            watch.subject.as_deref(),
+        );
+        let token = match self.step_ups.sealer.open(&watch.sealed_token, &context) {
+            Ok(token) => token,
+            Err(error) => {
+                tracing::warn!(checkout = %watch.checkout_id, %error, "a watched step-up's token does not open; the agent's poll completes it");
                 self.forget_step_up(&watch.checkout_id, &watch.step_up_id)
                     .await;
+                return;
             }
+        };
+        if let Some(subject) = &watch.subject {
+            token.note_subject(subject);
+        }
+        let settled = match self.load_checkout(&watch.checkout_id).await {
+            Ok(checkout) => {
+                self.settle_step_up(checkout, &watch.step_up_id, &token)
+                    .await
+            }
+            Err(error) => Err(error),
+        };
+        let done = match &settled {
+            Ok(view) => view.is_final(),
+            // Gone, or the token no longer works: nothing this watch can do any more (the
+            // agent's poll with a valid token still can).
+            Err(
+                AppError::NotFound(_)
+                | AppError::UserTokenInvalid
+                | AppError::UserTokenScope(_)
+                | AppError::Transition(_),
+            ) => true,
+            Err(error) => {
+                tracing::warn!(checkout = %watch.checkout_id, %error, "watching a step-up failed; retrying");
+                false
+            }
+        };
+        if done {
+            self.forget_step_up(&watch.checkout_id, &watch.step_up_id)
+                .await;
         }
     }
 

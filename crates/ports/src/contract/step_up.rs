@@ -19,6 +19,7 @@ fn watch(random: &CountingRandom, key_id: &str, next_at: i64, until: i64) -> Ste
         step_up_id: format!("su_{}", CheckoutId::generate(random)),
         sealed_token: vec![0, 1, 2, 255, 0],
         key_id: key_id.to_owned(),
+        subject: Some("wallet-user-1".into()),
         until: t(until),
         next_at: t(next_at),
     }
@@ -53,6 +54,7 @@ pub async fn step_up_watches_contract(watches: Arc<dyn StepUpWatches>) {
         "bytes kept as given"
     );
     assert_eq!(claimed[0].until, due.until);
+    assert_eq!(claimed[0].subject, due.subject);
     assert_eq!(claimed[0].next_at, t(15), "the claim moved next_at on");
 
     // A claim holds until claimed_until: a second caller gets nothing before then.
