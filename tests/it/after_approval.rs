@@ -179,6 +179,17 @@ fn wallet_faults(world: &World, faults: Faults) {
     });
 }
 
+/// The card issuer fails: payment tokens are refused for now (a failure that may pass).
+fn issuer_fails(world: &World) {
+    wallet_faults(
+        world,
+        Faults {
+            payment_provider_error: true,
+            ..Faults::default()
+        },
+    );
+}
+
 #[tokio::test]
 async fn no_card_ends_the_payment_at_once_and_the_checkout_can_be_paid_once_a_card_is_added() {
     let world = World::new();
@@ -247,13 +258,7 @@ async fn an_approval_whose_order_cannot_be_placed_ends_in_time_after_few_wallet_
     let world = World::new();
     let (id, authorization) = world.approved().await;
     // The card issuer fails, and keeps failing.
-    wallet_faults(
-        &world,
-        Faults {
-            payment_provider_error: true,
-            ..Faults::default()
-        },
-    );
+    issuer_fails(&world);
     let mut current = authorization.clone();
     for _ in 0..50 {
         current = world.step(&world.gateway, &current).await;
@@ -302,13 +307,7 @@ async fn an_approval_whose_order_cannot_be_placed_ends_in_time_after_few_wallet_
 async fn a_transient_failure_is_retried_and_the_order_placed_once() {
     let world = World::new();
     let (id, authorization) = world.approved().await;
-    wallet_faults(
-        &world,
-        Faults {
-            payment_provider_error: true,
-            ..Faults::default()
-        },
-    );
+    issuer_fails(&world);
     let first = world.step(&world.gateway, &authorization).await;
     assert_eq!(first.payment_status(), PaymentStatus::Approved);
     assert_eq!(first.attempts(), 1);
@@ -331,13 +330,7 @@ async fn an_approval_no_longer_collectable_ends_as_approval_expired() {
         },
     );
     let (id, authorization) = world.approved().await;
-    wallet_faults(
-        &world,
-        Faults {
-            payment_provider_error: true,
-            ..Faults::default()
-        },
-    );
+    issuer_fails(&world);
     let first = world.step(&world.gateway, &authorization).await;
     assert_eq!(first.payment_status(), PaymentStatus::Approved);
     // The replica that collected the token is gone; another one picks the next attempt up
@@ -359,13 +352,7 @@ async fn an_approval_no_longer_collectable_ends_as_approval_expired() {
 async fn cancelling_while_the_order_is_being_placed_charges_nothing_and_gives_the_token_back() {
     let world = World::new();
     let (id, authorization) = world.approved().await;
-    wallet_faults(
-        &world,
-        Faults {
-            payment_provider_error: true,
-            ..Faults::default()
-        },
-    );
+    issuer_fails(&world);
     let approved = world.step(&world.gateway, &authorization).await;
     assert_eq!(approved.payment_status(), PaymentStatus::Approved);
     world.gateway.cancel_checkout(OWNER, &id).await.unwrap();

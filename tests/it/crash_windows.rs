@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use sacp_adapters::pg::{PgConfig, PgStorage};
+use sacp_adapters::pg::PgStorage;
 use sacp_api::driver;
 use sacp_api::usecases::{CompleteOutcome, Gateway};
 use sacp_domain::{AuthorizationStatus, CheckoutStatus, PaymentAuthorization};
@@ -31,8 +31,7 @@ struct World {
 }
 
 async fn world(db: &TestDatabase) -> World {
-    let storage = Arc::new(PgStorage::connect(&db.url, PgConfig::default()).unwrap());
-    storage.migrate().await.unwrap();
+    let storage = db.migrated_storage().await;
     let sims = Simulators::sandbox("http://sim/ssim", "http://sim/wsim", Arc::new(SystemClock));
     let store = FakeStore::new(sims.store.clone(), Duration::from_secs(5));
     let wallet = FakeWallet::new(sims.wallet.clone(), Duration::from_secs(5));

@@ -27,6 +27,17 @@ fn with_database(url: &str, name: &str) -> String {
 }
 
 impl TestDatabase {
+    /// PostgreSQL storage on this database, migrated.
+    pub async fn migrated_storage(&self) -> std::sync::Arc<sacp_adapters::pg::PgStorage> {
+        let storage = sacp_adapters::pg::PgStorage::connect(
+            &self.url,
+            sacp_adapters::pg::PgConfig::default(),
+        )
+        .unwrap();
+        storage.migrate().await.unwrap();
+        std::sync::Arc::new(storage)
+    }
+
     /// Creates a database, or returns `None` (skip) when no server is reachable outside CI.
     pub async fn create() -> Option<TestDatabase> {
         let admin_url = admin_url();

@@ -223,15 +223,13 @@ async fn concurrent_guest_completes_start_one_authorization_and_one_order() {
 async fn two_drivers_on_one_database_charge_an_approval_once() {
     use std::sync::Arc;
 
-    use sacp_adapters::pg::{PgConfig, PgStorage};
     use sacp_api::usecases::CompleteOutcome;
     use sacp_ports::clock::SystemClock;
 
     let Some(db) = crate::database::TestDatabase::create().await else {
         return;
     };
-    let storage = Arc::new(PgStorage::connect(&db.url, PgConfig::default()).unwrap());
-    storage.migrate().await.unwrap();
+    let storage = db.migrated_storage().await;
     let sims =
         sacp_sim::Simulators::sandbox("http://sim/ssim", "http://sim/wsim", Arc::new(SystemClock));
     sims.wallet.set_faults(sacp_sim::faults::Faults {
@@ -286,7 +284,7 @@ async fn two_drivers_on_one_database_charge_an_approval_once() {
 mod sealed_step_ups {
     use std::sync::Arc;
 
-    use sacp_adapters::pg::{PgConfig, PgStorage};
+    use sacp_adapters::pg::PgStorage;
     use sacp_adapters::sealing::AesGcmSealer;
     use sacp_api::usecases::{CompleteOutcome, Gateway};
     use sacp_domain::CheckoutStatus;
@@ -323,8 +321,7 @@ mod sealed_step_ups {
         let Some(db) = crate::database::TestDatabase::create().await else {
             return;
         };
-        let storage = Arc::new(PgStorage::connect(&db.url, PgConfig::default()).unwrap());
-        storage.migrate().await.unwrap();
+        let storage = db.migrated_storage().await;
         let clock = Arc::new(ManualClock::at(chrono::Utc::now().timestamp()));
         let sims = Simulators::sandbox("http://sim/ssim", "http://sim/wsim", clock.clone());
         let key = crate::support::SEALING_KEY;
@@ -389,8 +386,7 @@ mod sealed_step_ups {
         let Some(db) = crate::database::TestDatabase::create().await else {
             return;
         };
-        let storage = Arc::new(PgStorage::connect(&db.url, PgConfig::default()).unwrap());
-        storage.migrate().await.unwrap();
+        let storage = db.migrated_storage().await;
         let clock = Arc::new(ManualClock::at(chrono::Utc::now().timestamp()));
         let sims = Simulators::sandbox("http://sim/ssim", "http://sim/wsim", clock.clone());
         let gateway = replica(&storage, &sims, &clock, crate::support::SEALING_KEY);
