@@ -12,7 +12,7 @@ use sacp_adapters::memory_guard::{
     MemoryIdempotency, MemoryRateCounters, MemorySwitchBoard, MemoryTrafficLog,
 };
 use sacp_adapters::random::OsRandom;
-use sacp_api::usecases::{CheckoutChanges, CompleteOutcome, Gateway, GatewayConfig, GuardPorts};
+use sacp_app::{CheckoutChanges, CompleteOutcome, Gateway, GatewayConfig, GuardPorts};
 use sacp_domain::authorization::{CHARGE_WINDOW_SECS, MAX_CHARGE_ATTEMPTS, failure};
 use sacp_domain::validation::{AddressInput, BuyerInput, FulfillmentInput, ItemInput};
 use sacp_domain::{CheckoutStatus, PaymentAuthorization, PaymentStatus};
@@ -31,7 +31,7 @@ const OWNER: &str = "after-approval";
 struct Shared {
     checkouts: Arc<MemoryCheckouts>,
     authorizations: Arc<MemoryAuthorizations>,
-    step_ups: sacp_api::usecases::StepUpPorts,
+    step_ups: sacp_app::StepUpPorts,
 }
 
 struct World {

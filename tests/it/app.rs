@@ -48,7 +48,7 @@ pub fn http_client() -> reqwest::Client {
 pub struct TestApp {
     pub url: String,
     /// The gateway's use cases (to create or revoke keys in tests).
-    pub gateway: sacp_api::usecases::Gateway,
+    pub gateway: sacp_app::Gateway,
     pub sims: Simulators,
     pub http: reqwest::Client,
     running: Option<Running>,
@@ -167,7 +167,7 @@ pub async fn spawn_app_with(settings: Settings, wallet_faults: Faults) -> TestAp
         .keys()
         .update(
             test_key.as_str(),
-            &sacp_api::usecases::KeyChanges {
+            &sacp_app::KeyChanges {
                 requests_per_minute: Some(1_000_000),
                 daily_quota: Some(100_000_000),
                 ..Default::default()

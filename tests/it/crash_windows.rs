@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use chrono::Utc;
 use sacp_adapters::pg::PgStorage;
-use sacp_api::driver;
-use sacp_api::usecases::{CompleteOutcome, Gateway};
+use sacp_app::driver;
+use sacp_app::{CompleteOutcome, Gateway};
 use sacp_domain::{AuthorizationStatus, CheckoutStatus, PaymentAuthorization};
 use sacp_ports::clock::SystemClock;
 use sacp_ports::store::CompletionOutcome;

@@ -223,7 +223,7 @@ async fn concurrent_guest_completes_start_one_authorization_and_one_order() {
 async fn two_drivers_on_one_database_charge_an_approval_once() {
     use std::sync::Arc;
 
-    use sacp_api::usecases::CompleteOutcome;
+    use sacp_app::CompleteOutcome;
     use sacp_ports::clock::SystemClock;
 
     let Some(db) = crate::database::TestDatabase::create().await else {
@@ -286,7 +286,7 @@ mod sealed_step_ups {
 
     use sacp_adapters::pg::PgStorage;
     use sacp_adapters::sealing::AesGcmSealer;
-    use sacp_api::usecases::{CompleteOutcome, Gateway};
+    use sacp_app::{CompleteOutcome, Gateway};
     use sacp_domain::CheckoutStatus;
     use sacp_ports::BearerToken;
     use sacp_sim::Simulators;

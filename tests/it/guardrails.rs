@@ -12,7 +12,7 @@ use sacp_adapters::memory::MemoryAuditLog;
 use sacp_adapters::memory_guard::{
     MemoryIdempotency, MemoryRateCounters, MemorySwitchBoard, MemoryTrafficLog,
 };
-use sacp_api::usecases::{GuardPorts, Guardrails, LimitSettings};
+use sacp_app::{GuardPorts, Guardrails, LimitSettings};
 use sacp_domain::ratelimit::{Limit, Policy};
 use sacp_sim::faults::Faults;
 use serde_json::{Value, json};

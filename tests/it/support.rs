@@ -317,8 +317,8 @@ impl UpstreamHarness for HttpHarness {
 }
 
 /// Step-up ports in memory, with a key drawn for the test.
-pub fn memory_step_ups() -> sacp_api::usecases::StepUpPorts {
-    sacp_api::usecases::StepUpPorts {
+pub fn memory_step_ups() -> sacp_app::StepUpPorts {
+    sacp_app::StepUpPorts {
         watches: Arc::new(sacp_adapters::memory_step_up::MemoryStepUpWatches::default()),
         sealer: Arc::new(sacp_adapters::sealing::AesGcmSealer::ephemeral().unwrap()),
     }
@@ -334,14 +334,14 @@ pub fn pg_replica(
     sims: &Simulators,
     clock: Arc<dyn sacp_ports::Clock>,
     sealing_key: &str,
-) -> sacp_api::usecases::Gateway {
-    sacp_api::usecases::Gateway::new(
+) -> sacp_app::Gateway {
+    sacp_app::Gateway::new(
         Arc::new(FakeStore::new(sims.store.clone(), Duration::from_secs(5))),
         Arc::new(FakeWallet::new(sims.wallet.clone(), Duration::from_secs(5))),
         storage.clone(),
         storage.clone(),
         storage.clone(),
-        sacp_api::usecases::GuardPorts {
+        sacp_app::GuardPorts {
             counters: storage.clone(),
             switches: storage.clone(),
             idempotency: storage.clone(),
@@ -350,10 +350,10 @@ pub fn pg_replica(
         },
         clock,
         Arc::new(sacp_adapters::random::OsRandom),
-        sacp_api::usecases::StepUpPorts {
+        sacp_app::StepUpPorts {
             watches: storage.clone(),
             sealer: Arc::new(sacp_adapters::sealing::AesGcmSealer::from_hex(sealing_key).unwrap()),
         },
-        sacp_api::usecases::GatewayConfig::default(),
+        sacp_app::GatewayConfig::default(),
     )
 }

@@ -12,11 +12,12 @@ use std::net::IpAddr;
 use actix_web::dev::{Payload, ServiceRequest};
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
+use sacp_app::{AppError, Principal};
 use sacp_domain::access::{Scope, SecretHash};
 use sacp_domain::switches::Operation;
 
 use crate::ApiState;
-use crate::usecases::{AppError, Principal};
+use crate::problem::ApiError;
 
 /// Who may call a route.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,14 +133,14 @@ impl Caller {
 pub struct Org(pub String);
 
 impl FromRequest for Org {
-    type Error = AppError;
-    type Future = std::future::Ready<Result<Org, AppError>>;
+    type Error = ApiError;
+    type Future = std::future::Ready<Result<Org, ApiError>>;
 
     fn from_request(request: &HttpRequest, _: &mut Payload) -> Self::Future {
         let org = match request.extensions().get::<Caller>() {
             Some(Caller::Key(principal)) => Ok(Org(principal.org.clone())),
             // A route taking `Org` is declared with `Access::Scopes`: the guard admitted a key.
-            _ => Err(AppError::ApiKeyRequired),
+            _ => Err(AppError::ApiKeyRequired.into()),
         };
         std::future::ready(org)
     }

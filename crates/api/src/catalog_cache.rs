@@ -18,8 +18,7 @@ use actix_web::http::header::{self, HeaderValue};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse};
 use chrono::{DateTime, Duration, Utc};
-
-use crate::usecases::AppError;
+use sacp_app::AppError;
 
 /// Most distinct answers kept (a page of 100 products is about 40 KiB).
 pub const MAX_ENTRIES: usize = 1024;

@@ -1,13 +1,12 @@
 //! The API's JSON shapes (with their OpenAPI schemas) and their conversion from domain values.
 
 use chrono::{DateTime, Utc};
+use sacp_app::CheckoutChanges;
 use sacp_domain::catalog::{Order, Product};
 use sacp_domain::validation::{AddressInput, BuyerInput, FulfillmentInput, ItemInput};
 use sacp_domain::{Checkout, Fulfillment, Money, NextStep, PaymentHold};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-
-use crate::usecases::CheckoutChanges;
 
 /// An amount of money: integer minor units, ISO currency and a human form.
 #[derive(Debug, Clone, Serialize, ToSchema)]

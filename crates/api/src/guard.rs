@@ -13,7 +13,7 @@
 //! then the handler; and afterwards the traffic count and the audit event. Refusals of steps
 //! 1–6 are audited aggregated per source and minute (a flood cannot grow the audit log per
 //! request); what the handler answers is audited per request. The rules themselves live in
-//! [`crate::usecases::Guardrails`] and the domain.
+//! [`sacp_app::Guardrails`] and the domain.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -27,6 +27,7 @@ use actix_web::http::{ConnectionType, Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::web::Bytes;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use sacp_app::{Answering, AppError, Refused};
 use sacp_domain::access::SecretHash;
 use sacp_domain::audit::{AuditEvent, AuditOutcome};
 use sacp_domain::idempotency::{
@@ -37,7 +38,8 @@ use sacp_domain::switches::Operation;
 
 use crate::access::{self, Access, Caller};
 use crate::endpoints::Endpoint;
-use crate::usecases::{Answering, AppError, Refused};
+
+use crate::problem::ApiError;
 use crate::{ApiState, MAX_BODY_BYTES, request_id, routes};
 
 /// `RateLimit-Policy` (draft-ietf-httpapi-ratelimit-headers).
@@ -215,7 +217,9 @@ pub async fn guarded(
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let Some(state) = state_of(&request) else {
-        return Ok(request.error_response(AppError::BadRequest("gateway misconfigured".into())));
+        return Ok(request.error_response(ApiError(AppError::BadRequest(
+            "gateway misconfigured".into(),
+        ))));
     };
     let mut admission = match admit(endpoint, &state, &mut request).await {
         Ok(admission) => admission,
@@ -461,7 +465,7 @@ fn refuse(
     refusal: Refusal,
 ) -> ServiceResponse<BoxBody> {
     let peer = request.peer_addr().map(|a| a.ip());
-    let mut response = request.error_response(refusal.error);
+    let mut response = request.error_response(ApiError(refusal.error));
     if let Some(decision) = &refusal.decision {
         rate_limit_headers(response.response_mut(), decision);
     }
@@ -617,7 +621,7 @@ async fn idempotent(
         .and_then(IdempotencyKey::parse)
     {
         Ok(key) => key,
-        Err(error) => return Ok(request.error_response(AppError::from(error))),
+        Err(error) => return Ok(request.error_response(ApiError(AppError::from(error)))),
     };
     let scope = IdempotencyScope {
         caller,
@@ -630,14 +634,16 @@ async fn idempotent(
         Ok(Begin::Started(claim)) => claim,
         Ok(Begin::Replay(stored)) => return Ok(request.into_response(replay(stored))),
         Ok(Begin::Mismatch) => {
-            return Ok(request.error_response(AppError::IdempotencyKeyReused));
+            return Ok(request.error_response(ApiError(AppError::IdempotencyKeyReused)));
         }
         Ok(Begin::InFlight { retry_after_secs }) => {
-            return Ok(request.error_response(AppError::IdempotencyKeyInFlight {
-                retry_after: retry_after_secs,
-            }));
+            return Ok(
+                request.error_response(ApiError(AppError::IdempotencyKeyInFlight {
+                    retry_after: retry_after_secs,
+                })),
+            );
         }
-        Err(error) => return Ok(request.error_response(error)),
+        Err(error) => return Ok(request.error_response(ApiError(error))),
     };
     request
         .extensions_mut()

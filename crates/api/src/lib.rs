@@ -1,12 +1,12 @@
-//! HTTP API of the SACP gateway: routes, middleware, RFC 9457 errors, the OpenAPI document,
-//! and the use cases that handlers and background workers share.
+//! The REST API of the SACP gateway, an inbound adapter over the use cases of `sacp-app`:
+//! routes, middleware, RFC 9457 errors and the OpenAPI document.
 //!
-//! This crate depends on the ports only; the server binary wires adapters in.
+//! This crate depends on the use cases and the ports only; the server binary wires adapters
+//! in.
 
 pub mod access;
 pub mod body;
 pub mod catalog_cache;
-pub mod driver;
 pub mod dto;
 pub mod endpoints;
 pub mod guard;
@@ -15,7 +15,6 @@ pub mod openapi;
 pub mod problem;
 pub mod request_id;
 mod routes;
-pub mod usecases;
 
 pub use routes::admin::KeyDto;
 
@@ -25,6 +24,7 @@ use std::time::Duration;
 use actix_web::error::{InternalError, JsonPayloadError, PayloadError, QueryPayloadError};
 use actix_web::middleware::from_fn;
 use actix_web::{HttpRequest, HttpResponse, web};
+use sacp_app::Gateway;
 
 use sacp_domain::access::SecretHash;
 
@@ -32,7 +32,6 @@ use crate::catalog_cache::CatalogCache;
 use crate::dto::Links;
 use crate::guard::InFlight;
 use crate::problem::Problem;
-use crate::usecases::Gateway;
 
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

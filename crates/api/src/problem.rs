@@ -8,6 +8,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::{HttpResponse, ResponseError};
+use sacp_app::AppError;
 use sacp_domain::access::AuthFailure;
 use sacp_domain::checkout::Action;
 use sacp_domain::{CheckoutStatus, TransitionError};
@@ -15,7 +16,6 @@ use sacp_ports::{RepositoryError, UpstreamError};
 use serde_json::{Map, Value, json};
 
 use crate::request_id;
-use crate::usecases::AppError;
 
 /// Every problem code the API answers with: (code, HTTP status, title, what it means).
 pub const PROBLEMS: &[(&str, u16, &str, &str)] = &[
@@ -602,15 +602,21 @@ fn window_name(secs: u32) -> String {
     }
 }
 
-impl ResponseError for AppError {
+/// A use case's error as an HTTP answer: the problem+json of [`Problem::from`]. (The use
+/// cases know nothing of HTTP; this is where their errors meet it.)
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct ApiError(#[from] pub AppError);
+
+impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        Problem::from(self).status()
+        Problem::from(&self.0).status()
     }
 
     fn error_response(&self) -> HttpResponse {
-        let problem = Problem::from(self);
+        let problem = Problem::from(&self.0);
         if problem.status().is_server_error() {
-            tracing::error!(error = %self, "request failed");
+            tracing::error!(error = %self.0, "request failed");
         }
         problem.error_response()
     }
@@ -665,7 +671,7 @@ mod tests {
 
     #[test]
     fn every_app_error_renders_a_declared_code() {
-        use crate::usecases::{AppError, Upstream};
+        use sacp_app::{AppError, Upstream};
         use sacp_domain::access::{AuthFailure, Scope};
         use sacp_domain::checkout::Action;
         let errors = vec![

@@ -116,7 +116,7 @@ pub struct LimitArgs {
 
 impl Default for LimitArgs {
     fn default() -> Self {
-        let defaults = sacp_api::usecases::LimitSettings::default();
+        let defaults = sacp_app::LimitSettings::default();
         LimitArgs {
             org_per_minute: defaults.org_per_minute,
             user_per_minute: defaults.user_per_minute,
@@ -140,8 +140,8 @@ impl LimitArgs {
     }
 
     /// The use cases' view of these limits.
-    pub fn settings(&self) -> sacp_api::usecases::LimitSettings {
-        sacp_api::usecases::LimitSettings {
+    pub fn settings(&self) -> sacp_app::LimitSettings {
+        sacp_app::LimitSettings {
             org_per_minute: self.org_per_minute.max(1),
             user_per_minute: self.user_per_minute.max(1),
             writes_per_minute: self.writes_per_minute.max(1),

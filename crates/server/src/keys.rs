@@ -9,7 +9,7 @@ use clap::Subcommand;
 use sacp_adapters::random::OsRandom;
 use sacp_api::KeyDto;
 use sacp_api::problem::Problem;
-use sacp_api::usecases::{AppError, KeyChanges, Keys};
+use sacp_app::{AppError, KeyChanges, Keys};
 use sacp_domain::access::{ApiKey, ApiKeySecret, KeyLimits, NewKey, Scope};
 use sacp_domain::audit::{AuditEvent, AuditOutcome};
 use sacp_ports::AuditLog;

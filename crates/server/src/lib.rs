@@ -23,11 +23,11 @@ use sacp_adapters::pg::{PgConfig, PgStorage};
 use sacp_adapters::random::OsRandom;
 use sacp_adapters::sealing::AesGcmSealer;
 use sacp_adapters::{BreakerConfig, HttpConfig};
-use sacp_api::driver::{self, DriverConfig};
-use sacp_api::usecases::{
+use sacp_api::{ApiState, request_id};
+use sacp_app::driver::{self, DriverConfig};
+use sacp_app::{
     BOOTSTRAP_KEY_NAME, Gateway, GatewayConfig, GuardPorts, StepUpPorts, integration_scopes,
 };
-use sacp_api::{ApiState, request_id};
 use sacp_domain::access::{KeyLimits, NewKey};
 use sacp_ports::clock::SystemClock;
 use sacp_ports::{
@@ -227,7 +227,7 @@ async fn bootstrap_key(
     sandbox: bool,
 ) -> Result<Option<String>, StartError> {
     let keys = gateway.keys();
-    let failed = |e: sacp_api::usecases::AppError| StartError::Bootstrap(e.to_string());
+    let failed = |e: sacp_app::AppError| StartError::Bootstrap(e.to_string());
     if let Some(secret) = &settings.bootstrap_api_key {
         let key = keys
             .ensure_bootstrap(secret.expose_secret())

@@ -6,6 +6,7 @@ use std::collections::BTreeSet;
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
+use sacp_app::{AppError, KeyChanges};
 use sacp_domain::ValidationErrors;
 use sacp_domain::access::{ApiKey, ApiKeySecret, KeyLimits, NewKey, Scope};
 use sacp_domain::idempotency::StoredResponse;
@@ -15,7 +16,7 @@ use utoipa::ToSchema;
 use super::State;
 use crate::dto::ProblemDto;
 use crate::guard::{self, ReplayAs};
-use crate::usecases::{AppError, KeyChanges};
+use crate::problem::ApiError;
 
 /// An integration key as operators see it (never its secret, except once in `key`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
@@ -148,7 +149,7 @@ pub async fn create(
     state: State,
     request: HttpRequest,
     body: web::Json<NewKeyDto>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let new = NewKey {
         name: body.name,
@@ -197,7 +198,7 @@ fn secretless(status: u16, dto: &KeyDto, created: Option<&ApiKey>) -> StoredResp
         (status = 401, description = "Admin credentials missing or refused", body = ProblemDto, content_type = "application/problem+json"),
     )
 )]
-pub async fn list(state: State) -> Result<HttpResponse, AppError> {
+pub async fn list(state: State) -> Result<HttpResponse, ApiError> {
     let keys = state.gateway.keys();
     let now = keys.now();
     let list = keys.list().await?;
@@ -216,7 +217,7 @@ pub async fn list(state: State) -> Result<HttpResponse, AppError> {
         (status = 404, description = "No such key", body = ProblemDto, content_type = "application/problem+json"),
     )
 )]
-pub async fn show(state: State, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn show(state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let keys = state.gateway.keys();
     let key = keys.get(&id).await?;
     Ok(HttpResponse::Ok().json(KeyDto::new(&key, None, keys.now())))
@@ -239,7 +240,7 @@ pub async fn update(
     state: State,
     id: web::Path<String>,
     body: web::Json<KeyChangesDto>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let changes = KeyChanges {
         scopes: body.scopes.as_deref().map(scopes).transpose()?,
@@ -294,7 +295,7 @@ pub async fn rotate(
     id: web::Path<String>,
     request: HttpRequest,
     body: web::Bytes,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let grace = rotate_grace(&request, &body)?;
     let keys = state.gateway.keys();
     let (key, secret) = keys.rotate(&id, grace).await?;
@@ -318,7 +319,7 @@ pub async fn rotate(
         (status = 404, description = "No such key", body = ProblemDto, content_type = "application/problem+json"),
     )
 )]
-pub async fn revoke(state: State, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn revoke(state: State, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let keys = state.gateway.keys();
     let key = keys.revoke(&id).await?;
     Ok(HttpResponse::Ok().json(KeyDto::new(&key, None, keys.now())))

@@ -4,12 +4,13 @@
 use actix_web::{HttpRequest, HttpResponse, web};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sacp_app::{AppError, CatalogQuery};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::State;
 use crate::dto::{ProblemDto, ProductDto, ProductListDto};
-use crate::usecases::{AppError, CatalogQuery};
+use crate::problem::ApiError;
 
 /// Default page size.
 const DEFAULT_LIMIT: u32 = 20;
@@ -86,7 +87,7 @@ pub async fn list_products(
     state: State,
     query: web::Query<ProductsQuery>,
     request: HttpRequest,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     let catalog_query = CatalogQuery {
         q: query
@@ -126,7 +127,7 @@ async fn cached<T: serde::Serialize>(
     key: String,
     request: &HttpRequest,
     fetch: impl Future<Output = Result<T, AppError>>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let now = state.gateway.now();
     if let Some(kept) = state.catalog_cache.get(&key, now) {
         return Ok(kept.respond(request));
@@ -151,7 +152,7 @@ pub async fn get_product(
     state: State,
     id: web::Path<String>,
     request: HttpRequest,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     cached(&state, format!("product\n{id}"), &request, async {
         Ok(ProductDto::from(state.gateway.get_product(&id).await?))
     })

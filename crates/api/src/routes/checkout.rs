@@ -2,6 +2,7 @@
 
 use actix_web::http::header;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use sacp_app::CompleteOutcome;
 
 use super::{State, user_token};
 use crate::access::Org;
@@ -10,7 +11,7 @@ use crate::dto::{
     PaymentStatusDto, ProblemDto, StepUpRequiredDto, StepUpStatusDto,
 };
 use crate::guard::{self, EndUser};
-use crate::usecases::{AppError, CompleteOutcome};
+use crate::problem::ApiError;
 use sacp_domain::idempotency::StoredResponse;
 use sacp_domain::{Checkout, PaymentStatus};
 
@@ -31,7 +32,7 @@ pub async fn create(
     org: Org,
     request: HttpRequest,
     body: web::Json<CheckoutRequestDto>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let links = &state.links;
     let render = |checkout: &Checkout| StoredResponse {
         status: 201,
@@ -64,7 +65,7 @@ pub async fn create(
         (status = 404, description = "No such checkout", body = ProblemDto, content_type = "application/problem+json"),
     )
 )]
-pub async fn get(state: State, org: Org, id: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn get(state: State, org: Org, id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let checkout = state.gateway.get_checkout(&org.0, &id).await?;
     Ok(HttpResponse::Ok().json(CheckoutDto::new(&checkout, &state.links)))
 }
@@ -88,7 +89,7 @@ pub async fn update(
     org: Org,
     id: web::Path<String>,
     body: web::Json<CheckoutRequestDto>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let checkout = state
         .gateway
         .update_checkout_details(&org.0, &id, &body.into_inner().into())
@@ -111,7 +112,7 @@ pub async fn cancel(
     state: State,
     org: Org,
     id: web::Path<String>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let checkout = state.gateway.cancel_checkout(&org.0, &id).await?;
     Ok(HttpResponse::Ok().json(CheckoutDto::new(&checkout, &state.links)))
 }
@@ -143,7 +144,7 @@ pub async fn complete(
     id: web::Path<String>,
     request: HttpRequest,
     body: web::Bytes,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let token = user_token(&request, Some(&body))?;
     let outcome = state
         .gateway
@@ -283,7 +284,7 @@ pub async fn payment_status(
     state: State,
     org: Org,
     path: web::Path<(String, String)>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let (checkout_id, request_id) = path.into_inner();
     let view = state
         .gateway
@@ -332,7 +333,7 @@ pub async fn step_up(
     org: Org,
     path: web::Path<(String, String)>,
     request: HttpRequest,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let (checkout_id, step_up_id) = path.into_inner();
     let token = user_token(&request, None)?;
     let view = state

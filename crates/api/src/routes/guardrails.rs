@@ -3,6 +3,7 @@
 
 use actix_web::{HttpResponse, web};
 use chrono::{DateTime, Utc};
+use sacp_app::AppError;
 use sacp_domain::ApiKeyId;
 use sacp_domain::audit::{AuditEvent, TrafficCount};
 use sacp_domain::switches::Switches;
@@ -11,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::State;
 use crate::dto::ProblemDto;
-use crate::usecases::AppError;
+use crate::problem::ApiError;
 
 /// Filters of the audit and traffic queries.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -165,7 +166,7 @@ impl From<Switches> for SwitchesDto {
 pub async fn audit(
     state: State,
     query: web::Query<InspectQuery>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let (key, limit) = query.parse()?;
     let events = state
         .gateway
@@ -190,7 +191,7 @@ pub async fn audit(
 pub async fn traffic(
     state: State,
     query: web::Query<InspectQuery>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let (key, limit) = query.parse()?;
     let rows = state.gateway.guard().traffic(key.as_ref(), limit).await?;
     Ok(HttpResponse::Ok().json(TrafficListDto {
@@ -206,7 +207,7 @@ pub async fn traffic(
         (status = 401, description = "Admin credentials missing or refused", body = ProblemDto, content_type = "application/problem+json"),
     )
 )]
-pub async fn switches(state: State) -> Result<HttpResponse, AppError> {
+pub async fn switches(state: State) -> Result<HttpResponse, ApiError> {
     let switches = state.gateway.guard().switches().await?;
     Ok(HttpResponse::Ok().json(SwitchesDto::from(switches)))
 }
@@ -225,7 +226,7 @@ pub async fn switches(state: State) -> Result<HttpResponse, AppError> {
 pub async fn set_switches(
     state: State,
     body: web::Json<SwitchesDto>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let switches = state
         .gateway

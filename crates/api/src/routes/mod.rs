@@ -9,10 +9,10 @@ pub mod system;
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, web};
+use sacp_app::AppError;
 use sacp_ports::BearerToken;
 
 use crate::ApiState;
-use crate::usecases::AppError;
 
 /// Shared state of every handler.
 pub type State = web::Data<ApiState>;

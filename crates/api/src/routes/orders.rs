@@ -5,7 +5,7 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use super::{State, user_token};
 use crate::dto::{OrderDto, ProblemDto};
 use crate::guard::EndUser;
-use crate::usecases::AppError;
+use crate::problem::ApiError;
 
 /// A placed order, read with the person's wallet token.
 #[utoipa::path(
@@ -25,7 +25,7 @@ pub async fn get(
     state: State,
     id: web::Path<String>,
     request: HttpRequest,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     let token = user_token(&request, None)?;
     let order = state.gateway.get_order(&id, token.as_ref()).await;
     if let Some(subject) = token.as_ref().and_then(|t| t.subject()) {

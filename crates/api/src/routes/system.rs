@@ -6,11 +6,12 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use image::{ImageFormat, Luma};
 use qrcode::QrCode;
+use sacp_app::AppError;
 
 use super::State;
 use crate::dto::{HealthDto, ProblemDto};
+use crate::problem::ApiError;
 use crate::problem::{PROBLEMS, Problem};
-use crate::usecases::AppError;
 
 /// Liveness and version.
 #[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, description = "Alive", body = HealthDto)))]
@@ -29,7 +30,7 @@ pub async fn healthz() -> HttpResponse {
         (status = 503, description = "Not ready", body = ProblemDto, content_type = "application/problem+json"),
     )
 )]
-pub async fn readyz(state: State) -> Result<HttpResponse, AppError> {
+pub async fn readyz(state: State) -> Result<HttpResponse, ApiError> {
     state.gateway.ready().await?;
     Ok(HttpResponse::Ok().json(HealthDto {
         status: "ok".into(),
@@ -47,7 +48,7 @@ pub async fn readyz(state: State) -> Result<HttpResponse, AppError> {
         (status = 410, description = "No longer pending", body = ProblemDto, content_type = "application/problem+json"),
     )
 )]
-pub async fn qr(state: State, request_id: web::Path<String>) -> Result<HttpResponse, AppError> {
+pub async fn qr(state: State, request_id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let url = state.gateway.qr_target(&request_id).await?;
     let png = render_qr(&url).ok_or_else(|| {
         AppError::BadRequest("the authorization URL cannot be encoded as a QR code".into())
@@ -87,15 +88,15 @@ impl std::fmt::Debug for DocsConfig {
 pub async fn docs_file(
     file: web::Path<String>,
     config: web::Data<DocsConfig>,
-) -> Result<HttpResponse, AppError> {
+) -> Result<HttpResponse, ApiError> {
     match utoipa_swagger_ui::serve(&file, config.0.clone()) {
         Ok(Some(found)) => Ok(HttpResponse::Ok()
             .content_type(found.content_type)
             .body(found.bytes.into_owned())),
-        Ok(None) => Err(AppError::NotFound("documentation file")),
+        Ok(None) => Err(AppError::NotFound("documentation file").into()),
         Err(error) => {
             tracing::error!(%error, "the docs could not be served");
-            Err(AppError::NotFound("documentation file"))
+            Err(AppError::NotFound("documentation file").into())
         }
     }
 }

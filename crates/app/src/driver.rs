@@ -12,7 +12,7 @@ use tokio::sync::Semaphore;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
-use crate::usecases::Gateway;
+use crate::Gateway;
 
 /// How the driver paces itself.
 #[derive(Debug, Clone, Copy)]

@@ -1,12 +1,14 @@
-//! The gateway's use cases: the one place HTTP handlers and background workers call.
+//! The gateway's use cases: the one place the inbound adapters (the REST API, MCP) and the
+//! background workers ([`driver`]) call.
 //!
 //! Each use case takes ports (store, wallet, repositories, clock, randomness) and returns
-//! domain values or an [`AppError`]. Nothing here knows about HTTP.
+//! domain values or an [`AppError`]. Nothing here knows about HTTP or any protocol.
 
 mod access;
 mod catalog;
 mod charge;
 mod checkout;
+pub mod driver;
 mod error;
 mod guard;
 mod orders;
