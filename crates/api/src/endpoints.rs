@@ -14,7 +14,7 @@ use sacp_domain::access::Scope;
 use sacp_domain::switches::Operation;
 
 use crate::access::Policy;
-use crate::problem::Problem;
+use crate::problem::{Problem, Respond};
 use crate::routes::{admin, catalog, checkout, guardrails, orders, system};
 
 /// One endpoint: a method on a route pattern, its policy and its handler.

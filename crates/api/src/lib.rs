@@ -7,7 +7,7 @@
 pub mod access;
 pub mod body;
 pub mod catalog_cache;
-pub mod dto;
+
 pub mod endpoints;
 pub mod guard;
 mod headers;
@@ -29,12 +29,11 @@ use sacp_app::Gateway;
 use sacp_domain::access::SecretHash;
 
 use crate::catalog_cache::CatalogCache;
-use crate::dto::Links;
 use crate::guard::InFlight;
-use crate::problem::Problem;
+use crate::problem::{Problem, Respond};
+use sacp_wire::dto::Links;
 
-/// Largest request body accepted.
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub use sacp_wire::MAX_BODY_BYTES;
 
 /// What every handler shares.
 #[derive(Debug, Clone)]

@@ -11,9 +11,9 @@ use utoipa::openapi::{
 use utoipa::{Modify, OpenApi};
 
 use crate::access::{Access, Policy};
-use crate::dto;
 use crate::endpoints;
 use crate::routes::{admin, catalog, checkout, guardrails, orders, system};
+use sacp_wire::dto;
 
 #[derive(OpenApi)]
 #[openapi(

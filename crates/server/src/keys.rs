@@ -152,7 +152,7 @@ pub async fn run(settings: &Settings, command: KeysCommand) -> Result<serde_json
     if let Some(action) = action {
         let (status, resource) = match &outcome {
             Ok((status, output)) => (*status, output["id"].as_str().map(str::to_owned).or(named)),
-            Err(Refusal::UseCase(error)) => (Problem::from(error).status().as_u16(), named),
+            Err(Refusal::UseCase(error)) => (Problem::from(error).status(), named),
             Err(Refusal::Input(_)) => (400, named),
         };
         audit(storage.as_ref(), action, resource, status).await?;

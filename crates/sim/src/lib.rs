@@ -40,8 +40,8 @@ pub struct SimError {
     pub message: String,
     /// Body shape.
     pub style: ErrorStyle,
-    /// Extra fields merged into the body (e.g. `unavailable_items`).
-    pub extra: Option<serde_json::Value>,
+    /// Extra fields merged into the body (e.g. `unavailable_items`); boxed, as it is rare.
+    pub extra: Option<Box<serde_json::Value>>,
 }
 
 impl SimError {
@@ -69,7 +69,7 @@ impl SimError {
 
     /// Adds fields to the body.
     pub fn with_extra(mut self, extra: serde_json::Value) -> SimError {
-        self.extra = Some(extra);
+        self.extra = Some(Box::new(extra));
         self
     }
 
@@ -82,7 +82,7 @@ impl SimError {
             }
         };
         if let (Some(map), Some(serde_json::Value::Object(extra))) =
-            (body.as_object_mut(), &self.extra)
+            (body.as_object_mut(), self.extra.as_deref())
         {
             for (key, value) in extra {
                 map.insert(key.clone(), value.clone());

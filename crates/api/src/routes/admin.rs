@@ -14,9 +14,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::State;
-use crate::dto::ProblemDto;
 use crate::guard::{self, ReplayAs};
 use crate::problem::ApiError;
+use sacp_wire::dto::ProblemDto;
 
 /// An integration key as operators see it (never its secret, except once in `key`).
 #[derive(Debug, Clone, Serialize, ToSchema)]

@@ -9,8 +9,8 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::State;
-use crate::dto::{ProblemDto, ProductDto, ProductListDto};
 use crate::problem::ApiError;
+use sacp_wire::dto::{ProblemDto, ProductDto, ProductListDto};
 
 /// Default page size.
 const DEFAULT_LIMIT: u32 = 20;

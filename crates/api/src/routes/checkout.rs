@@ -6,14 +6,14 @@ use sacp_app::CompleteOutcome;
 
 use super::{State, user_token};
 use crate::access::Org;
-use crate::dto::{
-    AuthorizationRequiredDto, CheckoutDto, CheckoutRequestDto, CompleteAcceptedDto, CompletedDto,
-    PaymentStatusDto, ProblemDto, StepUpRequiredDto, StepUpStatusDto,
-};
 use crate::guard::{self, EndUser};
 use crate::problem::ApiError;
 use sacp_domain::idempotency::StoredResponse;
 use sacp_domain::{Checkout, PaymentStatus};
+use sacp_wire::dto::{
+    AuthorizationRequiredDto, CheckoutDto, CheckoutRequestDto, CompleteAcceptedDto, CompletedDto,
+    PaymentStatusDto, ProblemDto, StepUpRequiredDto, StepUpStatusDto,
+};
 
 /// Open a guest checkout.
 #[utoipa::path(

@@ -11,8 +11,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::State;
-use crate::dto::ProblemDto;
 use crate::problem::ApiError;
+use sacp_wire::dto::ProblemDto;
 
 /// Filters of the audit and traffic queries.
 #[derive(Debug, Deserialize, IntoParams)]

@@ -3,9 +3,9 @@
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 
 use super::{State, user_token};
-use crate::dto::{OrderDto, ProblemDto};
 use crate::guard::EndUser;
 use crate::problem::ApiError;
+use sacp_wire::dto::{OrderDto, ProblemDto};
 
 /// A placed order, read with the person's wallet token.
 #[utoipa::path(

@@ -9,9 +9,9 @@ use qrcode::QrCode;
 use sacp_app::AppError;
 
 use super::State;
-use crate::dto::{HealthDto, ProblemDto};
 use crate::problem::ApiError;
-use crate::problem::{PROBLEMS, Problem};
+use crate::problem::{PROBLEMS, Problem, Respond};
+use sacp_wire::dto::{HealthDto, ProblemDto};
 
 /// Liveness and version.
 #[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, description = "Alive", body = HealthDto)))]

@@ -1,0 +1,1 @@
+//! MCP inbound adapter (work in progress).

@@ -1,0 +1,9 @@
+//! What the gateway's inbound adapters say, shared by the REST API and MCP so that both
+//! answer alike: the JSON shapes of answers ([`dto`], with their schemas) and RFC 9457
+//! problems ([`problem`]).
+
+pub mod dto;
+pub mod problem;
+
+/// Largest request body accepted (REST bodies and MCP messages alike).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
