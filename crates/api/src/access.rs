@@ -7,12 +7,11 @@
 //! to the same route, and gets the same decision, or to none, and is refused before any key
 //! is looked at).
 
-use std::net::IpAddr;
-
 use actix_web::dev::{Payload, ServiceRequest};
 use actix_web::http::header;
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
-use sacp_app::{AppError, Principal};
+use sacp_app::AppError;
+pub use sacp_app::Caller;
 use sacp_domain::access::{Scope, SecretHash};
 use sacp_domain::switches::Operation;
 
@@ -28,6 +27,9 @@ pub enum Access {
     Scopes(&'static [Scope]),
     /// The operator: `Authorization: Bearer <SACP_ADMIN_TOKEN>`, or a key with `admin`.
     Admin,
+    /// Any valid key — in `X-API-Key`, or as `Authorization: Bearer <key>` — or, with the
+    /// anonymous tier on, a caller without one. The handler checks scopes per call (MCP).
+    AnyKey,
 }
 
 /// How the guardrails treat a route: who may call it and what the kill switches see it as.
@@ -41,6 +43,10 @@ pub struct Policy {
     pub search_with_q: bool,
     /// Whether the route counts against the in-flight cap (health probes do not).
     pub capped: bool,
+    /// The handler applies the switches, rate limits, idempotency and audit to each call it
+    /// carries (MCP tool calls, each as the REST route it mirrors): the guard authenticates,
+    /// caps, reads the body and counts traffic only.
+    pub per_call: bool,
 }
 
 impl Policy {
@@ -50,6 +56,14 @@ impl Policy {
         operation: Operation::Read,
         search_with_q: false,
         capped: true,
+        per_call: false,
+    };
+
+    /// The MCP endpoint: any key (or the anonymous tier), guardrails applied per tool call.
+    pub const MCP: Policy = Policy {
+        access: Access::AnyKey,
+        per_call: true,
+        ..Policy::PUBLIC
     };
 
     /// A health probe: public, and answered even at capacity.
@@ -103,29 +117,6 @@ pub const API_KEY_HEADER: &str = "x-api-key";
 
 const ADMIN: &[Scope] = &[Scope::Admin];
 const CATALOG_AND_SEARCH: &[Scope] = &[Scope::CatalogRead, Scope::SearchRead];
-
-/// Who a request was admitted as.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
-    /// Nobody had to be: a public route.
-    Public,
-    /// An integration, by its key.
-    Key(Principal),
-    /// The operator, by the admin token.
-    Operator,
-    /// A caller without a key, admitted by the anonymous tier (catalog reads only).
-    Anonymous(IpAddr),
-}
-
-impl Caller {
-    /// The integration's principal, when the caller is one.
-    pub fn principal(&self) -> Option<&Principal> {
-        match self {
-            Caller::Key(principal) => Some(principal),
-            _ => None,
-        }
-    }
-}
 
 /// The organisation a handler acts for: the one of the key that authenticated the request.
 /// Handlers of key-protected routes take it to scope what they read and change.
@@ -215,8 +206,13 @@ pub async fn authenticate(
         Access::Public => return Ok(Caller::Public),
         Access::Admin => ADMIN,
         Access::Scopes(_) => needed_scopes(policy, request.query_string()).unwrap_or(&[]),
+        Access::AnyKey => &[],
     };
-    let presented = presented_key(request).map_err(|e| (e, None))?;
+    let mut presented = presented_key(request).map_err(|e| (e, None))?;
+    if policy.access == Access::AnyKey && presented.is_none() {
+        // What MCP clients send (Claude's connector, the OpenAI Responses API).
+        presented = bearer(request.request()).filter(|key| !key.is_empty());
+    }
     if policy.access == Access::Admin && presented.is_none() {
         // The operator's token, compared through its SHA-256 in constant time.
         let token = bearer(request.request()).map(SecretHash::of);
@@ -229,7 +225,7 @@ pub async fn authenticate(
     }
     let catalog_only = !scopes.is_empty() && scopes.iter().all(|s| *s == Scope::CatalogRead);
     if presented.is_none()
-        && catalog_only
+        && (catalog_only || policy.access == Access::AnyKey)
         && state
             .gateway
             .guard()

@@ -28,13 +28,11 @@ use actix_web::middleware::Next;
 use actix_web::web::Bytes;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use sacp_app::{Answering, AppError, Refused};
-use sacp_domain::access::SecretHash;
 use sacp_domain::audit::{AuditEvent, AuditOutcome};
 use sacp_domain::idempotency::{
     Begin, Claim, IdempotencyKey, IdempotencyScope, StoredResponse, fingerprint,
 };
-use sacp_domain::ratelimit::{Decision, Limit, Policy as RatePolicy};
-use sacp_domain::switches::Operation;
+use sacp_domain::ratelimit::Decision;
 
 use crate::access::{self, Access, Caller};
 use crate::endpoints::Endpoint;
@@ -227,7 +225,11 @@ pub async fn guarded(
     };
     request.extensions_mut().insert(admission.caller.clone());
     let body = admission.body.take();
-    let mut response = idempotent(&state, &admission.caller, request, next, body).await?;
+    let mut response = if endpoint.policy.per_call {
+        next.call(request).await?
+    } else {
+        idempotent(&state, &admission.caller, request, next, body).await?
+    };
     rate_limit_headers(response.response_mut(), &admission.decision);
     record(endpoint, &state, &admission.caller, &response).await;
     Ok(response)
@@ -259,7 +261,8 @@ async fn admit(
     };
     // The operator's admin API is never switched off, limited or held to a tenant's share:
     // it is how an incident is handled.
-    let integration = matches!(policy.access, Access::Scopes(_));
+    let integration = matches!(policy.access, Access::Scopes(_) | Access::AnyKey);
+    let guarded_here = integration && !policy.per_call;
     let tenant = match tenant_of(&caller) {
         Some(tenant) if policy.capped && integration => Some(
             state
@@ -270,7 +273,7 @@ async fn admit(
         _ => None,
     };
     let guard = state.gateway.guard();
-    if integration {
+    if guarded_here {
         guard
             .ensure_allowed(policy.operation)
             .await
@@ -285,8 +288,9 @@ async fn admit(
     } else {
         None
     };
-    let limits = if integration {
-        limits_for(&caller, request, body.as_deref(), state, policy.operation)
+    let limits = if guarded_here {
+        let user = user_subject(request, body.as_deref());
+        guard.limits_for(&caller, policy.operation, user)
     } else {
         Vec::new()
     };
@@ -360,78 +364,11 @@ async fn read_body(
     Ok(body)
 }
 
-/// A short, stable, non-reversible name for a user token (the per-end-user limit is counted
-/// before the token is introspected, so that a flood never reaches the wallet).
+/// The end user of the wallet token the handler would act on, however it was sent (the
+/// handler reads it with the same function), for the per-end-user limit.
 fn user_subject(request: &ServiceRequest, body: Option<&[u8]>) -> Option<String> {
-    // The handler reads the token with the same function: the limit counts every token the
-    // handler would act on, however it was sent.
     let token = routes::user_token(request.request(), body).ok().flatten()?;
-    Some(format!(
-        "user:{}",
-        sacp_domain::ids::base32(&SecretHash::of(token.expose()).0[..16])
-    ))
-}
-
-/// The limits one request counts against.
-fn limits_for(
-    caller: &Caller,
-    request: &ServiceRequest,
-    body: Option<&[u8]>,
-    state: &ApiState,
-    operation: Operation,
-) -> Vec<Limit> {
-    let settings = state.gateway.guard().settings();
-    let mut limits = Vec::new();
-    match caller {
-        Caller::Key(principal) => {
-            let key = format!("key:{}", principal.key_id.as_str());
-            limits.push(Limit::new(
-                RatePolicy::per_minute("key-minute", principal.limits.requests_per_minute),
-                key.clone(),
-            ));
-            limits.push(Limit::new(
-                RatePolicy::per_day("key-day", principal.limits.daily_quota),
-                key.clone(),
-            ));
-            limits.push(Limit::new(
-                RatePolicy::per_minute("org-minute", settings.org_per_minute),
-                format!("org:{}", principal.org),
-            ));
-            if operation != Operation::Read {
-                limits.push(Limit::new(
-                    RatePolicy::per_minute("key-writes", settings.writes_per_minute),
-                    key.clone(),
-                ));
-            }
-            match operation {
-                Operation::CompletePayment => limits.push(Limit::new(
-                    RatePolicy::per_minute("key-payments", settings.completions_per_minute),
-                    key,
-                )),
-                Operation::CreateCheckout => limits.push(Limit::new(
-                    RatePolicy::per_day("key-checkouts", settings.checkouts_per_day),
-                    key,
-                )),
-                _ => {}
-            }
-            if let Some(user) = user_subject(request, body) {
-                limits.push(Limit::new(
-                    RatePolicy::per_minute("user-minute", settings.user_per_minute),
-                    user,
-                ));
-            }
-        }
-        Caller::Anonymous(ip) => {
-            if let Some(per_minute) = settings.anonymous_per_minute {
-                limits.push(Limit::new(
-                    RatePolicy::per_minute("anonymous-minute", per_minute),
-                    format!("ip:{ip}"),
-                ));
-            }
-        }
-        Caller::Operator | Caller::Public => {}
-    }
-    limits
+    Some(sacp_app::user_subject(&token))
 }
 
 fn rate_limit_headers(response: &mut HttpResponse<BoxBody>, decision: &Decision) {
@@ -533,6 +470,10 @@ async fn record(
         endpoint.action.to_owned(),
         status,
     );
+    if endpoint.policy.per_call {
+        // Each call it carried was audited as the route it mirrors.
+        return;
+    }
     let is_admin = endpoint.policy.access == Access::Admin;
     let changes_state = !matches!(endpoint.method, Method::GET | Method::HEAD);
     if !(changes_state || is_admin || matches!(status, 401 | 403)) {

@@ -149,7 +149,8 @@ impl Modify for ApiKeys {
                 let Some(operation) = operation else { continue };
                 let policy = policy_of(method, path);
                 let scopes = match policy.access {
-                    Access::Public => continue,
+                    // Not a REST operation (MCP is not in this document).
+                    Access::Public | Access::AnyKey => continue,
                     Access::Admin => {
                         let requirements = operation.security.get_or_insert_with(Vec::new);
                         requirements

@@ -34,6 +34,29 @@ impl Principal {
     }
 }
 
+/// Who a request or tool call was admitted as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    /// Nobody had to be: a public route.
+    Public,
+    /// An integration, by its key.
+    Key(Principal),
+    /// The operator, by the admin token.
+    Operator,
+    /// A caller without a key, admitted by the anonymous tier (catalog reads only).
+    Anonymous(std::net::IpAddr),
+}
+
+impl Caller {
+    /// The integration's principal, when the caller is one.
+    pub fn principal(&self) -> Option<&Principal> {
+        match self {
+            Caller::Key(principal) => Some(principal),
+            _ => None,
+        }
+    }
+}
+
 /// Every scope but `admin`: what the bootstrap key gets.
 pub fn integration_scopes() -> BTreeSet<Scope> {
     Scope::ALL

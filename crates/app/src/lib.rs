@@ -11,6 +11,7 @@ mod checkout;
 pub mod driver;
 mod error;
 mod guard;
+mod limits;
 mod orders;
 mod payment;
 mod step_up;
@@ -24,12 +25,13 @@ use sacp_ports::{
 };
 
 pub use access::{
-    BOOTSTRAP_KEY_NAME, KeyChanges, Keys, MAX_GRACE_SECS, Principal, integration_scopes,
+    BOOTSTRAP_KEY_NAME, Caller, KeyChanges, Keys, MAX_GRACE_SECS, Principal, integration_scopes,
 };
 pub use catalog::{CatalogQuery, ProductList};
 pub use checkout::CheckoutChanges;
 pub use error::{AppError, Upstream};
 pub use guard::{Answering, GuardPorts, Guardrails, LimitSettings, Refused};
+pub use limits::user_subject;
 pub use payment::{CompleteOutcome, PaymentStatusView};
 pub use step_up::StepUpView;
 
