@@ -3,6 +3,8 @@
 //! problems ([`problem`]).
 
 pub mod dto;
+pub mod messages;
+mod payment;
 pub mod problem;
 
 /// Largest request body accepted (REST bodies and MCP messages alike).

@@ -8,8 +8,8 @@ use super::{State, user_token};
 use crate::access::Org;
 use crate::guard::{self, EndUser};
 use crate::problem::ApiError;
+use sacp_domain::Checkout;
 use sacp_domain::idempotency::StoredResponse;
-use sacp_domain::{Checkout, PaymentStatus};
 use sacp_wire::dto::{
     AuthorizationRequiredDto, CheckoutDto, CheckoutRequestDto, CompleteAcceptedDto, CompletedDto,
     PaymentStatusDto, ProblemDto, StepUpRequiredDto, StepUpStatusDto,
@@ -159,112 +159,24 @@ pub async fn complete(
         CompleteOutcome::AuthorizationRequired {
             checkout,
             authorization,
-        } => {
-            let now = state.gateway.now();
-            let amount = authorization.amount();
-            let checkout_id = checkout.id().as_str();
-            let request_id = authorization.id().as_str();
-            HttpResponse::Accepted().json(AuthorizationRequiredDto {
-                status: "authorization_required".into(),
-                authorization_url: authorization.verification_uri_complete().to_owned(),
-                qr_code_url: links.qr(request_id),
-                user_code: authorization.user_code().to_owned(),
-                verification_uri: authorization.verification_uri().to_owned(),
-                poll_endpoint: links.payment_status(checkout_id, request_id),
-                expires_in: authorization.expires_in(now),
-                request_id: request_id.to_owned(),
-                interval: authorization.interval_secs(),
-                amount: amount.into(),
-                notification_sent: authorization.notification_sent(),
-                message: format!(
-                    "Please authorize the payment of {} by opening {} or entering code {} in your wallet app.",
-                    amount.formatted(),
-                    authorization.verification_uri_complete(),
-                    authorization.user_code()
-                ),
-                checkout_id: checkout_id.to_owned(),
-            })
-        }
+        } => HttpResponse::Accepted().json(AuthorizationRequiredDto::new(
+            &checkout,
+            &authorization,
+            links,
+            state.gateway.now(),
+        )),
         CompleteOutcome::Completed(checkout) => {
-            let order =
-                checkout
-                    .order()
-                    .cloned()
-                    .unwrap_or_else(|| sacp_domain::OrderConfirmation {
-                        order_id: String::new(),
-                        transaction_id: String::new(),
-                    });
-            HttpResponse::Ok().json(CompletedDto {
-                status: "completed".into(),
-                message: format!(
-                    "Payment of {} approved. Order {} is confirmed.",
-                    checkout.cart().total().formatted(),
-                    order.order_id
-                ),
-                order_id: order.order_id,
-                transaction_id: order.transaction_id,
-                checkout: CheckoutDto::new(&checkout, links),
-            })
+            HttpResponse::Ok().json(CompletedDto::new(&checkout, links))
         }
         CompleteOutcome::StepUpRequired {
             checkout,
             step_up_id,
             expires_at,
             trigger,
-        } => {
-            let amount = checkout.cart().total();
-            let limit = match trigger.as_deref() {
-                Some("daily_limit") => "daily limit",
-                Some("monthly_limit") => "monthly limit",
-                _ => "per-payment limit",
-            };
-            HttpResponse::Accepted().json(StepUpRequiredDto {
-                status: "step_up_required".into(),
-                poll_endpoint: links.step_up(checkout.id().as_str(), &step_up_id),
-                message: format!(
-                    "The payment of {} is above the {limit} the person set in their wallet: they must open their wallet app and approve this payment there (the wallet asks them). The order is placed as soon as they approve; poll the step-up endpoint with the same token to follow it.",
-                    amount.formatted()
-                ),
-                step_up_id,
-                expires_at,
-                trigger,
-                amount: amount.into(),
-                checkout_id: checkout.id().as_str().to_owned(),
-            })
-        }
+        } => HttpResponse::Accepted().json(StepUpRequiredDto::new(
+            &checkout, step_up_id, expires_at, trigger, links,
+        )),
     })
-}
-
-/// What an agent can tell the person about a failed payment, and do next.
-fn failure_message(reason: Option<&str>) -> String {
-    use sacp_domain::authorization::failure;
-    match reason {
-        Some(failure::NO_PAYMENT_METHOD) => "The person's wallet has no payment method: ask them to add a card in their wallet app, then call complete again. Nothing was charged.".into(),
-        Some(failure::DECLINED) => "The card was declined; nothing was charged. The person can choose another card in their wallet, then call complete again.".into(),
-        Some(failure::OVER_WALLET_LIMIT) => "The payment is above what the person's wallet allows; nothing was charged. The person can raise the limit in their wallet, then call complete again.".into(),
-        Some(failure::APPROVAL_EXPIRED) => "The approval could no longer be collected from the wallet; nothing was charged. Call complete again for a new code.".into(),
-        Some(failure::ORDER_NOT_PLACED) => "The order could not be placed after the approval; nothing was charged. Call complete again to retry.".into(),
-        Some(failure::WALLET_TOKEN_REFUSED) => "The wallet withdrew the approval; nothing was charged. Call complete again for a new code.".into(),
-        Some(failure::STORE_REFUSED_TOKEN) => "The store did not accept the wallet's approval; nothing was charged. Call complete again, or contact the merchant if it keeps happening.".into(),
-        _ => "The payment could not be completed; nothing was charged. Call complete again to retry.".into(),
-    }
-}
-
-fn payment_message(
-    status: PaymentStatus,
-    amount: &str,
-    user_code: &str,
-    reason: Option<&str>,
-) -> String {
-    match status {
-        PaymentStatus::Pending => format!("Waiting for the person to approve {amount} in their wallet (code {user_code})."),
-        PaymentStatus::Approved => format!("The person approved {amount}; the order is being placed. Keep polling."),
-        PaymentStatus::Completed => "Payment approved! Order confirmed.".into(),
-        PaymentStatus::Rejected => "Payment was rejected by the person. Nothing was charged; complete the checkout again to retry.".into(),
-        PaymentStatus::Expired => "The authorization request expired. Nothing was charged; complete the checkout again to get a new code.".into(),
-        PaymentStatus::Cancelled => "The checkout was cancelled; nothing was charged, and an approval given now is not used.".into(),
-        PaymentStatus::Failed => failure_message(reason),
-    }
 }
 
 /// Poll a guest payment authorization. Answered from the gateway's own state: polling does
@@ -290,28 +202,7 @@ pub async fn payment_status(
         .gateway
         .payment_status(&org.0, &checkout_id, &request_id)
         .await?;
-    let authorization = &view.authorization;
-    let pending = view.status == PaymentStatus::Pending;
-    let order = view
-        .checkout
-        .order()
-        .filter(|_| view.status == PaymentStatus::Completed);
-    Ok(HttpResponse::Ok().json(PaymentStatusDto {
-        status: view.status.as_str().to_owned(),
-        message: payment_message(
-            view.status,
-            &authorization.amount().formatted(),
-            authorization.user_code(),
-            authorization.failure(),
-        ),
-        reason: authorization.failure().map(str::to_owned),
-        expires_in: pending.then_some(view.expires_in),
-        order_id: order.map(|o| o.order_id.clone()),
-        transaction_id: order.map(|o| o.transaction_id.clone()),
-        request_id: authorization.id().as_str().to_owned(),
-        checkout_id: view.checkout.id().as_str().to_owned(),
-        interval: authorization.interval_secs(),
-    }))
+    Ok(HttpResponse::Ok().json(PaymentStatusDto::new(&view)))
 }
 
 /// Poll a wallet step-up (user-token path), with the same user token.
@@ -340,23 +231,5 @@ pub async fn step_up(
         .gateway
         .step_up_status(&org.0, &checkout_id, &step_up_id, token.as_ref())
         .await?;
-    let order = view
-        .checkout
-        .order()
-        .filter(|_| view.status == PaymentStatus::Completed);
-    let amount = view.checkout.cart().total().formatted();
-    let message = match view.status {
-        PaymentStatus::Pending => {
-            format!("Waiting for the person to approve {amount} in their wallet app.")
-        }
-        other => payment_message(other, &amount, "", view.reason.as_deref()),
-    };
-    Ok(HttpResponse::Ok().json(StepUpStatusDto {
-        status: view.status.as_str().to_owned(),
-        message,
-        reason: view.reason.clone(),
-        order_id: order.map(|o| o.order_id.clone()),
-        transaction_id: order.map(|o| o.transaction_id.clone()),
-        checkout: CheckoutDto::new(&view.checkout, &state.links),
-    }))
+    Ok(HttpResponse::Ok().json(StepUpStatusDto::new(&view, &state.links)))
 }
