@@ -193,6 +193,17 @@ impl AuthorizationRepository for MemoryAuthorizations {
             .cloned())
     }
 
+    async fn latest_for_checkout(
+        &self,
+        checkout: &CheckoutId,
+    ) -> Result<Option<PaymentAuthorization>, RepositoryError> {
+        Ok(lock(&self.map)
+            .values()
+            .filter(|a| a.checkout_id() == checkout)
+            .max_by_key(|a| a.created_at())
+            .cloned())
+    }
+
     async fn get(
         &self,
         id: &PaymentAuthorizationId,

@@ -738,6 +738,25 @@ impl AuthorizationRepository for PgStorage {
         row.map(AuthorizationRow::into_authorization).transpose()
     }
 
+    async fn latest_for_checkout(
+        &self,
+        checkout: &CheckoutId,
+    ) -> Result<Option<PaymentAuthorization>, RepositoryError> {
+        let checkout = checkout.as_str().to_owned();
+        let row = self
+            .run(move |conn| {
+                payment_authorizations::table
+                    .filter(payment_authorizations::checkout_id.eq(checkout))
+                    .order(payment_authorizations::created_at.desc())
+                    .select(AuthorizationRow::as_select())
+                    .first(conn)
+                    .optional()
+                    .map_err(database_error)
+            })
+            .await?;
+        row.map(AuthorizationRow::into_authorization).transpose()
+    }
+
     async fn get(
         &self,
         id: &PaymentAuthorizationId,

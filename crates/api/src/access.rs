@@ -43,9 +43,10 @@ pub struct Policy {
     pub search_with_q: bool,
     /// Whether the route counts against the in-flight cap (health probes do not).
     pub capped: bool,
-    /// The handler applies the switches, rate limits, idempotency and audit to each call it
-    /// carries (MCP tool calls, each as the REST route it mirrors): the guard authenticates,
-    /// caps, reads the body and counts traffic only.
+    /// The handler applies the switches, the operation's limits, idempotency and audit to
+    /// each call it carries (MCP tool calls, each as the REST route it mirrors): the guard
+    /// authenticates, caps, reads the body, and counts what every request counts against
+    /// and the traffic.
     pub per_call: bool,
 }
 

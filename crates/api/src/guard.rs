@@ -291,6 +291,9 @@ async fn admit(
     let limits = if guarded_here {
         let user = user_subject(request, body.as_deref());
         guard.limits_for(&caller, policy.operation, user)
+    } else if integration {
+        // Each call the request carries counts its operation's limits itself.
+        guard.request_limits(&caller)
     } else {
         Vec::new()
     };

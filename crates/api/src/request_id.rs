@@ -8,6 +8,7 @@
 
 use std::time::Instant;
 
+use actix_web::HttpMessage;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
@@ -76,6 +77,9 @@ pub async fn middleware(
         key_id = tracing::field::Empty
     );
     let started = Instant::now();
+    request
+        .extensions_mut()
+        .insert(sacp_wire::RequestId(id.clone()));
     let context = RequestContext {
         id: id.clone(),
         path: path.clone(),

@@ -19,66 +19,88 @@ pub fn user_subject(token: &BearerToken) -> String {
 }
 
 impl Guardrails {
-    /// The limits a call by `caller` doing `operation` counts against: the key's minute and
-    /// day, its organisation's minute, the key's writes, payments or checkouts per day as
-    /// the operation is, the end user's minute (`user`, see [`user_subject`]); an anonymous
-    /// caller's address. The operator and public pages count against none.
+    /// The limits a call by `caller` doing `operation` counts against: every request's (see
+    /// [`Guardrails::request_limits`]), the operation's (see [`Guardrails::operation_limits`])
+    /// and the end user's minute (`user`, see [`user_subject`]).
     pub fn limits_for(
         &self,
         caller: &Caller,
         operation: Operation,
         user: Option<String>,
     ) -> Vec<Limit> {
+        let mut limits = self.request_limits(caller);
+        limits.extend(self.operation_limits(caller, operation));
+        if let (Caller::Key(_), Some(user)) = (caller, user) {
+            limits.push(Limit::new(
+                RatePolicy::per_minute("user-minute", self.settings().user_per_minute),
+                user,
+            ));
+        }
+        limits
+    }
+
+    /// What every request counts against: the key's minute and day and its organisation's
+    /// minute, or an anonymous caller's address. The operator and public pages count against
+    /// none. (An MCP message counts these once, as a REST request does.)
+    pub fn request_limits(&self, caller: &Caller) -> Vec<Limit> {
         let settings = self.settings();
-        let mut limits = Vec::new();
         match caller {
             Caller::Key(principal) => {
                 let key = format!("key:{}", principal.key_id.as_str());
-                limits.push(Limit::new(
-                    RatePolicy::per_minute("key-minute", principal.limits.requests_per_minute),
-                    key.clone(),
-                ));
-                limits.push(Limit::new(
-                    RatePolicy::per_day("key-day", principal.limits.daily_quota),
-                    key.clone(),
-                ));
-                limits.push(Limit::new(
-                    RatePolicy::per_minute("org-minute", settings.org_per_minute),
-                    format!("org:{}", principal.org),
-                ));
-                if operation != Operation::Read {
-                    limits.push(Limit::new(
-                        RatePolicy::per_minute("key-writes", settings.writes_per_minute),
+                vec![
+                    Limit::new(
+                        RatePolicy::per_minute("key-minute", principal.limits.requests_per_minute),
                         key.clone(),
-                    ));
-                }
-                match operation {
-                    Operation::CompletePayment => limits.push(Limit::new(
-                        RatePolicy::per_minute("key-payments", settings.completions_per_minute),
+                    ),
+                    Limit::new(
+                        RatePolicy::per_day("key-day", principal.limits.daily_quota),
                         key,
-                    )),
-                    Operation::CreateCheckout => limits.push(Limit::new(
-                        RatePolicy::per_day("key-checkouts", settings.checkouts_per_day),
-                        key,
-                    )),
-                    _ => {}
-                }
-                if let Some(user) = user {
-                    limits.push(Limit::new(
-                        RatePolicy::per_minute("user-minute", settings.user_per_minute),
-                        user,
-                    ));
-                }
+                    ),
+                    Limit::new(
+                        RatePolicy::per_minute("org-minute", settings.org_per_minute),
+                        format!("org:{}", principal.org),
+                    ),
+                ]
             }
-            Caller::Anonymous(ip) => {
-                if let Some(per_minute) = settings.anonymous_per_minute {
-                    limits.push(Limit::new(
+            Caller::Anonymous(ip) => settings
+                .anonymous_per_minute
+                .map(|per_minute| {
+                    Limit::new(
                         RatePolicy::per_minute("anonymous-minute", per_minute),
                         format!("ip:{ip}"),
-                    ));
-                }
-            }
-            Caller::Operator | Caller::Public => {}
+                    )
+                })
+                .into_iter()
+                .collect(),
+            Caller::Operator | Caller::Public => Vec::new(),
+        }
+    }
+
+    /// What a key's `operation` counts against beyond every request's: writes per minute,
+    /// and payments per minute or checkouts per day as the operation is.
+    pub fn operation_limits(&self, caller: &Caller, operation: Operation) -> Vec<Limit> {
+        let Caller::Key(principal) = caller else {
+            return Vec::new();
+        };
+        let settings = self.settings();
+        let key = format!("key:{}", principal.key_id.as_str());
+        let mut limits = Vec::new();
+        if operation != Operation::Read {
+            limits.push(Limit::new(
+                RatePolicy::per_minute("key-writes", settings.writes_per_minute),
+                key.clone(),
+            ));
+        }
+        match operation {
+            Operation::CompletePayment => limits.push(Limit::new(
+                RatePolicy::per_minute("key-payments", settings.completions_per_minute),
+                key,
+            )),
+            Operation::CreateCheckout => limits.push(Limit::new(
+                RatePolicy::per_day("key-checkouts", settings.checkouts_per_day),
+                key,
+            )),
+            _ => {}
         }
         limits
     }

@@ -342,6 +342,30 @@ impl Gateway {
         if authorization.checkout_id() != checkout.id() {
             return Err(AppError::NotFound("payment authorization"));
         }
+        Ok(self.status_view(checkout, authorization))
+    }
+
+    /// Where the checkout's latest guest payment stands (live or ended); `None` if it never
+    /// had one. For clients that track a checkout rather than a payment request (MCP).
+    pub async fn latest_payment_status(
+        &self,
+        owner: &str,
+        checkout_id: &str,
+    ) -> Result<Option<PaymentStatusView>, AppError> {
+        let checkout = self.load_owned(owner, checkout_id).await?;
+        let latest = self
+            .authorizations
+            .latest_for_checkout(checkout.id())
+            .await
+            .map_err(AppError::Storage)?;
+        Ok(latest.map(|authorization| self.status_view(checkout, authorization)))
+    }
+
+    fn status_view(
+        &self,
+        checkout: Checkout,
+        authorization: PaymentAuthorization,
+    ) -> PaymentStatusView {
         let now = self.clock.now();
         let status = match authorization.payment_status() {
             // Expiry is a matter of time: report it before the driver records it.
@@ -353,12 +377,12 @@ impl Gateway {
             }
             other => other,
         };
-        Ok(PaymentStatusView {
+        PaymentStatusView {
             status,
             expires_in: authorization.expires_in(now),
             authorization,
             checkout,
-        })
+        }
     }
 
     async fn find_authorization(&self, request_id: &str) -> Result<PaymentAuthorization, AppError> {

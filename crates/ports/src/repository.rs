@@ -83,6 +83,13 @@ pub trait AuthorizationRepository: Send + Sync {
         checkout: &CheckoutId,
     ) -> Result<Option<PaymentAuthorization>, RepositoryError>;
 
+    /// The checkout's most recent authorization (by creation time), live or ended; `None`
+    /// if it never had one.
+    async fn latest_for_checkout(
+        &self,
+        checkout: &CheckoutId,
+    ) -> Result<Option<PaymentAuthorization>, RepositoryError>;
+
     /// Reads an authorization. [`RepositoryError::NotFound`] for unknown ids.
     async fn get(
         &self,

@@ -6,6 +6,12 @@ pub mod dto;
 pub mod messages;
 mod payment;
 pub mod problem;
+pub mod qr;
+
+/// The id of the request being answered (`X-Request-Id`), kept in the request's extensions
+/// for what runs outside its task (MCP tool calls).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(pub String);
 
 /// Largest request body accepted (REST bodies and MCP messages alike).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

@@ -1,11 +1,7 @@
 //! Health, readiness, QR codes, problem pages, the OpenAPI document and its browsable docs.
 
-use std::io::Cursor;
-
 use actix_web::http::header;
 use actix_web::{HttpResponse, web};
-use image::{ImageFormat, Luma};
-use qrcode::QrCode;
 use sacp_app::AppError;
 
 use super::State;
@@ -50,21 +46,13 @@ pub async fn readyz(state: State) -> Result<HttpResponse, ApiError> {
 )]
 pub async fn qr(state: State, request_id: web::Path<String>) -> Result<HttpResponse, ApiError> {
     let url = state.gateway.qr_target(&request_id).await?;
-    let png = render_qr(&url).ok_or_else(|| {
+    let png = sacp_wire::qr::png(&url).ok_or_else(|| {
         AppError::BadRequest("the authorization URL cannot be encoded as a QR code".into())
     })?;
     Ok(HttpResponse::Ok()
         .content_type("image/png")
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(png))
-}
-
-fn render_qr(text: &str) -> Option<Vec<u8>> {
-    let code = QrCode::new(text.as_bytes()).ok()?;
-    let image = code.render::<Luma<u8>>().min_dimensions(240, 240).build();
-    let mut png = Cursor::new(Vec::new());
-    image.write_to(&mut png, ImageFormat::Png).ok()?;
-    Some(png.into_inner())
 }
 
 /// The OpenAPI 3.1 document.
@@ -115,16 +103,5 @@ pub async fn problem_page(code: web::Path<String>) -> HttpResponse {
             "code": code, "status": status, "title": title, "description": meaning,
         })),
         None => Problem::new("not_found", "no such problem type").response(None),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::render_qr;
-
-    #[test]
-    fn qr_codes_are_png() {
-        let png = render_qr("http://127.0.0.1:8080/sim/wsim/m/device?code=WSIM-ABCDEF").unwrap();
-        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
     }
 }

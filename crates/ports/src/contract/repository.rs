@@ -281,6 +281,27 @@ pub async fn authorization_repository_contract(
             .all(|a| a.id() != auth.id())
     );
 
+    // The latest of a checkout's authorizations, ended or not; none for one that had none.
+    let mut history = sample_checkout(&random);
+    checkouts.insert(&mut history).await.unwrap();
+    assert_eq!(repo.latest_for_checkout(history.id()).await.unwrap(), None);
+    let mut older = sample_authorization(&random, history.id(), start);
+    repo.insert(&mut older).await.unwrap();
+    older.cancel(t(1)).unwrap();
+    repo.update(&mut older).await.unwrap();
+    let mut newer = sample_authorization(&random, history.id(), start + Duration::seconds(30));
+    repo.insert(&mut newer).await.unwrap();
+    let latest = repo.latest_for_checkout(history.id()).await.unwrap();
+    assert_eq!(latest.as_ref().map(|a| a.id()), Some(newer.id()));
+    newer.cancel(t(40)).unwrap();
+    repo.update(&mut newer).await.unwrap();
+    let latest = repo.latest_for_checkout(history.id()).await.unwrap();
+    assert_eq!(
+        latest.as_ref().map(|a| a.id()),
+        Some(newer.id()),
+        "the latest stays the latest once ended"
+    );
+
     // Soonest first, and the limit is honoured.
     let (mut first, mut second) = (sample_checkout(&random), sample_checkout(&random));
     checkouts.insert(&mut first).await.unwrap();

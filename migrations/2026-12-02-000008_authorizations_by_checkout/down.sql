@@ -1,0 +1,1 @@
+DROP INDEX payment_authorizations_by_checkout;
