@@ -2,6 +2,7 @@
 //! answer alike: the JSON shapes of answers ([`dto`], with their schemas) and RFC 9457
 //! problems ([`problem`]).
 
+pub mod catalog;
 pub mod dto;
 pub mod messages;
 mod payment;

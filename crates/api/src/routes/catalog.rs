@@ -2,20 +2,13 @@
 //! always with an `ETag` (`If-None-Match` gets `304`).
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use sacp_app::{AppError, CatalogQuery};
+use sacp_app::AppError;
 use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::State;
 use crate::problem::ApiError;
 use sacp_wire::dto::{ProblemDto, ProductDto, ProductListDto};
-
-/// Default page size.
-const DEFAULT_LIMIT: u32 = 20;
-/// Largest page size.
-const MAX_LIMIT: u32 = 100;
 
 /// Query of `GET /products`.
 #[derive(Debug, Deserialize, IntoParams)]
@@ -36,42 +29,6 @@ pub struct ProductsQuery {
     cursor: Option<String>,
 }
 
-fn encode_cursor(offset: u32) -> String {
-    URL_SAFE_NO_PAD.encode(format!("o:{offset}"))
-}
-
-/// Longest cursor accepted (the gateway's own are about a dozen characters).
-const MAX_CURSOR_LEN: usize = 64;
-
-fn decode_cursor(cursor: &str) -> Result<u32, AppError> {
-    Some(cursor)
-        .filter(|c| c.len() <= MAX_CURSOR_LEN)
-        .and_then(|c| URL_SAFE_NO_PAD.decode(c).ok())
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .and_then(|text| text.strip_prefix("o:").and_then(|n| n.parse().ok()))
-        .ok_or_else(|| {
-            AppError::BadRequest(
-                "cursor is not valid: pass the next_cursor of the previous page unchanged".into(),
-            )
-        })
-}
-
-fn parse_limit(limit: Option<&str>) -> Result<u32, AppError> {
-    match limit {
-        None => Ok(DEFAULT_LIMIT),
-        Some(text) => text
-            .trim()
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=MAX_LIMIT).contains(n))
-            .ok_or_else(|| {
-                AppError::BadRequest(format!(
-                    "limit must be an integer from 1 to {MAX_LIMIT}, got {text:?}"
-                ))
-            }),
-    }
-}
-
 /// Browse or search the catalog.
 #[utoipa::path(
     get, path = "/products", tag = "catalog", params(ProductsQuery),
@@ -89,20 +46,13 @@ pub async fn list_products(
     request: HttpRequest,
 ) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
-    let catalog_query = CatalogQuery {
-        q: query
-            .q
-            .map(|q| q.trim().to_owned())
-            .filter(|q| !q.is_empty()),
-        category: query.category.filter(|c| !c.trim().is_empty()),
-        limit: parse_limit(query.limit.as_deref())?,
-        offset: query
-            .cursor
-            .as_deref()
-            .map(decode_cursor)
-            .transpose()?
-            .unwrap_or(0),
-    };
+    let limit = query
+        .limit
+        .as_deref()
+        .map(sacp_wire::catalog::limit_from_text)
+        .transpose()?;
+    let catalog_query =
+        sacp_wire::catalog::catalog_query(query.q, query.category, limit, query.cursor.as_deref())?;
     let key = format!(
         "list\n{}\n{}\n{}\n{}",
         catalog_query.q.as_deref().unwrap_or(""),
@@ -112,10 +62,7 @@ pub async fn list_products(
     );
     cached(&state, key, &request, async {
         let page = state.gateway.list_products(&catalog_query).await?;
-        Ok(ProductListDto {
-            products: page.products.into_iter().map(Into::into).collect(),
-            next_cursor: page.next_offset.map(encode_cursor),
-        })
+        Ok(ProductListDto::from(page))
     })
     .await
 }
@@ -157,25 +104,4 @@ pub async fn get_product(
         Ok(ProductDto::from(state.gateway.get_product(&id).await?))
     })
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_garbage_is_refused() {
-        assert_eq!(decode_cursor(&encode_cursor(40)).ok(), Some(40));
-        assert!(decode_cursor("garbage!").is_err());
-        assert!(decode_cursor(&URL_SAFE_NO_PAD.encode("x:1")).is_err());
-    }
-
-    #[test]
-    fn limit_is_bounded() {
-        assert_eq!(parse_limit(None).ok(), Some(20));
-        assert_eq!(parse_limit(Some("100")).ok(), Some(100));
-        assert!(parse_limit(Some("0")).is_err());
-        assert!(parse_limit(Some("101")).is_err());
-        assert!(parse_limit(Some("ten")).is_err());
-    }
 }
