@@ -110,6 +110,7 @@ pub fn settings() -> Settings {
         bootstrap_api_key: Some(TEST_KEY.to_owned().into()),
         admin_token: Some(ADMIN_TOKEN.to_owned().into()),
         token_sealing_key: Some(crate::support::SEALING_KEY.to_owned().into()),
+        mcp_allowed_origins: Vec::new(),
         upstream_timeout_ms: 5_000,
         // Fault tests inject runs of upstream failures; the breaker test sets its own.
         breaker_failures: 1_000_000,

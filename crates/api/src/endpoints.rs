@@ -81,6 +81,26 @@ pub static ENDPOINTS: &[Endpoint] = &[
     endpoint!(PUT "/admin/switches", Policy::ADMIN_WRITE, guardrails::set_switches),
 ];
 
+/// The MCP endpoint's guard: any key (or the anonymous tier), with each tool call guarded
+/// by the MCP service as the route it mirrors. The service itself is `sacp-mcp`'s; the
+/// server mounts it behind [`guard_mcp`].
+pub static MCP: Endpoint = Endpoint {
+    method: Method::POST,
+    pattern: "/mcp",
+    action: "POST /mcp",
+    policy: Policy::MCP,
+    handler: || web::route().to(HttpResponse::NotFound),
+};
+
+/// The guard of the MCP endpoint, as a middleware of the scope the MCP service is mounted
+/// in.
+pub async fn guard_mcp(
+    request: actix_web::dev::ServiceRequest,
+    next: actix_web::middleware::Next<actix_web::body::BoxBody>,
+) -> Result<actix_web::dev::ServiceResponse<actix_web::body::BoxBody>, actix_web::Error> {
+    crate::guard::guarded(&MCP, request, next).await
+}
+
 /// The endpoint of `method` on `pattern`, if there is one (`HEAD` is `GET`'s).
 pub fn find(method: &str, pattern: &str) -> Option<&'static Endpoint> {
     let method = if method == "HEAD" { "GET" } else { method };

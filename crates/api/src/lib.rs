@@ -10,7 +10,7 @@ pub mod catalog_cache;
 
 pub mod endpoints;
 pub mod guard;
-mod headers;
+pub mod headers;
 pub mod openapi;
 pub mod problem;
 pub mod request_id;

@@ -53,6 +53,11 @@ pub struct Settings {
     /// without the agent.
     #[arg(long, env = "SACP_TOKEN_SEALING_KEY", hide_env_values = true)]
     pub token_sealing_key: Option<SecretString>,
+    /// Origins (`https://host[:port]`, comma-separated) whose web pages may call `/mcp`
+    /// besides the gateway's own (`SACP_PUBLIC_URL`'s); requests without `Origin` (MCP
+    /// clients) are always served.
+    #[arg(long, env = "SACP_MCP_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub mcp_allowed_origins: Vec<String>,
     /// Upstream request timeout in milliseconds.
     #[arg(long, env = "SACP_UPSTREAM_TIMEOUT_MS", default_value_t = 10_000)]
     pub upstream_timeout_ms: u64,

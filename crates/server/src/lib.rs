@@ -390,6 +390,8 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
             settings.limits.body_timeout_ms.max(1),
         ))
         .with_catalog_cache(Duration::from_millis(settings.catalog_cache_ttl_ms));
+    let mcp = sacp_mcp::service(gateway.clone(), &public_url);
+    let mcp_origins = sacp_mcp::AllowedOrigins::new(&public_url, &settings.mcp_allowed_origins);
     let served_simulators = simulators.clone();
     let app_public_url = public_url.clone();
     let body_timeout = Duration::from_millis(settings.limits.body_timeout_ms.max(1));
@@ -407,6 +409,18 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
                 sacp_sim::http::Exposure::LoopbackApis,
             ));
         }
+        let origins = mcp_origins.clone();
+        // The MCP endpoint: Origin checked first, then the gateway's guard (the key), then
+        // the MCP service, which guards each tool call as the REST route it mirrors.
+        app = app.service(
+            actix_web::web::scope(sacp_mcp::PATH)
+                .wrap(from_fn(sacp_api::endpoints::guard_mcp))
+                .wrap(from_fn(sacp_api::headers::security))
+                .wrap(from_fn(move |request, next| {
+                    sacp_mcp::check_origin(origins.clone(), request, next)
+                }))
+                .service(mcp.clone().scope()),
+        );
         app.configure(sacp_api::configure(state.clone(), &app_public_url))
     })
     .shutdown_timeout(10);

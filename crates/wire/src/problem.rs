@@ -52,6 +52,12 @@ pub const PROBLEMS: &[(&str, u16, &str, &str)] = &[
         "The admin API needs `Authorization: Bearer <SACP_ADMIN_TOKEN>` (when the gateway has one) or an X-API-Key holding the `admin` scope.",
     ),
     (
+        "forbidden_origin",
+        403,
+        "Origin not allowed",
+        "The request came from a web page of another site (its Origin header). The MCP endpoint serves MCP clients, and pages of the gateway's own origin only.",
+    ),
+    (
         "insufficient_scope",
         403,
         "Scope missing",

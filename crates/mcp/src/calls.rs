@@ -1,0 +1,624 @@
+//! One tool call: guarded as the REST route it mirrors (scopes, kill switches, the
+//! operation's rate limits, idempotency, audit, traffic), run through the same use cases, and
+//! answered as a tool result whose structured content has the REST answer's shape.
+//!
+//! Failures a caller can act on (bad arguments, a missing scope, a checkout that cannot be
+//! changed, a refused payment, an upstream that is down) are error results whose text says
+//! what to do; protocol errors are for protocol faults only.
+
+use std::collections::BTreeMap;
+
+use base64::Engine as _;
+use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
+use sacp_app::{Answering, AppError, Caller, CompleteOutcome, Gateway};
+use sacp_domain::Checkout;
+use sacp_domain::access::Scope;
+use sacp_domain::audit::{AuditEvent, AuditOutcome};
+use sacp_domain::idempotency::{
+    Begin, IdempotencyKey, IdempotencyScope, StoredResponse, fingerprint,
+};
+use sacp_wire::dto::{
+    AuthorizationRequiredDto, CheckoutDto, CheckoutRequestDto, Links, PaymentStatusDto, ProductDto,
+    ProductListDto,
+};
+use sacp_wire::problem::Problem;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use crate::tools::{
+    CheckoutArgs, CreateCheckoutArgs, GetProductArgs, SearchProductsArgs, ToolName, ToolSpec,
+    UpdateCheckoutArgs,
+};
+
+/// Searching with words also needs `search:read`, as `GET /products?q=` does.
+const CATALOG_AND_SEARCH: &[Scope] = &[Scope::CatalogRead, Scope::SearchRead];
+
+/// The idempotency namespace of `create_checkout` (apart from REST's `POST /checkout`, whose
+/// bodies have another shape).
+const CREATE_CHECKOUT_SCOPE: &str = "mcp:create_checkout";
+
+/// A tool's arguments, read into the tool's own type.
+enum Arguments {
+    Search(SearchProductsArgs),
+    Product(GetProductArgs),
+    Create(CreateCheckoutArgs, JsonObject),
+    Update(UpdateCheckoutArgs),
+    Checkout(CheckoutArgs),
+}
+
+/// What a tool answered.
+struct Answer {
+    /// The REST route's status for the same answer (audit, traffic).
+    status: u16,
+    /// The structured content: the REST answer's body.
+    body: Value,
+    /// A sentence an LLM can relay.
+    summary: String,
+    /// The resource acted on (audit).
+    resource: Option<String>,
+    /// A link to show as a QR code too.
+    qr_of: Option<String>,
+}
+
+/// Who calls, on whose request.
+pub struct CallContext {
+    /// As the `/mcp` guard admitted it.
+    pub caller: Caller,
+    /// The HTTP request's id.
+    pub request_id: String,
+}
+
+/// Runs one call of `spec` with `arguments`.
+pub async fn run(
+    gateway: &Gateway,
+    links: &Links,
+    spec: &'static ToolSpec,
+    arguments: JsonObject,
+    context: &CallContext,
+) -> CallToolResult {
+    let outcome = match parse(spec, arguments) {
+        Err(error) => Err(error),
+        Ok(arguments) => match admit(gateway, spec, &arguments, context).await {
+            Err(error) => {
+                refused(gateway, spec, context, &error);
+                return error_result(&error);
+            }
+            Ok(()) => execute(gateway, links, spec.name, &arguments, context).await,
+        },
+    };
+    let status = match &outcome {
+        Ok(answer) => answer.status,
+        Err(error) => Problem::from(error).status(),
+    };
+    record(gateway, spec, context, status, outcome.as_ref().ok()).await;
+    match outcome {
+        Ok(answer) => success_result(answer),
+        Err(error) => error_result(&error),
+    }
+}
+
+fn read<T: DeserializeOwned>(arguments: JsonObject) -> Result<T, AppError> {
+    serde_json::from_value(Value::Object(arguments)).map_err(|e| {
+        AppError::BadRequest(format!("the arguments are not valid for this tool: {e}"))
+    })
+}
+
+fn parse(spec: &ToolSpec, arguments: JsonObject) -> Result<Arguments, AppError> {
+    Ok(match spec.name {
+        ToolName::SearchProducts => Arguments::Search(read(arguments)?),
+        ToolName::GetProduct => Arguments::Product(read(arguments)?),
+        ToolName::CreateCheckout => Arguments::Create(read(arguments.clone())?, arguments),
+        ToolName::UpdateCheckout => Arguments::Update(read(arguments)?),
+        ToolName::GetCheckout
+        | ToolName::CancelCheckout
+        | ToolName::RequestPayment
+        | ToolName::GetPaymentStatus => Arguments::Checkout(read(arguments)?),
+    })
+}
+
+/// The scopes this call needs.
+fn needed_scopes(spec: &ToolSpec, arguments: &Arguments) -> &'static [Scope] {
+    match arguments {
+        Arguments::Search(search)
+            if search
+                .query
+                .as_deref()
+                .is_some_and(|q| !q.trim().is_empty()) =>
+        {
+            CATALOG_AND_SEARCH
+        }
+        _ => spec.scopes,
+    }
+}
+
+/// The guard of one call, as the REST route's: scopes, switches, the operation's limits.
+/// (What every request counts against was counted for the HTTP request carrying the call.)
+async fn admit(
+    gateway: &Gateway,
+    spec: &ToolSpec,
+    arguments: &Arguments,
+    context: &CallContext,
+) -> Result<(), AppError> {
+    let needed = needed_scopes(spec, arguments);
+    match &context.caller {
+        Caller::Key(principal) => principal.require(needed)?,
+        Caller::Anonymous(_) if needed.iter().all(|s| *s == Scope::CatalogRead) => {}
+        _ => return Err(AppError::ApiKeyRequired),
+    }
+    let guard = gateway.guard();
+    guard.ensure_allowed(spec.operation).await?;
+    let limits = guard.operation_limits(&context.caller, spec.operation);
+    let decision = guard.admit(&limits).await?;
+    match guard.refusal(&decision) {
+        Some(error) => Err(error),
+        None => Ok(()),
+    }
+}
+
+/// The organisation the call acts for (checkout tools need a key: see [`admit`]).
+fn owner(context: &CallContext) -> Result<&str, AppError> {
+    context
+        .caller
+        .principal()
+        .map(|p| p.org.as_str())
+        .ok_or(AppError::ApiKeyRequired)
+}
+
+async fn execute(
+    gateway: &Gateway,
+    links: &Links,
+    tool: ToolName,
+    arguments: &Arguments,
+    context: &CallContext,
+) -> Result<Answer, AppError> {
+    match arguments {
+        Arguments::Search(search) => {
+            let query = sacp_wire::catalog::catalog_query(
+                search.query.clone(),
+                search.category.clone(),
+                search.limit,
+                search.cursor.as_deref(),
+            )?;
+            let page = ProductListDto::from(gateway.list_products(&query).await?);
+            Ok(answer(200, &page, products_summary(&page), None))
+        }
+        Arguments::Product(product) => {
+            let product = ProductDto::from(gateway.get_product(&product.product_id).await?);
+            let summary = format!(
+                "{} ({}): {}{}.",
+                product.name,
+                product.id,
+                product.price.formatted,
+                if product.available {
+                    ""
+                } else {
+                    ", not available now"
+                }
+            );
+            Ok(answer(200, &product, summary, Some(product.id.clone())))
+        }
+        Arguments::Create(create, raw) => {
+            create_checkout(gateway, links, create, raw, context).await
+        }
+        Arguments::Update(update) => {
+            let changes = CheckoutRequestDto {
+                items: update.items.clone(),
+                buyer: update.buyer.clone(),
+                fulfillment: update.fulfillment.clone(),
+            };
+            let checkout = gateway
+                .update_checkout_details(owner(context)?, &update.checkout_id, &changes.into())
+                .await?;
+            Ok(checkout_answer(200, &checkout, links))
+        }
+        Arguments::Checkout(CheckoutArgs { checkout_id }) => {
+            let owner = owner(context)?;
+            match tool {
+                ToolName::CancelCheckout => {
+                    let checkout = gateway.cancel_checkout(owner, checkout_id).await?;
+                    Ok(checkout_answer(200, &checkout, links))
+                }
+                ToolName::RequestPayment => {
+                    request_payment(gateway, links, owner, checkout_id).await
+                }
+                ToolName::GetPaymentStatus => {
+                    let view = gateway
+                        .latest_payment_status(owner, checkout_id)
+                        .await?
+                        .ok_or(AppError::NotFound(
+                            "payment request for this checkout: call request_payment first",
+                        ))?;
+                    let status = PaymentStatusDto::new(&view);
+                    let summary = status.message.clone();
+                    Ok(answer(200, &status, summary, Some(checkout_id.clone())))
+                }
+                _ => {
+                    let checkout = gateway.get_checkout(owner, checkout_id).await?;
+                    Ok(checkout_answer(200, &checkout, links))
+                }
+            }
+        }
+    }
+}
+
+async fn create_checkout(
+    gateway: &Gateway,
+    links: &Links,
+    create: &CreateCheckoutArgs,
+    raw: &JsonObject,
+    context: &CallContext,
+) -> Result<Answer, AppError> {
+    let owner = owner(context)?;
+    let changes = CheckoutRequestDto {
+        items: Some(create.items.clone()),
+        buyer: create.buyer.clone(),
+        fulfillment: create.fulfillment.clone(),
+    }
+    .into();
+    let render = |checkout: &Checkout| StoredResponse {
+        status: 201,
+        content_type: Some("application/json".into()),
+        location: Some(links.checkout(checkout.id().as_str())),
+        body: serde_json::to_vec(&CheckoutDto::new(checkout, links)).unwrap_or_default(),
+    };
+    let (Some(key), Some(principal)) = (&create.idempotency_key, context.caller.principal()) else {
+        let checkout = gateway.create_checkout(owner, &changes, None).await?;
+        return Ok(checkout_answer(201, &checkout, links));
+    };
+    let scope = IdempotencyScope {
+        caller: principal.key_id.as_str().to_owned(),
+        method: "POST".into(),
+        path: CREATE_CHECKOUT_SCOPE.into(),
+        key: IdempotencyKey::parse(key).map_err(AppError::from)?,
+    };
+    let guard = gateway.guard();
+    let claim = match guard
+        .begin_idempotent(&scope, &fingerprint(&canonical(raw)))
+        .await?
+    {
+        Begin::Started(claim) => claim,
+        Begin::Replay(stored) => return replayed(stored),
+        Begin::Mismatch => return Err(AppError::IdempotencyKeyReused),
+        Begin::InFlight { retry_after_secs } => {
+            return Err(AppError::IdempotencyKeyInFlight {
+                retry_after: retry_after_secs,
+            });
+        }
+    };
+    let answering = Answering {
+        claim: claim.clone(),
+        render: &render,
+    };
+    match gateway
+        .create_checkout(owner, &changes, Some(answering))
+        .await
+    {
+        Ok(checkout) => Ok(checkout_answer(201, &checkout, links)),
+        Err(error) => {
+            let problem = Problem::from(&error);
+            // As over REST: a failure that may pass is not kept (a retry runs again); one
+            // that will not is, so that a retry gets the same answer.
+            let kept = if problem.status() >= 500 {
+                guard.abandon_idempotent(&claim).await
+            } else {
+                let stored = StoredResponse {
+                    status: problem.status(),
+                    content_type: Some("application/problem+json".into()),
+                    location: None,
+                    body: problem.body(None, None).to_string().into_bytes(),
+                };
+                guard.finish_idempotent(&claim, &stored).await
+            };
+            if let Err(e) = kept {
+                tracing::warn!(error = %e, "idempotency record of a failed create_checkout not kept");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// The first call's answer, for a retry with the same idempotency key.
+fn replayed(stored: StoredResponse) -> Result<Answer, AppError> {
+    let body: Value = serde_json::from_slice(&stored.body)
+        .map_err(|_| AppError::BadRequest("the stored answer cannot be read".into()))?;
+    if stored.status >= 400 {
+        let detail = body["detail"].as_str().unwrap_or("the first call failed");
+        return Err(AppError::BadRequest(format!(
+            "this idempotency_key was used by a call that failed: {detail}"
+        )));
+    }
+    let checkout: CheckoutSummary = serde_json::from_value(body.clone()).unwrap_or_default();
+    Ok(Answer {
+        status: stored.status,
+        summary: format!("(The checkout this key opened.) {}", checkout.describe()),
+        resource: Some(checkout.id.clone()),
+        body,
+        qr_of: None,
+    })
+}
+
+async fn request_payment(
+    gateway: &Gateway,
+    links: &Links,
+    owner: &str,
+    checkout_id: &str,
+) -> Result<Answer, AppError> {
+    // No user token: the guest path, a device authorization for the stored checkout's exact
+    // total. (A live request is returned again, not duplicated.)
+    match gateway.complete_checkout(owner, checkout_id, None).await? {
+        CompleteOutcome::AuthorizationRequired {
+            checkout,
+            authorization,
+        } => {
+            let dto =
+                AuthorizationRequiredDto::new(&checkout, &authorization, links, gateway.now());
+            let summary = format!(
+                "{} The code expires in {} minutes. The order is placed as soon as the person approves; get_payment_status tells where it stands.",
+                dto.message,
+                dto.expires_in.div_ceil(60)
+            );
+            let qr_of = Some(dto.authorization_url.clone());
+            Ok(Answer {
+                status: 202,
+                summary,
+                resource: Some(dto.request_id.clone()),
+                body: serde_json::to_value(&dto).unwrap_or(Value::Null),
+                qr_of,
+            })
+        }
+        // Only a user token leads there, and MCP calls carry none.
+        CompleteOutcome::Completed(_) | CompleteOutcome::StepUpRequired { .. } => Err(
+            AppError::BadRequest("this checkout is paid with a wallet token, not here".into()),
+        ),
+    }
+}
+
+fn answer<T: serde::Serialize>(
+    status: u16,
+    value: &T,
+    summary: String,
+    resource: Option<String>,
+) -> Answer {
+    Answer {
+        status,
+        body: serde_json::to_value(value).unwrap_or(Value::Null),
+        summary,
+        resource,
+        qr_of: None,
+    }
+}
+
+fn checkout_answer(status: u16, checkout: &Checkout, links: &Links) -> Answer {
+    let dto = CheckoutDto::new(checkout, links);
+    let body = serde_json::to_value(&dto).unwrap_or(Value::Null);
+    let summary: CheckoutSummary = serde_json::from_value(body.clone()).unwrap_or_default();
+    Answer {
+        status,
+        summary: summary.describe(),
+        resource: Some(dto.id),
+        body,
+        qr_of: None,
+    }
+}
+
+/// What the summary of a checkout says, read from its answer (stored answers included).
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct CheckoutSummary {
+    id: String,
+    status: String,
+    total: MoneySummary,
+    missing: Vec<String>,
+    next_step: NextStepSummary,
+    order_id: Option<String>,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct MoneySummary {
+    formatted: String,
+}
+
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(default)]
+struct NextStepSummary {
+    action: String,
+}
+
+impl CheckoutSummary {
+    /// One sentence: where the checkout stands and which tool comes next.
+    fn describe(&self) -> String {
+        let next = match self.next_step.action.as_str() {
+            "update_checkout" => format!(
+                "Next: update_checkout with {}.",
+                self.missing.join(" and ")
+            ),
+            "complete" => "Next: request_payment, for the person to approve the total in their wallet.".to_owned(),
+            "await_authorization" => "The person is approving the payment in their wallet; follow it with get_payment_status.".to_owned(),
+            "done" => format!(
+                "The order {} is placed.",
+                self.order_id.as_deref().unwrap_or_default()
+            ),
+            _ => "Next: create_checkout, to buy again.".to_owned(),
+        };
+        format!(
+            "Checkout {} is {}, total {}. {next}",
+            self.id, self.status, self.total.formatted
+        )
+    }
+}
+
+fn products_summary(page: &ProductListDto) -> String {
+    if page.products.is_empty() {
+        return "No products match.".to_owned();
+    }
+    let lines: Vec<String> = page
+        .products
+        .iter()
+        .map(|p| {
+            format!(
+                "{} — {} (product_id {}){}",
+                p.name,
+                p.price.formatted,
+                p.id,
+                if p.available { "" } else { ", not available" }
+            )
+        })
+        .collect();
+    let more = match &page.next_cursor {
+        Some(cursor) => format!("\nMore: call again with cursor {cursor}."),
+        None => String::new(),
+    };
+    format!("{}{more}", lines.join("\n"))
+}
+
+/// The JSON of the arguments with keys sorted at every level, so that a retry sending the
+/// same arguments in another order is the same call.
+fn canonical(arguments: &JsonObject) -> Vec<u8> {
+    fn sorted(value: &Value) -> Value {
+        match value {
+            Value::Object(map) => {
+                let ordered: BTreeMap<&String, Value> =
+                    map.iter().map(|(k, v)| (k, sorted(v))).collect();
+                serde_json::to_value(ordered).unwrap_or(Value::Null)
+            }
+            Value::Array(items) => Value::Array(items.iter().map(sorted).collect()),
+            other => other.clone(),
+        }
+    }
+    sorted(&Value::Object(arguments.clone()))
+        .to_string()
+        .into_bytes()
+}
+
+fn success_result(answer: Answer) -> CallToolResult {
+    let mut content = vec![ContentBlock::text(answer.summary)];
+    if let Some(png) = answer.qr_of.as_deref().and_then(sacp_wire::qr::png) {
+        content.push(ContentBlock::image(
+            base64::engine::general_purpose::STANDARD.encode(png),
+            "image/png",
+        ));
+    }
+    // Clients that read only text get the same data as the structured content.
+    content.push(ContentBlock::text(answer.body.to_string()));
+    let mut result = CallToolResult::success(content);
+    result.structured_content = Some(answer.body);
+    result
+}
+
+/// A failure the caller can act on: the problem's title and detail, what to do, and the
+/// problem itself (code, status) as JSON.
+fn error_result(error: &AppError) -> CallToolResult {
+    let problem = Problem::from(error);
+    let body = problem.body(None, None);
+    let mut text = format!(
+        "{} ({}): {}",
+        body["title"].as_str().unwrap_or("Error"),
+        problem.code(),
+        problem.detail()
+    );
+    if let Some(seconds) = problem.retry_after_secs() {
+        text.push_str(&format!(" Retry after {seconds} s."));
+    }
+    if let Some(meaning) = sacp_wire::problem::PROBLEMS
+        .iter()
+        .find(|(code, ..)| *code == problem.code())
+        .map(|(.., meaning)| *meaning)
+    {
+        text.push(' ');
+        text.push_str(meaning);
+    }
+    CallToolResult::error(vec![
+        ContentBlock::text(text),
+        ContentBlock::text(body.to_string()),
+    ])
+}
+
+/// Counts a call refused before it ran, as REST counts refused requests (aggregated audit).
+fn refused(gateway: &Gateway, spec: &ToolSpec, context: &CallContext, error: &AppError) {
+    let status = Problem::from(error).status();
+    let guard = gateway.guard();
+    let principal = context.caller.principal();
+    guard.count_request(
+        principal.map(|p| p.key_id.clone()),
+        spec.action.to_owned(),
+        status,
+    );
+    let source = match &context.caller {
+        Caller::Key(principal) => format!("key:{}", principal.key_id.as_str()),
+        Caller::Anonymous(ip) => format!("ip:{ip}"),
+        Caller::Operator | Caller::Public => "ip:unknown".to_owned(),
+    };
+    guard.note_refusal(sacp_app::Refused {
+        at: guard.now(),
+        request_id: context.request_id.clone(),
+        source,
+        key_id: principal.map(|p| p.key_id.clone()),
+        org: principal.map(|p| p.org.clone()),
+        action: spec.action,
+        status,
+    });
+}
+
+/// Counts an answered call (traffic) and audits it as REST audits the route it mirrors:
+/// changes, and refused credentials.
+async fn record(
+    gateway: &Gateway,
+    spec: &ToolSpec,
+    context: &CallContext,
+    status: u16,
+    answer: Option<&Answer>,
+) {
+    let guard = gateway.guard();
+    let principal = context.caller.principal();
+    guard.count_request(
+        principal.map(|p| p.key_id.clone()),
+        spec.action.to_owned(),
+        status,
+    );
+    let changes_state = spec.operation != sacp_domain::switches::Operation::Read;
+    if !(changes_state || matches!(status, 401 | 403)) {
+        return;
+    }
+    let event = AuditEvent {
+        at: guard.now(),
+        request_id: context.request_id.clone(),
+        key_id: principal.map(|p| p.key_id.clone()),
+        org: principal.map(|p| p.org.clone()),
+        subject: None,
+        action: spec.action.to_owned(),
+        resource: answer.and_then(|a| a.resource.clone()),
+        outcome: AuditOutcome::of_status(status),
+        status,
+        source: None,
+        count: 1,
+    };
+    if let Err(error) = guard.audit(&event).await {
+        tracing::error!(%error, action = %event.action, "audit event not written");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sacp_domain::idempotency::IdempotencyKeyError;
+
+    use super::*;
+
+    #[test]
+    fn the_same_arguments_in_another_order_are_the_same_call() {
+        let a: JsonObject =
+            serde_json::from_str(r#"{"b":1,"a":{"y":2,"x":[{"q":1,"p":2}]}}"#).unwrap();
+        let b: JsonObject =
+            serde_json::from_str(r#"{"a":{"x":[{"p":2,"q":1}],"y":2},"b":1}"#).unwrap();
+        assert_eq!(canonical(&a), canonical(&b));
+        let c: JsonObject =
+            serde_json::from_str(r#"{"a":{"x":[{"p":3,"q":1}],"y":2},"b":1}"#).unwrap();
+        assert_ne!(canonical(&a), canonical(&c));
+    }
+
+    #[test]
+    fn an_unusable_idempotency_key_is_the_callers_error() {
+        let error = AppError::from(IdempotencyKeyError::Empty);
+        assert_eq!(Problem::from(&error).status(), 400);
+    }
+}

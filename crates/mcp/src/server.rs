@@ -1,0 +1,107 @@
+//! The MCP server: tools for a key's scopes, and calls run as the REST routes they mirror.
+
+use rmcp::ErrorData;
+use rmcp::handler::server::ServerHandler;
+use rmcp::model::{
+    CacheScope, CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
+    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::{RequestContext, RoleServer};
+use rmcp_actix_web::transport::on_request_extensions;
+use sacp_app::{Caller, Gateway};
+use sacp_wire::RequestId;
+use sacp_wire::dto::Links;
+use tracing::Instrument;
+
+use crate::calls::{self, CallContext};
+use crate::tools::{TOOLS, ToolSpec};
+
+/// What the server tells a client about itself.
+const INSTRUCTIONS: &str = "Shop for a person at the store: search_products, create_checkout with the items, update_checkout with the buyer and the shipping address, then request_payment. The person approves the exact total in their own wallet (a link, a QR code or a code): never ask them for card details. The order is placed as soon as they approve; get_payment_status says where it stands. Money is {amount (minor units), currency, formatted}: show `formatted`.";
+
+/// The gateway's MCP server: cheap to clone (one per request, any replica).
+#[derive(Clone, Debug)]
+pub struct SacpMcp {
+    gateway: Gateway,
+    links: Links,
+}
+
+impl SacpMcp {
+    /// A server over `gateway`, with links under `links`.
+    pub fn new(gateway: Gateway, links: Links) -> SacpMcp {
+        SacpMcp { gateway, links }
+    }
+}
+
+/// Who the `/mcp` guard admitted, and the HTTP request's id (carried from actix).
+fn call_context(context: &RequestContext<RoleServer>) -> Option<CallContext> {
+    let carried = on_request_extensions(&context.extensions)?;
+    Some(CallContext {
+        caller: carried.get::<Caller>()?.clone(),
+        request_id: carried
+            .get::<RequestId>()
+            .map(|id| id.0.clone())
+            .unwrap_or_default(),
+    })
+}
+
+impl ServerHandler for SacpMcp {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(
+                Implementation::new("sacp-gateway", env!("CARGO_PKG_VERSION"))
+                    .with_title("SACP Gateway"),
+            )
+            .with_instructions(INSTRUCTIONS)
+    }
+
+    fn get_tool(&self, name: &str) -> Option<Tool> {
+        ToolSpec::find(name).map(ToolSpec::tool)
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        context: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, ErrorData> {
+        let held = call_context(&context).map(|c| c.caller);
+        let scopes = match &held {
+            Some(Caller::Key(principal)) => Some(Some(&principal.scopes)),
+            Some(Caller::Anonymous(_)) => Some(None),
+            _ => None,
+        };
+        let tools = TOOLS
+            .iter()
+            .filter(|tool| scopes.is_some_and(|held| tool.open_to(held)))
+            .map(ToolSpec::tool)
+            .collect();
+        // The list depends on the key: no shared caches.
+        Ok(ListToolsResult::with_all_items(tools).with_cache_scope(CacheScope::Private))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, ErrorData> {
+        let Some(spec) = ToolSpec::find(&request.name) else {
+            return Err(ErrorData::invalid_params(
+                format!("no tool named {:?}; tools/list lists them", request.name),
+                None,
+            ));
+        };
+        let Some(call) = call_context(&context) else {
+            return Err(ErrorData::internal_error("the call was not admitted", None));
+        };
+        let span = tracing::info_span!(
+            "tool_call",
+            request_id = %call.request_id,
+            tool = spec.wire_name
+        );
+        let arguments = request.arguments.unwrap_or_default();
+        let result = calls::run(&self.gateway, &self.links, spec, arguments, &call)
+            .instrument(span)
+            .await;
+        Ok(result.into())
+    }
+}
