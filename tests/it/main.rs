@@ -16,6 +16,8 @@ mod crash_windows;
 mod database;
 mod exactly_once;
 mod guardrails;
+mod mcp;
+mod mcp_client;
 mod persistence;
 mod postgres;
 mod raw;
