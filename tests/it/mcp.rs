@@ -496,3 +496,103 @@ async fn no_device_code_or_token_reaches_an_mcp_client() {
     }
     app.stop().await;
 }
+
+#[tokio::test]
+async fn the_approval_widget_is_one_versioned_resource_linked_from_request_payment() {
+    let app = spawn_app().await;
+    let client = McpClient::new(&app, Some(TEST_KEY), Era::Handshake("2025-11-25"));
+    let started = client.start().await;
+    assert!(
+        started["capabilities"]["resources"].is_object(),
+        "{started}"
+    );
+    let listed = client.request("resources/list", None).await;
+    let resources = listed["resources"].as_array().unwrap();
+    assert_eq!(resources.len(), 1);
+    let widget = &resources[0];
+    assert_eq!(widget["uri"], sacp_mcp::widget::URI);
+    assert_eq!(widget["mimeType"], "text/html;profile=mcp-app");
+    assert_eq!(widget["_meta"]["ui"]["csp"]["connectDomains"], json!([]));
+    assert_eq!(
+        widget["_meta"]["openai/widgetCSP"]["connect_domains"],
+        json!([])
+    );
+    assert_eq!(widget["_meta"]["ui"]["domain"], app.url.as_str());
+
+    let read = client
+        .request(
+            "resources/read",
+            Some(json!({"uri": sacp_mcp::widget::URI})),
+        )
+        .await;
+    let contents = &read["contents"][0];
+    assert_eq!(contents["mimeType"], "text/html;profile=mcp-app");
+    assert!(
+        contents["text"]
+            .as_str()
+            .unwrap()
+            .contains("<!doctype html>")
+    );
+    let unknown = client
+        .send(
+            "resources/read",
+            Some(json!({"uri": "ui://sacp/nope.html"})),
+            Some(99),
+        )
+        .await;
+    assert!(unknown.body["error"].is_object(), "{}", unknown.body);
+
+    let tools = client.tools().await;
+    let request_payment = tools
+        .iter()
+        .find(|t| t["name"] == "request_payment")
+        .unwrap();
+    assert_eq!(
+        request_payment["_meta"]["ui"]["resourceUri"],
+        sacp_mcp::widget::URI
+    );
+    assert_eq!(
+        request_payment["_meta"]["openai/outputTemplate"],
+        sacp_mcp::widget::URI
+    );
+    let annotations = &request_payment["annotations"];
+    assert_eq!(annotations["readOnlyHint"], false);
+    assert_eq!(annotations["destructiveHint"], false);
+    let search = tools
+        .iter()
+        .find(|t| t["name"] == "search_products")
+        .unwrap();
+    assert_eq!(search["annotations"]["readOnlyHint"], true);
+
+    let created = client
+        .call("create_checkout", json!({"items": seed_items()}))
+        .await;
+    let id = created["structuredContent"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (buyer, fulfillment) = seed_details();
+    client
+        .call(
+            "update_checkout",
+            json!({"checkout_id": id, "buyer": buyer, "fulfillment": fulfillment}),
+        )
+        .await;
+    let payment = client
+        .call("request_payment", json!({"checkout_id": id}))
+        .await;
+    let shown = &payment["_meta"]["sacp/approval"];
+    assert!(
+        shown["merchant"]
+            .as_str()
+            .unwrap()
+            .contains("SACP Coffee Roasters")
+    );
+    assert_eq!(shown["items"][0]["name"], "Ethiopian Yirgacheffe");
+    assert_eq!(shown["total"]["amount"], 2146);
+    assert!(
+        shown["qr_svg"].as_str().unwrap().starts_with("<?xml")
+            || shown["qr_svg"].as_str().unwrap().contains("<svg")
+    );
+    app.stop().await;
+}

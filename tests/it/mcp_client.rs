@@ -94,7 +94,8 @@ impl<'a> McpClient<'a> {
         }
         if self.era == Era::Stateless {
             request = request.header("mcp-method", method);
-            if let Some(name) = params["name"].as_str() {
+            // What SEP-2243 names: a tool or prompt by name, a resource by URI.
+            if let Some(name) = params["name"].as_str().or(params["uri"].as_str()) {
                 request = request.header("mcp-name", name);
             }
         }

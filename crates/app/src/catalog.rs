@@ -93,6 +93,12 @@ impl Gateway {
     }
 
     /// One product.
+    /// The store's merchant: who the person pays.
+    pub async fn merchant(&self) -> Result<sacp_domain::catalog::Merchant, AppError> {
+        self.store.merchant().await.map_err(AppError::store)
+    }
+
+    /// One product of the catalog.
     pub async fn get_product(&self, id: &str) -> Result<Product, AppError> {
         let id = ProductId::parse(id).map_err(|_| AppError::NotFound("product"))?;
         self.store.product(&id).await.map_err(|e| match e {

@@ -58,6 +58,8 @@ struct Answer {
     resource: Option<String>,
     /// A link to show as a QR code too.
     qr_of: Option<String>,
+    /// `_meta` of the result (what the approval widget shows).
+    meta: Option<JsonObject>,
 }
 
 /// Who calls, on whose request.
@@ -334,6 +336,7 @@ fn replayed(stored: StoredResponse) -> Result<Answer, AppError> {
         resource: Some(checkout.id.clone()),
         body,
         qr_of: None,
+        meta: None,
     })
 }
 
@@ -357,6 +360,10 @@ async fn request_payment(
                 dto.message,
                 dto.expires_in.div_ceil(60)
             );
+            // The widget names the merchant; without it (store briefly down) it still shows
+            // the amount, items and code.
+            let merchant = gateway.merchant().await.map(|m| m.name).unwrap_or_default();
+            let meta = crate::widget::result_meta(&merchant, &checkout, &dto.authorization_url);
             let qr_of = Some(dto.authorization_url.clone());
             Ok(Answer {
                 status: 202,
@@ -364,6 +371,7 @@ async fn request_payment(
                 resource: Some(dto.request_id.clone()),
                 body: serde_json::to_value(&dto).unwrap_or(Value::Null),
                 qr_of,
+                meta: Some(meta),
             })
         }
         // Only a user token leads there, and MCP calls carry none.
@@ -385,6 +393,7 @@ fn answer<T: serde::Serialize>(
         summary,
         resource,
         qr_of: None,
+        meta: None,
     }
 }
 
@@ -398,6 +407,7 @@ fn checkout_answer(status: u16, checkout: &Checkout, links: &Links) -> Answer {
         resource: Some(dto.id),
         body,
         qr_of: None,
+        meta: None,
     }
 }
 
@@ -503,6 +513,7 @@ fn success_result(answer: Answer) -> CallToolResult {
     content.push(ContentBlock::text(answer.body.to_string()));
     let mut result = CallToolResult::success(content);
     result.structured_content = Some(answer.body);
+    result.meta = answer.meta.map(rmcp::model::MetaObject::from);
     result
 }
 

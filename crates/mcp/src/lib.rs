@@ -15,6 +15,7 @@ mod origin;
 mod schema;
 mod server;
 pub mod tools;
+pub mod widget;
 
 use std::sync::Arc;
 
@@ -35,7 +36,7 @@ pub type McpService = StreamableHttpService<SacpMcp, LocalSessionManager>;
 /// Builds the MCP service over `gateway`. Links it returns are under `public_url`, and only
 /// requests naming its host (`Host`) are served (DNS-rebinding protection).
 pub fn service(gateway: Gateway, public_url: &str) -> McpService {
-    let server = SacpMcp::new(gateway, Links::new(public_url));
+    let server = SacpMcp::new(gateway, Links::new(public_url), public_url);
     let hosts = allowed_hosts(public_url);
     StreamableHttpService::builder()
         .service_factory(Arc::new(move || Ok(server.clone())))

@@ -3,8 +3,10 @@
 use rmcp::ErrorData;
 use rmcp::handler::server::ServerHandler;
 use rmcp::model::{
-    CacheScope, CallToolRequestParams, CallToolResponse, Implementation, ListToolsResult,
-    PaginatedRequestParams, ServerCapabilities, ServerConfig, Tool,
+    CacheScope, CallToolRequestParams, CallToolResponse, ExtensionCapabilities, Implementation,
+    ListResourcesResult, ListToolsResult, MetaObject, PaginatedRequestParams,
+    ReadResourceRequestParams, ReadResourceResponse, ReadResourceResult, Resource,
+    ResourceContents, ServerCapabilities, ServerConfig, Tool,
 };
 use rmcp::service::{RequestContext, RoleServer};
 use rmcp_actix_web::transport::on_request_extensions;
@@ -24,12 +26,18 @@ const INSTRUCTIONS: &str = "Shop for a person at the store: search_products, cre
 pub struct SacpMcp {
     gateway: Gateway,
     links: Links,
+    public_url: std::sync::Arc<str>,
 }
 
 impl SacpMcp {
-    /// A server over `gateway`, with links under `links`.
-    pub fn new(gateway: Gateway, links: Links) -> SacpMcp {
-        SacpMcp { gateway, links }
+    /// A server over `gateway`, with links under `links` and the widget served for
+    /// `public_url`'s origin.
+    pub fn new(gateway: Gateway, links: Links, public_url: &str) -> SacpMcp {
+        SacpMcp {
+            gateway,
+            links,
+            public_url: public_url.into(),
+        }
     }
 }
 
@@ -47,7 +55,19 @@ fn call_context(context: &RequestContext<RoleServer>) -> Option<CallContext> {
 
 impl ServerHandler for SacpMcp {
     fn get_info(&self) -> ServerConfig {
-        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+        // MCP Apps: the approval widget is an HTML resource.
+        let mut extensions = ExtensionCapabilities::new();
+        if let serde_json::Value::Object(apps) =
+            serde_json::json!({"mimeTypes": [crate::widget::MIME_TYPE]})
+        {
+            extensions.insert("io.modelcontextprotocol/ui".into(), apps);
+        }
+        let capabilities = ServerCapabilities::builder()
+            .enable_tools()
+            .enable_resources()
+            .enable_extensions_with(extensions)
+            .build();
+        ServerConfig::new(capabilities)
             .with_server_info(
                 Implementation::new("sacp-gateway", env!("CARGO_PKG_VERSION"))
                     .with_title("SACP Gateway"),
@@ -77,6 +97,38 @@ impl ServerHandler for SacpMcp {
             .collect();
         // The list depends on the key: no shared caches.
         Ok(ListToolsResult::with_all_items(tools).with_cache_scope(CacheScope::Private))
+    }
+
+    async fn list_resources(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ListResourcesResult, ErrorData> {
+        let widget = Resource::new(crate::widget::URI, "payment-approval")
+            .with_title("Payment approval")
+            .with_description("Shows the payment the person approves in their wallet, and follows it to the order.")
+            .with_mime_type(crate::widget::MIME_TYPE)
+            .with_meta(MetaObject::from(crate::widget::resource_meta(&self.public_url)));
+        Ok(ListResourcesResult::with_all_items(vec![widget]))
+    }
+
+    async fn read_resource(
+        &self,
+        request: ReadResourceRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<ReadResourceResponse, ErrorData> {
+        if request.uri != crate::widget::URI {
+            return Err(ErrorData::resource_not_found(
+                format!("no resource {:?}; resources/list lists them", request.uri),
+                None,
+            ));
+        }
+        let contents = ResourceContents::text(crate::widget::HTML, request.uri.clone())
+            .with_mime_type(crate::widget::MIME_TYPE)
+            .with_meta(MetaObject::from(crate::widget::resource_meta(
+                &self.public_url,
+            )));
+        Ok(ReadResourceResult::new(vec![contents]).into())
     }
 
     async fn call_tool(

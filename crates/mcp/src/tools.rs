@@ -273,7 +273,7 @@ impl ToolSpec {
 
     /// The tool as `tools/list` shows it.
     pub fn tool(&self) -> Tool {
-        Tool::new(self.wire_name, self.description, (self.input)())
+        let tool = Tool::new(self.wire_name, self.description, (self.input)())
             .with_title(self.title)
             .with_raw_output_schema((self.output)())
             .with_annotations(
@@ -283,7 +283,13 @@ impl ToolSpec {
                     .idempotent(self.hints.idempotent)
                     // The store and the wallet the gateway is configured with: a closed world.
                     .open_world(false),
-            )
+            );
+        if self.name == ToolName::RequestPayment {
+            // Hosts that render MCP Apps show the approval widget with the result.
+            tool.with_meta(rmcp::model::MetaObject::from(crate::widget::tool_meta()))
+        } else {
+            tool
+        }
     }
 }
 

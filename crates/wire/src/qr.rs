@@ -5,6 +5,17 @@ use std::io::Cursor;
 use image::{ImageFormat, Luma};
 use qrcode::QrCode;
 
+/// An SVG QR code of `text` (dark modules on white, scalable); `None` when it is too long to
+/// encode.
+pub fn svg(text: &str) -> Option<String> {
+    let code = QrCode::new(text.as_bytes()).ok()?;
+    Some(
+        code.render::<qrcode::render::svg::Color<'_>>()
+            .min_dimensions(200, 200)
+            .build(),
+    )
+}
+
 /// A PNG QR code of `text` (at least 240 × 240 pixels); `None` when it is too long to encode.
 pub fn png(text: &str) -> Option<Vec<u8>> {
     let code = QrCode::new(text.as_bytes()).ok()?;
