@@ -49,8 +49,6 @@ from urllib.parse import urljoin, urlsplit
 try:
     import anyio
     import httpx2
-    import mcp
-    import mcp_types
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
     from mcp.shared.exceptions import MCPError
@@ -329,10 +327,6 @@ class LogCapture(logging.Handler):
 # Results
 
 
-class Skip(Exception):
-    """A check that cannot run because one it depends on failed."""
-
-
 class CheckFailed(Exception):
     pass
 
@@ -379,9 +373,7 @@ def describe(exc: BaseException) -> str:
         data = f", data={short(exc.data, 400)}" if exc.data is not None else ""
         return f"MCPError {exc.code}: {exc.message}{data}"
     if isinstance(exc, ValidationError):
-        errs = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()[:5]
-        )
+        errs = "; ".join(f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()[:5])
         return f"the SDK rejected the server's result (pydantic {exc.title}): {errs}"
     if isinstance(exc, RuntimeError) and "structured content" in str(exc).lower():
         return f"output-schema validation failed: {short(str(exc), 800)}"
@@ -442,7 +434,9 @@ async def approve_in_wallet(authorization_url: str, tap: Tap, label: str) -> str
         ensure_loopback(action, "the wallet form's action")
         answer = await http.post(action, data={"user_code": codes[0], "decision": "approve"})
         if answer.status_code >= 400:
-            raise CheckFailed(f"POST {urlsplit(action).path} (approve) answered {answer.status_code}: {short(answer.text)}")
+            raise CheckFailed(
+                f"POST {urlsplit(action).path} (approve) answered {answer.status_code}: {short(answer.text)}"
+            )
         return codes[0]
 
 
@@ -503,11 +497,15 @@ class EraRun:
         self.logs = logs
         self.label = f"{era}/main"
         self.validated: list[str] = []  # tools whose structuredContent the SDK checked
+        self.noted: set[str] = set()
         self.output_schemas: dict[str, dict[str, Any] | None] = {}
 
-    async def check(
-        self, name: str, fn: Callable[[], Awaitable[str | None]], needs: list[Any] | None = None
-    ) -> bool:
+    def note_once(self, text: str) -> None:
+        if text not in self.noted:
+            self.noted.add(text)
+            self.results.note(self.era, text)
+
+    async def check(self, name: str, fn: Callable[[], Awaitable[str | None]], needs: list[Any] | None = None) -> bool:
         for need in needs or []:
             if need is None:
                 self.results.skip(self.era, name, "an earlier check it depends on failed")
@@ -516,9 +514,6 @@ class EraRun:
         try:
             with anyio.fail_after(CHECK_TIMEOUT_S):
                 detail = await fn()
-        except Skip as exc:
-            self.results.skip(self.era, name, str(exc))
-            return False
         except Exception as exc:  # every failure is reported, none hidden
             mcp_exchanges = [e for e in self.tap.since(mark) if e.path.startswith("/mcp")]
             evidence = "\n".join(e.render() for e in (mcp_exchanges or self.tap.since(mark))[-3:])
@@ -599,7 +594,9 @@ class EraRun:
             expect(client.server_capabilities.tools is not None, "initialize capabilities have no `tools`")
             info = client.server_info
             return f"initialize: protocolVersion {client.protocol_version}, server {info.name} {info.version}"
-        return f"mode={self.era!r} adopted, protocol {client.protocol_version} (no wire traffic until the first request)"
+        return (
+            f"mode={self.era!r} adopted, protocol {client.protocol_version} (no wire traffic until the first request)"
+        )
 
     # -- the seed conversation
 
@@ -788,8 +785,7 @@ class EraRun:
         expect(statuses[0] == 401, f"first answer was HTTP {statuses[0]}, not 401: {posts[0].render()}")
         expect(all(s == 401 for s in statuses), f"answers {statuses}")
         if "www-authenticate" not in posts[0].response_headers:
-            self.results.note(
-                self.era,
+            self.note_once(
                 "401 from /mcp has no WWW-Authenticate header (RFC 9110 §11.6.1: a 401 MUST carry one; "
                 f"content-type {posts[0].response_headers.get('content-type')!r})",
             )
@@ -799,17 +795,11 @@ class EraRun:
 
     def conformance_notes(self) -> None:
         era = self.era
-        for (log_era, message) in [r for r in self.logs.records if r[0] == era]:
+        for _era, message in [r for r in self.logs.records if r[0] == era]:
             self.results.note(era, f"SDK logged {short(message, 400)}")
         self.logs.records = [r for r in self.logs.records if r[0] != era]
         version_key = LATEST_HANDSHAKE_VERSION if era == LEGACY else MODERN
-        seen: set[str] = set()
-
-        def once(text: str) -> None:
-            if text not in seen:
-                seen.add(text)
-                self.results.note(era, text)
-
+        once = self.note_once
         for ex in self.tap.exchanges:
             if not ex.label.startswith(era + "/") or not ex.path.startswith("/mcp"):
                 continue
@@ -933,8 +923,10 @@ def main() -> int:
 
     eras = list(ERAS) if args.era == "both" else [args.era]
     results = Results()
-    out(f"mcp-sdk-check: MCP Python SDK mcp {mcp_version()} (mcp-types {mcp_types_version()}), "
-        f"httpx2 {httpx2.__version__}; eras: {', '.join(eras)}")
+    out(
+        f"mcp-sdk-check: MCP Python SDK mcp {mcp_version()} (mcp-types {mcp_types_version()}), "
+        f"httpx2 {httpx2.__version__}; eras: {', '.join(eras)}"
+    )
     with tempfile.TemporaryDirectory(prefix="mcp-sdk-check.") as workdir:
         gw = Gateway(binary, workdir)
         try:

@@ -596,3 +596,131 @@ async fn the_approval_widget_is_one_versioned_resource_linked_from_request_payme
     );
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_client_that_opens_urls_is_asked_to_open_the_wallet_page() {
+    let app = spawn_app().await;
+    let (buyer, fulfillment) = seed_details();
+    for era in ERAS {
+        let mut client = McpClient::new(&app, Some(TEST_KEY), era);
+        client.capabilities = json!({"elicitation": {"url": {}}});
+        client.start().await;
+        let created = client
+            .call("create_checkout", json!({"items": seed_items()}))
+            .await;
+        let id = created["structuredContent"]["id"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        client
+            .call(
+                "update_checkout",
+                json!({"checkout_id": id, "buyer": buyer, "fulfillment": fulfillment}),
+            )
+            .await;
+        let call = json!({"name": "request_payment", "arguments": {"checkout_id": id}});
+        let first = client.request("tools/call", Some(call.clone())).await;
+        if era != Era::Stateless {
+            // Without a session the gateway cannot ask: the result carries the link.
+            assert!(
+                first["structuredContent"]["authorization_url"].is_string(),
+                "{first}"
+            );
+            continue;
+        }
+        assert_eq!(first["resultType"], "input_required", "{first}");
+        let ask = &first["inputRequests"]["approve_in_wallet"];
+        assert_eq!(ask["method"], "elicitation/create");
+        assert_eq!(ask["params"]["mode"], "url");
+        assert!(
+            ask["params"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("CA$21.46")
+        );
+        let url = ask["params"]["url"].as_str().unwrap().to_owned();
+        // The person opens it and approves; the client asks again with the answer.
+        app.decide_in_wallet(&url, true).await;
+        let mut retry = call.clone();
+        retry["inputResponses"] = json!({"approve_in_wallet": {"action": "accept"}});
+        retry["requestState"] = first["requestState"].clone();
+        let second = client.request("tools/call", Some(retry)).await;
+        assert_eq!(
+            second["structuredContent"]["authorization_url"],
+            url.as_str(),
+            "{second}"
+        );
+        let done = settled(&client, &id).await;
+        assert_eq!(done["structuredContent"]["status"], "completed");
+    }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn asking_for_payment_again_once_approved_says_where_it_stands() {
+    let app = spawn_app().await;
+    let client = McpClient::new(&app, Some(TEST_KEY), Era::Handshake("2025-06-18"));
+    client.start().await;
+    let created = client
+        .call("create_checkout", json!({"items": seed_items()}))
+        .await;
+    let id = created["structuredContent"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (buyer, fulfillment) = seed_details();
+    client
+        .call(
+            "update_checkout",
+            json!({"checkout_id": id, "buyer": buyer, "fulfillment": fulfillment}),
+        )
+        .await;
+    let payment = client
+        .call("request_payment", json!({"checkout_id": id}))
+        .await;
+    // The card issuer fails for now: the approval stays approved while the gateway retries.
+    app.sims.wallet.set_faults(sacp_sim::faults::Faults {
+        poll_interval_secs: Some(1),
+        payment_provider_error: true,
+        ..Default::default()
+    });
+    app.decide_in_wallet(
+        payment["structuredContent"]["authorization_url"]
+            .as_str()
+            .unwrap(),
+        true,
+    )
+    .await;
+    let mut state = String::new();
+    for _ in 0..100 {
+        let status = client
+            .call("get_payment_status", json!({"checkout_id": id}))
+            .await;
+        state = status["structuredContent"]["status"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        if state == "approved" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(state, "approved");
+    let again = client
+        .call("request_payment", json!({"checkout_id": id}))
+        .await;
+    assert_ne!(again["isError"], true, "{again}");
+    assert_eq!(
+        again["structuredContent"]["request_id"], payment["structuredContent"]["request_id"],
+        "the same request"
+    );
+    assert!(text(&again).contains("approved"), "{}", text(&again));
+    app.sims.wallet.set_faults(sacp_sim::faults::Faults {
+        poll_interval_secs: Some(1),
+        ..Default::default()
+    });
+    let done = settled(&client, &id).await;
+    assert_eq!(done["structuredContent"]["status"], "completed");
+    assert_eq!(app.sims.store.stats().completions, 1);
+    app.stop().await;
+}

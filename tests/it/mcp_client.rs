@@ -54,6 +54,8 @@ pub struct McpClient<'a> {
     schemas: Mutex<HashMap<String, Value>>,
     /// Extra headers on every request (`Origin`, say).
     pub headers: Vec<(String, String)>,
+    /// The client capabilities it declares.
+    pub capabilities: Value,
 }
 
 impl<'a> McpClient<'a> {
@@ -65,6 +67,7 @@ impl<'a> McpClient<'a> {
             ids: AtomicU64::new(1),
             schemas: Mutex::default(),
             headers: Vec::new(),
+            capabilities: json!({}),
         }
     }
 
@@ -75,7 +78,7 @@ impl<'a> McpClient<'a> {
         if self.era == Era::Stateless {
             params["_meta"] = json!({
                 "io.modelcontextprotocol/protocolVersion": "2026-07-28",
-                "io.modelcontextprotocol/clientCapabilities": {},
+                "io.modelcontextprotocol/clientCapabilities": self.capabilities,
             });
         }
         if params.as_object().is_some_and(|p| !p.is_empty()) {
@@ -141,7 +144,7 @@ impl<'a> McpClient<'a> {
                         "initialize",
                         Some(json!({
                             "protocolVersion": version,
-                            "capabilities": {},
+                            "capabilities": self.capabilities,
                             "clientInfo": {"name": "sacp-tests", "version": "1"},
                         })),
                     )

@@ -348,7 +348,18 @@ async fn request_payment(
 ) -> Result<Answer, AppError> {
     // No user token: the guest path, a device authorization for the stored checkout's exact
     // total. (A live request is returned again, not duplicated.)
-    match gateway.complete_checkout(owner, checkout_id, None).await? {
+    let outcome = match gateway.complete_checkout(owner, checkout_id, None).await {
+        Ok(outcome) => outcome,
+        // Approved and being placed: asking again is no error (the tool is idempotent); it
+        // is the same request, and where it stands.
+        Err(error) if Problem::from(&error).code() == "payment_in_progress" => {
+            return live_request(gateway, links, owner, checkout_id)
+                .await?
+                .ok_or(error);
+        }
+        Err(error) => return Err(error),
+    };
+    match outcome {
         CompleteOutcome::AuthorizationRequired {
             checkout,
             authorization,
@@ -379,6 +390,33 @@ async fn request_payment(
             AppError::BadRequest("this checkout is paid with a wallet token, not here".into()),
         ),
     }
+}
+
+/// The checkout's request being approved or placed, as `request_payment` answered it, with
+/// where it stands now.
+async fn live_request(
+    gateway: &Gateway,
+    links: &Links,
+    owner: &str,
+    checkout_id: &str,
+) -> Result<Option<Answer>, AppError> {
+    let Some(view) = gateway.latest_payment_status(owner, checkout_id).await? else {
+        return Ok(None);
+    };
+    if view.authorization.status().is_terminal() {
+        return Ok(None);
+    }
+    let dto =
+        AuthorizationRequiredDto::new(&view.checkout, &view.authorization, links, gateway.now());
+    let summary = PaymentStatusDto::new(&view).message;
+    Ok(Some(Answer {
+        status: 202,
+        summary,
+        resource: Some(dto.request_id.clone()),
+        body: serde_json::to_value(&dto).unwrap_or(Value::Null),
+        qr_of: None,
+        meta: None,
+    }))
 }
 
 fn answer<T: serde::Serialize>(

@@ -16,7 +16,52 @@ use sacp_wire::dto::Links;
 use tracing::Instrument;
 
 use crate::calls::{self, CallContext};
-use crate::tools::{TOOLS, ToolSpec};
+use crate::tools::{TOOLS, ToolName, ToolSpec};
+
+/// Whether the client can be asked to open a URL within a call: a 2026-07-28 client that
+/// declared URL-mode elicitation. (Earlier clients would need a session to be asked; the
+/// gateway keeps none, so they show the link from the result instead.)
+fn opens_urls(context: &RequestContext<RoleServer>) -> bool {
+    context.protocol_version() >= Some(rmcp::model::ProtocolVersion::V_2026_07_28)
+        && context
+            .client_capabilities()
+            .and_then(|capabilities| capabilities.elicitation)
+            .and_then(|elicitation| elicitation.url)
+            .is_some()
+}
+
+/// The wallet link of a successful `request_payment` result, and what to tell the person.
+fn approval_link(result: &rmcp::model::CallToolResult) -> Option<(String, String)> {
+    if result.is_error == Some(true) {
+        return None;
+    }
+    let content = result.structured_content.as_ref()?;
+    let url = content["authorization_url"].as_str()?.to_owned();
+    let message = format!(
+        "Approve the payment of {} in your wallet (code {}).",
+        content["amount"]["formatted"].as_str().unwrap_or_default(),
+        content["user_code"].as_str().unwrap_or_default()
+    );
+    Some((url, message))
+}
+
+/// Asks the client to open the wallet's approval page.
+fn open_wallet(url: String, message: String) -> rmcp::model::InputRequiredResult {
+    use rmcp::model::{ElicitRequest, ElicitRequestParams, InputRequest, InputRequests};
+    let mut requests = InputRequests::new();
+    requests.insert(
+        "approve_in_wallet".into(),
+        InputRequest::Elicitation(ElicitRequest::new(
+            ElicitRequestParams::UrlElicitationParams {
+                meta: None,
+                message,
+                url,
+                elicitation_id: String::new(),
+            },
+        )),
+    );
+    rmcp::model::InputRequiredResult::new(Some(requests), Some("request_payment".into()))
+}
 
 /// What the server tells a client about itself.
 const INSTRUCTIONS: &str = "Shop for a person at the store: search_products, create_checkout with the items, update_checkout with the buyer and the shipping address, then request_payment. The person approves the exact total in their own wallet (a link, a QR code or a code): never ask them for card details. The order is placed as soon as they approve; get_payment_status says where it stands. Money is {amount (minor units), currency, formatted}: show `formatted`.";
@@ -150,10 +195,19 @@ impl ServerHandler for SacpMcp {
             request_id = %call.request_id,
             tool = spec.wire_name
         );
+        let ask_to_open = spec.name == ToolName::RequestPayment
+            && request.input_responses.is_none()
+            && opens_urls(&context);
         let arguments = request.arguments.unwrap_or_default();
         let result = calls::run(&self.gateway, &self.links, spec, arguments, &call)
             .instrument(span)
             .await;
-        Ok(result.into())
+        match (ask_to_open, approval_link(&result)) {
+            // The spec's way for payments: the client opens the wallet's page for the person
+            // (with their consent), then asks again and gets the result. Asking again returns
+            // the same live request.
+            (true, Some((url, message))) => Ok(open_wallet(url, message).into()),
+            _ => Ok(result.into()),
+        }
     }
 }
