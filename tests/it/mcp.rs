@@ -244,10 +244,11 @@ async fn without_a_key_mcp_answers_401_unless_the_anonymous_tier_serves_the_cata
         reply.headers["content-type"], "application/problem+json",
         "a problem, not a JSON-RPC error"
     );
-    assert!(
-        !reply.headers.contains_key("www-authenticate"),
-        "no OAuth metadata is advertised, as none is served"
-    );
+    // A challenge for the key (RFC 9110 requires one on a 401), and no OAuth metadata, as
+    // none is served.
+    let challenge = reply.headers["www-authenticate"].to_str().unwrap();
+    assert!(challenge.starts_with("ApiKey "), "{challenge}");
+    assert!(!challenge.contains("resource_metadata"), "{challenge}");
     // A key that is not one, in either header.
     let wrong = McpClient::new(&app, Some("sacp_nope"), Era::Stateless);
     assert_eq!(
@@ -449,8 +450,29 @@ async fn tool_calls_meet_the_guardrails_of_the_routes_they_mirror() {
     app.stop().await;
 }
 
+/// Every log line of this test process (at debug level, the libraries' included).
+#[derive(Clone, Default)]
+struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 #[tokio::test]
-async fn no_device_code_or_token_reaches_an_mcp_client() {
+async fn no_device_code_or_token_reaches_an_mcp_client_or_a_log() {
+    let logs = CapturedLogs::default();
+    let writer = logs.clone();
+    tracing_subscriber::fmt()
+        .with_env_filter("debug")
+        .with_writer(move || writer.clone())
+        .try_init()
+        .expect("this test process logs to the capture");
     let app = spawn_app().await;
     let client = McpClient::new(&app, Some(TEST_KEY), Era::Stateless);
     client.start().await;
@@ -494,7 +516,18 @@ async fn no_device_code_or_token_reaches_an_mcp_client() {
         assert!(!body.contains("access_token"), "a token leaked: {body}");
         assert!(!body.contains("payment_token"), "a token leaked: {body}");
     }
+    let tokens = app.sims.wallet.issued_access_tokens();
+    assert!(!tokens.is_empty(), "the approval minted a token");
     app.stop().await;
+    let logged = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    assert!(logged.contains("tool_call"), "the capture works");
+    for secret in tokens
+        .iter()
+        .map(String::as_str)
+        .chain([device_code.as_str(), TEST_KEY])
+    {
+        assert!(!logged.contains(secret), "a secret reached the log");
+    }
 }
 
 #[tokio::test]

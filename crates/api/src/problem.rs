@@ -10,6 +10,24 @@ pub use sacp_wire::problem::{PROBLEMS, Problem};
 
 use crate::request_id;
 
+/// The `WWW-Authenticate` challenge of a 401 (RFC 9110 §11.6.1): the integration key
+/// (`X-API-Key`, a scheme of the gateway's own — no OAuth is offered, so none is advertised),
+/// or the person's wallet token (RFC 6750 §3).
+fn challenge(code: &str) -> Option<&'static str> {
+    match code {
+        "api_key_required"
+        | "api_key_invalid"
+        | "api_key_revoked"
+        | "api_key_expired"
+        | "admin_credentials_required" => {
+            Some(r#"ApiKey realm="sacp-gateway", header="X-API-Key""#)
+        }
+        "user_token_required" => Some(r#"Bearer realm="wallet""#),
+        "user_token_invalid" => Some(r#"Bearer realm="wallet", error="invalid_token""#),
+        _ => None,
+    }
+}
+
 /// Renders a [`Problem`] as this API's answer.
 pub trait Respond {
     /// The `application/problem+json` response, carrying the current request's id.
@@ -25,6 +43,9 @@ impl Respond for Problem {
         response.content_type("application/problem+json");
         if let Some(seconds) = self.retry_after_secs() {
             response.insert_header((header::RETRY_AFTER, HeaderValue::from(seconds)));
+        }
+        if let Some(challenge) = challenge(self.code()) {
+            response.insert_header((header::WWW_AUTHENTICATE, challenge));
         }
         response.body(body.to_string())
     }

@@ -140,8 +140,14 @@ impl ServerHandler for SacpMcp {
             .filter(|tool| scopes.is_some_and(|held| tool.open_to(held)))
             .map(ToolSpec::tool)
             .collect();
-        // The list depends on the key: no shared caches.
-        Ok(ListToolsResult::with_all_items(tools).with_cache_scope(CacheScope::Private))
+        let listed = ListToolsResult::with_all_items(tools);
+        // The list depends on the key: no shared caches (a 2026-07-28 field; earlier
+        // revisions have no caching hints).
+        if context.protocol_version() >= Some(rmcp::model::ProtocolVersion::V_2026_07_28) {
+            Ok(listed.with_cache_scope(CacheScope::Private))
+        } else {
+            Ok(listed)
+        }
     }
 
     async fn list_resources(

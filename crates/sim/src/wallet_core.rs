@@ -322,6 +322,8 @@ struct State {
     devices: HashMap<String, DeviceRecord>,
     user_codes: HashMap<String, String>,
     tokens: HashMap<String, AccessRecord>,
+    /// Every access token issued, revoked ones included (tests prove none leaks).
+    issued: Vec<String>,
     payments: HashMap<String, PaymentRecord>,
     step_ups: HashMap<String, StepUpRecord>,
     faults: Faults,
@@ -575,6 +577,7 @@ impl WalletCore {
         now: DateTime<Utc>,
     ) -> TokenOut {
         let token = random_token("wsim_at_", 24);
+        state.issued.push(token.clone());
         let scope = scopes.join(" ");
         state.tokens.insert(
             token.clone(),
@@ -925,6 +928,12 @@ impl WalletCore {
         drop(state);
         self.device_view(&code)
             .ok_or_else(|| SimError::oauth(404, "not_found", "unknown code"))
+    }
+
+    /// Every access token the wallet has issued, revoked ones included (for tests that
+    /// prove none leaks).
+    pub fn issued_access_tokens(&self) -> Vec<String> {
+        self.state().issued.clone()
     }
 
     /// The secret device code behind a user code (for tests that prove it never leaks).
