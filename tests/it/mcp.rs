@@ -306,6 +306,12 @@ async fn a_page_of_another_origin_is_refused() {
         client.send("server/discover", None, Some(1)).await.status,
         StatusCode::OK
     );
+    // Behind a proxy that forwards another Host, clients (no Origin) are served.
+    client.headers = vec![("host".into(), "gateway.internal:8080".into())];
+    assert_eq!(
+        client.send("server/discover", None, Some(1)).await.status,
+        StatusCode::OK
+    );
     app.stop().await;
 }
 

@@ -33,17 +33,20 @@ pub const PATH: &str = "/mcp";
 /// The MCP service, ready to be mounted under [`PATH`] on every worker (clone it).
 pub type McpService = StreamableHttpService<SacpMcp, LocalSessionManager>;
 
-/// Builds the MCP service over `gateway`. Links it returns are under `public_url`, and only
-/// requests naming its host (`Host`) are served (DNS-rebinding protection).
+/// Builds the MCP service over `gateway`, with links under `public_url`.
+///
+/// rmcp's `Host` allow-list is off: it would refuse every request behind a proxy that
+/// rewrites `Host`, and what it guards against — a browser page driving the endpoint after a
+/// DNS rebinding — is refused by the `Origin` check in front ([`check_origin`]), as such a
+/// page's requests carry its own origin.
 pub fn service(gateway: Gateway, public_url: &str) -> McpService {
     let server = SacpMcp::new(gateway, Links::new(public_url), public_url);
-    let hosts = allowed_hosts(public_url);
     StreamableHttpService::builder()
         .service_factory(Arc::new(move || Ok(server.clone())))
         .session_manager(Arc::new(LocalSessionManager::default()))
         .stateful_mode(false)
         .json_response(true)
-        .allowed_hosts(hosts)
+        .allowed_hosts(Vec::new())
         .max_request_body_bytes(sacp_wire::MAX_BODY_BYTES)
         .on_request_fn(|request, extensions| {
             use actix_web::HttpMessage;
@@ -57,50 +60,4 @@ pub fn service(gateway: Gateway, public_url: &str) -> McpService {
             }
         })
         .build()
-}
-
-/// The host names a request may name: the public URL's (a loopback public URL also allows
-/// the other loopback names).
-fn allowed_hosts(public_url: &str) -> Vec<String> {
-    let host = url_host(public_url);
-    let loopback = ["localhost", "127.0.0.1", "::1", "[::1]"];
-    let mut hosts: Vec<String> = host.iter().cloned().collect();
-    if host.as_deref().is_some_and(|h| loopback.contains(&h)) {
-        hosts.extend(loopback.iter().map(|h| (*h).to_owned()));
-    }
-    hosts.sort();
-    hosts.dedup();
-    hosts
-}
-
-/// The host of `url` (without port), lower-cased.
-pub(crate) fn url_host(url: &str) -> Option<String> {
-    let rest = url.split_once("://").map_or(url, |(_, rest)| rest);
-    let authority = rest.split(['/', '?', '#']).next()?;
-    let authority = authority.rsplit('@').next()?;
-    let host = if let Some(bracketed) = authority.strip_prefix('[') {
-        bracketed.split(']').next()?.to_owned()
-    } else {
-        authority.split(':').next()?.to_owned()
-    };
-    (!host.is_empty()).then(|| host.to_ascii_lowercase())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts_come_from_the_public_url() {
-        assert_eq!(
-            allowed_hosts("https://shop.example.com/"),
-            ["shop.example.com"]
-        );
-        assert!(allowed_hosts("http://127.0.0.1:8080").contains(&"localhost".to_owned()));
-        assert_eq!(url_host("http://[::1]:8080/x"), Some("::1".into()));
-        assert_eq!(
-            url_host("https://User@Shop.Example:443"),
-            Some("shop.example".into())
-        );
-    }
 }

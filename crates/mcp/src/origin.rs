@@ -37,6 +37,7 @@ impl AllowedOrigins {
 }
 
 /// `scheme://host[:port]` of a URL or origin, lower-cased, without a default port.
+/// (Parsing stops at the first `/`, `?` or `#`: a path never widens an origin.)
 fn normalize(url: &str) -> Option<String> {
     let (scheme, rest) = url.trim().split_once("://")?;
     let scheme = scheme.to_ascii_lowercase();
