@@ -342,7 +342,7 @@ impl Gateway {
         if authorization.checkout_id() != checkout.id() {
             return Err(AppError::NotFound("payment authorization"));
         }
-        Ok(self.status_view(checkout, authorization))
+        self.status_view(checkout, authorization).await
     }
 
     /// Where the checkout's latest guest payment stands (live or ended); `None` if it never
@@ -358,14 +358,24 @@ impl Gateway {
             .latest_for_checkout(checkout.id())
             .await
             .map_err(AppError::Storage)?;
-        Ok(latest.map(|authorization| self.status_view(checkout, authorization)))
+        match latest {
+            Some(authorization) => Ok(Some(self.status_view(checkout, authorization).await?)),
+            None => Ok(None),
+        }
     }
 
-    fn status_view(
+    /// Where a payment stands. The checkout was read before the authorization: if the order
+    /// was placed in between (the authorization is used, the checkout read has no order
+    /// yet), it is read again, so that `completed` always comes with its order.
+    async fn status_view(
         &self,
-        checkout: Checkout,
+        mut checkout: Checkout,
         authorization: PaymentAuthorization,
-    ) -> PaymentStatusView {
+    ) -> Result<PaymentStatusView, AppError> {
+        if authorization.payment_status() == PaymentStatus::Completed && checkout.order().is_none()
+        {
+            checkout = self.load_checkout(checkout.id()).await?;
+        }
         let now = self.clock.now();
         let status = match authorization.payment_status() {
             // Expiry is a matter of time: report it before the driver records it.
@@ -377,12 +387,12 @@ impl Gateway {
             }
             other => other,
         };
-        PaymentStatusView {
+        Ok(PaymentStatusView {
             status,
             expires_in: authorization.expires_in(now),
             authorization,
             checkout,
-        }
+        })
     }
 
     async fn find_authorization(&self, request_id: &str) -> Result<PaymentAuthorization, AppError> {
