@@ -319,7 +319,7 @@ async fn a_page_of_another_origin_is_refused() {
 async fn tool_calls_meet_the_guardrails_of_the_routes_they_mirror() {
     let mut limited = settings();
     // Counted as POST /checkout counts them: a replay and a refused reuse count too.
-    limited.limits.checkouts_per_day = 4;
+    limited.limits.checkouts_per_day = 6;
     let app = spawn_app_with(limited, sacp_sim::faults::Faults::default()).await;
     let client = McpClient::new(&app, Some(TEST_KEY), Era::Handshake("2025-11-25"));
     client.start().await;
@@ -349,6 +349,14 @@ async fn tool_calls_meet_the_guardrails_of_the_routes_they_mirror() {
         .await;
     assert_eq!(problem(&reused)["code"], "idempotency_key_reused");
     assert_eq!(app.sims.store.stats().sessions_created, 1);
+
+    // A failed first call is replayed as it failed, with its own code.
+    let sold_out = json!({"items": [{"product_id": sacp_sim::catalog::SOLD_OUT_GRINDER, "quantity": 1}], "idempotency_key": "retry-2"});
+    let failed = client.call("create_checkout", sold_out.clone()).await;
+    assert_eq!(problem(&failed)["code"], "items_unavailable");
+    let replay = client.call("create_checkout", sold_out).await;
+    assert_eq!(problem(&replay)["code"], "items_unavailable", "{replay}");
+    assert!(text(&replay).contains("idempotency_key"));
 
     // The daily checkout quota counts tool calls as it counts POST /checkout.
     let second = client

@@ -60,6 +60,8 @@ struct Answer {
     qr_of: Option<String>,
     /// `_meta` of the result (what the approval widget shows).
     meta: Option<JsonObject>,
+    /// A failure replayed from an idempotency record: `body` is its problem.
+    failed: bool,
 }
 
 /// Who calls, on whose request.
@@ -324,10 +326,21 @@ fn replayed(stored: StoredResponse) -> Result<Answer, AppError> {
     let body: Value = serde_json::from_slice(&stored.body)
         .map_err(|_| AppError::BadRequest("the stored answer cannot be read".into()))?;
     if stored.status >= 400 {
-        let detail = body["detail"].as_str().unwrap_or("the first call failed");
-        return Err(AppError::BadRequest(format!(
-            "this idempotency_key was used by a call that failed: {detail}"
-        )));
+        // The first call's failure, as it was answered (its code, status and detail).
+        return Ok(Answer {
+            status: stored.status,
+            summary: format!(
+                "{} ({}): {} (the first call with this idempotency_key; use a new key to try again)",
+                body["title"].as_str().unwrap_or("Error"),
+                body["code"].as_str().unwrap_or("error"),
+                body["detail"].as_str().unwrap_or_default()
+            ),
+            resource: None,
+            body,
+            qr_of: None,
+            meta: None,
+            failed: true,
+        });
     }
     let checkout: CheckoutSummary = serde_json::from_value(body.clone()).unwrap_or_default();
     Ok(Answer {
@@ -337,6 +350,7 @@ fn replayed(stored: StoredResponse) -> Result<Answer, AppError> {
         body,
         qr_of: None,
         meta: None,
+        failed: false,
     })
 }
 
@@ -383,6 +397,7 @@ async fn request_payment(
                 body: serde_json::to_value(&dto).unwrap_or(Value::Null),
                 qr_of,
                 meta: Some(meta),
+                failed: false,
             })
         }
         // Only a user token leads there, and MCP calls carry none.
@@ -416,6 +431,7 @@ async fn live_request(
         body: serde_json::to_value(&dto).unwrap_or(Value::Null),
         qr_of: None,
         meta: None,
+        failed: false,
     }))
 }
 
@@ -432,6 +448,7 @@ fn answer<T: serde::Serialize>(
         resource,
         qr_of: None,
         meta: None,
+        failed: false,
     }
 }
 
@@ -446,6 +463,7 @@ fn checkout_answer(status: u16, checkout: &Checkout, links: &Links) -> Answer {
         body,
         qr_of: None,
         meta: None,
+        failed: false,
     }
 }
 
@@ -540,6 +558,12 @@ fn canonical(arguments: &JsonObject) -> Vec<u8> {
 }
 
 fn success_result(answer: Answer) -> CallToolResult {
+    if answer.failed {
+        return CallToolResult::error(vec![
+            ContentBlock::text(answer.summary),
+            ContentBlock::text(answer.body.to_string()),
+        ]);
+    }
     let mut content = vec![ContentBlock::text(answer.summary)];
     if let Some(png) = answer.qr_of.as_deref().and_then(sacp_wire::qr::png) {
         content.push(ContentBlock::image(
