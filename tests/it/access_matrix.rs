@@ -58,6 +58,7 @@ const EXPECTED: &[(&str, &str, Need)] = &[
     ("GET", "/qr/{request_id}", Public),
     ("GET", "/healthz", Public),
     ("GET", "/readyz", Public),
+    ("GET", "/metrics", Admin),
     ("GET", "/problems/{code}", Public),
     ("GET", "/openapi.json", Public),
     ("GET", "/docs", Public),

@@ -121,6 +121,8 @@ pub fn settings() -> Settings {
         db_pool_size: 16,
         workers: Some(2),
         log_format: "text".into(),
+        metrics_listen: None,
+        otlp_endpoint: None,
         // Generous gateway-wide limits: the rate-limit tests set their own.
         limits: LimitArgs {
             org_per_minute: 1_000_000,
@@ -201,6 +203,11 @@ pub async fn spawn_app_with(settings: Settings, wallet_faults: Faults) -> TestAp
 }
 
 impl TestApp {
+    /// Where the scraper's `/metrics` listener is bound, when the settings asked for one.
+    pub fn metrics_address(&self) -> Option<std::net::SocketAddr> {
+        self.running.as_ref().and_then(|r| r.metrics_address)
+    }
+
     /// Sends a request and checks the answer against the OpenAPI document.
     pub async fn call(&self, method: Method, path: &str, body: Option<Value>) -> Answer {
         self.call_with(method, path, body, &[]).await

@@ -18,6 +18,7 @@ mod exactly_once;
 mod guardrails;
 mod mcp;
 mod mcp_client;
+mod metrics;
 mod persistence;
 mod postgres;
 mod raw;

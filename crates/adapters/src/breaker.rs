@@ -40,13 +40,19 @@ enum State {
 pub(crate) struct Breaker {
     config: BreakerConfig,
     state: Mutex<State>,
+    /// `sacp_upstream_breaker_open` of this upstream: 1 unless closed.
+    open: metrics::Gauge,
 }
 
 impl Breaker {
-    pub(crate) fn new(config: BreakerConfig) -> Breaker {
+    pub(crate) fn new(upstream: &'static str, config: BreakerConfig) -> Breaker {
+        let open =
+            metrics::gauge!(sacp_ports::telemetry::UPSTREAM_BREAKER_OPEN, "upstream" => upstream);
+        open.set(0.0);
         Breaker {
             config,
             state: Mutex::new(State::Closed { failures: 0 }),
+            open,
         }
     }
 
@@ -72,7 +78,7 @@ impl Breaker {
     /// Records how a request that went out ended.
     pub(crate) fn record(&self, failed: bool, now: Instant) {
         let mut state = self.state();
-        *state = match (*state, failed) {
+        let next = match (*state, failed) {
             (_, false) => State::Closed { failures: 0 },
             (State::Closed { failures }, true) if failures + 1 < self.config.failure_threshold => {
                 State::Closed {
@@ -89,6 +95,9 @@ impl Breaker {
                 }
             }
         };
+        let closed = matches!(next, State::Closed { .. });
+        *state = next;
+        self.open.set(if closed { 0.0 } else { 1.0 });
     }
 }
 
@@ -98,10 +107,13 @@ mod tests {
 
     #[test]
     fn opens_after_the_threshold_and_lets_one_trial_through_after_the_cool_down() {
-        let breaker = Breaker::new(BreakerConfig {
-            failure_threshold: 3,
-            cool_down: Duration::from_secs(5),
-        });
+        let breaker = Breaker::new(
+            "store",
+            BreakerConfig {
+                failure_threshold: 3,
+                cool_down: Duration::from_secs(5),
+            },
+        );
         let t0 = Instant::now();
         for _ in 0..2 {
             assert!(breaker.allow(t0));

@@ -8,6 +8,7 @@ use reqwest::{RequestBuilder, StatusCode};
 use sacp_domain::{Currency, Money};
 use sacp_ports::UpstreamError;
 use sacp_ports::error::from_http_status;
+use sacp_ports::telemetry;
 use serde::de::DeserializeOwned;
 use url::Url;
 
@@ -38,6 +39,8 @@ impl Default for HttpConfig {
 #[derive(Debug, Clone)]
 pub(crate) struct Upstream {
     pub(crate) client: reqwest::Client,
+    /// `store` or `wallet`: the `upstream` label of its metrics and the prefix of its spans.
+    name: &'static str,
     base: Url,
     breaker: Arc<Breaker>,
 }
@@ -59,7 +62,11 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 impl Upstream {
     /// A client for the upstream at `base` (which may carry a path prefix, e.g.
     /// `http://127.0.0.1:8090/ssim`).
-    pub(crate) fn new(base: &str, config: HttpConfig) -> Result<Upstream, String> {
+    pub(crate) fn new(
+        name: &'static str,
+        base: &str,
+        config: HttpConfig,
+    ) -> Result<Upstream, String> {
         // One TLS stack, with the ring provider: install it once per process.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let mut base =
@@ -82,8 +89,9 @@ impl Upstream {
             .map_err(|e| format!("cannot build HTTP client: {e}"))?;
         Ok(Upstream {
             client,
+            name,
             base,
-            breaker: Arc::new(Breaker::new(config.breaker)),
+            breaker: Arc::new(Breaker::new(name, config.breaker)),
         })
     }
 
@@ -111,24 +119,62 @@ impl Upstream {
     /// circuit. Only faults of the upstream count: unreachable, timeout, 5xx, a body that
     /// breaks the contract. While the circuit is open, answers [`UpstreamError::Unavailable`]
     /// at once.
-    pub(crate) async fn send(&self, request: RequestBuilder) -> Result<Answer, UpstreamError> {
+    ///
+    /// Every call is counted under `operation` (a fixed name, e.g. `get_product`) and carries
+    /// the request's W3C trace context (`traceparent`, `tracestate`) in a client span of its
+    /// own.
+    pub(crate) async fn send(
+        &self,
+        operation: &'static str,
+        request: RequestBuilder,
+    ) -> Result<Answer, UpstreamError> {
         let (client, request) = request.build_split();
-        let request = request.map_err(|e| UpstreamError::InvalidRequest(without_url(&e)))?;
+        let refused = |outcome: &'static str, error: UpstreamError| {
+            self.count(operation, outcome);
+            Err(error)
+        };
+        let mut request = match request {
+            Ok(request) => request,
+            Err(e) => return refused("not_sent", UpstreamError::InvalidRequest(without_url(&e))),
+        };
         if http::Uri::try_from(request.url().as_str()).is_err() {
-            return Err(UpstreamError::InvalidRequest(
-                "the URL is too long or not valid".into(),
-            ));
+            return refused(
+                "not_sent",
+                UpstreamError::InvalidRequest("the URL is too long or not valid".into()),
+            );
         }
         if !self.breaker.allow(Instant::now()) {
-            return Err(UpstreamError::Unavailable);
+            return refused("circuit_open", UpstreamError::Unavailable);
         }
+        let span = crate::trace::client_span(self.name, operation, request.headers_mut());
+        let started = Instant::now();
         let answer = self.exchange(&client, request).await;
-        let failed = match &answer {
-            Ok(answer) => answer.status.is_server_error(),
-            Err(_) => true,
+        let elapsed = started.elapsed();
+        let (failed, outcome) = match &answer {
+            Ok(answer) => (answer.status.is_server_error(), outcome_of(answer.status)),
+            Err(UpstreamError::Timeout) => (true, "timeout"),
+            Err(_) => (true, "unreachable"),
         };
+        span.end(answer.as_ref().ok().map(|a| a.status.as_u16()), outcome);
         self.breaker.record(failed, Instant::now());
+        self.count(operation, outcome);
+        metrics::histogram!(
+            telemetry::UPSTREAM_REQUEST_DURATION,
+            "upstream" => self.name,
+            "operation" => operation
+        )
+        .record(elapsed.as_secs_f64());
         answer
+    }
+
+    fn count(&self, operation: &'static str, outcome: &'static str) {
+        metrics::counter!(
+            telemetry::UPSTREAM_REQUESTS,
+            "upstream" => self.name,
+            "operation" => operation,
+            "outcome" => outcome
+        )
+        .increment(1);
     }
 
     async fn exchange(
@@ -146,6 +192,16 @@ impl Upstream {
             body,
             breaker: self.breaker.clone(),
         })
+    }
+}
+
+/// The `outcome` label of an answer: its status class.
+fn outcome_of(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
     }
 }
 
@@ -254,7 +310,8 @@ mod tests {
 
     #[test]
     fn path_segments_are_appended_under_the_prefix_and_encoded() {
-        let upstream = Upstream::new("http://127.0.0.1:8090/ssim", HttpConfig::default()).unwrap();
+        let upstream =
+            Upstream::new("store", "http://127.0.0.1:8090/ssim", HttpConfig::default()).unwrap();
         assert_eq!(
             upstream
                 .url(&["api", "agent", "v1", "products", "a/b c?d"])
@@ -262,12 +319,17 @@ mod tests {
                 .as_str(),
             "http://127.0.0.1:8090/ssim/api/agent/v1/products/a%2Fb%20c%3Fd"
         );
-        let slash = Upstream::new("http://127.0.0.1:8090/ssim/", HttpConfig::default()).unwrap();
+        let slash = Upstream::new(
+            "store",
+            "http://127.0.0.1:8090/ssim/",
+            HttpConfig::default(),
+        )
+        .unwrap();
         assert_eq!(
             slash.url(&["x"]).unwrap().as_str(),
             "http://127.0.0.1:8090/ssim/x"
         );
-        let root = Upstream::new("http://127.0.0.1:8090", HttpConfig::default()).unwrap();
+        let root = Upstream::new("store", "http://127.0.0.1:8090", HttpConfig::default()).unwrap();
         assert_eq!(
             root.url(&[".well-known", "ucp"]).unwrap().as_str(),
             "http://127.0.0.1:8090/.well-known/ucp"
@@ -279,8 +341,8 @@ mod tests {
                 Err(UpstreamError::InvalidRequest(_))
             ));
         }
-        assert!(Upstream::new("ftp://x", HttpConfig::default()).is_err());
-        assert!(Upstream::new("not a url", HttpConfig::default()).is_err());
+        assert!(Upstream::new("store", "ftp://x", HttpConfig::default()).is_err());
+        assert!(Upstream::new("store", "not a url", HttpConfig::default()).is_err());
     }
 
     #[test]

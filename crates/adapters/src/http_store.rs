@@ -40,7 +40,7 @@ impl HttpStore {
         service_token: Option<SecretString>,
     ) -> Result<HttpStore, String> {
         Ok(HttpStore {
-            upstream: Upstream::new(base_url, config)?,
+            upstream: Upstream::new("store", base_url, config)?,
             service_token,
             merchant: OnceCell::new(),
         })
@@ -359,7 +359,10 @@ impl Store for HttpStore {
         self.merchant
             .get_or_try_init(|| async {
                 let url = self.upstream.url(&[".well-known", "ucp"])?;
-                let answer = self.upstream.send(self.upstream.client.get(url)).await?;
+                let answer = self
+                    .upstream
+                    .send("merchant", self.upstream.client.get(url))
+                    .await?;
                 let discovery: WireDiscovery = answer.success()?;
                 if discovery.merchant.id.is_empty() {
                     return Err(malformed("merchant id"));
@@ -387,7 +390,13 @@ impl Store for HttpStore {
                 .get(self.api(&["products"])?)
                 .query(&params),
         );
-        page(self.upstream.send(request).await?.success()?, query.offset)
+        page(
+            self.upstream
+                .send("list_products", request)
+                .await?
+                .success()?,
+            query.offset,
+        )
     }
 
     async fn search_products(&self, query: &SearchQuery) -> Result<ProductPage, UpstreamError> {
@@ -402,7 +411,13 @@ impl Store for HttpStore {
                 .get(self.api(&["products", "search"])?)
                 .query(&params),
         );
-        page(self.upstream.send(request).await?.success()?, query.offset)
+        page(
+            self.upstream
+                .send("search_products", request)
+                .await?
+                .success()?,
+            query.offset,
+        )
     }
 
     async fn product(&self, id: &ProductId) -> Result<Product, UpstreamError> {
@@ -411,7 +426,12 @@ impl Store for HttpStore {
                 .client
                 .get(self.api(&["products", id.as_str()])?),
         );
-        product(self.upstream.send(request).await?.success()?)
+        product(
+            self.upstream
+                .send("get_product", request)
+                .await?
+                .success()?,
+        )
     }
 
     async fn create_session(
@@ -435,12 +455,12 @@ impl Store for HttpStore {
                 .post(self.api(&["sessions"])?)
                 .json(&body),
         );
-        session_answer(&self.upstream.send(request).await?)
+        session_answer(&self.upstream.send("create_session", request).await?)
     }
 
     async fn session(&self, id: &StoreSessionId) -> Result<StoreSession, UpstreamError> {
         let request = self.guest(self.upstream.client.get(self.api(&["sessions", &id.0])?));
-        session_answer(&self.upstream.send(request).await?)
+        session_answer(&self.upstream.send("get_session", request).await?)
     }
 
     async fn update_session(
@@ -464,7 +484,7 @@ impl Store for HttpStore {
                 .patch(self.api(&["sessions", &id.0])?)
                 .json(&body),
         );
-        session_answer(&self.upstream.send(request).await?)
+        session_answer(&self.upstream.send("update_session", request).await?)
     }
 
     async fn complete_session(
@@ -479,7 +499,7 @@ impl Store for HttpStore {
             .post(self.api(&["sessions", &id.0, "complete"])?)
             .bearer_auth(user_token.expose())
             .json(&json!({"payment_token": payment_token.expose()}));
-        let answer = self.upstream.send(request).await?;
+        let answer = self.upstream.send("complete_session", request).await?;
         match answer.status {
             StatusCode::OK => {
                 let done: WireCompletion = answer.json()?;
@@ -506,7 +526,7 @@ impl Store for HttpStore {
 
     async fn cancel_session(&self, id: &StoreSessionId) -> Result<(), UpstreamError> {
         let request = self.guest(self.upstream.client.delete(self.api(&["sessions", &id.0])?));
-        let answer = self.upstream.send(request).await?;
+        let answer = self.upstream.send("cancel_session", request).await?;
         if answer.status.is_success() {
             Ok(())
         } else {
@@ -524,7 +544,7 @@ impl Store for HttpStore {
             .client
             .get(self.api(&["orders", order_id])?)
             .bearer_auth(user_token.expose());
-        let wire: WireOrder = self.upstream.send(request).await?.success()?;
+        let wire: WireOrder = self.upstream.send("get_order", request).await?.success()?;
         let currency: Currency = currency(&wire.currency)?;
         Ok(Order {
             items: wire

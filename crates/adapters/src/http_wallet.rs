@@ -46,7 +46,7 @@ impl HttpWallet {
         credentials: WalletCredentials,
     ) -> Result<HttpWallet, String> {
         Ok(HttpWallet {
-            upstream: Upstream::new(base_url, config)?,
+            upstream: Upstream::new("wallet", base_url, config)?,
             credentials,
         })
     }
@@ -174,6 +174,7 @@ impl Wallet for HttpWallet {
         let answer = self
             .upstream
             .send(
+                "device_authorization",
                 self.upstream
                     .client
                     .post(self.api(&["oauth", "device_authorization"])?)
@@ -194,6 +195,13 @@ impl Wallet for HttpWallet {
                 uri.to_string()
             }
         };
+        // The person is sent to these links (page, QR code, widget): only web addresses.
+        for uri in [&wire.verification_uri, &complete] {
+            let web = url::Url::parse(uri).is_ok_and(|u| matches!(u.scheme(), "https" | "http"));
+            if !web {
+                return Err(malformed("verification URI is not an http(s) URL"));
+            }
+        }
         Ok(DeviceGrant {
             device_code: DeviceCode::new(wire.device_code),
             user_code: wire.user_code,
@@ -217,6 +225,7 @@ impl Wallet for HttpWallet {
         let answer = self
             .upstream
             .send(
+                "device_token",
                 self.upstream
                     .client
                     .post(self.api(&["oauth", "token"])?)
@@ -258,6 +267,7 @@ impl Wallet for HttpWallet {
         let answer = self
             .upstream
             .send(
+                "client_credentials",
                 self.upstream
                     .client
                     .post(self.api(&["oauth", "token"])?)
@@ -284,7 +294,7 @@ impl Wallet for HttpWallet {
                 .map(|s| s.expose_secret());
             request = request.basic_auth(id, secret);
         }
-        let answer = self.upstream.send(request).await?;
+        let answer = self.upstream.send("introspect", request).await?;
         if answer.status == StatusCode::UNAUTHORIZED {
             return Err(UpstreamError::rejected("invalid_client"));
         }
@@ -337,6 +347,7 @@ impl Wallet for HttpWallet {
         let answer = self
             .upstream
             .send(
+                "payment_token",
                 self.upstream
                     .client
                     .post(self.api(&["payments", "token"])?)
@@ -378,6 +389,7 @@ impl Wallet for HttpWallet {
         let answer = self
             .upstream
             .send(
+                "step_up_status",
                 self.upstream
                     .client
                     .get(self.api(&["payments", step_up_id, "status"])?)
@@ -410,6 +422,7 @@ impl Wallet for HttpWallet {
         let answer = self
             .upstream
             .send(
+                "revoke",
                 self.upstream
                     .client
                     .post(self.api(&["oauth", "revoke"])?)

@@ -23,6 +23,7 @@ mod pg_guard;
 mod pg_step_up;
 pub mod random;
 pub mod sealing;
+pub mod trace;
 
 pub use breaker::BreakerConfig;
 pub use http::HttpConfig;

@@ -8,10 +8,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sacp_domain::access::ApiKey;
 use sacp_domain::audit::AuditEvent;
+use sacp_domain::authorization::AuthorizationStatus;
 use sacp_domain::idempotency::Answer;
 use sacp_domain::{ApiKeyId, Checkout, CheckoutId, PaymentAuthorization, PaymentAuthorizationId};
 use sacp_ports::{
-    ApiKeyRepository, AuditLog, AuthorizationRepository, CheckoutRepository, RepositoryError,
+    ApiKeyRepository, AuditLog, AuthorizationRepository, CheckoutRepository, LiveCounts,
+    RepositoryError,
 };
 
 use crate::memory_compact::{CompactCheckout, CompactKey, Products, key_of};
@@ -230,6 +232,19 @@ impl AuthorizationRepository for MemoryAuthorizations {
         *stored = next;
         authorization.set_version(authorization.version() + 1);
         Ok(())
+    }
+
+    async fn live_counts(&self) -> Result<LiveCounts, RepositoryError> {
+        let mut counts = LiveCounts::default();
+        for authorization in lock(&self.map).values() {
+            match authorization.status() {
+                AuthorizationStatus::Pending => counts.pending += 1,
+                AuthorizationStatus::Approved => counts.approved += 1,
+                AuthorizationStatus::Charging => counts.charging += 1,
+                _ => {}
+            }
+        }
+        Ok(counts)
     }
 
     async fn due(

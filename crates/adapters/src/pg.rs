@@ -26,8 +26,10 @@ use sacp_domain::{
     ApiKeyId, AuthorizationStatus, Checkout, CheckoutId, Currency, DeviceCode, Money,
     PaymentAuthorization, PaymentAuthorizationId, PaymentHold,
 };
+use sacp_ports::telemetry;
 use sacp_ports::{
-    ApiKeyRepository, AuditLog, AuthorizationRepository, CheckoutRepository, RepositoryError,
+    ApiKeyRepository, AuditLog, AuthorizationRepository, CheckoutRepository, LiveCounts,
+    RepositoryError,
 };
 
 /// The advisory lock key under which migrations run (an arbitrary constant: `sacp` in ASCII,
@@ -359,6 +361,17 @@ impl PgStorage {
         })
     }
 
+    /// Sets the pool gauges (connections in use and idle, and the limit) from the pool's
+    /// state now; called when metrics are scraped.
+    pub fn record_pool_gauges(&self) {
+        let state = self.pool.state();
+        let idle = f64::from(state.idle_connections);
+        let in_use = f64::from(state.connections.saturating_sub(state.idle_connections));
+        metrics::gauge!(telemetry::DB_POOL_CONNECTIONS, "state" => "in_use").set(in_use);
+        metrics::gauge!(telemetry::DB_POOL_CONNECTIONS, "state" => "idle").set(idle);
+        metrics::gauge!(telemetry::DB_POOL_MAX).set(f64::from(self.pool.max_size()));
+    }
+
     /// Applies every pending migration; returns the names applied.
     ///
     /// Replicas starting together on one database take turns: the migrations run under a
@@ -471,9 +484,20 @@ pub(crate) fn with_connection<T>(
     pool: &PgPool,
     work: impl FnOnce(&mut PgConnection) -> Result<T, RepositoryError>,
 ) -> Result<T, RepositoryError> {
-    let mut pooled = pool.get().map_err(unavailable)?;
+    let asked = Instant::now();
+    let mut pooled = match pool.get() {
+        Ok(pooled) => pooled,
+        Err(error) => {
+            metrics::counter!(telemetry::DB_POOL_TIMEOUTS).increment(1);
+            return Err(unavailable(error));
+        }
+    };
+    let started = Instant::now();
+    metrics::histogram!(telemetry::DB_POOL_WAIT).record((started - asked).as_secs_f64());
     let result = work(&mut pooled.conn);
     pooled.answered_at = Instant::now();
+    metrics::histogram!(telemetry::DB_STATEMENT_DURATION)
+        .record((pooled.answered_at - started).as_secs_f64());
     result
 }
 
@@ -800,6 +824,31 @@ impl AuthorizationRepository for PgStorage {
         .await?;
         authorization.set_version(next);
         Ok(())
+    }
+
+    async fn live_counts(&self) -> Result<LiveCounts, RepositoryError> {
+        let rows: Vec<(String, i64)> = self
+            .run(|conn| {
+                use payment_authorizations::dsl as pa;
+                pa::payment_authorizations
+                    .filter(pa::status.eq_any(LIVE))
+                    .group_by(pa::status)
+                    .select((pa::status, diesel::dsl::count_star()))
+                    .load(conn)
+                    .map_err(database_error)
+            })
+            .await?;
+        let mut counts = LiveCounts::default();
+        for (status, count) in rows {
+            let count = u64::try_from(count).unwrap_or(0);
+            match status.as_str() {
+                "pending" => counts.pending = count,
+                "approved" => counts.approved = count,
+                "charging" => counts.charging = count,
+                _ => {}
+            }
+        }
+        Ok(counts)
     }
 
     async fn due(

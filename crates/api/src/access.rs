@@ -48,6 +48,9 @@ pub struct Policy {
     /// authenticates, caps, reads the body, and counts what every request counts against
     /// and the traffic.
     pub per_call: bool,
+    /// Reads are audited too (the admin API's are; a metrics scrape every few seconds is
+    /// not).
+    pub audit_reads: bool,
 }
 
 impl Policy {
@@ -58,6 +61,7 @@ impl Policy {
         search_with_q: false,
         capped: true,
         per_call: false,
+        audit_reads: false,
     };
 
     /// The MCP endpoint: any key (or the anonymous tier), guardrails applied per tool call.
@@ -78,7 +82,14 @@ impl Policy {
     pub const ADMIN_READ: Policy = Policy {
         access: Access::Admin,
         capped: false,
+        audit_reads: true,
         ..Policy::PUBLIC
+    };
+
+    /// The metrics scrape on the main listener: the operator's, never capped, not audited.
+    pub const SCRAPE: Policy = Policy {
+        audit_reads: false,
+        ..Policy::ADMIN_READ
     };
 
     /// An operator change (not counted against the in-flight cap either).

@@ -9,7 +9,7 @@
 use actix_web::http::Method;
 use actix_web::http::header::{self, HeaderValue};
 use actix_web::middleware::from_fn;
-use actix_web::{HttpRequest, HttpResponse, Resource, Route, guard, web};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, Resource, Route, guard, web};
 use sacp_domain::access::Scope;
 use sacp_domain::switches::Operation;
 
@@ -66,6 +66,7 @@ pub static ENDPOINTS: &[Endpoint] = &[
     endpoint!(GET "/healthz", Policy::PROBE, system::healthz),
     endpoint!(GET "/readyz", Policy::PROBE, system::readyz),
     endpoint!(GET "/problems/{code}", Policy::PUBLIC, system::problem_page),
+    endpoint!(GET "/metrics", Policy::SCRAPE, system::metrics),
     endpoint!(GET "/openapi.json", Policy::PUBLIC, system::openapi_json),
     endpoint!(GET "/docs", Policy::PUBLIC, system::docs_redirect),
     endpoint!(GET "/docs/{_:.*}", Policy::PUBLIC, system::docs_file),
@@ -133,7 +134,14 @@ fn allow_header(methods: &[&Method]) -> String {
 
 /// What a resource answers to a method it has no endpoint for: `OPTIONS` gets 204 and the
 /// `Allow` list, anything else 405 with it. Decided before any key is looked at.
-async fn other_method(request: HttpRequest, allow: HeaderValue) -> HttpResponse {
+async fn other_method(
+    request: HttpRequest,
+    pattern: &'static str,
+    allow: HeaderValue,
+) -> HttpResponse {
+    request
+        .extensions_mut()
+        .insert(crate::metrics::RouteLabel(pattern));
     if let Some(state) = request.app_data::<web::Data<crate::ApiState>>() {
         let status = if request.method() == Method::OPTIONS {
             204
@@ -185,7 +193,7 @@ pub fn resources() -> Vec<Resource> {
                     resource.route(route(endpoint))
                 });
             resource.default_service(web::to(move |request: HttpRequest| {
-                other_method(request, allow.clone())
+                other_method(request, pattern, allow.clone())
             }))
         })
         .collect()

@@ -36,6 +36,7 @@ use sacp_domain::ratelimit::Decision;
 
 use crate::access::{self, Access, Caller};
 use crate::endpoints::Endpoint;
+use sacp_ports::telemetry;
 
 use crate::problem::ApiError;
 use crate::{ApiState, MAX_BODY_BYTES, request_id, routes};
@@ -214,6 +215,9 @@ pub async fn guarded(
     mut request: ServiceRequest,
     next: Next<BoxBody>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    request
+        .extensions_mut()
+        .insert(crate::metrics::RouteLabel(endpoint.pattern));
     let Some(state) = state_of(&request) else {
         return Ok(request.error_response(ApiError(AppError::BadRequest(
             "gateway misconfigured".into(),
@@ -244,7 +248,10 @@ async fn admit(
     let policy = &endpoint.policy;
     let in_flight = if policy.capped {
         let ticket = state.in_flight.enter();
-        Some(ticket.ok_or(AppError::Overloaded { tenant: false })?)
+        Some(ticket.ok_or_else(|| {
+            metrics::counter!(telemetry::IN_FLIGHT_REFUSALS, "scope" => "replica").increment(1);
+            AppError::Overloaded { tenant: false }
+        })?)
     } else {
         None
     };
@@ -264,12 +271,13 @@ async fn admit(
     let integration = matches!(policy.access, Access::Scopes(_) | Access::AnyKey);
     let guarded_here = integration && !policy.per_call;
     let tenant = match tenant_of(&caller) {
-        Some(tenant) if policy.capped && integration => Some(
-            state
-                .in_flight
-                .enter_tenant(&tenant)
-                .ok_or_else(|| known(AppError::Overloaded { tenant: true }))?,
-        ),
+        Some(tenant) if policy.capped && integration => {
+            Some(state.in_flight.enter_tenant(&tenant).ok_or_else(|| {
+                metrics::counter!(telemetry::IN_FLIGHT_REFUSALS, "scope" => "organisation")
+                    .increment(1);
+                known(AppError::Overloaded { tenant: true })
+            })?)
+        }
         _ => None,
     };
     let guard = state.gateway.guard();
@@ -477,9 +485,9 @@ async fn record(
         // Each call it carried was audited as the route it mirrors.
         return;
     }
-    let is_admin = endpoint.policy.access == Access::Admin;
+    let audited_read = endpoint.policy.audit_reads;
     let changes_state = !matches!(endpoint.method, Method::GET | Method::HEAD);
-    if !(changes_state || is_admin || matches!(status, 401 | 403)) {
+    if !(changes_state || audited_read || matches!(status, 401 | 403)) {
         return;
     }
     let subject = response

@@ -11,10 +11,12 @@ pub mod catalog_cache;
 pub mod endpoints;
 pub mod guard;
 pub mod headers;
+pub mod metrics;
 pub mod openapi;
 pub mod problem;
 pub mod request_id;
 mod routes;
+pub mod trace;
 
 pub use routes::admin::KeyDto;
 
@@ -50,7 +52,20 @@ pub struct ApiState {
     pub catalog_cache: Arc<CatalogCache>,
     /// How long a request body may take to arrive.
     pub body_timeout: Duration,
+    /// What `GET /metrics` answers (the binary's exporter); `None`: no metrics here.
+    pub metrics: Option<Arc<dyn MetricsSource>>,
 }
+
+/// The Prometheus exposition of this replica's metrics, rendered on demand.
+#[async_trait::async_trait]
+pub trait MetricsSource: Send + Sync + std::fmt::Debug {
+    /// The metrics now, in the Prometheus text format (version 0.0.4), gauges read from
+    /// storage refreshed first.
+    async fn render(&self) -> String;
+}
+
+/// The content type of the Prometheus text exposition format.
+pub const METRICS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Default cap on requests in flight per replica.
 pub const DEFAULT_MAX_IN_FLIGHT: usize = 1024;
@@ -72,7 +87,14 @@ impl ApiState {
             )),
             catalog_cache: Arc::new(CatalogCache::new(Duration::ZERO)),
             body_timeout: DEFAULT_BODY_TIMEOUT,
+            metrics: None,
         }
+    }
+
+    /// The same state answering `GET /metrics` (to the operator) from `source`.
+    pub fn with_metrics(mut self, source: Arc<dyn MetricsSource>) -> ApiState {
+        self.metrics = Some(source);
+        self
     }
 
     /// The same state keeping catalog answers for `ttl` (zero: not at all).

@@ -26,7 +26,7 @@ use sacp_wire::dto;
         checkout::create, checkout::get, checkout::update, checkout::cancel, checkout::complete,
         checkout::payment_status, checkout::step_up,
         orders::get,
-        system::qr, system::healthz, system::readyz,
+        system::qr, system::healthz, system::readyz, system::metrics,
         admin::create, admin::list, admin::show, admin::update, admin::rotate, admin::revoke,
         guardrails::audit, guardrails::traffic, guardrails::switches, guardrails::set_switches,
     ),
@@ -44,7 +44,7 @@ use sacp_wire::dto;
         (name = "checkout", description = "Guest checkout: no login needed"),
         (name = "payment", description = "Payment authorization by the person, in their wallet"),
         (name = "orders", description = "Placed orders (needs the person's wallet token)"),
-        (name = "system", description = "Health and readiness"),
+        (name = "system", description = "Health, readiness and metrics"),
         (name = "admin", description = "Operators: integration keys, audit, traffic, kill switches"),
     )
 )]

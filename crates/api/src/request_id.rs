@@ -4,8 +4,11 @@
 //! one), echoed in the `X-Request-Id` response header, carried by every log line of the
 //! request (a tracing span) and by problem bodies (a task-local). Access logs carry the
 //! method, the path without its query string (a query may hold an `access_token`), the
-//! status and the latency.
+//! status and the latency. The request's W3C trace context (`traceparent`, `tracestate`,
+//! or a new trace) is the current context of its handler, so every upstream call carries
+//! it, and its trace id is in every log line of the request.
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use actix_web::HttpMessage;
@@ -13,7 +16,10 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::{HeaderName, HeaderValue};
 use actix_web::middleware::Next;
+use opentelemetry::context::FutureExt;
 use tracing::Instrument;
+
+use crate::metrics::RouteLabel;
 
 /// The request id header.
 pub const HEADER: &str = "x-request-id";
@@ -56,11 +62,13 @@ fn new_id() -> String {
     format!("req_{:x}{:04x}", nanos & 0xffff_ffff_ffff, count & 0xffff)
 }
 
-/// The middleware: assigns the id, runs the request inside its span and context, logs it.
+/// The middleware: assigns the id, takes or starts the W3C trace context, runs the request
+/// inside its span and contexts, logs it and records its metrics.
 pub async fn middleware(
     request: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let in_flight = crate::metrics::InFlight::enter();
     let id = request
         .headers()
         .get(HEADER)
@@ -69,9 +77,11 @@ pub async fn middleware(
         .map_or_else(new_id, str::to_owned);
     let method = request.method().clone();
     let path = request.path().to_owned();
+    let trace = crate::trace::ServerSpan::start(request.headers(), &method);
     let span = tracing::info_span!(
         "request",
         request_id = %id,
+        trace_id = %trace.trace_id(),
         method = %method,
         path = %path,
         key_id = tracing::field::Empty
@@ -85,10 +95,11 @@ pub async fn middleware(
         path: path.clone(),
     };
     let result = CONTEXT
-        .scope(context, next.call(request))
+        .scope(context, next.call(request).with_context(trace.context()))
         .instrument(span.clone())
         .await;
     let _entered = span.enter();
+    let elapsed = started.elapsed();
     match result {
         Ok(mut response) => {
             if let Ok(value) = HeaderValue::from_str(&id) {
@@ -97,7 +108,18 @@ pub async fn middleware(
                     .insert(HeaderName::from_static(HEADER), value);
             }
             let status = response.status().as_u16();
-            let millis = started.elapsed().as_secs_f64() * 1000.0;
+            let answered = response.request();
+            let labelled = answered.extensions().get::<RouteLabel>().copied();
+            let route = match labelled {
+                Some(RouteLabel(route)) => Cow::Borrowed(route),
+                None => answered
+                    .match_pattern()
+                    .map_or(Cow::Borrowed(crate::UNMATCHED), Cow::Owned),
+            };
+            crate::metrics::record(&method, &route, status, elapsed);
+            trace.end(&route, status);
+            drop(in_flight);
+            let millis = elapsed.as_secs_f64() * 1000.0;
             tracing::info!(
                 status,
                 latency_ms = format!("{millis:.1}"),
@@ -106,6 +128,9 @@ pub async fn middleware(
             Ok(response)
         }
         Err(error) => {
+            let status = error.as_response_error().status_code().as_u16();
+            crate::metrics::record(&method, crate::UNMATCHED, status, elapsed);
+            trace.end(crate::UNMATCHED, status);
             tracing::warn!(error = %error, "{method} {path} failed");
             Err(error)
         }

@@ -104,13 +104,25 @@ pub(super) fn setback_of(error: AppError) -> Setback {
     }
 }
 
+/// Seconds `now` is past `due` (0 when not yet due).
+fn lag_seconds(now: DateTime<Utc>, due: DateTime<Utc>) -> f64 {
+    let behind = now - due;
+    (behind.num_milliseconds().max(0) as f64) / 1000.0
+}
+
 impl Gateway {
     /// Ids of authorizations with work due now, soonest first.
     pub async fn due_authorizations(
         &self,
         limit: usize,
     ) -> Result<Vec<PaymentAuthorizationId>, AppError> {
-        let due = self.authorizations.due(self.clock.now(), limit).await?;
+        let now = self.clock.now();
+        let due = self.authorizations.due(now, limit).await?;
+        // Soonest first: the first one is the oldest due poll.
+        let lag = due
+            .first()
+            .map_or(0.0, |oldest| lag_seconds(now, oldest.next_poll_at()));
+        metrics::gauge!(sacp_ports::telemetry::DRIVER_LAG).set(lag);
         Ok(due.into_iter().map(|a| a.id().clone()).collect())
     }
 

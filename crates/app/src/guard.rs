@@ -11,6 +11,7 @@ use sacp_domain::audit::{AuditEvent, AuditOutcome, TrafficCount};
 use sacp_domain::idempotency::{Answer, Begin, Claim, IdempotencyScope, StoredResponse};
 use sacp_domain::ratelimit::{Decision, Limit, Usage};
 use sacp_domain::switches::{Operation, Switches};
+use sacp_ports::telemetry;
 use sacp_ports::{AuditLog, Clock, IdempotencyStore, RateCounters, SwitchBoard, TrafficLog};
 
 use super::AppError;
@@ -204,6 +205,8 @@ impl Guardrails {
     /// The error refusing a request under `decision`, if any limit is exceeded.
     pub fn refusal(&self, decision: &Decision) -> Option<AppError> {
         let exceeded = decision.exceeded()?;
+        metrics::counter!(telemetry::RATE_LIMIT_REFUSALS, "policy" => exceeded.policy.name)
+            .increment(1);
         Some(AppError::RateLimited {
             policy: exceeded.policy.name,
             limit: exceeded.policy.limit,
@@ -230,7 +233,11 @@ impl Guardrails {
             return Ok(());
         }
         match self.switches().await?.refuses(operation) {
-            Some(off) => Err(AppError::SwitchedOff(off)),
+            Some(off) => {
+                metrics::counter!(telemetry::KILL_SWITCH_REFUSALS, "switch" => off.name())
+                    .increment(1);
+                Err(AppError::SwitchedOff(off))
+            }
             None => Ok(()),
         }
     }
@@ -248,11 +255,24 @@ impl Guardrails {
         scope: &IdempotencyScope,
         fingerprint: &str,
     ) -> Result<Begin, AppError> {
-        Ok(self
+        let begun = self
             .ports
             .idempotency
             .begin(scope, fingerprint, self.clock.now())
-            .await?)
+            .await?;
+        match &begun {
+            Begin::Started(_) => {}
+            Begin::Replay(_) => metrics::counter!(telemetry::IDEMPOTENT_REPLAYS).increment(1),
+            Begin::Mismatch => {
+                metrics::counter!(telemetry::IDEMPOTENCY_CONFLICTS, "reason" => "other_request")
+                    .increment(1);
+            }
+            Begin::InFlight { .. } => {
+                metrics::counter!(telemetry::IDEMPOTENCY_CONFLICTS, "reason" => "in_progress")
+                    .increment(1);
+            }
+        }
+        Ok(begun)
     }
 
     /// Stores the answer of a held claim for replay; `NotFound` storage error when the claim
@@ -276,7 +296,11 @@ impl Guardrails {
 
     /// Writes an audit event (durably, before the request is answered).
     pub async fn audit(&self, event: &AuditEvent) -> Result<(), AppError> {
-        Ok(self.ports.audit.record(event).await?)
+        let started = Instant::now();
+        let written = self.ports.audit.record(event).await;
+        metrics::histogram!(telemetry::AUDIT_WRITE_DURATION)
+            .record(started.elapsed().as_secs_f64());
+        Ok(written?)
     }
 
     /// Notes a refusal for the audit log, counted with the others of its source, action and

@@ -15,6 +15,7 @@ mod limits;
 mod orders;
 mod payment;
 mod step_up;
+mod telemetry;
 
 use std::sync::Arc;
 
@@ -153,6 +154,26 @@ impl Gateway {
     /// Whether the gateway can serve: its storage answers.
     pub async fn ready(&self) -> Result<(), AppError> {
         self.checkouts.ping().await.map_err(AppError::Storage)
+    }
+
+    /// Sets the gauges read from storage (live payment authorizations by state), before
+    /// metrics are rendered. A storage failure leaves the last values and is logged.
+    pub async fn refresh_gauges(&self) {
+        match self.authorizations.live_counts().await {
+            Ok(counts) => {
+                let name = sacp_ports::telemetry::PAYMENT_AUTHORIZATIONS;
+                #[allow(clippy::cast_precision_loss)] // counts far below 2^52
+                let states = [
+                    ("pending", counts.pending as f64),
+                    ("approved", counts.approved as f64),
+                    ("charging", counts.charging as f64),
+                ];
+                for (state, count) in states {
+                    metrics::gauge!(name, "state" => state).set(count);
+                }
+            }
+            Err(error) => tracing::warn!(%error, "live payment authorizations not counted"),
+        }
     }
 
     /// The current time.

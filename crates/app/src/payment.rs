@@ -14,7 +14,7 @@ use sacp_ports::wallet::{
 };
 use sacp_ports::{BearerToken, RepositoryError, UpstreamError};
 
-use super::{AppError, CAS_ATTEMPTS, Gateway};
+use super::{AppError, CAS_ATTEMPTS, Gateway, telemetry};
 
 /// Age after which a live authorization its checkout does not hold is taken for an orphan
 /// of a crash (no request runs this long).
@@ -246,6 +246,7 @@ impl Gateway {
                         Ok(())
                     })
                     .await?;
+                telemetry::payment_ended("completed");
                 Ok(CompleteOutcome::Completed(completed))
             }
             PaymentTokenOutcome::StepUpRequired(step_up) => {
@@ -286,10 +287,15 @@ impl Gateway {
             merchant_name: Some(merchant.name),
             session_id: Some(checkout.store_session_id().0.clone()),
         };
-        self.wallet
+        let outcome = self
+            .wallet
             .request_payment_token(token, &request)
             .await
-            .map_err(payment_error)
+            .map_err(payment_error)?;
+        if matches!(outcome, PaymentTokenOutcome::Issued(_)) {
+            telemetry::token_minted();
+        }
+        Ok(outcome)
     }
 
     /// Places the order at the store. A session the store already completed (a retry after a
@@ -453,6 +459,7 @@ impl Gateway {
                 Some(loaded) => (loaded, false),
                 None => (self.authorizations.get(&id).await?, true),
             };
+            let was_terminal = authorization.status().is_terminal();
             if !change(&mut authorization, self.clock.now()) {
                 if fresh {
                     return Ok(authorization);
@@ -460,7 +467,15 @@ impl Gateway {
                 continue;
             }
             match self.authorizations.update(&mut authorization).await {
-                Ok(()) => return Ok(authorization),
+                Ok(()) => {
+                    // The compare-and-swap lets one writer end it: counted once.
+                    if !was_terminal
+                        && let Some(outcome) = telemetry::outcome_of(authorization.status())
+                    {
+                        telemetry::payment_ended(outcome);
+                    }
+                    return Ok(authorization);
+                }
                 Err(RepositoryError::Conflict) => continue,
                 Err(other) => return Err(other.into()),
             }

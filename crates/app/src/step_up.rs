@@ -23,7 +23,7 @@ use sacp_ports::wallet::{StepUp, StepUpStatus};
 use sacp_ports::{BearerToken, StepUpWatch, UpstreamError};
 
 use super::charge::{Setback, setback_of};
-use super::{AppError, Gateway};
+use super::{AppError, Gateway, telemetry};
 
 /// How often the gateway asks the wallet about a step-up it watches.
 const WATCH_INTERVAL_SECS: i64 = 5;
@@ -287,6 +287,11 @@ impl Gateway {
                         Ok(())
                     })
                     .await?;
+                telemetry::payment_ended(if matches!(outcome, StepUpEnd::Rejected) {
+                    "rejected"
+                } else {
+                    "expired"
+                });
                 Ok(match released.ended_step_up() {
                     Some(ended) if ended.step_up_id == step_up_id => {
                         let ended = ended.clone();
@@ -372,6 +377,7 @@ impl Gateway {
                         Ok(())
                     })
                     .await?;
+                telemetry::payment_ended("failed");
                 return Ok(StepUpView {
                     status: PaymentStatus::Failed,
                     reason: Some(reason.to_owned()),
@@ -392,6 +398,7 @@ impl Gateway {
                 Ok(())
             })
             .await?;
+        telemetry::payment_ended("completed");
         Ok(StepUpView::of(PaymentStatus::Completed, completed))
     }
 }

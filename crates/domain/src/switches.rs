@@ -49,6 +49,16 @@ pub enum SwitchedOff {
 }
 
 impl SwitchedOff {
+    /// The switch's name, as in `PUT /admin/switches` (`read_only`, `checkout_creation`,
+    /// `payments`).
+    pub fn name(self) -> &'static str {
+        match self {
+            SwitchedOff::ReadOnly => "read_only",
+            SwitchedOff::CheckoutCreation => "checkout_creation",
+            SwitchedOff::Payments => "payments",
+        }
+    }
+
     /// What to tell the caller.
     pub fn reason(self) -> &'static str {
         match self {

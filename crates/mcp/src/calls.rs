@@ -73,6 +73,11 @@ pub struct CallContext {
 }
 
 /// Runs one call of `spec` with `arguments`.
+///
+/// The call is admitted (scopes, switches, the operation's limits) before its arguments are
+/// read, as REST refuses a request before its handler reads the body: a caller without the
+/// scope learns nothing of the tool's arguments, and its refusals are counted, not audited
+/// one by one.
 pub async fn run(
     gateway: &Gateway,
     links: &Links,
@@ -80,25 +85,59 @@ pub async fn run(
     arguments: JsonObject,
     context: &CallContext,
 ) -> CallToolResult {
+    if let Err(error) = admit(gateway, spec, &arguments, context).await {
+        refused(gateway, spec, context, &error);
+        count_call(spec, "refused");
+        return error_result(&error);
+    }
+    let target = target_of(&arguments);
     let outcome = match parse(spec, arguments) {
         Err(error) => Err(error),
-        Ok(arguments) => match admit(gateway, spec, &arguments, context).await {
-            Err(error) => {
-                refused(gateway, spec, context, &error);
-                return error_result(&error);
-            }
-            Ok(()) => execute(gateway, links, spec.name, &arguments, context).await,
-        },
+        Ok(arguments) => execute(gateway, links, spec.name, &arguments, context).await,
     };
     let status = match &outcome {
         Ok(answer) => answer.status,
         Err(error) => Problem::from(error).status(),
     };
-    record(gateway, spec, context, status, outcome.as_ref().ok()).await;
+    let resource = outcome
+        .as_ref()
+        .ok()
+        .and_then(|a| a.resource.clone())
+        .or(target);
+    record(gateway, spec, context, status, resource).await;
     match outcome {
-        Ok(answer) => success_result(answer),
-        Err(error) => error_result(&error),
+        Ok(answer) if !answer.failed && status < 400 => {
+            count_call(spec, "ok");
+            success_result(answer)
+        }
+        Ok(answer) => {
+            count_call(spec, "error");
+            success_result(answer)
+        }
+        Err(error) => {
+            count_call(spec, "error");
+            error_result(&error)
+        }
     }
+}
+
+/// Counts a call in `sacp_mcp_tool_calls_total`.
+fn count_call(spec: &ToolSpec, outcome: &'static str) {
+    metrics::counter!(
+        sacp_ports::telemetry::MCP_TOOL_CALLS,
+        "tool" => spec.wire_name,
+        "outcome" => outcome
+    )
+    .increment(1);
+}
+
+/// The id a call names (its checkout, else its product), for the audit log — also when
+/// the call fails (as REST audits the path's id).
+fn target_of(arguments: &JsonObject) -> Option<String> {
+    ["checkout_id", "product_id"]
+        .iter()
+        .find_map(|name| arguments.get(*name).and_then(Value::as_str))
+        .map(|id| id.chars().take(128).collect())
 }
 
 fn read<T: DeserializeOwned>(arguments: JsonObject) -> Result<T, AppError> {
@@ -120,18 +159,18 @@ fn parse(spec: &ToolSpec, arguments: JsonObject) -> Result<Arguments, AppError> 
     })
 }
 
-/// The scopes this call needs.
-fn needed_scopes(spec: &ToolSpec, arguments: &Arguments) -> &'static [Scope] {
-    match arguments {
-        Arguments::Search(search)
-            if search
-                .query
-                .as_deref()
-                .is_some_and(|q| !q.trim().is_empty()) =>
-        {
-            CATALOG_AND_SEARCH
-        }
-        _ => spec.scopes,
+/// The scopes this call needs: searching with words also needs `search:read` (read from
+/// the raw arguments: the call is admitted before they are parsed).
+fn needed_scopes(spec: &ToolSpec, arguments: &JsonObject) -> &'static [Scope] {
+    let searching = spec.name == ToolName::SearchProducts
+        && arguments
+            .get("query")
+            .and_then(Value::as_str)
+            .is_some_and(|q| !q.trim().is_empty());
+    if searching {
+        CATALOG_AND_SEARCH
+    } else {
+        spec.scopes
     }
 }
 
@@ -140,7 +179,7 @@ fn needed_scopes(spec: &ToolSpec, arguments: &Arguments) -> &'static [Scope] {
 async fn admit(
     gateway: &Gateway,
     spec: &ToolSpec,
-    arguments: &Arguments,
+    arguments: &JsonObject,
     context: &CallContext,
 ) -> Result<(), AppError> {
     let needed = needed_scopes(spec, arguments);
@@ -539,7 +578,9 @@ fn products_summary(page: &ProductListDto) -> String {
 }
 
 /// The JSON of the arguments with keys sorted at every level, so that a retry sending the
-/// same arguments in another order is the same call.
+/// same arguments in another order is the same call. The idempotency key itself (the
+/// record's name, not the request) and arguments given as `null` (the same as absent) are
+/// left out.
 fn canonical(arguments: &JsonObject) -> Vec<u8> {
     fn sorted(value: &Value) -> Value {
         match value {
@@ -552,9 +593,12 @@ fn canonical(arguments: &JsonObject) -> Vec<u8> {
             other => other.clone(),
         }
     }
-    sorted(&Value::Object(arguments.clone()))
-        .to_string()
-        .into_bytes()
+    let request: JsonObject = arguments
+        .iter()
+        .filter(|(name, value)| name.as_str() != "idempotency_key" && !value.is_null())
+        .map(|(name, value)| (name.clone(), value.clone()))
+        .collect();
+    sorted(&Value::Object(request)).to_string().into_bytes()
 }
 
 fn success_result(answer: Answer) -> CallToolResult {
@@ -640,7 +684,7 @@ async fn record(
     spec: &ToolSpec,
     context: &CallContext,
     status: u16,
-    answer: Option<&Answer>,
+    resource: Option<String>,
 ) {
     let guard = gateway.guard();
     let principal = context.caller.principal();
@@ -660,7 +704,7 @@ async fn record(
         org: principal.map(|p| p.org.clone()),
         subject: None,
         action: spec.action.to_owned(),
-        resource: answer.and_then(|a| a.resource.clone()),
+        resource,
         outcome: AuditOutcome::of_status(status),
         status,
         source: None,
@@ -687,6 +731,15 @@ mod tests {
         let c: JsonObject =
             serde_json::from_str(r#"{"a":{"x":[{"p":3,"q":1}],"y":2},"b":1}"#).unwrap();
         assert_ne!(canonical(&a), canonical(&c));
+        let spelled: JsonObject = serde_json::from_str(
+            r#"{"b":1,"buyer":null,"idempotency_key":" k","a":{"x":[{"p":2,"q":1}],"y":2}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            canonical(&a),
+            canonical(&spelled),
+            "a null argument is an absent one; the key is not part of the request"
+        );
     }
 
     #[test]

@@ -30,8 +30,16 @@ fn opens_urls(context: &RequestContext<RoleServer>) -> bool {
             .is_some()
 }
 
+/// A URL elicitation for the person: the link, what to tell them, and its id (the payment
+/// request's, unique per authorization).
+struct Approval {
+    url: String,
+    message: String,
+    id: String,
+}
+
 /// The wallet link of a successful `request_payment` result, and what to tell the person.
-fn approval_link(result: &rmcp::model::CallToolResult) -> Option<(String, String)> {
+fn approval_link(result: &rmcp::model::CallToolResult) -> Option<Approval> {
     if result.is_error == Some(true) {
         return None;
     }
@@ -42,11 +50,16 @@ fn approval_link(result: &rmcp::model::CallToolResult) -> Option<(String, String
         content["amount"]["formatted"].as_str().unwrap_or_default(),
         content["user_code"].as_str().unwrap_or_default()
     );
-    Some((url, message))
+    let id = content["request_id"]
+        .as_str()
+        .unwrap_or(url.as_str())
+        .to_owned();
+    Some(Approval { url, message, id })
 }
 
 /// Asks the client to open the wallet's approval page.
-fn open_wallet(url: String, message: String) -> rmcp::model::InputRequiredResult {
+fn open_wallet(approval: Approval) -> rmcp::model::InputRequiredResult {
+    let Approval { url, message, id } = approval;
     use rmcp::model::{ElicitRequest, ElicitRequestParams, InputRequest, InputRequests};
     let mut requests = InputRequests::new();
     requests.insert(
@@ -56,7 +69,7 @@ fn open_wallet(url: String, message: String) -> rmcp::model::InputRequiredResult
                 meta: None,
                 message,
                 url,
-                elicitation_id: String::new(),
+                elicitation_id: id,
             },
         )),
     );
@@ -212,7 +225,7 @@ impl ServerHandler for SacpMcp {
             // The spec's way for payments: the client opens the wallet's page for the person
             // (with their consent), then asks again and gets the result. Asking again returns
             // the same live request.
-            (true, Some((url, message))) => Ok(open_wallet(url, message).into()),
+            (true, Some(approval)) => Ok(open_wallet(approval).into()),
             _ => Ok(result.into()),
         }
     }

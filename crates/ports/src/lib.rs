@@ -7,6 +7,7 @@
 //!   compare-and-swap on version.
 //! - [`step_up`]: step-ups watched on the person's behalf, their tokens sealed at rest.
 //! - [`guard`]: rate-limit counters, kill switches, idempotency records, traffic counts.
+//! - [`telemetry`]: the names and labels of the metrics every layer records.
 //! - [`clock::Clock`]: the current time, so that use cases never read the clock directly.
 //!
 //! With the `contract` feature, [`contract`] holds the suites every implementation must pass.
@@ -17,6 +18,7 @@ pub mod guard;
 pub mod repository;
 pub mod step_up;
 pub mod store;
+pub mod telemetry;
 pub mod token;
 pub mod wallet;
 
@@ -27,7 +29,8 @@ pub use clock::Clock;
 pub use error::UpstreamError;
 pub use guard::{IdempotencyStore, RateCounters, SwitchBoard, TrafficLog};
 pub use repository::{
-    ApiKeyRepository, AuditLog, AuthorizationRepository, CheckoutRepository, RepositoryError,
+    ApiKeyRepository, AuditLog, AuthorizationRepository, CheckoutRepository, LiveCounts,
+    RepositoryError,
 };
 pub use step_up::{StepUpWatch, StepUpWatches, TokenSealer};
 pub use store::Store;

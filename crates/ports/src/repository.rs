@@ -100,6 +100,10 @@ pub trait AuthorizationRepository: Send + Sync {
     async fn update(&self, authorization: &mut PaymentAuthorization)
     -> Result<(), RepositoryError>;
 
+    /// How many authorizations are live now, by status (for the operator's gauges; read
+    /// when metrics are scraped, not on the request path).
+    async fn live_counts(&self) -> Result<LiveCounts, RepositoryError>;
+
     /// Up to `limit` authorizations with work due at `now` (see
     /// [`PaymentAuthorization::is_due`]), soonest first.
     async fn due(
@@ -107,6 +111,17 @@ pub trait AuthorizationRepository: Send + Sync {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<PaymentAuthorization>, RepositoryError>;
+}
+
+/// Live payment authorizations by status ([`AuthorizationRepository::live_counts`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LiveCounts {
+    /// Waiting for the person.
+    pub pending: u64,
+    /// Approved, the order not yet being placed.
+    pub approved: u64,
+    /// An attempt to place the order holds the lease.
+    pub charging: u64,
 }
 
 /// Integration API keys, with the versioning contract of [`CheckoutRepository`].

@@ -80,6 +80,15 @@ pub struct Settings {
     /// Log format: `text` or `json`.
     #[arg(long, env = "SACP_LOG_FORMAT", default_value = "text")]
     pub log_format: String,
+    /// Address of a listener serving only `GET /metrics`, without credentials, for the
+    /// Prometheus scraper (e.g. `127.0.0.1:9464`); absent = metrics only on the main
+    /// listener, to the operator's token
+    #[arg(long, env = "SACP_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// OTLP/HTTP collector base URL (e.g. `http://127.0.0.1:4318`): spans are exported to
+    /// its `/v1/traces` as protobuf; absent = trace context is propagated, nothing exported
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
     /// Gateway-wide rate limits and capacity.
     #[command(flatten)]
     pub limits: LimitArgs,

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod keys;
+pub mod telemetry;
 
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
@@ -55,6 +56,9 @@ pub enum StartError {
     /// The bootstrap key could not be set up.
     #[error("bootstrap API key: {0}")]
     Bootstrap(String),
+    /// Span export could not be set up.
+    #[error("telemetry: {0}")]
+    Telemetry(String),
     /// The listener could not be bound.
     #[error("cannot listen on {address}: {source}")]
     Listen {
@@ -80,7 +84,11 @@ pub struct Running {
     pub demo_key: Option<String>,
     /// The use cases (for operator tooling and tests in the same process).
     pub gateway: Gateway,
+    /// Where the scraper's `/metrics` listener is bound (`SACP_METRICS_LISTEN`).
+    pub metrics_address: Option<SocketAddr>,
     server: ServerHandle,
+    metrics_server: Option<ServerHandle>,
+    tracer: opentelemetry_sdk::trace::SdkTracerProvider,
     served: JoinHandle<std::io::Result<()>>,
     driver: JoinHandle<()>,
     housekeeping: JoinHandle<()>,
@@ -100,6 +108,12 @@ impl Running {
         let _ = self.driver.await;
         let _ = self.housekeeping.await;
         let _ = self.step_ups.await;
+        if let Some(metrics) = &self.metrics_server {
+            metrics.stop(true).await;
+        }
+        // Sends the spans still batched (a no-op without an exporter).
+        let tracer = self.tracer.clone();
+        let _ = tokio::task::spawn_blocking(move || tracer.shutdown()).await;
         result
     }
 
@@ -139,6 +153,8 @@ struct Storage {
     keys: Arc<dyn ApiKeyRepository>,
     guard: GuardPorts,
     step_up_watches: Arc<dyn StepUpWatches>,
+    /// The PostgreSQL storage, for its pool gauges.
+    pool: Option<Arc<PgStorage>>,
     kind: &'static str,
 }
 
@@ -159,6 +175,7 @@ async fn storage(settings: &Settings) -> Result<Storage, StartError> {
                 audit: Arc::new(MemoryAuditLog::default()),
             },
             step_up_watches: Arc::new(MemoryStepUpWatches::default()),
+            pool: None,
             kind: "embedded storage",
         });
     }
@@ -178,7 +195,8 @@ async fn storage(settings: &Settings) -> Result<Storage, StartError> {
             traffic: storage.clone(),
             audit: storage.clone(),
         },
-        step_up_watches: storage,
+        step_up_watches: storage.clone(),
+        pool: Some(storage),
         kind: "PostgreSQL storage",
     })
 }
@@ -287,6 +305,19 @@ async fn bootstrap_key(
 /// Starts the gateway: binds, wires, serves, and runs the driver in the background.
 pub async fn start(settings: &Settings) -> Result<Running, StartError> {
     let upstreams = settings.upstreams()?;
+    // Before any adapter exists: they take their metric handles from the recorder.
+    telemetry::recorder();
+    let tracer = telemetry::install_tracer(settings.otlp_endpoint.as_deref())
+        .map_err(StartError::Telemetry)?;
+    let metrics_listener = match &settings.metrics_listen {
+        Some(address) => Some(
+            TcpListener::bind(address).map_err(|source| StartError::Listen {
+                address: address.clone(),
+                source,
+            })?,
+        ),
+        None => None,
+    };
     let storage = storage(settings).await?;
     let listener = TcpListener::bind(&settings.listen).map_err(|source| StartError::Listen {
         address: settings.listen.clone(),
@@ -373,6 +404,7 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
             ..GatewayConfig::default()
         },
     );
+    let exposition = telemetry::Exposition::new(gateway.clone(), storage.pool.clone());
     let demo_key = bootstrap_key(&gateway, settings, simulators.is_some()).await?;
     if simulators.is_some() && !address.ip().is_loopback() {
         tracing::warn!(%address, "sandbox mode on a non-loopback address: the simulated wallet's approval pages are reachable from other hosts");
@@ -389,7 +421,8 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
         .with_body_timeout(Duration::from_millis(
             settings.limits.body_timeout_ms.max(1),
         ))
-        .with_catalog_cache(Duration::from_millis(settings.catalog_cache_ttl_ms));
+        .with_catalog_cache(Duration::from_millis(settings.catalog_cache_ttl_ms))
+        .with_metrics(Arc::new(exposition.clone()));
     let mcp = sacp_mcp::service(gateway.clone(), &public_url);
     let mcp_origins = sacp_mcp::AllowedOrigins::new(&public_url, &settings.mcp_allowed_origins);
     let served_simulators = simulators.clone();
@@ -436,6 +469,19 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
         .run();
     let handle = server.handle();
     let served = tokio::spawn(server);
+    let (metrics_address, metrics_server) = match metrics_listener {
+        Some(listener) => {
+            let (bound, metrics) =
+                telemetry::serve_metrics(listener, exposition).map_err(|source| {
+                    StartError::Listen {
+                        address: settings.metrics_listen.clone().unwrap_or_default(),
+                        source,
+                    }
+                })?;
+            (Some(bound), Some(metrics))
+        }
+        None => (None, None),
+    };
     let (shutdown, shutdown_rx) = watch::channel(false);
     let gateway_handle = gateway.clone();
     let housekeeping = tokio::spawn(driver::housekeeping(gateway.clone(), shutdown_rx.clone()));
@@ -448,7 +494,10 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
         storage: storage.kind,
         demo_key,
         gateway: gateway_handle,
+        metrics_address,
         server: handle,
+        metrics_server,
+        tracer,
         served,
         driver,
         housekeeping,
@@ -494,6 +543,10 @@ pub fn banner(running: &Running) -> String {
         format!("SACP Gateway {} listening on {}", env!("CARGO_PKG_VERSION"), running.address),
         format!("  {mode}{warning}"),
         format!("  API docs: {url}/docs   OpenAPI: {url}/openapi.json"),
+        match running.metrics_address {
+            Some(metrics) => format!("  Metrics (Prometheus): http://{metrics}/metrics"),
+            None => format!("  Metrics (Prometheus): {url}/metrics with the operator's token"),
+        },
         key,
         String::new(),
         "Try the seed conversation (see README.md):".to_owned(),

@@ -30,7 +30,11 @@ enum Command {
 /// The log filter without `RUST_LOG`. actix-http answers malformed requests (400) and
 /// oversized heads (431) itself, before any gateway code runs, and logs each as an ERROR
 /// "stream error": a client's mistake, not the gateway's, so its dispatcher is silenced.
-const DEFAULT_LOG_FILTER: &str = "info,actix_http::h1::dispatcher=off";
+///
+/// rmcp logs each malformed MCP message a client sends as a WARN carrying the message
+/// (up to the body limit): also the client's mistake, answered to it, so only its errors
+/// are kept.
+const DEFAULT_LOG_FILTER: &str = "info,actix_http::h1::dispatcher=off,rmcp=error";
 
 fn init_logs(format: &str) {
     let filter =

@@ -18,6 +18,25 @@ pub async fn healthz() -> HttpResponse {
     })
 }
 
+/// This replica's metrics in the Prometheus text format, for the operator (scrapers
+/// without credentials use `SACP_METRICS_LISTEN` instead).
+#[utoipa::path(
+    get, path = "/metrics", tag = "system",
+    responses(
+        (status = 200, description = "Prometheus text exposition (version 0.0.4)", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"),
+        (status = 404, description = "This gateway serves no metrics", body = ProblemDto, content_type = "application/problem+json"),
+    )
+)]
+pub async fn metrics(state: State) -> Result<HttpResponse, ApiError> {
+    let source = state
+        .metrics
+        .as_ref()
+        .ok_or(AppError::NotFound("metrics"))?;
+    Ok(HttpResponse::Ok()
+        .content_type(crate::METRICS_CONTENT_TYPE)
+        .body(source.render().await))
+}
+
 /// Readiness: 200 when storage answers, else 503.
 #[utoipa::path(
     get, path = "/readyz", tag = "system",

@@ -201,9 +201,15 @@ pub async fn authorization_repository_contract(
     let mut checkout = sample_checkout(&random);
     checkouts.insert(&mut checkout).await.unwrap();
     let start = t(0);
+    let before = repo.live_counts().await.expect("live counts");
 
     let mut auth = sample_authorization(&random, checkout.id(), start);
     repo.insert(&mut auth).await.expect("insert");
+    assert_eq!(
+        repo.live_counts().await.unwrap().pending,
+        before.pending + 1,
+        "a new authorization is counted pending"
+    );
     assert_eq!(auth.version(), 1);
     let read = repo.get(auth.id()).await.expect("get");
     assert_eq!(
@@ -253,6 +259,12 @@ pub async fn authorization_repository_contract(
 
     claimed.approve(t(6)).unwrap();
     repo.update(&mut claimed).await.unwrap();
+    let approved = repo.live_counts().await.unwrap();
+    assert_eq!(
+        (approved.pending, approved.approved),
+        (before.pending, before.approved + 1),
+        "an approved one is counted approved, no longer pending"
+    );
     assert!(
         repo.due(t(6), 10)
             .await
@@ -265,6 +277,11 @@ pub async fn authorization_repository_contract(
     repo.update(&mut claimed).await.unwrap();
     let consumed = repo.get(auth.id()).await.unwrap();
     assert_eq!(consumed.status(), AuthorizationStatus::Consumed);
+    assert_eq!(
+        repo.live_counts().await.unwrap(),
+        before,
+        "an ended authorization is not live"
+    );
     assert_eq!(repo.active_for_checkout(checkout.id()).await.unwrap(), None);
     // Once the first has ended, the checkout may get a new one.
     let mut next = sample_authorization(&random, checkout.id(), start);
