@@ -218,7 +218,36 @@ async fn a_key_sees_and_calls_only_what_its_scopes_allow() {
         assert_eq!(refused["code"], "insufficient_scope");
         assert_eq!(refused["required_scope"], "checkout:write");
         assert!(text(&write).contains("checkout:write"));
+        // Arguments it may not send are not read: the scope is checked first, so the
+        // refusal tells nothing of the tool's arguments.
+        let malformed = client
+            .request(
+                "tools/call",
+                Some(json!({"name": "request_payment", "arguments": {"checkout_id": 5}})),
+            )
+            .await;
+        assert_eq!(problem(&malformed)["code"], "insufficient_scope");
     }
+    // Refusals are counted per source, action, status and minute, not audited one by one.
+    let audit = anonymous_client()
+        .get(format!("{}/admin/audit?limit=100", app.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    let payment_refusals: Vec<&Value> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "POST /checkout/{id}/complete")
+        .collect();
+    assert!(
+        payment_refusals.iter().all(|e| e["status"] == 403),
+        "{payment_refusals:?}"
+    );
     assert_eq!(
         app.sims.store.stats().sessions_created,
         0,
@@ -423,6 +452,10 @@ async fn tool_calls_meet_the_guardrails_of_the_routes_they_mirror() {
         .call("get_checkout", json!({"checkout_id": id}))
         .await;
     assert_eq!(problem(&hidden)["code"], "not_found");
+    let probe = theirs
+        .call("cancel_checkout", json!({"checkout_id": id}))
+        .await;
+    assert_eq!(problem(&probe)["code"], "not_found");
 
     // Audited as the REST routes, under the MCP request's id.
     let audit = anonymous_client()
@@ -460,6 +493,15 @@ async fn tool_calls_meet_the_guardrails_of_the_routes_they_mirror() {
     assert!(
         actions.iter().all(|(a, _)| a != "POST /mcp"),
         "calls, not envelopes"
+    );
+    // A probe of another organisation's checkout is audited with the id it tried.
+    assert!(
+        audit["events"].as_array().unwrap().iter().any(|e| {
+            e["action"] == "POST /checkout/{id}/cancel"
+                && e["status"] == 404
+                && e["resource"] == id.as_str()
+        }),
+        "{audit}"
     );
     app.stop().await;
 }

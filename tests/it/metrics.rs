@@ -493,3 +493,55 @@ async fn a_callers_traceparent_reaches_the_store_and_one_is_started_when_absent(
     assert_eq!(traces.len(), 3, "one new trace per request: {started:?}");
     running.stop().await;
 }
+
+/// The metric names a text mentions (histogram series reduced to their metric).
+fn metric_names(text: &str) -> std::collections::BTreeSet<String> {
+    let pattern = regex::Regex::new(r"\bsacp_[a-z_]+").unwrap();
+    pattern
+        .find_iter(text)
+        .map(|m| {
+            let name = m.as_str();
+            ["_bucket", "_sum", "_count"]
+                .iter()
+                .find_map(|suffix| {
+                    name.strip_suffix(suffix)
+                        .filter(|base| base.ends_with("_seconds"))
+                })
+                .unwrap_or(name)
+                .to_owned()
+        })
+        .collect()
+}
+
+#[test]
+fn the_rules_dashboard_and_docs_name_exactly_the_metrics_the_gateway_exposes() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let read = |path: &str| std::fs::read_to_string(root.join(path)).unwrap();
+    let catalogue: std::collections::BTreeSet<String> = sacp_ports::telemetry::CATALOGUE
+        .iter()
+        .map(|m| m.name.to_owned())
+        .collect();
+    for artefact in [
+        "deploy/prometheus/sacp-gateway-alerts.yml",
+        "deploy/grafana/sacp-gateway-dashboard.json",
+        "docs/operations.md",
+    ] {
+        let unknown: Vec<String> = metric_names(&read(artefact))
+            .difference(&catalogue)
+            .cloned()
+            .collect();
+        assert!(
+            unknown.is_empty(),
+            "{artefact} names unknown metrics {unknown:?}"
+        );
+    }
+    let documented = metric_names(&read("docs/operations.md"));
+    let missing: Vec<&String> = catalogue.difference(&documented).collect();
+    assert!(missing.is_empty(), "docs/operations.md lacks {missing:?}");
+    let dashboard = metric_names(&read("deploy/grafana/sacp-gateway-dashboard.json"));
+    let missing: Vec<&String> = catalogue.difference(&dashboard).collect();
+    assert!(missing.is_empty(), "the dashboard lacks {missing:?}");
+    let _: serde_json::Value =
+        serde_json::from_str(&read("deploy/grafana/sacp-gateway-dashboard.json"))
+            .expect("the dashboard is JSON");
+}

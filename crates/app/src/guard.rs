@@ -194,12 +194,14 @@ impl Guardrails {
                 .map(|(limit, count)| Usage::new(limit, count, now))
                 .collect(),
         };
-        if !decision.allowed()
-            && let Err(e) = self.ports.counters.release(&counters).await
-        {
-            tracing::warn!(error = %e, "could not release refused rate-limit counts");
+        if decision.allowed() {
+            return Ok(decision);
         }
-        Ok(decision)
+        if let Err(e) = self.ports.counters.release(&counters).await {
+            tracing::warn!(error = %e, "could not release refused rate-limit counts");
+            return Ok(decision);
+        }
+        Ok(decision.released())
     }
 
     /// The error refusing a request under `decision`, if any limit is exceeded.

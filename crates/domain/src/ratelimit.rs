@@ -96,6 +96,8 @@ pub struct Usage {
     pub count: u64,
     /// Seconds until the window resets (at least 1).
     pub reset_secs: u64,
+    /// The request was refused and taken back off the counter: it does not use quota.
+    pub released: bool,
 }
 
 impl Usage {
@@ -107,6 +109,7 @@ impl Usage {
             policy: limit.policy.clone(),
             count,
             reset_secs: u64::try_from(reset).unwrap_or(1),
+            released: false,
         }
     }
 
@@ -115,9 +118,10 @@ impl Usage {
         self.count > u64::from(self.policy.limit)
     }
 
-    /// Requests left in the window.
+    /// Requests left in the window (a released request is not counted).
     pub fn remaining(&self) -> u64 {
-        u64::from(self.policy.limit).saturating_sub(self.count)
+        let used = self.count.saturating_sub(u64::from(self.released));
+        u64::from(self.policy.limit).saturating_sub(used)
     }
 }
 
@@ -129,6 +133,15 @@ pub struct Decision {
 }
 
 impl Decision {
+    /// The same decision for a refused request taken back off every counter: what remains
+    /// does not count it.
+    pub fn released(mut self) -> Decision {
+        for usage in &mut self.usages {
+            usage.released = true;
+        }
+        self
+    }
+
     /// Whether the request may proceed: no limit exceeded.
     pub fn allowed(&self) -> bool {
         !self.usages.iter().any(Usage::exceeded)
@@ -217,6 +230,23 @@ mod tests {
         };
         assert!(!decision.allowed());
         assert_eq!(decision.retry_after_secs(), Some(50));
+    }
+
+    #[test]
+    fn a_refused_request_taken_back_does_not_lower_what_remains() {
+        let minute = Limit::new(Policy::per_minute("key-minute", 600), "key:k");
+        let day = Limit::new(Policy::per_day("key-day", 5), "key:k");
+        let now = at(86_400 * 3 + 18);
+        let refused = Decision {
+            usages: vec![Usage::new(&minute, 11, now), Usage::new(&day, 6, now)],
+        }
+        .released();
+        assert!(!refused.allowed(), "still the refusal it was");
+        assert_eq!(
+            refused.limit_header(),
+            "\"key-minute\";r=590;t=42, \"key-day\";r=0;t=86382",
+            "ten minute requests used, not eleven"
+        );
     }
 
     #[test]
