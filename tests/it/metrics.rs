@@ -369,7 +369,10 @@ async fn the_breaker_gauge_follows_a_store_outage() {
 }
 
 /// Simulators whose every request's `traceparent` is kept, with its path.
-async fn recording_simulators() -> (String, Simulators, Arc<Mutex<Vec<(String, String)>>>) {
+/// Each upstream request's path and `traceparent`.
+type Seen = Arc<Mutex<Vec<(String, String)>>>;
+
+async fn recording_simulators() -> (String, Simulators, Seen) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
     let simulators = Simulators::sandbox(
@@ -377,7 +380,7 @@ async fn recording_simulators() -> (String, Simulators, Arc<Mutex<Vec<(String, S
         &format!("{base}/wsim"),
         Arc::new(sacp_ports::clock::SystemClock),
     );
-    let seen: Arc<Mutex<Vec<(String, String)>>> = Arc::default();
+    let seen: Seen = Arc::default();
     let (served, recorded) = (simulators.clone(), seen.clone());
     let server = HttpServer::new(move || {
         let recorded = recorded.clone();
@@ -453,6 +456,45 @@ async fn a_callers_traceparent_reaches_the_store_and_one_is_started_when_absent(
         "the gateway's own span is the store call's parent"
     );
     assert_eq!(sent[3], "01", "the caller's sampling decision is kept");
+
+    // An MCP tool call carries it on too.
+    seen.lock().unwrap().clear();
+    let mcp_trace = "0af7651916cd43dd8448eb211c80319c";
+    let call = json!({
+        "jsonrpc": "2.0", "id": 1, "method": "tools/call",
+        "params": {
+            "name": "get_product",
+            "arguments": {"product_id": ETHIOPIAN_YIRGACHEFFE},
+            "_meta": {
+                "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                "io.modelcontextprotocol/clientCapabilities": {}
+            }
+        }
+    });
+    let answer = client
+        .post(format!("{url}/mcp"))
+        .header("X-API-Key", TEST_KEY)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", "get_product")
+        .header("traceparent", format!("00-{mcp_trace}-b7ad6b7169203331-01"))
+        .json(&call)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let body: serde_json::Value = answer.json().await.unwrap();
+    assert_ne!(body["result"]["isError"], true, "{body}");
+    let traced =
+        seen.lock().unwrap().iter().any(|(path, traceparent)| {
+            path.contains("/products/") && traceparent.contains(mcp_trace)
+        });
+    assert!(
+        traced,
+        "the tool call's store request carries the caller's trace: {:?}",
+        seen.lock().unwrap()
+    );
 
     // Without one (or with one that is not valid), the gateway starts a trace of its own.
     seen.lock().unwrap().clear();
@@ -544,4 +586,74 @@ fn the_rules_dashboard_and_docs_name_exactly_the_metrics_the_gateway_exposes() {
     let _: serde_json::Value =
         serde_json::from_str(&read("deploy/grafana/sacp-gateway-dashboard.json"))
             .expect("the dashboard is JSON");
+}
+
+/// What a collector received: the content type and the body.
+type Exported = (String, Vec<u8>);
+
+#[tokio::test]
+async fn spans_are_exported_over_otlp_when_a_collector_is_configured() {
+    // A collector that keeps what it receives.
+    let received: Arc<Mutex<Vec<Exported>>> = Arc::default();
+    let kept = received.clone();
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let collector = format!("http://{}", listener.local_addr().unwrap());
+    let server = HttpServer::new(move || {
+        let kept = kept.clone();
+        App::new().route(
+            "/v1/traces",
+            actix_web::web::post().to(
+                move |request: actix_web::HttpRequest, body: actix_web::web::Bytes| {
+                    let content_type = request
+                        .headers()
+                        .get("content-type")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default()
+                        .to_owned();
+                    kept.lock().unwrap().push((content_type, body.to_vec()));
+                    async { actix_web::HttpResponse::Ok().finish() }
+                },
+            ),
+        )
+    })
+    .workers(1)
+    .disable_signals()
+    .listen(listener)
+    .unwrap()
+    .run();
+    tokio::spawn(server);
+
+    let mut config = settings();
+    config.otlp_endpoint = Some(collector);
+    let running = sacp_server::start(&config).await.expect("gateway starts");
+    let trace_id = "4bf92f3577b34da6a3ce929d0e0e4736";
+    let answer = reqwest::Client::new()
+        .get(format!(
+            "http://{}/products/{ETHIOPIAN_YIRGACHEFFE}",
+            running.address
+        ))
+        .header("X-API-Key", TEST_KEY)
+        .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    // Stopping flushes the batch.
+    running.stop().await;
+    let received = received.lock().unwrap();
+    assert!(!received.is_empty(), "nothing was exported");
+    let trace_bytes: Vec<u8> = (0..16)
+        .map(|i| u8::from_str_radix(&trace_id[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let carried = received.iter().any(|(content_type, body)| {
+        content_type == "application/x-protobuf"
+            && body
+                .windows(16)
+                .any(|window| window == trace_bytes.as_slice())
+    });
+    assert!(carried, "no exported span carries the caller's trace id");
+    let names = received
+        .iter()
+        .any(|(_, body)| body.windows(15).any(|w| w == b"GET /products/{".as_slice()));
+    assert!(names, "the server span is named after the route pattern");
 }

@@ -1,6 +1,6 @@
 //! What both HTTP clients share: configuration, URL building, error mapping, decoding.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, RETRY_AFTER};
@@ -43,6 +43,86 @@ pub(crate) struct Upstream {
     name: &'static str,
     base: Url,
     breaker: Arc<Breaker>,
+    series: Arc<Series>,
+}
+
+/// The `outcome` labels of upstream calls.
+const OUTCOMES: [&str; 8] = [
+    "2xx",
+    "3xx",
+    "4xx",
+    "5xx",
+    "timeout",
+    "unreachable",
+    "circuit_open",
+    "not_sent",
+];
+
+/// The metric series of one operation, made on first use.
+#[derive(Debug, Default)]
+struct OperationSeries {
+    duration: OnceLock<metrics::Histogram>,
+    outcomes: [OnceLock<metrics::Counter>; OUTCOMES.len()],
+}
+
+/// The series of an upstream's operations: resolved once each, so a call records without
+/// a lock (a handle is an atomic the exporter reads).
+#[derive(Debug)]
+struct Series {
+    operations: Vec<(&'static str, OperationSeries)>,
+}
+
+impl Series {
+    fn new(operations: &[&'static str]) -> Series {
+        Series {
+            operations: operations
+                .iter()
+                .map(|op| (*op, OperationSeries::default()))
+                .collect(),
+        }
+    }
+
+    fn of(&self, operation: &str) -> Option<&OperationSeries> {
+        self.operations
+            .iter()
+            .find(|(name, _)| *name == operation)
+            .map(|(_, series)| series)
+    }
+
+    fn count(&self, upstream: &'static str, operation: &'static str, outcome: &'static str) {
+        let counter = || {
+            metrics::counter!(
+                telemetry::UPSTREAM_REQUESTS,
+                "upstream" => upstream,
+                "operation" => operation,
+                "outcome" => outcome
+            )
+        };
+        match (
+            self.of(operation),
+            OUTCOMES.iter().position(|o| *o == outcome),
+        ) {
+            (Some(series), Some(index)) => {
+                series.outcomes[index].get_or_init(counter).increment(1);
+            }
+            _ => counter().increment(1),
+        }
+    }
+
+    fn duration(&self, upstream: &'static str, operation: &'static str, elapsed: Duration) {
+        let histogram = || {
+            metrics::histogram!(
+                telemetry::UPSTREAM_REQUEST_DURATION,
+                "upstream" => upstream,
+                "operation" => operation
+            )
+        };
+        let seconds = elapsed.as_secs_f64();
+        match self.of(operation) {
+            Some(series) => series.duration.get_or_init(histogram).record(seconds),
+            None => histogram().record(seconds),
+        }
+    }
 }
 
 /// An answer that arrived: status, headers and body.
@@ -62,8 +142,11 @@ const POOL_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
 impl Upstream {
     /// A client for the upstream at `base` (which may carry a path prefix, e.g.
     /// `http://127.0.0.1:8090/ssim`).
+    /// `name` is `store` or `wallet`; `operations` are the operation names its calls use
+    /// (their metric series are resolved once).
     pub(crate) fn new(
         name: &'static str,
+        operations: &[&'static str],
         base: &str,
         config: HttpConfig,
     ) -> Result<Upstream, String> {
@@ -92,6 +175,7 @@ impl Upstream {
             name,
             base,
             breaker: Arc::new(Breaker::new(name, config.breaker)),
+            series: Arc::new(Series::new(operations)),
         })
     }
 
@@ -158,23 +242,12 @@ impl Upstream {
         span.end(answer.as_ref().ok().map(|a| a.status.as_u16()), outcome);
         self.breaker.record(failed, Instant::now());
         self.count(operation, outcome);
-        metrics::histogram!(
-            telemetry::UPSTREAM_REQUEST_DURATION,
-            "upstream" => self.name,
-            "operation" => operation
-        )
-        .record(elapsed.as_secs_f64());
+        self.series.duration(self.name, operation, elapsed);
         answer
     }
 
     fn count(&self, operation: &'static str, outcome: &'static str) {
-        metrics::counter!(
-            telemetry::UPSTREAM_REQUESTS,
-            "upstream" => self.name,
-            "operation" => operation,
-            "outcome" => outcome
-        )
-        .increment(1);
+        self.series.count(self.name, operation, outcome);
     }
 
     async fn exchange(
@@ -310,8 +383,13 @@ mod tests {
 
     #[test]
     fn path_segments_are_appended_under_the_prefix_and_encoded() {
-        let upstream =
-            Upstream::new("store", "http://127.0.0.1:8090/ssim", HttpConfig::default()).unwrap();
+        let upstream = Upstream::new(
+            "store",
+            &[],
+            "http://127.0.0.1:8090/ssim",
+            HttpConfig::default(),
+        )
+        .unwrap();
         assert_eq!(
             upstream
                 .url(&["api", "agent", "v1", "products", "a/b c?d"])
@@ -321,6 +399,7 @@ mod tests {
         );
         let slash = Upstream::new(
             "store",
+            &[],
             "http://127.0.0.1:8090/ssim/",
             HttpConfig::default(),
         )
@@ -329,7 +408,8 @@ mod tests {
             slash.url(&["x"]).unwrap().as_str(),
             "http://127.0.0.1:8090/ssim/x"
         );
-        let root = Upstream::new("store", "http://127.0.0.1:8090", HttpConfig::default()).unwrap();
+        let root =
+            Upstream::new("store", &[], "http://127.0.0.1:8090", HttpConfig::default()).unwrap();
         assert_eq!(
             root.url(&[".well-known", "ucp"]).unwrap().as_str(),
             "http://127.0.0.1:8090/.well-known/ucp"
@@ -341,8 +421,31 @@ mod tests {
                 Err(UpstreamError::InvalidRequest(_))
             ));
         }
-        assert!(Upstream::new("store", "ftp://x", HttpConfig::default()).is_err());
-        assert!(Upstream::new("store", "not a url", HttpConfig::default()).is_err());
+        assert!(Upstream::new("store", &[], "ftp://x", HttpConfig::default()).is_err());
+        assert!(Upstream::new("store", &[], "not a url", HttpConfig::default()).is_err());
+    }
+
+    #[test]
+    fn every_operation_an_adapter_sends_has_its_series() {
+        for (source, operations) in [
+            (include_str!("http_store.rs"), crate::http_store::OPERATIONS),
+            (
+                include_str!("http_wallet.rs"),
+                crate::http_wallet::OPERATIONS,
+            ),
+        ] {
+            let mut sent = 0;
+            for call in source.split(".send(").skip(1) {
+                let name = call.trim_start().trim_start_matches('"');
+                let name = &name[..name.find('"').unwrap_or(0)];
+                assert!(operations.contains(&name), "{name:?} has no series");
+                sent += 1;
+            }
+            assert!(
+                sent >= operations.len(),
+                "an operation is listed but never sent"
+            );
+        }
     }
 
     #[test]

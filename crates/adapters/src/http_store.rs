@@ -22,6 +22,20 @@ use crate::http::{Answer, HttpConfig, Upstream, currency, money};
 
 const API: [&str; 3] = ["api", "agent", "v1"];
 
+/// The operations of this upstream (the `operation` label of its metrics).
+pub(crate) const OPERATIONS: &[&str] = &[
+    "merchant",
+    "list_products",
+    "search_products",
+    "get_product",
+    "create_session",
+    "get_session",
+    "update_session",
+    "complete_session",
+    "cancel_session",
+    "get_order",
+];
+
 /// The merchant's store, reached over HTTP.
 #[derive(Debug)]
 pub struct HttpStore {
@@ -40,7 +54,7 @@ impl HttpStore {
         service_token: Option<SecretString>,
     ) -> Result<HttpStore, String> {
         Ok(HttpStore {
-            upstream: Upstream::new("store", base_url, config)?,
+            upstream: Upstream::new("store", OPERATIONS, base_url, config)?,
             service_token,
             merchant: OnceCell::new(),
         })

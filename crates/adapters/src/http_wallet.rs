@@ -18,6 +18,17 @@ use crate::http::{HttpConfig, Upstream, currency, dollars, money};
 const API: [&str; 3] = ["api", "agent", "v1"];
 const DEVICE_CODE_GRANT: &str = "urn:ietf:params:oauth:grant-type:device_code";
 
+/// The operations of this upstream (the `operation` label of its metrics).
+pub(crate) const OPERATIONS: &[&str] = &[
+    "device_authorization",
+    "device_token",
+    "client_credentials",
+    "introspect",
+    "payment_token",
+    "step_up_status",
+    "revoke",
+];
+
 /// The gateway's own credentials at the wallet.
 #[derive(Debug, Clone)]
 pub struct WalletCredentials {
@@ -46,7 +57,7 @@ impl HttpWallet {
         credentials: WalletCredentials,
     ) -> Result<HttpWallet, String> {
         Ok(HttpWallet {
-            upstream: Upstream::new("wallet", base_url, config)?,
+            upstream: Upstream::new("wallet", OPERATIONS, base_url, config)?,
             credentials,
         })
     }

@@ -6,7 +6,7 @@
 //! constraints back the domain invariants (valid states, one order per checkout, at most one
 //! live authorization per checkout).
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
@@ -484,19 +484,26 @@ pub(crate) fn with_connection<T>(
     pool: &PgPool,
     work: impl FnOnce(&mut PgConnection) -> Result<T, RepositoryError>,
 ) -> Result<T, RepositoryError> {
+    static WAIT: OnceLock<metrics::Histogram> = OnceLock::new();
+    static STATEMENT: OnceLock<metrics::Histogram> = OnceLock::new();
+    static TIMEOUTS: OnceLock<metrics::Counter> = OnceLock::new();
     let asked = Instant::now();
     let mut pooled = match pool.get() {
         Ok(pooled) => pooled,
         Err(error) => {
-            metrics::counter!(telemetry::DB_POOL_TIMEOUTS).increment(1);
+            TIMEOUTS
+                .get_or_init(|| metrics::counter!(telemetry::DB_POOL_TIMEOUTS))
+                .increment(1);
             return Err(unavailable(error));
         }
     };
     let started = Instant::now();
-    metrics::histogram!(telemetry::DB_POOL_WAIT).record((started - asked).as_secs_f64());
+    WAIT.get_or_init(|| metrics::histogram!(telemetry::DB_POOL_WAIT))
+        .record((started - asked).as_secs_f64());
     let result = work(&mut pooled.conn);
     pooled.answered_at = Instant::now();
-    metrics::histogram!(telemetry::DB_STATEMENT_DURATION)
+    STATEMENT
+        .get_or_init(|| metrics::histogram!(telemetry::DB_STATEMENT_DURATION))
         .record((pooled.answered_at - started).as_secs_f64());
     result
 }

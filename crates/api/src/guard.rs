@@ -1,4 +1,4 @@
-//! The guard of ADR 019, run as a middleware of each route (see [`crate::endpoints`]), so that
+//! The guard, run as a middleware of each route (see [`crate::endpoints`]), so that
 //! every decision is made on the route actix dispatched and its declared
 //! [`crate::access::Policy`]:
 //!

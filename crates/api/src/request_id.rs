@@ -90,6 +90,8 @@ pub async fn middleware(
     request
         .extensions_mut()
         .insert(sacp_wire::RequestId(id.clone()));
+    // For handlers that run on a task of their own (the MCP SDK's).
+    request.extensions_mut().insert(trace.context());
     let context = RequestContext {
         id: id.clone(),
         path: path.clone(),

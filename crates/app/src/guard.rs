@@ -1,8 +1,8 @@
-//! Guardrails (ADR 019): rate limits and quotas, kill switches, idempotency, audit and
+//! Guardrails: rate limits and quotas, kill switches, idempotency, audit and
 //! traffic — the use cases behind the API's middleware and the admin API.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration as StdDuration, Instant};
 
 use chrono::{DateTime, DurationRound, TimeDelta, Utc};
@@ -65,7 +65,7 @@ impl<T> Answering<'_, T> {
     }
 }
 
-/// Gateway-wide limits (ADR 019 default tiers); per-key limits live on each key.
+/// Gateway-wide limits (the default tiers); per-key limits live on each key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LimitSettings {
     /// Requests per minute of all keys of one organisation together.
@@ -264,7 +264,12 @@ impl Guardrails {
             .await?;
         match &begun {
             Begin::Started(_) => {}
-            Begin::Replay(_) => metrics::counter!(telemetry::IDEMPOTENT_REPLAYS).increment(1),
+            Begin::Replay(_) => {
+                static REPLAYS: OnceLock<metrics::Counter> = OnceLock::new();
+                REPLAYS
+                    .get_or_init(|| metrics::counter!(telemetry::IDEMPOTENT_REPLAYS))
+                    .increment(1);
+            }
             Begin::Mismatch => {
                 metrics::counter!(telemetry::IDEMPOTENCY_CONFLICTS, "reason" => "other_request")
                     .increment(1);
@@ -300,7 +305,9 @@ impl Guardrails {
     pub async fn audit(&self, event: &AuditEvent) -> Result<(), AppError> {
         let started = Instant::now();
         let written = self.ports.audit.record(event).await;
-        metrics::histogram!(telemetry::AUDIT_WRITE_DURATION)
+        static DURATION: OnceLock<metrics::Histogram> = OnceLock::new();
+        DURATION
+            .get_or_init(|| metrics::histogram!(telemetry::AUDIT_WRITE_DURATION))
             .record(started.elapsed().as_secs_f64());
         Ok(written?)
     }

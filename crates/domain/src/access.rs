@@ -1,4 +1,4 @@
-//! Integration API keys and scopes (ADR 019).
+//! Integration API keys and scopes.
 //!
 //! A key's secret reads `sacp_<key id>_<52 base32 characters>`: a recognisable prefix, the
 //! key's public id (so a presented secret finds its record without a search), and 256 random
@@ -210,7 +210,7 @@ pub struct KeyLimits {
 }
 
 impl KeyLimits {
-    /// The default read tier (ADR 019, open question 3): 600 per minute, 100,000 per day.
+    /// The default read tier: 600 per minute, 100,000 per day.
     pub const READ_TIER: KeyLimits = KeyLimits {
         requests_per_minute: 600,
         daily_quota: 100_000,

@@ -1,4 +1,4 @@
-//! Audit events: who did what to which resource, and how it ended (ADR 019). Never a
+//! Audit events: who did what to which resource, and how it ended. Never a
 //! secret, token or device code: keys are named by id, resources by their public id.
 
 use chrono::{DateTime, Utc};

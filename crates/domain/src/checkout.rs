@@ -1,4 +1,4 @@
-//! The checkout aggregate and its state machine (DESIGN §5).
+//! The checkout aggregate and its state machine.
 //!
 //! | state | allowed transitions |
 //! |---|---|

@@ -4,11 +4,11 @@
 //! - [`money`]: integer minor units, exact decimal conversion, formatting.
 //! - [`ids`]: prefixed, unguessable ids from an injected random source.
 //! - [`validation`]: items, buyer and fulfillment rules with field-level messages.
-//! - [`checkout`]: the checkout state machine (DESIGN §5).
+//! - [`checkout`]: the checkout state machine.
 //! - [`authorization`]: the payment-authorization lifecycle and RFC 8628 poll arithmetic.
 //! - [`catalog`]: products, merchant and orders.
 //! - [`access`], [`audit`]: integration keys and scopes, audit events and traffic counts.
-//! - [`ratelimit`], [`idempotency`], [`switches`]: the guardrails of ADR 019.
+//! - [`ratelimit`], [`idempotency`], [`switches`]: the guardrails.
 
 pub mod access;
 pub mod audit;

@@ -1,4 +1,4 @@
-//! Kill switches (ADR 019, safe degradation): what an operator can switch off at runtime.
+//! Kill switches (safe degradation): what an operator can switch off at runtime.
 
 use serde::{Deserialize, Serialize};
 

@@ -70,6 +70,8 @@ pub struct CallContext {
     pub caller: Caller,
     /// The HTTP request's id.
     pub request_id: String,
+    /// The HTTP request's trace context (W3C), which the call's upstream requests carry on.
+    pub trace: opentelemetry::Context,
 }
 
 /// Runs one call of `spec` with `arguments`.

@@ -50,13 +50,17 @@ pub fn service(gateway: Gateway, public_url: &str) -> McpService {
         .max_request_body_bytes(sacp_wire::MAX_BODY_BYTES)
         .on_request_fn(|request, extensions| {
             use actix_web::HttpMessage;
-            // What the gateway's guard and request-id middleware found, for the tools.
+            // What the gateway's guard and request-id middleware found (the caller, the
+            // request id, the trace context), for the tools.
             let found = request.extensions();
             if let Some(caller) = found.get::<Caller>() {
                 extensions.insert(caller.clone());
             }
             if let Some(id) = found.get::<RequestId>() {
                 extensions.insert(id.clone());
+            }
+            if let Some(trace) = found.get::<opentelemetry::Context>() {
+                extensions.insert(trace.clone());
             }
         })
         .build()

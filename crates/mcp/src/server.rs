@@ -1,5 +1,7 @@
 //! The MCP server: tools for a key's scopes, and calls run as the REST routes they mirror.
 
+use opentelemetry::context::FutureExt as _;
+use opentelemetry::trace::TraceContextExt as _;
 use rmcp::ErrorData;
 use rmcp::handler::server::ServerHandler;
 use rmcp::model::{
@@ -108,6 +110,10 @@ fn call_context(context: &RequestContext<RoleServer>) -> Option<CallContext> {
             .get::<RequestId>()
             .map(|id| id.0.clone())
             .unwrap_or_default(),
+        trace: carried
+            .get::<opentelemetry::Context>()
+            .cloned()
+            .unwrap_or_default(),
     })
 }
 
@@ -209,9 +215,12 @@ impl ServerHandler for SacpMcp {
         let Some(call) = call_context(&context) else {
             return Err(ErrorData::internal_error("the call was not admitted", None));
         };
+        // The SDK runs the call on a task of its own: the request's log span and trace
+        // context are carried over from the HTTP request.
         let span = tracing::info_span!(
             "tool_call",
             request_id = %call.request_id,
+            trace_id = %call.trace.span().span_context().trace_id(),
             tool = spec.wire_name
         );
         let ask_to_open = spec.name == ToolName::RequestPayment
@@ -220,6 +229,7 @@ impl ServerHandler for SacpMcp {
         let arguments = request.arguments.unwrap_or_default();
         let result = calls::run(&self.gateway, &self.links, spec, arguments, &call)
             .instrument(span)
+            .with_context(call.trace.clone())
             .await;
         match (ask_to_open, approval_link(&result)) {
             // The spec's way for payments: the client opens the wallet's page for the person

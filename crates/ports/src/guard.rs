@@ -1,4 +1,4 @@
-//! Guardrail storage shared by every replica (ADR 019): rate-limit counters, kill switches,
+//! Guardrail storage shared by every replica: rate-limit counters, kill switches,
 //! idempotency records and traffic counts.
 //!
 //! Every method answers [`RepositoryError::Unavailable`] when the storage cannot be reached;

@@ -1,4 +1,4 @@
-//! Configuration from the environment (DESIGN §8), also settable as flags.
+//! Configuration from the environment, also settable as flags.
 
 use clap::Args;
 use secrecy::SecretString;
