@@ -25,9 +25,15 @@ pub fn anonymous_client() -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
+        .pool_idle_timeout(IDLE)
         .build()
         .unwrap()
 }
+
+/// How long test clients keep an idle connection: under the server's 5 s keep-alive, so a
+/// request never goes out on a connection the server is closing (a test that waits for a
+/// browser or a wallet poll between two calls would otherwise fail now and then).
+const IDLE: Duration = Duration::from_secs(3);
 
 /// An HTTP client for tests that sends [`TEST_KEY`] as `X-API-Key` on every request.
 pub fn http_client() -> reqwest::Client {
@@ -39,6 +45,7 @@ pub fn http_client() -> reqwest::Client {
     );
     reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
+        .pool_idle_timeout(IDLE)
         .default_headers(headers)
         .build()
         .unwrap()

@@ -645,3 +645,27 @@ async fn headers_that_are_not_valid_values_are_refused_not_crashed_on() {
     assert_eq!(app.get("/healthz").await.status, StatusCode::OK);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn control_characters_in_a_path_reach_the_audit_log_only_as_printable_text() {
+    let app = spawn_app().await;
+    let (key, _) = org_key(&app, "mallory").await;
+    let answer = as_key(
+        &app,
+        &key,
+        Method::PATCH,
+        "/checkout/cs_%00%1b%5b31m%0aforged",
+        Some(seed_details()),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND, "{}", answer.body);
+    let audit = admin(&app, Method::GET, "/admin/audit?limit=100", None).await;
+    let probe = audit.body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "PATCH /checkout/{id}")
+        .unwrap_or_else(|| panic!("the probe is audited: {}", audit.body));
+    assert_eq!(probe["resource"], "cs_[31mforged", "{probe}");
+    app.stop().await;
+}

@@ -9,6 +9,7 @@ use sacp_domain::access::{KeyLimits, NewKey, Scope};
 use sacp_sim::catalog::ETHIOPIAN_YIRGACHEFFE;
 use serde_json::{Value, json};
 
+use crate::admin::admin;
 use crate::app::{
     ADMIN_TOKEN, TEST_KEY, TestApp, anonymous_client, settings, spawn_app, spawn_app_with,
 };
@@ -229,15 +230,9 @@ async fn a_key_sees_and_calls_only_what_its_scopes_allow() {
         assert_eq!(problem(&malformed)["code"], "insufficient_scope");
     }
     // Refusals are counted per source, action, status and minute, not audited one by one.
-    let audit = anonymous_client()
-        .get(format!("{}/admin/audit?limit=100", app.url))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
+    let audit = admin(&app, reqwest::Method::GET, "/admin/audit?limit=100", None)
         .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+        .body;
     let payment_refusals: Vec<&Value> = audit["events"]
         .as_array()
         .unwrap()
@@ -458,15 +453,9 @@ async fn tool_calls_meet_the_guardrails_of_the_routes_they_mirror() {
     assert_eq!(problem(&probe)["code"], "not_found");
 
     // Audited as the REST routes, under the MCP request's id.
-    let audit = anonymous_client()
-        .get(format!("{}/admin/audit?limit=100", app.url))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
+    let audit = admin(&app, reqwest::Method::GET, "/admin/audit?limit=100", None)
         .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+        .body;
     let actions: Vec<(String, i64)> = audit["events"]
         .as_array()
         .unwrap()

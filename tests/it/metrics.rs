@@ -5,15 +5,14 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer};
 use reqwest::StatusCode;
-use sacp_sim::Simulators;
 use sacp_sim::catalog::ETHIOPIAN_YIRGACHEFFE;
 use sacp_sim::faults::Faults;
 use serde_json::json;
 
 use crate::app::{ADMIN_TOKEN, TEST_KEY, anonymous_client, settings, spawn_app_with};
+use crate::support::SimServer;
 
 /// One sample of a scrape.
 #[derive(Debug)]
@@ -120,6 +119,11 @@ impl Scrape {
             .sum()
     }
 
+    /// How much the samples `name` with `labels` grew since `before`.
+    fn since(&self, before: &Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.value(name, labels) - before.value(name, labels)
+    }
+
     /// Every label value of every sample.
     fn label_values(&self) -> Vec<(String, String, String)> {
         self.0
@@ -177,30 +181,21 @@ async fn a_scrape_after_the_seed_conversation_counts_exactly_with_bounded_labels
     }
     let after = scrape(&metrics_url).await;
     assert_eq!(
-        after.value("sacp_http_requests_total", &route)
-            - before.value("sacp_http_requests_total", &route),
+        after.since(&before, "sacp_http_requests_total", &route),
         7.0,
         "seven catalog reads, seven more on that route's counter"
     );
     assert_eq!(
-        after.value(
-            "sacp_http_request_duration_seconds_count",
-            &[("method", "GET"), ("route", "/products/{id}")]
-        ) - before.value(
+        after.since(
+            &before,
             "sacp_http_request_duration_seconds_count",
             &[("method", "GET"), ("route", "/products/{id}")]
         ),
         7.0
     );
     assert_eq!(
-        after.value(
-            "sacp_upstream_requests_total",
-            &[
-                ("upstream", "store"),
-                ("operation", "get_product"),
-                ("outcome", "2xx")
-            ]
-        ) - before.value(
+        after.since(
+            &before,
             "sacp_upstream_requests_total",
             &[
                 ("upstream", "store"),
@@ -313,15 +308,9 @@ async fn the_main_listener_serves_metrics_only_to_the_operator() {
         ) >= 1.0
     );
     // Scrapes are not audited (the admin API's reads are).
-    let audit = anonymous_client()
-        .get(format!("{}/admin/audit", app.url))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
+    let audit = crate::admin::admin(&app, reqwest::Method::GET, "/admin/audit", None)
         .await
-        .unwrap()
-        .json::<serde_json::Value>()
-        .await
-        .unwrap();
+        .body;
     let scrapes = audit["events"]
         .as_array()
         .unwrap()
@@ -369,56 +358,10 @@ async fn the_breaker_gauge_follows_a_store_outage() {
 }
 
 /// Simulators whose every request's `traceparent` is kept, with its path.
-/// Each upstream request's path and `traceparent`.
-type Seen = Arc<Mutex<Vec<(String, String)>>>;
-
-async fn recording_simulators() -> (String, Simulators, Seen) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let simulators = Simulators::sandbox(
-        &format!("{base}/ssim"),
-        &format!("{base}/wsim"),
-        Arc::new(sacp_ports::clock::SystemClock),
-    );
-    let seen: Seen = Arc::default();
-    let (served, recorded) = (simulators.clone(), seen.clone());
-    let server = HttpServer::new(move || {
-        let recorded = recorded.clone();
-        App::new()
-            .wrap(from_fn(
-                move |request: actix_web::dev::ServiceRequest,
-                      next: actix_web::middleware::Next<actix_web::body::BoxBody>| {
-                    let traceparent = request
-                        .headers()
-                        .get("traceparent")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default()
-                        .to_owned();
-                    recorded
-                        .lock()
-                        .unwrap()
-                        .push((request.path().to_owned(), traceparent));
-                    async move { next.call(request).await }
-                },
-            ))
-            .configure(sacp_sim::http::configure(
-                &served,
-                "",
-                sacp_sim::http::Exposure::Open,
-            ))
-    })
-    .workers(1)
-    .disable_signals()
-    .listen(listener)
-    .unwrap()
-    .run();
-    tokio::spawn(server);
-    (base, simulators, seen)
-}
-
 #[tokio::test]
 async fn a_callers_traceparent_reaches_the_store_and_one_is_started_when_absent() {
-    let (base, _simulators, seen) = recording_simulators().await;
+    let (sims, seen) = SimServer::start_recording().await;
+    let base = sims.base.clone();
     let mut config = settings();
     config.ssim_base_url = Some(format!("{base}/ssim"));
     config.wsim_base_url = Some(format!("{base}/wsim"));

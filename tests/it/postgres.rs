@@ -55,6 +55,56 @@ async fn postgres_audit_log_passes_the_contract() {
 }
 
 #[tokio::test]
+async fn an_audit_row_the_database_refuses_costs_no_other_event_of_its_batch() {
+    use sacp_domain::audit::{AuditEvent, AuditOutcome};
+    use sacp_ports::AuditLog;
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let log = Arc::new(storage(&db).await);
+    let event = |n: usize, resource: &str| AuditEvent {
+        at: chrono::Utc::now(),
+        request_id: format!("req_{n}"),
+        key_id: None,
+        org: Some("victim".into()),
+        subject: None,
+        action: "POST /checkout".into(),
+        resource: Some(resource.to_owned()),
+        outcome: AuditOutcome::Success,
+        status: 201,
+        source: None,
+        count: 1,
+    };
+    // Submitted together, so they share group-commit batches; every fifth one carries a NUL
+    // byte, which PostgreSQL's text refuses.
+    let writes = (0..40).map(|n| {
+        let log = log.clone();
+        let resource = if n % 5 == 0 {
+            "cs_\0x".to_owned()
+        } else {
+            format!("cs_{n}")
+        };
+        let event = event(n, &resource);
+        tokio::spawn(async move { log.record(&event).await })
+    });
+    let results: Vec<_> = futures::future::join_all(writes)
+        .await
+        .into_iter()
+        .map(Result::unwrap)
+        .collect();
+    assert_eq!(
+        results.iter().filter(|r| r.is_err()).count(),
+        8,
+        "{results:?}"
+    );
+    assert_eq!(
+        log.query(None, 100).await.unwrap().len(),
+        32,
+        "every other event is written"
+    );
+}
+
+#[tokio::test]
 async fn postgres_guardrails_pass_their_contracts() {
     use sacp_ports::contract::guard::{
         idempotency_store_contract, insert_answering_contract, rate_counters_contract,

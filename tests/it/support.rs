@@ -105,8 +105,21 @@ pub struct SimServer {
     pub simulators: Simulators,
 }
 
+/// Each request the simulators received: its path and its `traceparent` (empty if none).
+pub type Seen = Arc<std::sync::Mutex<Vec<(String, String)>>>;
+
 impl SimServer {
     pub async fn start() -> SimServer {
+        SimServer::serve(None).await
+    }
+
+    /// Simulators that keep every request's path and `traceparent`.
+    pub async fn start_recording() -> (SimServer, Seen) {
+        let seen: Seen = Arc::default();
+        (SimServer::serve(Some(seen.clone())).await, seen)
+    }
+
+    async fn serve(recorder: Option<Seen>) -> SimServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let simulators = Simulators::sandbox(
@@ -116,11 +129,30 @@ impl SimServer {
         );
         let served = simulators.clone();
         let server = HttpServer::new(move || {
-            App::new().configure(sacp_sim::http::configure(
-                &served,
-                "",
-                sacp_sim::http::Exposure::Open,
-            ))
+            let recorder = recorder.clone();
+            App::new()
+                .wrap(actix_web::middleware::from_fn(
+                    move |request: actix_web::dev::ServiceRequest,
+                          next: actix_web::middleware::Next<actix_web::body::BoxBody>| {
+                        if let Some(seen) = &recorder {
+                            let traceparent = request
+                                .headers()
+                                .get("traceparent")
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or_default()
+                                .to_owned();
+                            seen.lock()
+                                .unwrap()
+                                .push((request.path().to_owned(), traceparent));
+                        }
+                        next.call(request)
+                    },
+                ))
+                .configure(sacp_sim::http::configure(
+                    &served,
+                    "",
+                    sacp_sim::http::Exposure::Open,
+                ))
         })
         .workers(1)
         .disable_signals()

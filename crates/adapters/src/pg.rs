@@ -263,7 +263,7 @@ pub struct PgStorage {
     /// Rate-counter hits, one upsert per batch (see [`crate::pg_batch`]).
     pub(crate) counter_hits: Arc<GroupCommit<Vec<Counter>, Vec<u64>>>,
     /// Audit events, one insert per batch.
-    audit_rows: Arc<GroupCommit<NewAuditRow, ()>>,
+    audit_rows: Arc<GroupCommit<NewAuditRow, Result<(), RepositoryError>>>,
 }
 
 impl std::fmt::Debug for PgStorage {
@@ -340,6 +340,8 @@ impl PgStorage {
         let manager = Manager {
             inner: ConnectionManager::<PgConnection>::new(database_url),
         };
+        // The alert on pool timeouts compares over time: the series exists from the start.
+        metrics::counter!(telemetry::DB_POOL_TIMEOUTS).increment(0);
         let pool = Pool::builder()
             .max_size(config.max_connections.max(1))
             .min_idle(Some(0))
@@ -1068,15 +1070,30 @@ impl ApiKeyRepository for PgStorage {
 }
 
 /// Writes a batch of audit events in one statement.
+/// Inserts a batch of audit rows in one statement. Should that fail, each row is inserted on
+/// its own and answered for itself: a row the database refuses never costs the others of
+/// its batch their events.
 fn insert_audit_batch(
     conn: &mut PgConnection,
     rows: &[NewAuditRow],
-) -> Result<Vec<()>, RepositoryError> {
-    diesel::insert_into(audit_events::table)
+) -> Result<Vec<Result<(), RepositoryError>>, RepositoryError> {
+    let together = diesel::insert_into(audit_events::table)
         .values(rows)
-        .execute(conn)
-        .map_err(database_error)?;
-    Ok(vec![(); rows.len()])
+        .execute(conn);
+    match together {
+        Ok(_) => Ok(rows.iter().map(|_| Ok(())).collect()),
+        Err(error) if rows.len() == 1 => Ok(vec![Err(database_error(error))]),
+        Err(_) => Ok(rows
+            .iter()
+            .map(|row| {
+                diesel::insert_into(audit_events::table)
+                    .values(row)
+                    .execute(conn)
+                    .map(|_| ())
+                    .map_err(database_error)
+            })
+            .collect()),
+    }
 }
 
 #[derive(Insertable)]
@@ -1161,7 +1178,7 @@ impl AuditRow {
 #[async_trait]
 impl AuditLog for PgStorage {
     async fn record(&self, event: &AuditEvent) -> Result<(), RepositoryError> {
-        self.audit_rows.submit(NewAuditRow::of(event)?).await
+        self.audit_rows.submit(NewAuditRow::of(event)?).await?
     }
 
     async fn add_refusals(&self, events: &[AuditEvent]) -> Result<(), RepositoryError> {

@@ -12,16 +12,61 @@ use opentelemetry_sdk::propagation::TraceContextPropagator;
 /// The name spans of this process are recorded under.
 const TRACER: &str = "sacp-gateway";
 
-/// The incoming headers, as the propagator reads them.
-struct Incoming<'a>(&'a HeaderMap);
+/// Most `tracestate` kept from a caller, in characters (what W3C asks every vendor to pass on).
+const MAX_TRACESTATE: usize = 512;
+/// Longest `tracestate` member kept (W3C: longer ones are the first to drop).
+const MAX_TRACESTATE_MEMBER: usize = 128;
 
-impl Extractor for Incoming<'_> {
+/// The incoming trace headers, as the propagator reads them: one `traceparent` (two are
+/// ambiguous, so neither is continued) and the `tracestate` lines combined, each member of
+/// at most 128 characters, 512 in all — a caller's state is passed on to the store, the
+/// wallet and the exporter, so it is bounded here.
+struct Incoming {
+    traceparent: Option<String>,
+    tracestate: Option<String>,
+}
+
+impl Incoming {
+    fn of(headers: &HeaderMap) -> Incoming {
+        let mut parents = headers.get_all("traceparent");
+        let traceparent = match (parents.next(), parents.next()) {
+            (Some(only), None) => only.to_str().ok().map(str::to_owned),
+            _ => None,
+        };
+        let mut kept = String::new();
+        let members = headers
+            .get_all("tracestate")
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|line| line.split(','))
+            .map(str::trim)
+            .filter(|m| !m.is_empty() && m.len() <= MAX_TRACESTATE_MEMBER);
+        for member in members {
+            if kept.len() + member.len() + 1 > MAX_TRACESTATE {
+                break;
+            }
+            if !kept.is_empty() {
+                kept.push(',');
+            }
+            kept.push_str(member);
+        }
+        Incoming {
+            traceparent,
+            tracestate: (!kept.is_empty()).then_some(kept),
+        }
+    }
+}
+
+impl Extractor for Incoming {
     fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).and_then(|v| v.to_str().ok())
+        match key {
+            "traceparent" => self.traceparent.as_deref(),
+            "tracestate" => self.tracestate.as_deref(),
+            _ => None,
+        }
     }
 
     fn keys(&self) -> Vec<&str> {
-        self.0.keys().map(|k| k.as_str()).collect()
+        vec!["traceparent", "tracestate"]
     }
 }
 
@@ -50,7 +95,7 @@ impl ServerSpan {
     /// Starts the span of a request with these headers: a child of the caller's trace
     /// context when it sent a valid one, else the root of a new trace.
     pub fn start(headers: &HeaderMap, method: &Method) -> ServerSpan {
-        let parent = TraceContextPropagator::new().extract(&Incoming(headers));
+        let parent = TraceContextPropagator::new().extract(&Incoming::of(headers));
         let tracer = global::tracer(TRACER);
         let method = method_name(method);
         let span = tracer
@@ -109,5 +154,37 @@ mod tests {
             span.trace_id().to_string(),
             "4bf92f3577b34da6a3ce929d0e0e4736"
         );
+    }
+
+    #[test]
+    fn two_traceparents_are_not_continued_and_tracestate_is_bounded() {
+        let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let mut headers = HeaderMap::new();
+        headers.append(
+            HeaderName::from_static("traceparent"),
+            HeaderValue::from_static(parent),
+        );
+        headers.append(
+            HeaderName::from_static("traceparent"),
+            HeaderValue::from_static(parent),
+        );
+        assert_eq!(Incoming::of(&headers).get("traceparent"), None);
+
+        let mut headers = HeaderMap::new();
+        let long = format!("big={}", "x".repeat(200));
+        let many: Vec<String> = (0..100).map(|i| format!("v{i}=value{i}")).collect();
+        headers.append(
+            HeaderName::from_static("tracestate"),
+            HeaderValue::from_str(&format!("a=1,{long}")).unwrap(),
+        );
+        headers.append(
+            HeaderName::from_static("tracestate"),
+            HeaderValue::from_str(&many.join(",")).unwrap(),
+        );
+        let kept = Incoming::of(&headers);
+        let state = kept.get("tracestate").unwrap();
+        assert!(state.starts_with("a=1,v0=value0,"), "{state}");
+        assert!(!state.contains("big="), "an over-long member is dropped");
+        assert!(state.len() <= MAX_TRACESTATE, "{}", state.len());
     }
 }

@@ -304,7 +304,7 @@ impl Guardrails {
     /// Writes an audit event (durably, before the request is answered).
     pub async fn audit(&self, event: &AuditEvent) -> Result<(), AppError> {
         let started = Instant::now();
-        let written = self.ports.audit.record(event).await;
+        let written = self.ports.audit.record(&event.clone().cleaned()).await;
         static DURATION: OnceLock<metrics::Histogram> = OnceLock::new();
         DURATION
             .get_or_init(|| metrics::histogram!(telemetry::AUDIT_WRITE_DURATION))

@@ -79,6 +79,30 @@ pub struct AuditEvent {
     pub count: u64,
 }
 
+/// Longest text an audit event keeps from a caller (a resource id, a subject).
+pub const MAX_AUDIT_TEXT: usize = 128;
+
+/// `text` as an audit event keeps it: control characters (NUL, escapes, line breaks) removed
+/// and at most [`MAX_AUDIT_TEXT`] characters, so what a caller put in a path or an argument
+/// can neither break the storage nor a terminal that shows the log.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_AUDIT_TEXT)
+        .collect()
+}
+
+impl AuditEvent {
+    /// The event with every caller-given text made [`printable`].
+    pub fn cleaned(mut self) -> AuditEvent {
+        self.request_id = printable(&self.request_id);
+        self.resource = self.resource.as_deref().map(printable);
+        self.subject = self.subject.as_deref().map(printable);
+        self.source = self.source.as_deref().map(printable);
+        self
+    }
+}
+
 /// Requests of one key to one route with one status during one minute (traffic inspection).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TrafficCount {
@@ -92,4 +116,16 @@ pub struct TrafficCount {
     pub status: u16,
     /// How many.
     pub count: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn audit_text_keeps_no_control_characters_and_is_bounded() {
+        assert_eq!(printable("cs_\0x\u{1b}[31m\nred"), "cs_x[31mred");
+        assert_eq!(printable(&"é".repeat(500)).chars().count(), MAX_AUDIT_TEXT);
+        assert_eq!(printable("cs_ordinary-id"), "cs_ordinary-id");
+    }
 }

@@ -119,7 +119,7 @@ pub const CATALOGUE: &[Metric] = &[
         name: PAYMENTS,
         kind: Kind::Counter,
         labels: &["outcome"],
-        help: "Payment authorizations that ended: completed, rejected, expired, failed",
+        help: "Payments that ended: completed, rejected, expired, failed, cancelled",
     },
     Metric {
         name: PAYMENT_AUTHORIZATIONS,

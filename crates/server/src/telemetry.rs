@@ -45,6 +45,12 @@ pub fn recorder() -> &'static PrometheusHandle {
         describe();
         metrics::gauge!(sacp_ports::telemetry::BUILD_INFO, "version" => env!("CARGO_PKG_VERSION"))
             .set(1.0);
+        // Counters alerts compare over time exist from the start (at 0), so the first
+        // completion, failure or token after a start counts as an increase.
+        for outcome in ["completed", "rejected", "expired", "failed", "cancelled"] {
+            metrics::counter!(sacp_ports::telemetry::PAYMENTS, "outcome" => outcome).increment(0);
+        }
+        metrics::counter!(sacp_ports::telemetry::WALLET_TOKENS_MINTED).increment(0);
         let upkeep = handle.clone();
         let started = std::thread::Builder::new()
             .name("sacp-metrics-upkeep".into())
@@ -74,13 +80,18 @@ fn describe() {
     }
 }
 
-/// What `/metrics` answers: the gauges read from storage refreshed, then everything this
-/// process recorded.
+/// How often scrapes may read the gauges that come from storage: more scrapers (or a
+/// flood of scrapes) than that reuse the last reading instead of querying again.
+const GAUGES_EVERY: Duration = Duration::from_secs(1);
+
+/// What `/metrics` answers: the gauges read from storage refreshed (at most once a
+/// second), then everything this process recorded.
 #[derive(Debug, Clone)]
 pub struct Exposition {
     handle: PrometheusHandle,
     gateway: Gateway,
     pool: Option<Arc<PgStorage>>,
+    refreshed: Arc<tokio::sync::Mutex<Option<std::time::Instant>>>,
 }
 
 impl Exposition {
@@ -90,6 +101,7 @@ impl Exposition {
             handle: recorder().clone(),
             gateway,
             pool,
+            refreshed: Arc::default(),
         }
     }
 }
@@ -97,7 +109,14 @@ impl Exposition {
 #[async_trait::async_trait]
 impl MetricsSource for Exposition {
     async fn render(&self) -> String {
-        self.gateway.refresh_gauges().await;
+        {
+            // Concurrent scrapes wait for one reading instead of each querying.
+            let mut refreshed = self.refreshed.lock().await;
+            if refreshed.is_none_or(|at| at.elapsed() >= GAUGES_EVERY) {
+                self.gateway.refresh_gauges().await;
+                *refreshed = Some(std::time::Instant::now());
+            }
+        }
         if let Some(pool) = &self.pool {
             pool.record_pool_gauges();
         }
@@ -117,6 +136,7 @@ pub fn serve_metrics(
         App::new()
             .app_data(source.clone())
             .route("/metrics", web::get().to(scrape))
+            .route("/metrics", web::head().to(scrape))
             .default_service(web::to(|| async {
                 HttpResponse::NotFound()
                     .content_type("text/plain; charset=utf-8")
