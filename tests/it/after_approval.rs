@@ -413,3 +413,74 @@ async fn the_agent_reads_why_the_payment_failed_and_what_to_do() {
     assert_eq!(checkout.body["status"], "ready_for_payment");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn an_abandoned_payment_costs_the_wallet_a_few_dozen_polls_not_one_per_interval() {
+    let world = World::new();
+    // The wallet's usual interval (5 s) and the code's 15 minutes.
+    world.sims.wallet.set_faults(Faults {
+        poll_interval_secs: Some(5),
+        ..Faults::default()
+    });
+    let (id, authorization) = world.started().await;
+    let mut current = authorization.clone();
+    for _ in 0..1_000 {
+        if current.payment_status() != PaymentStatus::Pending {
+            break;
+        }
+        current = world.step(&world.gateway, &current).await;
+    }
+    assert_eq!(current.payment_status(), PaymentStatus::Expired);
+    let polls = world.sims.wallet.stats().device_polls;
+    assert!(
+        (12..=30).contains(&polls),
+        "{polls} polls (every interval for 15 minutes would be 180)"
+    );
+    assert_eq!(
+        world.checkout_status(&id).await,
+        CheckoutStatus::ReadyForPayment,
+        "the checkout can be paid again"
+    );
+}
+
+#[tokio::test]
+async fn an_agent_watching_a_late_approval_gets_the_order_within_one_interval() {
+    let world = World::new();
+    world.sims.wallet.set_faults(Faults {
+        poll_interval_secs: Some(5),
+        ..Faults::default()
+    });
+    let (id, authorization) = world.started().await;
+    // Nobody watches for six minutes: the driver backs off.
+    let mut current = authorization.clone();
+    while current.created_at() + chrono::Duration::minutes(6) > world.clock_now() {
+        current = world.step(&world.gateway, &current).await;
+    }
+    let wait = current.next_poll_at() - world.clock_now();
+    assert!(wait > chrono::Duration::seconds(30), "backed off: {wait}");
+    // The person approves; the agent asks where the payment stands.
+    world
+        .sims
+        .wallet
+        .decide_device(authorization.user_code(), true)
+        .unwrap();
+    let seen = world
+        .gateway
+        .payment_status(OWNER, &id, authorization.id().as_str())
+        .await
+        .unwrap();
+    assert_eq!(seen.status, PaymentStatus::Pending);
+    let watched = world
+        .shared
+        .authorizations
+        .get(authorization.id())
+        .await
+        .unwrap();
+    assert!(
+        watched.next_poll_at() - world.clock_now() <= chrono::Duration::seconds(5),
+        "the next poll is within one interval of the agent's read"
+    );
+    // One interval later the driver polls, collects the approval and places the order.
+    world.step(&world.gateway, &watched).await;
+    assert_eq!(world.checkout_status(&id).await, CheckoutStatus::Completed);
+}

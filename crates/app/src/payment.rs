@@ -348,7 +348,22 @@ impl Gateway {
         if authorization.checkout_id() != checkout.id() {
             return Err(AppError::NotFound("payment authorization"));
         }
+        self.note_watched(&authorization).await;
         self.status_view(checkout, authorization).await
+    }
+
+    /// The agent is watching a pending payment: the wallet is polled within one interval
+    /// again, whatever the backoff had scheduled (a lost race with the driver changes
+    /// nothing: it just polled).
+    async fn note_watched(&self, authorization: &PaymentAuthorization) {
+        let mut watched = authorization.clone();
+        if !watched.watched(self.clock.now()) {
+            return;
+        }
+        match self.authorizations.update(&mut watched).await {
+            Ok(()) | Err(RepositoryError::Conflict) => {}
+            Err(error) => tracing::debug!(%error, "a watched payment keeps its backoff"),
+        }
     }
 
     /// Where the checkout's latest guest payment stands (live or ended); `None` if it never
@@ -365,7 +380,10 @@ impl Gateway {
             .await
             .map_err(AppError::Storage)?;
         match latest {
-            Some(authorization) => Ok(Some(self.status_view(checkout, authorization).await?)),
+            Some(authorization) => {
+                self.note_watched(&authorization).await;
+                Ok(Some(self.status_view(checkout, authorization).await?))
+            }
             None => Ok(None),
         }
     }

@@ -9,7 +9,12 @@
 //! ```
 //!
 //! Before approval, polling follows RFC 8628 §3.5: the wallet is asked no more often than
-//! `interval`; a `slow_down` answer adds 5 seconds to the interval for good. After approval
+//! `interval`; a `slow_down` answer adds 5 seconds to the interval for good. The wallet is
+//! polled at its interval while an approval is likely — the first
+//! [`EAGER_POLLING_SECS`], and whenever the agent is watching ([`PaymentAuthorization::watched`])
+//! — and otherwise ever less often toward the code's expiry (RFC 8628 lets a client poll
+//! slower), so an abandoned checkout costs the wallet some twenty polls, not one every
+//! interval for fifteen minutes. After approval
 //! the charge has a deadline ([`CHARGE_WINDOW_SECS`]) and a budget ([`MAX_CHARGE_ATTEMPTS`]):
 //! each attempt is claimed (`charging`, with a lease), a transient failure waits a growing
 //! backoff, a permanent one fails at once with its reason, and once the deadline or the
@@ -41,6 +46,14 @@ pub const CHARGE_WINDOW_SECS: i64 = 600;
 pub const MAX_CHARGE_ATTEMPTS: u32 = 5;
 /// Wait before the second attempt; it triples for each one after (5 s, 15 s, 45 s, …).
 pub const FIRST_BACKOFF_SECS: i64 = 5;
+/// How long after the request the wallet is polled at its interval: the person usually
+/// approves right after getting the link.
+pub const EAGER_POLLING_SECS: i64 = 60;
+/// After that, the wait between polls is this fraction of the request's age (at least the
+/// interval)…
+pub const BACKOFF_AGE_DIVISOR: i32 = 4;
+/// …and at most this long.
+pub const MAX_POLL_GAP_SECS: i64 = 120;
 
 /// Why an approved payment failed: the stable codes an agent reads in a payment status.
 pub mod failure {
@@ -463,7 +476,7 @@ impl PaymentAuthorization {
         }
         let work = match self.record.status {
             AuthorizationStatus::Pending => {
-                self.record.next_poll_at = now + self.interval();
+                self.record.next_poll_at = self.next_poll_after(now);
                 Work::Poll
             }
             AuthorizationStatus::Approved | AuthorizationStatus::Charging => {
@@ -606,6 +619,36 @@ impl PaymentAuthorization {
         Duration::seconds(i64::from(self.record.interval_secs))
     }
 
+    /// When a pending authorization polled at `now` is next polled: one interval on while
+    /// an approval is likely, then a quarter of its age (between the interval and
+    /// [`MAX_POLL_GAP_SECS`]); never after the code expires (then it is expired without
+    /// asking the wallet).
+    fn next_poll_after(&self, now: DateTime<Utc>) -> DateTime<Utc> {
+        let age = now - self.record.created_at;
+        let gap = if age < Duration::seconds(EAGER_POLLING_SECS) {
+            self.interval()
+        } else {
+            // Whole seconds: a schedule a person (and a test clock) can follow.
+            Duration::seconds(age.num_seconds() / i64::from(BACKOFF_AGE_DIVISOR))
+                .max(self.interval())
+                .min(Duration::seconds(MAX_POLL_GAP_SECS).max(self.interval()))
+        };
+        (now + gap).min(self.record.expires_at.max(now + self.interval()))
+    }
+
+    /// The agent is watching this payment (it read its status): while it is pending, the
+    /// wallet is polled again within one interval, however far the backoff had moved the
+    /// next poll. Returns whether anything changed (then it is to be saved).
+    pub fn watched(&mut self, now: DateTime<Utc>) -> bool {
+        let soon = now + self.interval();
+        if self.record.status != AuthorizationStatus::Pending || self.record.next_poll_at <= soon {
+            return false;
+        }
+        self.record.next_poll_at = soon;
+        self.record.updated_at = now;
+        true
+    }
+
     fn transition(
         &mut self,
         from: AuthorizationStatus,
@@ -702,6 +745,66 @@ mod tests {
         assert_eq!(auth.next_poll_at(), t(25), "the larger interval stays");
         auth.slow_down(t(25)).unwrap();
         assert_eq!(auth.interval_secs(), 15);
+    }
+
+    /// Polls an abandoned authorization as the driver would, until it can only expire.
+    fn polls_until_expiry(auth: &mut PaymentAuthorization) -> Vec<i64> {
+        let mut polls = Vec::new();
+        let mut now = auth.next_poll_at();
+        while !auth.is_past_expiry(now) {
+            auth.claim(now).expect("due");
+            polls.push((now - t(0)).num_seconds());
+            now = auth.next_poll_at();
+        }
+        polls
+    }
+
+    #[test]
+    fn an_abandoned_request_is_polled_at_its_interval_first_then_ever_less_often() {
+        let mut auth = started(Some(5));
+        let polls = polls_until_expiry(&mut auth);
+        assert!(polls.len() <= 30, "{} polls: {polls:?}", polls.len());
+        let eager: Vec<i64> = polls.iter().copied().take_while(|s| *s <= 60).collect();
+        assert_eq!(
+            eager,
+            (1..=12).map(|n| n * 5).collect::<Vec<_>>(),
+            "every 5 s for a minute"
+        );
+        let gaps: Vec<i64> = polls.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            gaps.windows(2).all(|g| g[1] >= g[0]),
+            "gaps never shrink: {gaps:?}"
+        );
+        assert!(gaps.iter().all(|g| *g <= MAX_POLL_GAP_SECS), "{gaps:?}");
+        assert!(
+            polls
+                .last()
+                .is_some_and(|last| *last >= 900 - MAX_POLL_GAP_SECS),
+            "polled until near the end: {polls:?}"
+        );
+    }
+
+    #[test]
+    fn an_agent_watching_brings_the_next_poll_within_one_interval() {
+        let mut auth = started(Some(5));
+        // Five minutes in, the backoff has moved the next poll far away.
+        let mut now = t(0);
+        while now < t(300) {
+            now = auth.next_poll_at();
+            auth.claim(now).unwrap();
+        }
+        assert!(auth.next_poll_at() - now > Duration::seconds(30));
+        let watched_at = now + Duration::seconds(2);
+        assert!(auth.watched(watched_at));
+        assert_eq!(auth.next_poll_at(), watched_at + Duration::seconds(5));
+        assert!(!auth.watched(watched_at), "nothing more to change");
+        // Early on, or once approved, watching changes nothing.
+        let mut fresh = started(Some(5));
+        assert!(!fresh.watched(t(1)));
+        let mut approved = started(Some(5));
+        approved.claim(t(5)).unwrap();
+        approved.approve(t(6)).unwrap();
+        assert!(!approved.watched(t(7)));
     }
 
     #[test]
