@@ -1,7 +1,7 @@
 //! In-memory repositories: the embedded storage of the sandbox and of tests. State lives
 //! as long as the process.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
@@ -143,28 +143,72 @@ impl CheckoutRepository for MemoryCheckouts {
     }
 }
 
-/// Whether another live authorization exists for the same checkout (the rule the
-/// database's unique index enforces).
-fn has_other_live(
-    map: &HashMap<PaymentAuthorizationId, PaymentAuthorization>,
-    authorization: &PaymentAuthorization,
-) -> bool {
-    !authorization.status().is_terminal()
-        && map.values().any(|other| {
-            other.id() != authorization.id()
-                && other.checkout_id() == authorization.checkout_id()
-                && !other.status().is_terminal()
-        })
-}
-
 fn one_live_authorization() -> RepositoryError {
     RepositoryError::Constraint("one_active_authorization_per_checkout".into())
 }
 
-/// Payment authorizations in a map.
+/// Payment authorizations in memory, indexed by what they are looked up by: their id, their
+/// checkout, and — while live — their next poll and (pending) their expiry, so no lookup
+/// scans every authorization ever made.
 #[derive(Debug, Default)]
 pub struct MemoryAuthorizations {
-    map: Mutex<HashMap<PaymentAuthorizationId, PaymentAuthorization>>,
+    index: Mutex<AuthorizationIndex>,
+}
+
+#[derive(Debug, Default)]
+struct AuthorizationIndex {
+    by_id: HashMap<PaymentAuthorizationId, PaymentAuthorization>,
+    /// Every authorization of a checkout, in the order they were made.
+    by_checkout: HashMap<CheckoutId, Vec<PaymentAuthorizationId>>,
+    /// Live ones (pending, approved, charging) by their next poll or attempt.
+    by_next_poll: BTreeSet<(DateTime<Utc>, PaymentAuthorizationId)>,
+    /// Pending ones by the expiry of their code.
+    by_expiry: BTreeSet<(DateTime<Utc>, PaymentAuthorizationId)>,
+    counts: LiveCounts,
+}
+
+impl AuthorizationIndex {
+    fn live_of(&self, checkout: &CheckoutId) -> Option<&PaymentAuthorization> {
+        self.by_checkout
+            .get(checkout)?
+            .iter()
+            .filter_map(|id| self.by_id.get(id))
+            .find(|a| !a.status().is_terminal())
+    }
+
+    /// Adds `authorization` to the time indexes and the counts (the id and checkout
+    /// indexes are kept by the caller).
+    fn enter(&mut self, authorization: &PaymentAuthorization) {
+        let id = authorization.id().clone();
+        match authorization.status() {
+            AuthorizationStatus::Pending => {
+                self.counts.pending += 1;
+                self.by_expiry
+                    .insert((authorization.expires_at(), id.clone()));
+            }
+            AuthorizationStatus::Approved => self.counts.approved += 1,
+            AuthorizationStatus::Charging => self.counts.charging += 1,
+            _ => return,
+        }
+        self.by_next_poll.insert((authorization.next_poll_at(), id));
+    }
+
+    /// Takes `authorization` out of the time indexes and the counts.
+    fn leave(&mut self, authorization: &PaymentAuthorization) {
+        let id = authorization.id().clone();
+        match authorization.status() {
+            AuthorizationStatus::Pending => {
+                self.counts.pending -= 1;
+                self.by_expiry
+                    .remove(&(authorization.expires_at(), id.clone()));
+            }
+            AuthorizationStatus::Approved => self.counts.approved -= 1,
+            AuthorizationStatus::Charging => self.counts.charging -= 1,
+            _ => return,
+        }
+        self.by_next_poll
+            .remove(&(authorization.next_poll_at(), id));
+    }
 }
 
 #[async_trait]
@@ -173,15 +217,24 @@ impl AuthorizationRepository for MemoryAuthorizations {
         &self,
         authorization: &mut PaymentAuthorization,
     ) -> Result<(), RepositoryError> {
-        let mut map = lock(&self.map);
-        if authorization.version() != 0 || map.contains_key(authorization.id()) {
+        let mut index = lock(&self.index);
+        if authorization.version() != 0 || index.by_id.contains_key(authorization.id()) {
             return Err(RepositoryError::AlreadyExists);
         }
-        if has_other_live(&map, authorization) {
+        if !authorization.status().is_terminal()
+            && index.live_of(authorization.checkout_id()).is_some()
+        {
             return Err(one_live_authorization());
         }
         authorization.set_version(1);
-        map.insert(authorization.id().clone(), authorization.clone());
+        let id = authorization.id().clone();
+        index.enter(authorization);
+        index
+            .by_checkout
+            .entry(authorization.checkout_id().clone())
+            .or_default()
+            .push(id.clone());
+        index.by_id.insert(id, authorization.clone());
         Ok(())
     }
 
@@ -189,19 +242,20 @@ impl AuthorizationRepository for MemoryAuthorizations {
         &self,
         checkout: &CheckoutId,
     ) -> Result<Option<PaymentAuthorization>, RepositoryError> {
-        Ok(lock(&self.map)
-            .values()
-            .find(|a| a.checkout_id() == checkout && !a.status().is_terminal())
-            .cloned())
+        Ok(lock(&self.index).live_of(checkout).cloned())
     }
 
     async fn latest_for_checkout(
         &self,
         checkout: &CheckoutId,
     ) -> Result<Option<PaymentAuthorization>, RepositoryError> {
-        Ok(lock(&self.map)
-            .values()
-            .filter(|a| a.checkout_id() == checkout)
+        let index = lock(&self.index);
+        Ok(index
+            .by_checkout
+            .get(checkout)
+            .into_iter()
+            .flatten()
+            .filter_map(|id| index.by_id.get(id))
             .max_by_key(|a| a.created_at())
             .cloned())
     }
@@ -210,7 +264,8 @@ impl AuthorizationRepository for MemoryAuthorizations {
         &self,
         id: &PaymentAuthorizationId,
     ) -> Result<PaymentAuthorization, RepositoryError> {
-        lock(&self.map)
+        lock(&self.index)
+            .by_id
             .get(id)
             .cloned()
             .ok_or(RepositoryError::NotFound)
@@ -220,31 +275,26 @@ impl AuthorizationRepository for MemoryAuthorizations {
         &self,
         authorization: &mut PaymentAuthorization,
     ) -> Result<(), RepositoryError> {
-        let mut map = lock(&self.map);
-        let stored = map
-            .get_mut(authorization.id())
+        let mut index = lock(&self.index);
+        let stored = index
+            .by_id
+            .get(authorization.id())
             .ok_or(RepositoryError::NotFound)?;
         if stored.version() != authorization.version() {
             return Err(RepositoryError::Conflict);
         }
+        let previous = stored.clone();
         let mut next = authorization.clone();
         next.set_version(authorization.version() + 1);
-        *stored = next;
+        index.leave(&previous);
+        index.enter(&next);
+        index.by_id.insert(next.id().clone(), next);
         authorization.set_version(authorization.version() + 1);
         Ok(())
     }
 
     async fn live_counts(&self) -> Result<LiveCounts, RepositoryError> {
-        let mut counts = LiveCounts::default();
-        for authorization in lock(&self.map).values() {
-            match authorization.status() {
-                AuthorizationStatus::Pending => counts.pending += 1,
-                AuthorizationStatus::Approved => counts.approved += 1,
-                AuthorizationStatus::Charging => counts.charging += 1,
-                _ => {}
-            }
-        }
-        Ok(counts)
+        Ok(lock(&self.index).counts)
     }
 
     async fn due(
@@ -252,9 +302,24 @@ impl AuthorizationRepository for MemoryAuthorizations {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<PaymentAuthorization>, RepositoryError> {
-        let map = lock(&self.map);
-        let mut due: Vec<PaymentAuthorization> =
-            map.values().filter(|a| a.is_due(now)).cloned().collect();
+        let index = lock(&self.index);
+        let polls = index
+            .by_next_poll
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, id)| id);
+        let expired = index
+            .by_expiry
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .map(|(_, id)| id);
+        let ids: BTreeSet<&PaymentAuthorizationId> = polls.chain(expired).collect();
+        let mut due: Vec<PaymentAuthorization> = ids
+            .into_iter()
+            .filter_map(|id| index.by_id.get(id))
+            .filter(|a| a.is_due(now))
+            .cloned()
+            .collect();
         due.sort_by_key(PaymentAuthorization::next_poll_at);
         due.truncate(limit);
         Ok(due)
@@ -448,6 +513,53 @@ mod tests {
             MemoryApiKeys::default(),
         ))
         .await;
+    }
+
+    #[tokio::test]
+    async fn ended_authorizations_leave_the_time_indexes_and_counts_stay_exact() {
+        use chrono::TimeZone;
+        use sacp_ports::contract::CountingRandom;
+        use sacp_ports::contract::repository::sample_authorization;
+        let at = |s: i64| Utc.timestamp_opt(1_800_000_000 + s, 0).single().unwrap();
+        let random = CountingRandom::default();
+        let repo = MemoryAuthorizations::default();
+        let mut live = None;
+        for n in 0..500 {
+            let checkout = CheckoutId::generate(&random);
+            let mut authorization = sample_authorization(&random, &checkout, at(0));
+            repo.insert(&mut authorization).await.unwrap();
+            if n == 250 {
+                live = Some(authorization);
+            } else {
+                authorization.cancel(at(1)).unwrap();
+                repo.update(&mut authorization).await.unwrap();
+            }
+        }
+        let live = live.unwrap();
+        assert_eq!(
+            repo.live_counts().await.unwrap(),
+            LiveCounts {
+                pending: 1,
+                ..LiveCounts::default()
+            }
+        );
+        let index = lock(&repo.index);
+        assert_eq!(
+            index.by_next_poll.len(),
+            1,
+            "only the live one is scheduled"
+        );
+        assert_eq!(index.by_expiry.len(), 1);
+        drop(index);
+        assert!(repo.due(at(4), 10).await.unwrap().is_empty());
+        let due = repo.due(at(5), 10).await.unwrap();
+        assert_eq!(due.iter().map(|a| a.id()).collect::<Vec<_>>(), [live.id()]);
+        // Past its expiry it is due (to be expired), whenever its next poll was set for.
+        let mut later = live.clone();
+        later.claim(at(5)).unwrap();
+        repo.update(&mut later).await.unwrap();
+        assert_eq!(repo.due(at(6), 10).await.unwrap().len(), 0);
+        assert_eq!(repo.due(later.expires_at(), 10).await.unwrap().len(), 1);
     }
 
     #[tokio::test]
