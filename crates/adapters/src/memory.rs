@@ -543,14 +543,15 @@ mod tests {
                 ..LiveCounts::default()
             }
         );
-        let index = lock(&repo.index);
+        let (scheduled, expiring) = {
+            let index = lock(&repo.index);
+            (index.by_next_poll.len(), index.by_expiry.len())
+        };
         assert_eq!(
-            index.by_next_poll.len(),
-            1,
+            (scheduled, expiring),
+            (1, 1),
             "only the live one is scheduled"
         );
-        assert_eq!(index.by_expiry.len(), 1);
-        drop(index);
         assert!(repo.due(at(4), 10).await.unwrap().is_empty());
         let due = repo.due(at(5), 10).await.unwrap();
         assert_eq!(due.iter().map(|a| a.id()).collect::<Vec<_>>(), [live.id()]);
