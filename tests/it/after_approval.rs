@@ -82,6 +82,18 @@ impl World {
         (id, *authorization)
     }
 
+    /// A world whose wallet asks for its usual interval (5 s, the code living 15 minutes),
+    /// and a ready checkout paid as a guest in it.
+    async fn started_at_the_wallets_pace() -> (World, String, PaymentAuthorization) {
+        let world = World::new();
+        world.sims.wallet.set_faults(Faults {
+            poll_interval_secs: Some(5),
+            ..Faults::default()
+        });
+        let (id, authorization) = world.started().await;
+        (world, id, authorization)
+    }
+
     /// A ready checkout, paid as a guest and approved by the person in the wallet.
     async fn approved(&self) -> (String, PaymentAuthorization) {
         let (id, authorization) = self.started().await;
@@ -416,13 +428,7 @@ async fn the_agent_reads_why_the_payment_failed_and_what_to_do() {
 
 #[tokio::test]
 async fn an_abandoned_payment_costs_the_wallet_a_few_dozen_polls_not_one_per_interval() {
-    let world = World::new();
-    // The wallet's usual interval (5 s) and the code's 15 minutes.
-    world.sims.wallet.set_faults(Faults {
-        poll_interval_secs: Some(5),
-        ..Faults::default()
-    });
-    let (id, authorization) = world.started().await;
+    let (world, id, authorization) = World::started_at_the_wallets_pace().await;
     let mut current = authorization.clone();
     for _ in 0..1_000 {
         if current.payment_status() != PaymentStatus::Pending {
@@ -445,12 +451,7 @@ async fn an_abandoned_payment_costs_the_wallet_a_few_dozen_polls_not_one_per_int
 
 #[tokio::test]
 async fn an_agent_watching_a_late_approval_gets_the_order_within_one_interval() {
-    let world = World::new();
-    world.sims.wallet.set_faults(Faults {
-        poll_interval_secs: Some(5),
-        ..Faults::default()
-    });
-    let (id, authorization) = world.started().await;
+    let (world, id, authorization) = World::started_at_the_wallets_pace().await;
     // Nobody watches for six minutes: the driver backs off.
     let mut current = authorization.clone();
     while current.created_at() + chrono::Duration::minutes(6) > world.clock_now() {
