@@ -16,7 +16,6 @@
 //! [`sacp_app::Guardrails`] and the domain.
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -27,8 +26,7 @@ use actix_web::http::{ConnectionType, Method, StatusCode};
 use actix_web::middleware::Next;
 use actix_web::web::Bytes;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
-use sacp_app::{Answering, AppError, Refused};
-use sacp_domain::audit::{AuditEvent, AuditOutcome};
+use sacp_app::{Answering, AppError};
 use sacp_domain::idempotency::{
     Begin, Claim, IdempotencyKey, IdempotencyScope, StoredResponse, fingerprint,
 };
@@ -395,16 +393,6 @@ fn rate_limit_headers(response: &mut HttpResponse<BoxBody>, decision: &Decision)
     }
 }
 
-/// Who a refusal is counted against in the audit log: the authenticated key, else the client
-/// address. A secret that did not authenticate is never credited to the key it names.
-fn source_of(caller: Option<&Caller>, peer: Option<IpAddr>) -> String {
-    match (caller, peer) {
-        (Some(Caller::Key(principal)), _) => format!("key:{}", principal.key_id.as_str()),
-        (_, Some(ip)) => format!("ip:{ip}"),
-        (_, None) => "ip:unknown".to_owned(),
-    }
-}
-
 /// Answers a refusal, counts it and notes it for the aggregated audit.
 fn refuse(
     endpoint: &Endpoint,
@@ -426,23 +414,13 @@ fn refuse(
         let (request, answer) = (response.request().clone(), response.response_mut());
         crate::close_if_body_unread(&request, answer);
     }
-    let status = response.status().as_u16();
-    let principal = refusal.caller.as_ref().and_then(Caller::principal);
-    let guard = state.gateway.guard();
-    guard.count_request(
-        principal.map(|p| p.key_id.clone()),
-        endpoint.action.to_owned(),
-        status,
+    state.gateway.guard().record_refusal(
+        refusal.caller.as_ref(),
+        peer,
+        endpoint.action,
+        response.status().as_u16(),
+        request_id::current().unwrap_or_default(),
     );
-    guard.note_refusal(Refused {
-        at: guard.now(),
-        request_id: request_id::current().unwrap_or_default(),
-        source: source_of(refusal.caller.as_ref(), peer),
-        key_id: principal.map(|p| p.key_id.clone()),
-        org: principal.map(|p| p.org.clone()),
-        action: endpoint.action,
-        status,
-    });
     response
 }
 
@@ -465,52 +443,45 @@ fn resource_of(response: &ServiceResponse<BoxBody>) -> Option<String> {
     })
 }
 
-/// Counts an answered request (traffic) and writes its audit event — before the answer
-/// leaves — when it changed state, was an admin call, or the handler refused a credential.
+/// Counts an answered request (traffic) and audits it (see
+/// [`sacp_app::Guardrails::record_answer`]); a request carrying MCP calls is only counted,
+/// each call being audited as the route it mirrors.
 async fn record(
     endpoint: &Endpoint,
     state: &ApiState,
     caller: &Caller,
     response: &ServiceResponse<BoxBody>,
 ) {
-    let status = response.status().as_u16();
-    let principal = caller.principal();
-    let guard = state.gateway.guard();
-    guard.count_request(
-        principal.map(|p| p.key_id.clone()),
-        endpoint.action.to_owned(),
-        status,
-    );
-    if endpoint.policy.per_call {
-        // Each call it carried was audited as the route it mirrors.
-        return;
-    }
-    let audited_read = endpoint.policy.audit_reads;
-    let changes_state = !matches!(endpoint.method, Method::GET | Method::HEAD);
-    if !(changes_state || audited_read || matches!(status, 401 | 403)) {
-        return;
-    }
     let subject = response
         .request()
         .extensions()
         .get::<EndUser>()
         .map(|u| u.0.clone());
-    let event = AuditEvent {
-        at: guard.now(),
+    let per_call = endpoint.policy.per_call;
+    let answered = sacp_app::Answered {
+        caller,
+        action: endpoint.action,
+        status: response.status().as_u16(),
         request_id: request_id::current().unwrap_or_default(),
-        key_id: principal.map(|p| p.key_id.clone()),
-        org: principal.map(|p| p.org.clone()),
+        resource: if per_call {
+            None
+        } else {
+            resource_of(response)
+        },
         subject,
-        action: endpoint.action.to_owned(),
-        resource: resource_of(response),
-        outcome: AuditOutcome::of_status(status),
-        status,
-        source: None,
-        count: 1,
+        changes_state: !per_call && !matches!(endpoint.method, Method::GET | Method::HEAD),
+        audit_reads: endpoint.policy.audit_reads,
     };
-    if let Err(error) = guard.audit(&event).await {
-        tracing::error!(%error, action = %event.action, "audit event not written");
+    if per_call {
+        // Counted as the envelope; each call it carried was audited as its route.
+        state.gateway.guard().count_request(
+            caller.principal().map(|p| p.key_id.clone()),
+            endpoint.action.to_owned(),
+            answered.status,
+        );
+        return;
     }
+    state.gateway.guard().record_answer(answered).await;
 }
 
 fn replay(stored: StoredResponse) -> HttpResponse {
@@ -679,12 +650,5 @@ mod tests {
         assert!(in_flight.enter().is_none());
         drop(first);
         assert!(in_flight.enter().is_some());
-    }
-
-    #[test]
-    fn refusals_are_never_credited_to_a_key_that_did_not_authenticate() {
-        let ip: IpAddr = [203, 0, 113, 9].into();
-        assert_eq!(source_of(None, Some(ip)), "ip:203.0.113.9");
-        assert_eq!(source_of(Some(&Caller::Public), None), "ip:unknown");
     }
 }

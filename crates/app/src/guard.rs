@@ -2,6 +2,7 @@
 //! traffic — the use cases behind the API's middleware and the admin API.
 
 use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration as StdDuration, Instant};
 
@@ -15,6 +16,7 @@ use sacp_ports::telemetry;
 use sacp_ports::{AuditLog, Clock, IdempotencyStore, RateCounters, SwitchBoard, TrafficLog};
 
 use super::AppError;
+use crate::Caller;
 
 /// The storage the guardrails use.
 #[derive(Clone)]
@@ -123,6 +125,36 @@ pub struct Refused {
 }
 
 type RefusalKey = (DateTime<Utc>, String, &'static str, u16);
+
+/// An answered request or tool call, for [`Guardrails::record_answer`].
+#[derive(Debug)]
+pub struct Answered<'a> {
+    /// Who called.
+    pub caller: &'a Caller,
+    /// The route's action (a tool call's: the route it mirrors), e.g. `POST /checkout`.
+    pub action: &'static str,
+    /// The status answered.
+    pub status: u16,
+    /// The request id.
+    pub request_id: String,
+    /// The resource acted on, when one was named.
+    pub resource: Option<String>,
+    /// The end user, when a wallet token was introspected.
+    pub subject: Option<String>,
+    /// Whether the route changes state (every answer is then audited).
+    pub changes_state: bool,
+    /// Whether its reads are audited too (the admin API's).
+    pub audit_reads: bool,
+}
+
+/// Who a refusal is counted against: the key that authenticated, else the client address.
+fn source_of(caller: Option<&Caller>, peer: Option<IpAddr>) -> String {
+    match (caller, peer) {
+        (Some(Caller::Key(principal)), _) => format!("key:{}", principal.key_id.as_str()),
+        (_, Some(ip)) | (Some(&Caller::Anonymous(ip)), None) => format!("ip:{ip}"),
+        _ => "ip:unknown".to_owned(),
+    }
+}
 
 /// The guardrail use cases.
 #[derive(Clone)]
@@ -312,6 +344,67 @@ impl Guardrails {
         Ok(written?)
     }
 
+    /// Counts an answered request or tool call (traffic) and writes its audit event — before
+    /// the answer leaves — when it changed state, was a read of an audited kind, or refused a
+    /// credential. A failed write is logged; the answer stands.
+    pub async fn record_answer(&self, answer: Answered<'_>) {
+        let principal = answer.caller.principal();
+        self.count_request(
+            principal.map(|p| p.key_id.clone()),
+            answer.action.to_owned(),
+            answer.status,
+        );
+        let refused_credential = matches!(answer.status, 401 | 403);
+        if !(answer.changes_state || answer.audit_reads || refused_credential) {
+            return;
+        }
+        let event = AuditEvent {
+            at: self.now(),
+            request_id: answer.request_id,
+            key_id: principal.map(|p| p.key_id.clone()),
+            org: principal.map(|p| p.org.clone()),
+            subject: answer.subject,
+            action: answer.action.to_owned(),
+            resource: answer.resource,
+            outcome: AuditOutcome::of_status(answer.status),
+            status: answer.status,
+            source: None,
+            count: 1,
+        };
+        if let Err(error) = self.audit(&event).await {
+            tracing::error!(%error, action = %event.action, "audit event not written");
+        }
+    }
+
+    /// Counts a request or tool call refused before it ran (traffic) and notes it for the
+    /// aggregated audit, against the key that authenticated, else the client address (`peer`,
+    /// or the anonymous caller's): a secret that did not authenticate is never credited to
+    /// the key it names.
+    pub fn record_refusal(
+        &self,
+        caller: Option<&Caller>,
+        peer: Option<IpAddr>,
+        action: &'static str,
+        status: u16,
+        request_id: String,
+    ) {
+        let principal = caller.and_then(Caller::principal);
+        self.count_request(
+            principal.map(|p| p.key_id.clone()),
+            action.to_owned(),
+            status,
+        );
+        self.note_refusal(Refused {
+            at: self.now(),
+            request_id,
+            source: source_of(caller, peer),
+            key_id: principal.map(|p| p.key_id.clone()),
+            org: principal.map(|p| p.org.clone()),
+            action,
+            status,
+        });
+    }
+
     /// Notes a refusal for the audit log, counted with the others of its source, action and
     /// status in the same minute (written by [`Guardrails::flush`]).
     pub fn note_refusal(&self, refused: Refused) {
@@ -430,5 +523,21 @@ impl Guardrails {
         let counters = self.ports.counters.purge(now).await?;
         let records = self.ports.idempotency.purge(now).await?;
         Ok(counters + records)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_are_never_credited_to_a_key_that_did_not_authenticate() {
+        let ip: IpAddr = [203, 0, 113, 9].into();
+        assert_eq!(source_of(None, Some(ip)), "ip:203.0.113.9");
+        assert_eq!(
+            source_of(Some(&Caller::Anonymous(ip)), None),
+            "ip:203.0.113.9"
+        );
+        assert_eq!(source_of(Some(&Caller::Public), None), "ip:unknown");
     }
 }

@@ -31,7 +31,7 @@ pub use access::{
 pub use catalog::{CatalogQuery, ProductList};
 pub use checkout::CheckoutChanges;
 pub use error::{AppError, Upstream};
-pub use guard::{Answering, GuardPorts, Guardrails, LimitSettings, Refused};
+pub use guard::{Answered, Answering, GuardPorts, Guardrails, LimitSettings, Refused};
 pub use limits::user_subject;
 pub use payment::{CompleteOutcome, PaymentStatusView};
 pub use step_up::StepUpView;

@@ -13,7 +13,6 @@ use rmcp::model::{CallToolResult, ContentBlock, JsonObject};
 use sacp_app::{Answering, AppError, Caller, CompleteOutcome, Gateway};
 use sacp_domain::Checkout;
 use sacp_domain::access::Scope;
-use sacp_domain::audit::{AuditEvent, AuditOutcome};
 use sacp_domain::idempotency::{
     Begin, IdempotencyKey, IdempotencyScope, StoredResponse, fingerprint,
 };
@@ -655,32 +654,16 @@ fn error_result(error: &AppError) -> CallToolResult {
 
 /// Counts a call refused before it ran, as REST counts refused requests (aggregated audit).
 fn refused(gateway: &Gateway, spec: &ToolSpec, context: &CallContext, error: &AppError) {
-    let status = Problem::from(error).status();
-    let guard = gateway.guard();
-    let principal = context.caller.principal();
-    guard.count_request(
-        principal.map(|p| p.key_id.clone()),
-        spec.action.to_owned(),
-        status,
+    gateway.guard().record_refusal(
+        Some(&context.caller),
+        None,
+        spec.action,
+        Problem::from(error).status(),
+        context.request_id.clone(),
     );
-    let source = match &context.caller {
-        Caller::Key(principal) => format!("key:{}", principal.key_id.as_str()),
-        Caller::Anonymous(ip) => format!("ip:{ip}"),
-        Caller::Operator | Caller::Public => "ip:unknown".to_owned(),
-    };
-    guard.note_refusal(sacp_app::Refused {
-        at: guard.now(),
-        request_id: context.request_id.clone(),
-        source,
-        key_id: principal.map(|p| p.key_id.clone()),
-        org: principal.map(|p| p.org.clone()),
-        action: spec.action,
-        status,
-    });
 }
 
-/// Counts an answered call (traffic) and audits it as REST audits the route it mirrors:
-/// changes, and refused credentials.
+/// Counts an answered call (traffic) and audits it as REST audits the route it mirrors.
 async fn record(
     gateway: &Gateway,
     spec: &ToolSpec,
@@ -688,33 +671,19 @@ async fn record(
     status: u16,
     resource: Option<String>,
 ) {
-    let guard = gateway.guard();
-    let principal = context.caller.principal();
-    guard.count_request(
-        principal.map(|p| p.key_id.clone()),
-        spec.action.to_owned(),
-        status,
-    );
-    let changes_state = spec.operation != sacp_domain::switches::Operation::Read;
-    if !(changes_state || matches!(status, 401 | 403)) {
-        return;
-    }
-    let event = AuditEvent {
-        at: guard.now(),
-        request_id: context.request_id.clone(),
-        key_id: principal.map(|p| p.key_id.clone()),
-        org: principal.map(|p| p.org.clone()),
-        subject: None,
-        action: spec.action.to_owned(),
-        resource,
-        outcome: AuditOutcome::of_status(status),
-        status,
-        source: None,
-        count: 1,
-    };
-    if let Err(error) = guard.audit(&event).await {
-        tracing::error!(%error, action = %event.action, "audit event not written");
-    }
+    gateway
+        .guard()
+        .record_answer(sacp_app::Answered {
+            caller: &context.caller,
+            action: spec.action,
+            status,
+            request_id: context.request_id.clone(),
+            resource,
+            subject: None,
+            changes_state: spec.operation != sacp_domain::switches::Operation::Read,
+            audit_reads: false,
+        })
+        .await;
 }
 
 #[cfg(test)]
