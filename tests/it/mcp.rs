@@ -57,6 +57,29 @@ fn decode_qr(png_base64: &str) -> String {
 }
 
 /// Asks `get_payment_status` until the payment is no longer pending or approved.
+/// A checkout of the seed items with the seed buyer and address, and its payment requested:
+/// its id and the `request_payment` result.
+async fn payment_requested(client: &McpClient<'_>) -> (String, Value) {
+    let created = client
+        .call("create_checkout", json!({"items": seed_items()}))
+        .await;
+    let id = created["structuredContent"]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (buyer, fulfillment) = seed_details();
+    client
+        .call(
+            "update_checkout",
+            json!({"checkout_id": id, "buyer": buyer, "fulfillment": fulfillment}),
+        )
+        .await;
+    let payment = client
+        .call("request_payment", json!({"checkout_id": id}))
+        .await;
+    (id, payment)
+}
+
 async fn settled(client: &McpClient<'_>, checkout_id: &str) -> Value {
     for _ in 0..100 {
         let status = client
@@ -521,23 +544,7 @@ async fn no_device_code_or_token_reaches_an_mcp_client_or_a_log() {
     let app = spawn_app().await;
     let client = McpClient::new(&app, Some(TEST_KEY), Era::Stateless);
     client.start().await;
-    let created = client
-        .call("create_checkout", json!({"items": seed_items()}))
-        .await;
-    let id = created["structuredContent"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (buyer, fulfillment) = seed_details();
-    client
-        .call(
-            "update_checkout",
-            json!({"checkout_id": id, "buyer": buyer, "fulfillment": fulfillment}),
-        )
-        .await;
-    let payment = client
-        .call("request_payment", json!({"checkout_id": id}))
-        .await;
+    let (id, payment) = payment_requested(&client).await;
     let user_code = payment["structuredContent"]["user_code"]
         .as_str()
         .unwrap()
@@ -642,23 +649,7 @@ async fn the_approval_widget_is_one_versioned_resource_linked_from_request_payme
         .unwrap();
     assert_eq!(search["annotations"]["readOnlyHint"], true);
 
-    let created = client
-        .call("create_checkout", json!({"items": seed_items()}))
-        .await;
-    let id = created["structuredContent"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (buyer, fulfillment) = seed_details();
-    client
-        .call(
-            "update_checkout",
-            json!({"checkout_id": id, "buyer": buyer, "fulfillment": fulfillment}),
-        )
-        .await;
-    let payment = client
-        .call("request_payment", json!({"checkout_id": id}))
-        .await;
+    let (_, payment) = payment_requested(&client).await;
     let shown = &payment["_meta"]["sacp/approval"];
     assert!(
         shown["merchant"]
@@ -739,23 +730,7 @@ async fn asking_for_payment_again_once_approved_says_where_it_stands() {
     let app = spawn_app().await;
     let client = McpClient::new(&app, Some(TEST_KEY), Era::Handshake("2025-06-18"));
     client.start().await;
-    let created = client
-        .call("create_checkout", json!({"items": seed_items()}))
-        .await;
-    let id = created["structuredContent"]["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let (buyer, fulfillment) = seed_details();
-    client
-        .call(
-            "update_checkout",
-            json!({"checkout_id": id, "buyer": buyer, "fulfillment": fulfillment}),
-        )
-        .await;
-    let payment = client
-        .call("request_payment", json!({"checkout_id": id}))
-        .await;
+    let (id, payment) = payment_requested(&client).await;
     // The card issuer fails for now: the approval stays approved while the gateway retries.
     app.sims.wallet.set_faults(sacp_sim::faults::Faults {
         poll_interval_secs: Some(1),
