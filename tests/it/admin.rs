@@ -1,5 +1,7 @@
 //! The operator's key management over the admin API, and revocation seen by every replica.
 
+use std::time::Duration;
+
 use reqwest::{Method, StatusCode};
 use sacp_sim::faults::Faults;
 use serde_json::{Value, json};
@@ -450,7 +452,7 @@ async fn a_rotation_reads_its_body_strictly_and_ends_with_the_key() {
 }
 
 #[tokio::test]
-async fn a_revocation_is_refused_by_another_replica_at_once() {
+async fn a_revocation_is_refused_by_another_replica_within_a_second() {
     let Some(db) = TestDatabase::create().await else {
         return;
     };
@@ -484,12 +486,28 @@ async fn a_revocation_is_refused_by_another_replica_at_once() {
         None,
     )
     .await;
-    // No waiting: the very next request on the other replica is refused.
+    // The other replica serves the key from memory; the revocation's notification drops it
+    // there within a second, and it stays refused.
+    refused_within_a_second(&b, &secret, "api_key_revoked").await;
     as_key(&b, &secret, Method::GET, "/products", None)
         .await
         .assert_problem(401, "api_key_revoked");
     a.stop().await;
     b.stop().await;
+}
+
+/// Asks with `secret` until the gateway refuses it with `code` (401), for at most a second:
+/// a key changed by another process is dropped from every cache within that.
+async fn refused_within_a_second(app: &TestApp, secret: &str, code: &str) {
+    let started = std::time::Instant::now();
+    loop {
+        let answer = as_key(app, secret, Method::GET, "/products", None).await;
+        if answer.status == StatusCode::UNAUTHORIZED || started.elapsed() > Duration::from_secs(1) {
+            answer.assert_problem(401, code);
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
 
 #[tokio::test]
@@ -536,9 +554,8 @@ async fn keys_made_with_the_command_line_work_on_the_gateway() {
     )
     .await
     .unwrap();
-    as_key(&app, &secret, Method::GET, "/products", None)
-        .await
-        .assert_problem(401, "api_key_invalid");
+    // Another process changed the key: this gateway hears of it through the database.
+    refused_within_a_second(&app, &secret, "api_key_invalid").await;
     let fresh = rotated["key"].as_str().unwrap();
     assert_eq!(
         as_key(&app, fresh, Method::GET, "/products", None)
@@ -549,9 +566,7 @@ async fn keys_made_with_the_command_line_work_on_the_gateway() {
     run(&shared, KeysCommand::Revoke { id: id.clone() })
         .await
         .unwrap();
-    as_key(&app, fresh, Method::GET, "/products", None)
-        .await
-        .assert_problem(401, "api_key_revoked");
+    refused_within_a_second(&app, fresh, "api_key_revoked").await;
     assert!(
         run(
             &shared,

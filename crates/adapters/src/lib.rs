@@ -5,7 +5,8 @@
 //! - [`memory`], [`memory_guard`]: in-memory repositories and guardrail storage (embedded
 //!   storage and tests).
 //! - [`memory_step_up`]: watched step-ups in memory.
-//! - [`pg`]: PostgreSQL storage of everything durable.
+//! - [`pg`]: PostgreSQL storage of everything durable; [`pg_listen`]: the changes other
+//!   replicas make, heard through `LISTEN`.
 //! - [`sealing::AesGcmSealer`]: tokens sealed at rest (AES-256-GCM).
 //! - [`random::OsRandom`]: the operating system's randomness for ids.
 
@@ -20,6 +21,7 @@ pub mod memory_step_up;
 pub mod pg;
 mod pg_batch;
 mod pg_guard;
+pub mod pg_listen;
 mod pg_step_up;
 pub mod random;
 pub mod sealing;

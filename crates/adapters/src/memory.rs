@@ -12,8 +12,8 @@ use sacp_domain::authorization::AuthorizationStatus;
 use sacp_domain::idempotency::Answer;
 use sacp_domain::{ApiKeyId, Checkout, CheckoutId, PaymentAuthorization, PaymentAuthorizationId};
 use sacp_ports::{
-    ApiKeyRepository, AuditLog, AuthorizationRepository, CheckoutRepository, LiveCounts,
-    RepositoryError,
+    ApiKeyRepository, AuditLog, AuthorizationRepository, CheckoutRepository, DueAuthorizations,
+    LiveCounts, RepositoryError,
 };
 
 use crate::memory_compact::{CompactCheckout, CompactKey, Products, key_of};
@@ -301,7 +301,7 @@ impl AuthorizationRepository for MemoryAuthorizations {
         &self,
         now: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<PaymentAuthorization>, RepositoryError> {
+    ) -> Result<DueAuthorizations, RepositoryError> {
         let index = lock(&self.index);
         let polls = index
             .by_next_poll
@@ -322,7 +322,14 @@ impl AuthorizationRepository for MemoryAuthorizations {
             .collect();
         due.sort_by_key(PaymentAuthorization::next_poll_at);
         due.truncate(limit);
-        Ok(due)
+        let after = |set: &BTreeSet<(DateTime<Utc>, PaymentAuthorizationId)>| {
+            set.iter().map(|(at, _)| *at).find(|at| *at > now)
+        };
+        let next_at = match (after(&index.by_next_poll), after(&index.by_expiry)) {
+            (Some(poll), Some(expiry)) => Some(poll.min(expiry)),
+            (poll, expiry) => poll.or(expiry),
+        };
+        Ok(DueAuthorizations { due, next_at })
     }
 }
 
@@ -552,15 +559,15 @@ mod tests {
             (1, 1),
             "only the live one is scheduled"
         );
-        assert!(repo.due(at(4), 10).await.unwrap().is_empty());
-        let due = repo.due(at(5), 10).await.unwrap();
+        assert!(repo.due(at(4), 10).await.unwrap().due.is_empty());
+        let due = repo.due(at(5), 10).await.unwrap().due;
         assert_eq!(due.iter().map(|a| a.id()).collect::<Vec<_>>(), [live.id()]);
         // Past its expiry it is due (to be expired), whenever its next poll was set for.
         let mut later = live.clone();
         later.claim(at(5)).unwrap();
         repo.update(&mut later).await.unwrap();
-        assert_eq!(repo.due(at(6), 10).await.unwrap().len(), 0);
-        assert_eq!(repo.due(later.expires_at(), 10).await.unwrap().len(), 1);
+        assert_eq!(repo.due(at(6), 10).await.unwrap().due.len(), 0);
+        assert_eq!(repo.due(later.expires_at(), 10).await.unwrap().due.len(), 1);
     }
 
     #[tokio::test]

@@ -28,8 +28,8 @@ use sacp_domain::{
 };
 use sacp_ports::telemetry;
 use sacp_ports::{
-    ApiKeyRepository, AuditLog, AuthorizationRepository, CheckoutRepository, LiveCounts,
-    RepositoryError,
+    ApiKeyRepository, AuditLog, AuthorizationRepository, CheckoutRepository, DueAuthorizations,
+    LiveCounts, RepositoryError,
 };
 
 /// The advisory lock key under which migrations run (an arbitrary constant: `sacp` in ASCII,
@@ -835,6 +835,99 @@ impl AuthorizationRepository for PgStorage {
         Ok(())
     }
 
+    async fn update_all(
+        &self,
+        authorizations: &mut [PaymentAuthorization],
+    ) -> Vec<Result<(), RepositoryError>> {
+        // Each row's compare-and-swap, all in one transaction: a conflict is a row not
+        // matched (no error), so it never rolls back the others.
+        let mut rows = Vec::with_capacity(authorizations.len());
+        let mut results: Vec<Result<(), RepositoryError>> =
+            Vec::with_capacity(authorizations.len());
+        for authorization in authorizations.iter() {
+            let row = version_of(authorization.version()).and_then(|expected| {
+                AuthorizationRow::new(authorization, authorization.version() + 1)
+                    .map(|row| (expected, row))
+            });
+            match row {
+                Ok(row) => {
+                    rows.push(Some(row));
+                    results.push(Ok(()));
+                }
+                Err(error) => {
+                    rows.push(None);
+                    results.push(Err(error));
+                }
+            }
+        }
+        let written = self
+            .run(move |conn| {
+                conn.transaction(|conn| {
+                    rows.iter()
+                        .map(|row| {
+                            let Some((expected, row)) = row else {
+                                return Ok(None);
+                            };
+                            let changed = diesel::update(
+                                payment_authorizations::table
+                                    .find(&row.id)
+                                    .filter(payment_authorizations::version.eq(*expected)),
+                            )
+                            .set(row)
+                            .execute(conn)?;
+                            Ok(Some(changed == 1))
+                        })
+                        .collect::<QueryResult<Vec<Option<bool>>>>()
+                })
+                .map_err(database_error)
+            })
+            .await;
+        match written {
+            Ok(written) => {
+                for ((authorization, result), changed) in authorizations
+                    .iter_mut()
+                    .zip(results.iter_mut())
+                    .zip(written)
+                {
+                    match changed {
+                        Some(true) => authorization.set_version(authorization.version() + 1),
+                        // Changed or removed since it was read: either way not this caller's.
+                        Some(false) => *result = Err(RepositoryError::Conflict),
+                        None => {}
+                    }
+                }
+                results
+            }
+            Err(error) => results
+                .into_iter()
+                .map(|result| result.and(Err(error.clone())))
+                .collect(),
+        }
+    }
+
+    async fn with_checkout(
+        &self,
+        id: &PaymentAuthorizationId,
+        _checkouts: &dyn CheckoutRepository,
+    ) -> Result<(PaymentAuthorization, Checkout), RepositoryError> {
+        // This storage is wired as the checkout repository too: one joined read.
+        let id = id.as_str().to_owned();
+        let (authorization, checkout) = self
+            .run(move |conn| {
+                payment_authorizations::table
+                    .inner_join(checkouts::table)
+                    .filter(payment_authorizations::id.eq(id))
+                    .select((AuthorizationRow::as_select(), CheckoutRow::as_select()))
+                    .first(conn)
+                    .map_err(database_error)
+            })
+            .await?;
+        Ok((
+            authorization.into_authorization()?,
+            checkout.into_checkout()?,
+        ))
+    }
+
     async fn live_counts(&self) -> Result<LiveCounts, RepositoryError> {
         let rows: Vec<(String, i64)> = self
             .run(|conn| {
@@ -864,29 +957,56 @@ impl AuthorizationRepository for PgStorage {
         &self,
         now: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<PaymentAuthorization>, RepositoryError> {
+    ) -> Result<DueAuthorizations, RepositoryError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self
+        let (rows, next_at) = self
             .run(move |conn| {
                 use payment_authorizations::dsl as pa;
-                pa::payment_authorizations
-                    .filter(pa::status.eq_any(LIVE))
-                    .filter(
-                        pa::next_poll_at
-                            .le(now)
-                            .or(pa::status.eq("pending").and(pa::expires_at.le(now))),
-                    )
-                    .order(pa::next_poll_at.asc())
-                    .limit(limit)
-                    .select(AuthorizationRow::as_select())
-                    .load(conn)
+                // One read-only transaction: the due rows and when to look again, both
+                // answered by partial indexes on the live rows.
+                conn.build_transaction()
+                    .read_only()
+                    .run(|conn| {
+                        let rows = pa::payment_authorizations
+                            .filter(pa::status.eq_any(LIVE))
+                            .filter(
+                                pa::next_poll_at
+                                    .le(now)
+                                    .or(pa::status.eq("pending").and(pa::expires_at.le(now))),
+                            )
+                            .order(pa::next_poll_at.asc())
+                            .limit(limit)
+                            .select(AuthorizationRow::as_select())
+                            .load(conn)?;
+                        let next_at = diesel::sql_query(
+                            "SELECT LEAST(\
+                               (SELECT min(next_poll_at) FROM payment_authorizations \
+                                 WHERE status IN ('pending', 'approved', 'charging') \
+                                   AND next_poll_at > $1), \
+                               (SELECT min(expires_at) FROM payment_authorizations \
+                                 WHERE status = 'pending' AND expires_at > $1)) AS at",
+                        )
+                        .bind::<diesel::sql_types::Timestamptz, _>(now)
+                        .get_result::<NextDue>(conn)?
+                        .at;
+                        Ok((rows, next_at))
+                    })
                     .map_err(database_error)
             })
             .await?;
-        rows.into_iter()
+        let due = rows
+            .into_iter()
             .map(AuthorizationRow::into_authorization)
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok(DueAuthorizations { due, next_at })
     }
+}
+
+/// When the next live authorization falls due ([`DueAuthorizations::next_at`]).
+#[derive(QueryableByName)]
+struct NextDue {
+    #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Timestamptz>)]
+    at: Option<DateTime<Utc>>,
 }
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]

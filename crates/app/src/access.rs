@@ -88,6 +88,24 @@ pub struct KeyChanges {
 /// recorded at most once a minute per key, in batches.
 const LAST_USE_RESOLUTION: Duration = Duration::minutes(1);
 
+/// Longest a key is served from memory without being read again: the safety net should a
+/// change notification be lost while the listening connection still looks alive.
+/// Notifications ([`Keys::forget`]) drop a changed key at once.
+pub const KEY_CACHE_MAX_AGE: Duration = Duration::seconds(5);
+
+/// Most keys held in memory; past it the cache starts afresh (only keys that exist are
+/// cached, so this bounds what a flood of distinct valid keys can hold).
+const KEY_CACHE_CAPACITY: usize = 100_000;
+
+/// Keys read from storage, with when each was read.
+#[derive(Default)]
+struct KeyCache {
+    entries: HashMap<ApiKeyId, (ApiKey, DateTime<Utc>)>,
+    /// Moves on every forget: a read that started before a change must not put the key
+    /// it read (perhaps from before the change) back into the cache.
+    generation: u64,
+}
+
 /// Key use cases: they need only the key repository, a clock and randomness.
 #[derive(Clone)]
 pub struct Keys {
@@ -96,6 +114,7 @@ pub struct Keys {
     random: Arc<dyn RandomSource>,
     /// Uses not written yet, by key (the first use of a minute).
     pending_uses: Arc<Mutex<HashMap<ApiKeyId, DateTime<Utc>>>>,
+    cache: Arc<Mutex<KeyCache>>,
 }
 
 impl std::fmt::Debug for Keys {
@@ -123,7 +142,53 @@ impl Keys {
             clock,
             random,
             pending_uses: Arc::default(),
+            cache: Arc::default(),
         }
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, KeyCache> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Drops the cached copy of a key that changed (a change notification, or a change made
+    /// here).
+    pub fn forget(&self, id: &ApiKeyId) {
+        let mut cache = self.cache();
+        cache.generation = cache.generation.wrapping_add(1);
+        cache.entries.remove(id);
+    }
+
+    /// Drops every cached key (changes may have been missed).
+    pub fn forget_all(&self) {
+        let mut cache = self.cache();
+        cache.generation = cache.generation.wrapping_add(1);
+        cache.entries.clear();
+    }
+
+    /// The key `id`, from memory when it was read less than [`KEY_CACHE_MAX_AGE`] ago and
+    /// has not changed since, else from storage (then kept).
+    async fn cached(&self, id: &ApiKeyId, now: DateTime<Utc>) -> Result<ApiKey, RepositoryError> {
+        let generation = {
+            let cache = self.cache();
+            if let Some((key, read_at)) = cache.entries.get(id)
+                && now - *read_at < KEY_CACHE_MAX_AGE
+                && *read_at <= now
+            {
+                return Ok(key.clone());
+            }
+            cache.generation
+        };
+        let key = self.repo.get(id).await?;
+        let mut cache = self.cache();
+        if cache.generation == generation {
+            if cache.entries.len() >= KEY_CACHE_CAPACITY {
+                cache.entries.clear();
+            }
+            cache.entries.insert(id.clone(), (key.clone(), now));
+        }
+        Ok(key)
     }
 
     /// The current time.
@@ -131,19 +196,21 @@ impl Keys {
         self.clock.now()
     }
 
-    /// Authenticates the secret of an `X-API-Key` header. The key is read from storage on
-    /// every call (no cache), so revocation is effective on every replica at once.
+    /// Authenticates the secret of an `X-API-Key` header. The key is served from memory (see
+    /// [`Keys::cached`]); a change to it anywhere drops that copy at once, through
+    /// [`Keys::forget`], so a revocation takes effect on every replica within the change
+    /// listener's delay.
     pub async fn authenticate(&self, presented: Option<&str>) -> Result<Principal, AppError> {
         let presented = presented
             .map(str::trim)
             .filter(|p| !p.is_empty())
             .ok_or(AppError::ApiKeyRequired)?;
         let id = key_id_of(presented).ok_or(AppError::ApiKeyRefused(AuthFailure::Invalid))?;
-        let key = self.repo.get(&id).await.map_err(|e| match e {
+        let now = self.clock.now();
+        let key = self.cached(&id, now).await.map_err(|e| match e {
             RepositoryError::NotFound => AppError::ApiKeyRefused(AuthFailure::Invalid),
             other => AppError::Storage(other),
         })?;
-        let now = self.clock.now();
         key.authenticate(presented, now)
             .map_err(AppError::ApiKeyRefused)?;
         if key
@@ -151,6 +218,11 @@ impl Keys {
             .is_none_or(|last| now - last >= LAST_USE_RESOLUTION)
         {
             self.uses().entry(key.id().clone()).or_insert(now);
+            // The cached copy learns of the use too, or every request until it is read
+            // again would note one.
+            if let Some((cached, _)) = self.cache().entries.get_mut(key.id()) {
+                cached.note_use(now);
+            }
         }
         Ok(Principal {
             key_id: key.id().clone(),
@@ -227,7 +299,9 @@ impl Keys {
         for _ in 0..CAS_ATTEMPTS {
             let mut key = self.get(id).await?;
             let value = change(&mut key, self.clock.now())?;
-            match self.repo.update(&mut key).await {
+            let updated = self.repo.update(&mut key).await;
+            self.forget(key.id());
+            match updated {
                 Ok(()) => return Ok((key, value)),
                 Err(RepositoryError::Conflict) => continue,
                 Err(other) => return Err(AppError::Storage(other)),

@@ -104,6 +104,38 @@ pub(super) fn setback_of(error: AppError) -> Setback {
     }
 }
 
+/// Work on one authorization that [`Gateway::claim_all`] won, for
+/// [`Gateway::advance_claimed`].
+#[derive(Debug)]
+pub struct ClaimedWork {
+    authorization: PaymentAuthorization,
+    step: Step,
+}
+
+impl ClaimedWork {
+    /// The authorization the work is on.
+    pub fn id(&self) -> &PaymentAuthorizationId {
+        self.authorization.id()
+    }
+}
+
+#[derive(Debug)]
+enum Step {
+    /// A pending authorization past its expiry: end it.
+    Expire,
+    /// Claimed work.
+    Work(Work),
+}
+
+/// What the driver's scan found ([`Gateway::due_authorizations`]).
+#[derive(Debug, Clone, Default)]
+pub struct DueWork {
+    /// Due now, soonest first.
+    pub due: Vec<PaymentAuthorization>,
+    /// When the next live authorization falls due, as far as storage knows.
+    pub next_at: Option<DateTime<Utc>>,
+}
+
 /// Seconds `now` is past `due` (0 when not yet due).
 fn lag_seconds(now: DateTime<Utc>, due: DateTime<Utc>) -> f64 {
     let behind = now - due;
@@ -111,19 +143,20 @@ fn lag_seconds(now: DateTime<Utc>, due: DateTime<Utc>) -> f64 {
 }
 
 impl Gateway {
-    /// Ids of authorizations with work due now, soonest first.
-    pub async fn due_authorizations(
-        &self,
-        limit: usize,
-    ) -> Result<Vec<PaymentAuthorizationId>, AppError> {
+    /// Authorizations with work due now, soonest first, and when the next one falls due.
+    pub async fn due_authorizations(&self, limit: usize) -> Result<DueWork, AppError> {
         let now = self.clock.now();
-        let due = self.authorizations.due(now, limit).await?;
+        let found = self.authorizations.due(now, limit).await?;
         // Soonest first: the first one is the oldest due poll.
-        let lag = due
+        let lag = found
+            .due
             .first()
             .map_or(0.0, |oldest| lag_seconds(now, oldest.next_poll_at()));
         metrics::gauge!(sacp_ports::telemetry::DRIVER_LAG).set(lag);
-        Ok(due.into_iter().map(|a| a.id().clone()).collect())
+        Ok(DueWork {
+            due: found.due,
+            next_at: found.next_at,
+        })
     }
 
     /// One step of the background driver on one authorization: expire it, poll the wallet
@@ -131,28 +164,78 @@ impl Gateway {
     /// the deadline or the attempts are spent — the final check. Safe to call from several
     /// workers and replicas at once: each piece of work is claimed first.
     pub async fn advance_authorization(&self, id: &PaymentAuthorizationId) -> Result<(), AppError> {
+        let authorization = self.authorizations.get(id).await?;
+        self.advance_loaded_authorization(authorization).await
+    }
+
+    /// [`Gateway::advance_authorization`] from a copy the caller read: the claim's
+    /// compare-and-swap tells whether it is still current, so it is not read again; a copy
+    /// that changed meanwhile is left for the next scan.
+    pub async fn advance_loaded_authorization(
+        &self,
+        authorization: PaymentAuthorization,
+    ) -> Result<(), AppError> {
+        match self.claim_all(vec![authorization]).await.pop() {
+            Some(claimed) => self.advance_claimed(claimed).await,
+            None => Ok(()),
+        }
+    }
+
+    /// Claims the work of every authorization of a scan, the claims written together (one
+    /// transaction where storage has them); returns the work won. Copies that changed since
+    /// they were read, or that another worker claimed first, are left out. Pending ones
+    /// past their expiry need no claim: ending them is a compare-and-swap of its own.
+    pub async fn claim_all(&self, due: Vec<PaymentAuthorization>) -> Vec<ClaimedWork> {
         let now = self.clock.now();
-        let mut authorization = self.authorizations.get(id).await?;
-        if authorization.status() == AuthorizationStatus::Pending
-            && authorization.is_past_expiry(now)
-        {
-            return self
-                .end_authorization(id, |a, now| a.expire(now).is_ok())
-                .await;
+        let mut claimed = Vec::with_capacity(due.len());
+        let mut claims = Vec::with_capacity(due.len());
+        let mut works = Vec::with_capacity(due.len());
+        for mut authorization in due {
+            if authorization.status() == AuthorizationStatus::Pending
+                && authorization.is_past_expiry(now)
+            {
+                claimed.push(ClaimedWork {
+                    authorization,
+                    step: Step::Expire,
+                });
+                continue;
+            }
+            if let Ok(work) = authorization.claim(now) {
+                claims.push(authorization);
+                works.push(work);
+            }
         }
-        let Ok(work) = authorization.claim(now) else {
-            return Ok(());
-        };
-        match self.authorizations.update(&mut authorization).await {
-            Ok(()) => {}
-            // Another worker claimed it first.
-            Err(RepositoryError::Conflict) => return Ok(()),
-            Err(other) => return Err(other.into()),
+        let results = self.authorizations.update_all(&mut claims).await;
+        for ((authorization, work), result) in claims.into_iter().zip(works).zip(results) {
+            match result {
+                Ok(()) => claimed.push(ClaimedWork {
+                    authorization,
+                    step: Step::Work(work),
+                }),
+                Err(RepositoryError::Conflict) => {}
+                Err(error) => {
+                    tracing::warn!(authorization = %authorization.id(), %error, "claiming a payment authorization failed; the next scan retries");
+                }
+            }
         }
-        match work {
-            Work::Poll => self.poll_wallet(authorization).await,
-            Work::Charge { .. } => self.charge(authorization, None).await,
-            Work::Conclude => self.conclude(authorization).await,
+        claimed
+    }
+
+    /// Does the work [`Gateway::claim_all`] claimed: expire, poll the wallet, attempt the
+    /// order, or the final check.
+    pub async fn advance_claimed(&self, claimed: ClaimedWork) -> Result<(), AppError> {
+        let ClaimedWork {
+            authorization,
+            step,
+        } = claimed;
+        match step {
+            Step::Expire => {
+                self.end_authorization(authorization.id(), |a, now| a.expire(now).is_ok())
+                    .await
+            }
+            Step::Work(Work::Poll) => self.poll_wallet(authorization).await,
+            Step::Work(Work::Charge { .. }) => self.charge(authorization, None).await,
+            Step::Work(Work::Conclude) => self.conclude(authorization).await,
         }
     }
 

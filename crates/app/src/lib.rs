@@ -16,6 +16,7 @@ mod orders;
 mod payment;
 mod step_up;
 mod telemetry;
+mod wake;
 
 use std::sync::Arc;
 
@@ -29,12 +30,14 @@ pub use access::{
     BOOTSTRAP_KEY_NAME, Caller, KeyChanges, Keys, MAX_GRACE_SECS, Principal, integration_scopes,
 };
 pub use catalog::{CatalogQuery, ProductList};
+pub use charge::{ClaimedWork, DueWork};
 pub use checkout::CheckoutChanges;
 pub use error::{AppError, Upstream};
 pub use guard::{Answered, Answering, GuardPorts, Guardrails, LimitSettings, Refused};
 pub use limits::user_subject;
 pub use payment::{CompleteOutcome, PaymentStatusView};
 pub use step_up::StepUpView;
+pub use wake::{Alarm, Alarms};
 
 /// What the gateway needs to finish step-ups without the agent: where watched step-ups are
 /// kept, and the sealer that protects their tokens at rest.
@@ -88,6 +91,8 @@ pub struct Gateway {
     collected: charge::CollectedTokens,
     /// Step-ups watched on the person's behalf, their tokens sealed.
     step_ups: StepUpPorts,
+    /// When the background workers are next due, brought forward as work is added.
+    alarms: Arc<Alarms>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -138,7 +143,23 @@ impl Gateway {
             config,
             collected: charge::CollectedTokens::default(),
             step_ups,
+            alarms: Arc::default(),
         }
+    }
+
+    /// The background workers' alarms.
+    pub fn alarms(&self) -> &Alarms {
+        &self.alarms
+    }
+
+    /// What the storage's change notifications are given to: a changed key is dropped from
+    /// the key cache, work due sooner wakes the worker that does it.
+    pub fn change_listener(&self) -> Arc<dyn sacp_ports::ChangeListener> {
+        Arc::new(wake::Changes {
+            keys: self.keys.clone(),
+            alarms: self.alarms.clone(),
+            clock: self.clock.clone(),
+        })
     }
 
     /// The key use cases.

@@ -183,6 +183,9 @@ impl Gateway {
                 _ => return Err(AppError::Busy),
             }
         }
+        self.alarms
+            .authorizations
+            .due_at(authorization.next_poll_at());
         let hold = authorization.hold();
         let checkout_id = checkout.id().clone();
         match self
@@ -343,6 +346,20 @@ impl Gateway {
         checkout_id: &str,
         request_id: &str,
     ) -> Result<PaymentStatusView, AppError> {
+        // The usual poll: one read of the authorization with its checkout.
+        if let Ok(id) = PaymentAuthorizationId::parse(request_id)
+            && let Ok((authorization, checkout)) = self
+                .authorizations
+                .with_checkout(&id, self.checkouts.as_ref())
+                .await
+            && checkout.id().as_str() == checkout_id
+            && checkout.is_owned_by(owner)
+        {
+            self.note_watched(&authorization).await;
+            return self.status_view(checkout, authorization).await;
+        }
+        // Anything else is answered as before, each part read on its own: which one is not
+        // found (or that storage failed) is told exactly.
         let checkout = self.load_owned(owner, checkout_id).await?;
         let authorization = self.find_authorization(request_id).await?;
         if authorization.checkout_id() != checkout.id() {
@@ -361,7 +378,8 @@ impl Gateway {
             return;
         }
         match self.authorizations.update(&mut watched).await {
-            Ok(()) | Err(RepositoryError::Conflict) => {}
+            Ok(()) => self.alarms.authorizations.due_at(watched.next_poll_at()),
+            Err(RepositoryError::Conflict) => {}
             Err(error) => tracing::debug!(%error, "a watched payment keeps its backoff"),
         }
     }
@@ -388,9 +406,9 @@ impl Gateway {
         }
     }
 
-    /// Where a payment stands. The checkout was read before the authorization: if the order
-    /// was placed in between (the authorization is used, the checkout read has no order
-    /// yet), it is read again, so that `completed` always comes with its order.
+    /// Where a payment stands. When the checkout was read before the authorization and the
+    /// order was placed in between (the authorization is used, the checkout read has no
+    /// order yet), it is read again, so that `completed` always comes with its order.
     async fn status_view(
         &self,
         mut checkout: Checkout,

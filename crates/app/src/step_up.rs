@@ -121,8 +121,11 @@ impl Gateway {
                 return;
             }
         };
-        if let Err(error) = self.step_ups.watches.put(&watch).await {
-            tracing::warn!(checkout = %checkout, %error, "cannot store the step-up watch; the step-up completes when the agent polls");
+        match self.step_ups.watches.put(&watch).await {
+            Ok(()) => self.alarms.step_ups.due_at(watch.next_at),
+            Err(error) => {
+                tracing::warn!(checkout = %checkout, %error, "cannot store the step-up watch; the step-up completes when the agent polls");
+            }
         }
     }
 
@@ -135,27 +138,30 @@ impl Gateway {
     }
 
     /// Asks the wallet about every watched step-up whose time has come, placing the orders
-    /// of approved ones (the background driver calls this every second). Each due watch is
-    /// claimed for one interval, so that replicas sharing the storage never ask twice.
-    pub async fn advance_step_ups(&self) {
+    /// of approved ones. Each due watch is claimed for one interval, so that replicas
+    /// sharing the storage never ask twice. Returns when to look again as far as this call
+    /// knows (the claimed watches' next turn, a retry after a storage failure, or at once
+    /// after a full batch); `None` when it found nothing to watch.
+    pub async fn advance_step_ups(&self) -> Option<chrono::DateTime<chrono::Utc>> {
         let now = self.clock.now();
         let sealer = &self.step_ups.sealer;
+        let claimed_until = now + Duration::seconds(WATCH_INTERVAL_SECS);
         let due = match self
             .step_ups
             .watches
-            .claim_due(
-                sealer.key_id(),
-                now,
-                now + Duration::seconds(WATCH_INTERVAL_SECS),
-                WATCH_BATCH,
-            )
+            .claim_due(sealer.key_id(), now, claimed_until, WATCH_BATCH)
             .await
         {
             Ok(due) => due,
             Err(error) => {
                 tracing::warn!(%error, "cannot read the watched step-ups now; retrying");
-                return;
+                return Some(now + Duration::seconds(1));
             }
+        };
+        let next = match due.len() {
+            0 => None,
+            n if n >= WATCH_BATCH => Some(now),
+            _ => Some(claimed_until),
         };
         // Each watch may take a few upstream calls: all are advanced at once, so none waits
         // past its claim behind the others.
@@ -165,6 +171,7 @@ impl Gateway {
             advancing.spawn(async move { gateway.advance_watch(watch).await });
         }
         while advancing.join_next().await.is_some() {}
+        next
     }
 
     /// Asks the wallet about one claimed step-up with the person's token, opened from its

@@ -100,17 +100,59 @@ pub trait AuthorizationRepository: Send + Sync {
     async fn update(&self, authorization: &mut PaymentAuthorization)
     -> Result<(), RepositoryError>;
 
+    /// [`AuthorizationRepository::update`] of several authorizations at once (the driver's
+    /// claims of one scan), each with its own compare-and-swap: one result per
+    /// authorization, in order, and a conflict on one changes nothing of the others. Storage
+    /// with transactions writes them in one; the default updates one by one.
+    async fn update_all(
+        &self,
+        authorizations: &mut [PaymentAuthorization],
+    ) -> Vec<Result<(), RepositoryError>> {
+        let mut results = Vec::with_capacity(authorizations.len());
+        for authorization in authorizations {
+            results.push(self.update(authorization).await);
+        }
+        results
+    }
+
+    /// An authorization and its checkout, read together — what a payment-status poll
+    /// needs. [`RepositoryError::NotFound`] when the authorization is unknown. The default
+    /// reads the authorization, then its checkout from `checkouts`; storage that keeps both
+    /// (and is wired as both) answers in one read of its own tables.
+    async fn with_checkout(
+        &self,
+        id: &PaymentAuthorizationId,
+        checkouts: &dyn CheckoutRepository,
+    ) -> Result<(PaymentAuthorization, Checkout), RepositoryError> {
+        let authorization = self.get(id).await?;
+        let checkout = checkouts.get(authorization.checkout_id()).await?;
+        Ok((authorization, checkout))
+    }
+
     /// How many authorizations are live now, by status (for the operator's gauges; read
     /// when metrics are scraped, not on the request path).
     async fn live_counts(&self) -> Result<LiveCounts, RepositoryError>;
 
     /// Up to `limit` authorizations with work due at `now` (see
-    /// [`PaymentAuthorization::is_due`]), soonest first.
+    /// [`PaymentAuthorization::is_due`]), soonest first, and when the next live one falls
+    /// due after `now` — what the driver sleeps until when nothing else wakes it.
     async fn due(
         &self,
         now: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<PaymentAuthorization>, RepositoryError>;
+    ) -> Result<DueAuthorizations, RepositoryError>;
+}
+
+/// What [`AuthorizationRepository::due`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DueAuthorizations {
+    /// Due at the time asked, soonest first (at most the limit asked).
+    pub due: Vec<PaymentAuthorization>,
+    /// The earliest time after the time asked at which a live authorization falls due (its
+    /// next poll or attempt, or a pending one's expiry); `None` when none is live. It may be
+    /// earlier than that (waking early costs one empty scan), never later. Authorizations due
+    /// now but left out by the limit are not reflected here: a full batch means "ask again".
+    pub next_at: Option<DateTime<Utc>>,
 }
 
 /// Live payment authorizations by status ([`AuthorizationRepository::live_counts`]).

@@ -93,6 +93,8 @@ pub struct Running {
     driver: JoinHandle<()>,
     housekeeping: JoinHandle<()>,
     step_ups: JoinHandle<()>,
+    /// The change listener (PostgreSQL storage); stops when dropped.
+    _changes: Option<sacp_adapters::pg_listen::ChangeFeed>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -404,6 +406,10 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
             ..GatewayConfig::default()
         },
     );
+    // Other replicas' changes (keys, due work) reach this one through the database.
+    let changes = settings.database_url.as_ref().map(|url| {
+        sacp_adapters::pg_listen::listen(url.expose_secret(), gateway.change_listener())
+    });
     let exposition = telemetry::Exposition::new(gateway.clone(), storage.pool.clone());
     let demo_key = bootstrap_key(&gateway, settings, simulators.is_some()).await?;
     if simulators.is_some() && !address.ip().is_loopback() {
@@ -502,6 +508,7 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
         driver,
         housekeeping,
         step_ups,
+        _changes: changes,
         shutdown,
     })
 }

@@ -225,15 +225,19 @@ pub async fn authorization_repository_contract(
         Err(RepositoryError::AlreadyExists)
     );
 
+    let early = repo.due(t(4), 10).await.unwrap();
     assert!(
-        repo.due(t(4), 10)
-            .await
-            .unwrap()
-            .iter()
-            .all(|a| a.id() != auth.id()),
+        early.due.iter().all(|a| a.id() != auth.id()),
         "not due before its poll time"
     );
-    let due = repo.due(t(5), 10).await.unwrap();
+    assert!(
+        early
+            .next_at
+            .is_some_and(|at| at > t(4) && at <= auth.next_poll_at()),
+        "the next due time tells when to look again: {:?}",
+        early.next_at
+    );
+    let due = repo.due(t(5), 10).await.unwrap().due;
     assert!(
         due.iter().any(|a| a.id() == auth.id()),
         "due at its poll time"
@@ -249,12 +253,14 @@ pub async fn authorization_repository_contract(
         Err(RepositoryError::Conflict),
         "two pollers cannot both claim the same poll"
     );
+    let after_claim = repo.due(t(9), 10).await.unwrap();
+    assert!(after_claim.due.iter().all(|a| a.id() != auth.id()));
     assert!(
-        repo.due(t(9), 10)
-            .await
-            .unwrap()
-            .iter()
-            .all(|a| a.id() != auth.id())
+        after_claim
+            .next_at
+            .is_some_and(|at| at > t(9) && at <= claimed.next_poll_at()),
+        "a claimed poll is due again at its next poll time: {:?}",
+        after_claim.next_at
     );
 
     claimed.approve(t(6)).unwrap();
@@ -269,6 +275,7 @@ pub async fn authorization_repository_contract(
         repo.due(t(6), 10)
             .await
             .unwrap()
+            .due
             .iter()
             .any(|a| a.id() == auth.id()),
         "an approved authorization stays due until consumed"
@@ -294,6 +301,7 @@ pub async fn authorization_repository_contract(
         repo.due(t(10_000), 10)
             .await
             .unwrap()
+            .due
             .iter()
             .all(|a| a.id() != auth.id())
     );
@@ -327,7 +335,7 @@ pub async fn authorization_repository_contract(
     let mut sooner = sample_authorization(&random, second.id(), start + Duration::seconds(50));
     repo.insert(&mut later).await.unwrap();
     repo.insert(&mut sooner).await.unwrap();
-    let due = repo.due(t(1000), 1).await.unwrap();
+    let due = repo.due(t(1000), 1).await.unwrap().due;
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].id(), sooner.id());
 
@@ -335,6 +343,46 @@ pub async fn authorization_repository_contract(
         repo.get(&PaymentAuthorizationId::generate(&random)).await,
         Err(RepositoryError::NotFound)
     );
+
+    // Read with its checkout, as a status poll reads it.
+    let (read, its_checkout) = repo
+        .with_checkout(sooner.id(), checkouts.as_ref())
+        .await
+        .expect("with its checkout");
+    assert_eq!(read, sooner);
+    assert_eq!(its_checkout.id(), second.id());
+    assert_eq!(its_checkout.version(), second.version());
+    assert!(matches!(
+        repo.with_checkout(
+            &PaymentAuthorizationId::generate(&random),
+            checkouts.as_ref()
+        )
+        .await,
+        Err(RepositoryError::NotFound)
+    ));
+
+    // Several claims at once: each its own compare-and-swap.
+    let stale = sooner.clone();
+    let mut moved = sooner.clone();
+    moved.claim(t(1000)).unwrap();
+    repo.update(&mut moved).await.unwrap();
+    let mut both = [later.clone(), stale];
+    both[0].claim(t(1000)).unwrap();
+    both[1].claim(t(1000)).unwrap();
+    let results = repo.update_all(&mut both).await;
+    assert_eq!(
+        results,
+        vec![Ok(()), Err(RepositoryError::Conflict)],
+        "the fresh copy is written, the stale one refused"
+    );
+    assert_eq!(both[0].version(), later.version() + 1);
+    assert_eq!(repo.get(later.id()).await.unwrap(), both[0]);
+    assert_eq!(
+        repo.get(sooner.id()).await.unwrap(),
+        moved,
+        "a refused copy changes nothing"
+    );
+    assert!(repo.update_all(&mut []).await.is_empty());
 }
 
 /// Runs every [`ApiKeyRepository`] rule.

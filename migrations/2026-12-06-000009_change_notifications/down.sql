@@ -1,0 +1,10 @@
+DROP INDEX payment_authorizations_expiry;
+DROP TRIGGER step_up_watches_pulled_in ON step_up_watches;
+DROP TRIGGER step_up_watches_added ON step_up_watches;
+DROP FUNCTION sacp_notify_step_up_due();
+DROP TRIGGER payment_authorizations_pulled_in ON payment_authorizations;
+DROP TRIGGER payment_authorizations_added ON payment_authorizations;
+DROP FUNCTION sacp_notify_authorization_due();
+DROP TRIGGER api_keys_deleted ON api_keys;
+DROP TRIGGER api_keys_changed ON api_keys;
+DROP FUNCTION sacp_notify_key_changed();
