@@ -402,6 +402,23 @@ async fn an_idempotency_key_replays_the_first_answer_and_refuses_another_body() 
     assert_eq!(header(&again, "idempotent-replayed"), "true");
     assert_eq!(again.body, patched.body);
 
+    // So is starting the payment: the retry gets the first answer, and the wallet was asked
+    // for one approval only.
+    let complete = format!("{path}/complete");
+    let grants = || app.sims.wallet.stats().device_authorizations;
+    let before_grants = grants();
+    let paying = with_idempotency(&app, TEST_KEY, Method::POST, &complete, "c-1", json!({})).await;
+    assert_eq!(paying.status, StatusCode::ACCEPTED, "{}", paying.body);
+    assert!(paying.headers.get("idempotent-replayed").is_none());
+    let retried = with_idempotency(&app, TEST_KEY, Method::POST, &complete, "c-1", json!({})).await;
+    assert_eq!(retried.status, StatusCode::ACCEPTED);
+    assert_eq!(header(&retried, "idempotent-replayed"), "true");
+    assert_eq!(
+        retried.body, paying.body,
+        "the stored answer, byte for byte"
+    );
+    assert_eq!(grants() - before_grants, 1, "one approval asked for");
+
     // Bad keys are refused before anything happens.
     let long = "k".repeat(256);
     with_idempotency(

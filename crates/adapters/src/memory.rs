@@ -48,6 +48,22 @@ impl MemoryCheckouts {
         }
     }
 
+    /// Replaces the stored checkout if its version is still `checkout`'s (then moves that on).
+    fn update_stored(&self, checkout: &mut Checkout) -> Result<(), RepositoryError> {
+        let next = self.compact(checkout, checkout.version() + 1);
+        let mut map = lock(&self.map);
+        let stored = map
+            .get_mut(&key_of(checkout.id()))
+            .ok_or(RepositoryError::NotFound)?;
+        if stored.version() != checkout.version() {
+            return Err(RepositoryError::Conflict);
+        }
+        *stored = next;
+        drop(map);
+        checkout.set_version(checkout.version() + 1);
+        Ok(())
+    }
+
     /// `checkout` in its stored form at `version`.
     fn compact(&self, checkout: &Checkout, version: u64) -> Box<CompactCheckout> {
         Box::new(CompactCheckout::of(checkout, version, &self.products))
@@ -124,18 +140,16 @@ impl CheckoutRepository for MemoryCheckouts {
     }
 
     async fn update(&self, checkout: &mut Checkout) -> Result<(), RepositoryError> {
-        let next = self.compact(checkout, checkout.version() + 1);
-        let mut map = lock(&self.map);
-        let stored = map
-            .get_mut(&key_of(checkout.id()))
-            .ok_or(RepositoryError::NotFound)?;
-        if stored.version() != checkout.version() {
-            return Err(RepositoryError::Conflict);
-        }
-        *stored = next;
-        drop(map);
-        checkout.set_version(checkout.version() + 1);
-        Ok(())
+        self.update_stored(checkout)
+    }
+
+    async fn update_answering(
+        &self,
+        checkout: &mut Checkout,
+        answer: &Answer,
+    ) -> Result<(), RepositoryError> {
+        self.idempotency
+            .finish_with(answer, || self.update_stored(checkout))
     }
 
     async fn ping(&self) -> Result<(), RepositoryError> {

@@ -309,6 +309,19 @@ pub(crate) fn database_error(error: DieselError) -> RepositoryError {
     }
 }
 
+/// Why a write in a transaction failed: the database, or a refusal (conflict, not found)
+/// that rolls the transaction back.
+enum Failed {
+    Database(DieselError),
+    Refused(RepositoryError),
+}
+
+impl From<DieselError> for Failed {
+    fn from(error: DieselError) -> Self {
+        Failed::Database(error)
+    }
+}
+
 /// The result of a compare-and-swap update that touched `changed` rows: done, or — when
 /// nothing matched — `NotFound` if the row is absent (`count` of its id is 0), else `Conflict`.
 fn cas_outcome(
@@ -469,6 +482,50 @@ impl PgStorage {
         Ok(())
     }
 
+    /// The compare-and-swap update of a checkout and, with `answer`, its idempotency record
+    /// finished in the same transaction.
+    async fn update_checkout(
+        &self,
+        checkout: &mut Checkout,
+        answer: Option<&Answer>,
+    ) -> Result<(), RepositoryError> {
+        let expected = version_of(checkout.version())?;
+        let next = checkout.version() + 1;
+        let row = CheckoutRow::new(checkout, next)?;
+        let id = row.id.clone();
+        let answer = answer.cloned();
+        self.run(move |conn| {
+            let swap = |conn: &mut PgConnection| -> Result<(), Failed> {
+                let changed = diesel::update(
+                    checkouts::table
+                        .find(&id)
+                        .filter(checkouts::version.eq(expected)),
+                )
+                .set(&row)
+                .execute(conn)?;
+                cas_outcome(changed, || {
+                    checkouts::table.find(&id).count().get_result(conn)
+                })
+                .map_err(Failed::Refused)
+            };
+            let done = match &answer {
+                None => swap(conn),
+                Some(answer) => conn.transaction(|conn| {
+                    swap(conn)?;
+                    crate::pg_guard::finish_in(conn, answer)?;
+                    Ok(())
+                }),
+            };
+            done.map_err(|failed| match failed {
+                Failed::Refused(refused) => refused,
+                Failed::Database(error) => database_error(error),
+            })
+        })
+        .await?;
+        checkout.set_version(next);
+        Ok(())
+    }
+
     /// Runs blocking database work on the blocking pool.
     pub(crate) async fn run<T: Send + 'static>(
         &self,
@@ -604,26 +661,15 @@ impl CheckoutRepository for PgStorage {
     }
 
     async fn update(&self, checkout: &mut Checkout) -> Result<(), RepositoryError> {
-        let expected = version_of(checkout.version())?;
-        let next = checkout.version() + 1;
-        let row = CheckoutRow::new(checkout, next)?;
-        let id = row.id.clone();
-        self.run(move |conn| {
-            let changed = diesel::update(
-                checkouts::table
-                    .find(&id)
-                    .filter(checkouts::version.eq(expected)),
-            )
-            .set(&row)
-            .execute(conn)
-            .map_err(database_error)?;
-            cas_outcome(changed, || {
-                checkouts::table.find(&id).count().get_result(conn)
-            })
-        })
-        .await?;
-        checkout.set_version(next);
-        Ok(())
+        self.update_checkout(checkout, None).await
+    }
+
+    async fn update_answering(
+        &self,
+        checkout: &mut Checkout,
+        answer: &Answer,
+    ) -> Result<(), RepositoryError> {
+        self.update_checkout(checkout, Some(answer)).await
     }
 
     async fn ping(&self) -> Result<(), RepositoryError> {

@@ -1,5 +1,6 @@
 //! Create, change, read and cancel guest checkouts.
 
+use sacp_domain::idempotency::Answer;
 use sacp_domain::validation::{BuyerInput, FulfillmentInput, ItemInput};
 use sacp_domain::{
     Buyer, Checkout, CheckoutId, Fulfillment, Items, PaymentHold, TransitionError, ValidationErrors,
@@ -165,6 +166,19 @@ impl Gateway {
         id: &str,
         changes: &CheckoutChanges,
     ) -> Result<Checkout, AppError> {
+        self.update_checkout_details_answering(owner, id, changes, None)
+            .await
+    }
+
+    /// [`Gateway::update_checkout_details`] that, with `answering`, stores the idempotent
+    /// answer in the transaction that saves the change.
+    pub async fn update_checkout_details_answering(
+        &self,
+        owner: &str,
+        id: &str,
+        changes: &CheckoutChanges,
+        answering: Option<Answering<'_, Checkout>>,
+    ) -> Result<Checkout, AppError> {
         let valid = changes.validate(false)?;
         if valid.items.is_none() && valid.buyer.is_none() && valid.fulfillment.is_none() {
             let mut errors = ValidationErrors::default();
@@ -206,8 +220,17 @@ impl Gateway {
                 return Err(session_error(error));
             }
         };
+        let answer_of = answering
+            .as_ref()
+            .map(|answering| move |checkout: &Checkout| answering.answer(checkout, now));
         let (saved, ()) = self
-            .update_loaded_checkout(claimed, |c| apply_session(c, &session, now))
+            .update_loaded_checkout_answering(
+                claimed,
+                |c| apply_session(c, &session, now),
+                answer_of
+                    .as_ref()
+                    .map(|f| f as &(dyn Fn(&Checkout) -> Answer + Send + Sync)),
+            )
             .await?;
         Ok(saved)
     }

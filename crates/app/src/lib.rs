@@ -20,6 +20,7 @@ mod wake;
 
 use std::sync::Arc;
 
+use sacp_domain::idempotency::Answer;
 use sacp_domain::{Checkout, CheckoutId, RandomSource};
 use sacp_ports::{
     ApiKeyRepository, AuthorizationRepository, CheckoutRepository, Clock, RepositoryError,
@@ -238,7 +239,19 @@ impl Gateway {
     async fn update_loaded_checkout<T>(
         &self,
         loaded: Checkout,
+        change: impl FnMut(&mut Checkout) -> Result<T, AppError>,
+    ) -> Result<(Checkout, T), AppError> {
+        self.update_loaded_checkout_answering(loaded, change, None)
+            .await
+    }
+
+    /// [`Gateway::update_loaded_checkout`] that, with `answer_of`, stores the request's
+    /// idempotent answer (rendered from the checkout as saved) in the same transaction.
+    async fn update_loaded_checkout_answering<T>(
+        &self,
+        loaded: Checkout,
         mut change: impl FnMut(&mut Checkout) -> Result<T, AppError>,
+        answer_of: Option<&(dyn Fn(&Checkout) -> Answer + Send + Sync)>,
     ) -> Result<(Checkout, T), AppError> {
         let id = loaded.id().clone();
         let mut current = Some(loaded);
@@ -252,9 +265,22 @@ impl Gateway {
                 Err(error) if fresh => return Err(error),
                 Err(_) => continue,
             };
-            match self.checkouts.update(&mut checkout).await {
+            let saved = match answer_of {
+                Some(answer_of) => {
+                    let answer = answer_of(&checkout);
+                    self.checkouts
+                        .update_answering(&mut checkout, &answer)
+                        .await
+                }
+                None => self.checkouts.update(&mut checkout).await,
+            };
+            match saved {
                 Ok(()) => return Ok((checkout, value)),
                 Err(RepositoryError::Conflict) => continue,
+                // The checkout is there (it was just read): the claim was lost.
+                Err(RepositoryError::NotFound) if answer_of.is_some() => {
+                    return Err(lost_claim(RepositoryError::NotFound));
+                }
                 Err(other) => return Err(AppError::Storage(other)),
             }
         }

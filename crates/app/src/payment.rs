@@ -3,7 +3,9 @@
 //! store. What happens after the person approves a guest payment is in [`super::charge`];
 //! finishing a step-up in [`super::step_up`].
 
+use crate::Answering;
 use chrono::{DateTime, Utc};
+use sacp_domain::idempotency::Answer;
 use sacp_domain::{
     Checkout, Money, OrderConfirmation, PaymentAuthorization, PaymentAuthorizationId, PaymentHold,
     PaymentStatus,
@@ -99,10 +101,25 @@ impl Gateway {
         id: &str,
         user_token: Option<&BearerToken>,
     ) -> Result<CompleteOutcome, AppError> {
+        self.complete_checkout_answering(owner, id, user_token, None)
+            .await
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// [`Gateway::complete_checkout`] that, with `answering`, stores the idempotent answer of
+    /// a payment it starts in the transaction that starts it; tells whether it did (any
+    /// other outcome is the caller's to store).
+    pub async fn complete_checkout_answering(
+        &self,
+        owner: &str,
+        id: &str,
+        user_token: Option<&BearerToken>,
+        answering: Option<Answering<'_, CompleteOutcome>>,
+    ) -> Result<(CompleteOutcome, bool), AppError> {
         let checkout = self.get_checkout(owner, id).await?;
         match user_token {
-            Some(token) => self.complete_with_user_token(checkout, token).await,
-            None => self.start_device_authorization(checkout).await,
+            Some(token) => Ok((self.complete_with_user_token(checkout, token).await?, false)),
+            None => self.start_device_authorization(checkout, answering).await,
         }
     }
 
@@ -123,12 +140,16 @@ impl Gateway {
     async fn start_device_authorization(
         &self,
         checkout: Checkout,
-    ) -> Result<CompleteOutcome, AppError> {
+        answering: Option<Answering<'_, CompleteOutcome>>,
+    ) -> Result<(CompleteOutcome, bool), AppError> {
         if let Some(authorization) = self.live_authorization(&checkout).await {
-            return Ok(CompleteOutcome::AuthorizationRequired {
-                checkout,
-                authorization: Box::new(authorization),
-            });
+            return Ok((
+                CompleteOutcome::AuthorizationRequired {
+                    checkout,
+                    authorization: Box::new(authorization),
+                },
+                false,
+            ));
         }
         let now = self.clock.now();
         checkout.ensure_payable(now)?;
@@ -163,10 +184,13 @@ impl Gateway {
             // crash left between two writes (retire it, then try once more).
             let current = self.load_checkout(checkout.id()).await?;
             if let Some(live) = self.live_authorization(&current).await {
-                return Ok(CompleteOutcome::AuthorizationRequired {
-                    checkout: current,
-                    authorization: Box::new(live),
-                });
+                return Ok((
+                    CompleteOutcome::AuthorizationRequired {
+                        checkout: current,
+                        authorization: Box::new(live),
+                    },
+                    false,
+                ));
             }
             let orphan = self
                 .authorizations
@@ -188,14 +212,37 @@ impl Gateway {
             .due_at(authorization.next_poll_at());
         let hold = authorization.hold();
         let checkout_id = checkout.id().clone();
+        // The answer the agent gets, stored with the hold when the request has a claim.
+        let answer_of = answering.as_ref().map(|answering| {
+            let authorization = &authorization;
+            move |checkout: &Checkout| {
+                answering.answer(
+                    &CompleteOutcome::AuthorizationRequired {
+                        checkout: checkout.clone(),
+                        authorization: Box::new(authorization.clone()),
+                    },
+                    now,
+                )
+            }
+        });
+        let answered = answer_of.is_some();
         match self
-            .update_loaded_checkout(checkout, |c| Ok(c.begin_authorization(hold.clone(), now)?))
+            .update_loaded_checkout_answering(
+                checkout,
+                |c| Ok(c.begin_authorization(hold.clone(), now)?),
+                answer_of
+                    .as_ref()
+                    .map(|f| f as &(dyn Fn(&Checkout) -> Answer + Send + Sync)),
+            )
             .await
         {
-            Ok((checkout, ())) => Ok(CompleteOutcome::AuthorizationRequired {
-                checkout,
-                authorization: Box::new(authorization),
-            }),
+            Ok((checkout, ())) => Ok((
+                CompleteOutcome::AuthorizationRequired {
+                    checkout,
+                    authorization: Box::new(authorization),
+                },
+                answered,
+            )),
             Err(error) => {
                 // Another request started payment first, or the checkout changed: this
                 // authorization must never charge.
@@ -205,10 +252,13 @@ impl Gateway {
                 if let Ok(current) = self.load_checkout(&checkout_id).await
                     && let Some(live) = self.live_authorization(&current).await
                 {
-                    return Ok(CompleteOutcome::AuthorizationRequired {
-                        checkout: current,
-                        authorization: Box::new(live),
-                    });
+                    return Ok((
+                        CompleteOutcome::AuthorizationRequired {
+                            checkout: current,
+                            authorization: Box::new(live),
+                        },
+                        false,
+                    ));
                 }
                 Err(error)
             }

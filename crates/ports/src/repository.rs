@@ -61,6 +61,18 @@ pub trait CheckoutRepository: Send + Sync {
     /// [`RepositoryError::NotFound`], [`RepositoryError::Conflict`].
     async fn update(&self, checkout: &mut Checkout) -> Result<(), RepositoryError>;
 
+    /// [`CheckoutRepository::update`], and in the same transaction finishes the idempotency
+    /// record of `answer.claim`: both are stored or neither, so a retry after a crash gets
+    /// the answer instead of repeating the change, at no extra transaction.
+    /// [`RepositoryError::Conflict`] when the checkout changed since it was read;
+    /// [`RepositoryError::NotFound`] when it is gone or the claim was lost (its lease ran
+    /// out and a retry took it over). Nothing is stored on any error.
+    async fn update_answering(
+        &self,
+        checkout: &mut Checkout,
+        answer: &Answer,
+    ) -> Result<(), RepositoryError>;
+
     /// Whether the storage answers now (for readiness probes).
     /// [`RepositoryError::Unavailable`] when it does not.
     async fn ping(&self) -> Result<(), RepositoryError>;

@@ -88,14 +88,34 @@ pub async fn update(
     state: State,
     org: Org,
     id: web::Path<String>,
+    request: HttpRequest,
     body: web::Json<CheckoutRequestDto>,
 ) -> Result<HttpResponse, ApiError> {
+    let links = &state.links;
+    let render = |checkout: &Checkout| json_answer(200, &CheckoutDto::new(checkout, links));
+    let answering = guard::answering(&request, &render);
+    let claimed = answering.is_some();
     let checkout = state
         .gateway
-        .update_checkout_details(&org.0, &id, &body.into_inner().into())
+        .update_checkout_details_answering(&org.0, &id, &body.into_inner().into(), answering)
         .await
         .inspect_err(|e| state.catalog_cache.note(e))?;
-    Ok(HttpResponse::Ok().json(CheckoutDto::new(&checkout, &state.links)))
+    let answer = render(&checkout);
+    let mut response = HttpResponse::Ok()
+        .content_type("application/json")
+        .body(answer.body);
+    guard::mark_answered(&mut response, claimed);
+    Ok(response)
+}
+
+/// A JSON answer as the idempotency record keeps it (what the guard would store of it).
+fn json_answer(status: u16, dto: &impl serde::Serialize) -> StoredResponse {
+    StoredResponse {
+        status,
+        content_type: Some("application/json".into()),
+        location: None,
+        body: serde_json::to_vec(dto).unwrap_or_default(),
+    }
 }
 
 /// Cancel a checkout (a pending payment authorization is cancelled with it).
@@ -146,25 +166,36 @@ pub async fn complete(
     body: web::Bytes,
 ) -> Result<HttpResponse, ApiError> {
     let token = user_token(&request, Some(&body))?;
+    let links = &state.links;
+    let now = state.gateway.now();
+    // A payment this request starts stores its answer with the payment's hold.
+    let render = |outcome: &CompleteOutcome| match outcome {
+        CompleteOutcome::AuthorizationRequired {
+            checkout,
+            authorization,
+        } => json_answer(
+            202,
+            &AuthorizationRequiredDto::new(checkout, authorization, links, now),
+        ),
+        // Only a started payment is answered by the use case; the guard stores the rest.
+        _ => json_answer(500, &()),
+    };
+    let answering = guard::answering(&request, &render);
     let outcome = state
         .gateway
-        .complete_checkout(&org.0, &id, token.as_ref())
+        .complete_checkout_answering(&org.0, &id, token.as_ref(), answering)
         .await;
     if let Some(subject) = token.as_ref().and_then(|t| t.subject()) {
         request.extensions_mut().insert(EndUser(subject.to_owned()));
     }
-    let outcome = outcome?;
-    let links = &state.links;
-    Ok(match outcome {
-        CompleteOutcome::AuthorizationRequired {
-            checkout,
-            authorization,
-        } => HttpResponse::Accepted().json(AuthorizationRequiredDto::new(
-            &checkout,
-            &authorization,
-            links,
-            state.gateway.now(),
-        )),
+    let (outcome, answered) = outcome?;
+    let mut response = match outcome {
+        CompleteOutcome::AuthorizationRequired { .. } => {
+            let answer = render(&outcome);
+            HttpResponse::Accepted()
+                .content_type("application/json")
+                .body(answer.body)
+        }
         CompleteOutcome::Completed(checkout) => {
             HttpResponse::Ok().json(CompletedDto::new(&checkout, links))
         }
@@ -176,7 +207,9 @@ pub async fn complete(
         } => HttpResponse::Accepted().json(StepUpRequiredDto::new(
             &checkout, step_up_id, expires_at, trigger, links,
         )),
-    })
+    };
+    guard::mark_answered(&mut response, answered);
+    Ok(response)
 }
 
 /// Poll a guest payment authorization. Answered from the gateway's own state: polling does

@@ -344,6 +344,80 @@ pub async fn insert_answering_contract(
         Err(RepositoryError::NotFound),
         "the checkout was rolled back with the answer"
     );
+
+    // An update with its answer ([`CheckoutRepository::update_answering`]): both or neither.
+    let edited = scope("/checkout/cs_1");
+    let edit_claim = started(store.begin(&edited, "fp", now).await.unwrap());
+    let edit_answer = Answer {
+        claim: edit_claim,
+        response: created("{\"id\":\"cs_1\",\"edited\":true}"),
+        at: now,
+    };
+    let stale = checkout.clone();
+    let mut updated = checkout.clone();
+    checkouts
+        .update_answering(&mut updated, &edit_answer)
+        .await
+        .unwrap();
+    assert_eq!(updated.version(), 2);
+    assert_eq!(checkouts.get(checkout.id()).await.unwrap(), updated);
+    assert_eq!(
+        store.begin(&edited, "fp", now).await.unwrap(),
+        Begin::Replay(edit_answer.response.clone()),
+        "the answer is stored with the change"
+    );
+    // A stale copy is refused, and its answer not stored.
+    let raced = scope("/checkout/cs_1");
+    let raced_claim = started(store.begin(&raced, "fp", now).await.unwrap());
+    let mut stale = stale;
+    assert_eq!(
+        checkouts
+            .update_answering(
+                &mut stale,
+                &Answer {
+                    claim: raced_claim,
+                    ..edit_answer.clone()
+                }
+            )
+            .await,
+        Err(RepositoryError::Conflict)
+    );
+    assert_eq!(stale.version(), 1);
+    assert!(
+        matches!(
+            store.begin(&raced, "fp", now).await.unwrap(),
+            Begin::InFlight { .. }
+        ),
+        "a refused change stores no answer"
+    );
+    // A lost claim: the change is rolled back.
+    let contested_edit = scope("/checkout/cs_1");
+    let lost_edit = started(store.begin(&contested_edit, "fp", now).await.unwrap());
+    started(
+        store
+            .begin(&contested_edit, "fp", now + Duration::seconds(61))
+            .await
+            .unwrap(),
+    );
+    let mut unanswered = updated.clone();
+    assert_eq!(
+        checkouts
+            .update_answering(
+                &mut unanswered,
+                &Answer {
+                    claim: lost_edit,
+                    ..edit_answer
+                }
+            )
+            .await,
+        Err(RepositoryError::NotFound)
+    );
+    assert_eq!(unanswered.version(), 2);
+    assert_eq!(
+        checkouts.get(checkout.id()).await.unwrap().version(),
+        2,
+        "the change was rolled back with the answer"
+    );
 }
 
 /// Runs every [`TrafficLog`] rule.
