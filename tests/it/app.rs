@@ -130,6 +130,8 @@ pub fn settings() -> Settings {
         log_format: "text".into(),
         metrics_listen: None,
         otlp_endpoint: None,
+        retention_secs: 30 * 24 * 3600,
+        audit_retention_secs: 365 * 24 * 3600,
         // Generous gateway-wide limits: the rate-limit tests set their own.
         limits: LimitArgs {
             org_per_minute: 1_000_000,

@@ -22,6 +22,7 @@ mod metrics;
 mod persistence;
 mod postgres;
 mod raw;
+mod retention;
 mod support;
 mod upstream_contracts;
 mod upstream_failures;

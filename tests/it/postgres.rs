@@ -39,6 +39,15 @@ async fn postgres_authorizations_pass_the_contract() {
 }
 
 #[tokio::test]
+async fn postgres_retirement_passes_the_contract() {
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let storage = Arc::new(storage(&db).await);
+    sacp_ports::contract::repository::retirement_contract(storage.clone(), storage).await;
+}
+
+#[tokio::test]
 async fn postgres_api_keys_pass_the_contract() {
     let Some(db) = TestDatabase::create().await else {
         return;

@@ -155,6 +155,22 @@ impl CheckoutRepository for MemoryCheckouts {
     async fn ping(&self) -> Result<(), RepositoryError> {
         Ok(())
     }
+
+    async fn retire(&self, cutoff: DateTime<Utc>, limit: usize) -> Result<u64, RepositoryError> {
+        // A walk of every checkout, but only every few minutes (the housekeeping round),
+        // never on a request's path.
+        let mut map = lock(&self.map);
+        let doomed: Vec<CompactKey> = map
+            .iter()
+            .filter(|(_, stored)| stored.retirable(cutoff))
+            .map(|(key, _)| *key)
+            .take(limit)
+            .collect();
+        for key in &doomed {
+            map.remove(key);
+        }
+        Ok(doomed.len() as u64)
+    }
 }
 
 fn one_live_authorization() -> RepositoryError {
@@ -178,6 +194,8 @@ struct AuthorizationIndex {
     by_next_poll: BTreeSet<(DateTime<Utc>, PaymentAuthorizationId)>,
     /// Pending ones by the expiry of their code.
     by_expiry: BTreeSet<(DateTime<Utc>, PaymentAuthorizationId)>,
+    /// Ended ones by when they ended (their last change): what retirement takes first.
+    by_end: BTreeSet<(DateTime<Utc>, PaymentAuthorizationId)>,
     counts: LiveCounts,
 }
 
@@ -202,7 +220,10 @@ impl AuthorizationIndex {
             }
             AuthorizationStatus::Approved => self.counts.approved += 1,
             AuthorizationStatus::Charging => self.counts.charging += 1,
-            _ => return,
+            _ => {
+                self.by_end.insert((authorization.updated_at(), id));
+                return;
+            }
         }
         self.by_next_poll.insert((authorization.next_poll_at(), id));
     }
@@ -218,7 +239,10 @@ impl AuthorizationIndex {
             }
             AuthorizationStatus::Approved => self.counts.approved -= 1,
             AuthorizationStatus::Charging => self.counts.charging -= 1,
-            _ => return,
+            _ => {
+                self.by_end.remove(&(authorization.updated_at(), id));
+                return;
+            }
         }
         self.by_next_poll
             .remove(&(authorization.next_poll_at(), id));
@@ -309,6 +333,30 @@ impl AuthorizationRepository for MemoryAuthorizations {
 
     async fn live_counts(&self) -> Result<LiveCounts, RepositoryError> {
         Ok(lock(&self.index).counts)
+    }
+
+    async fn retire(&self, cutoff: DateTime<Utc>, limit: usize) -> Result<u64, RepositoryError> {
+        let mut index = lock(&self.index);
+        let doomed: Vec<(DateTime<Utc>, PaymentAuthorizationId)> = index
+            .by_end
+            .iter()
+            .take_while(|(ended, _)| *ended < cutoff)
+            .take(limit)
+            .cloned()
+            .collect();
+        for entry in &doomed {
+            index.by_end.remove(entry);
+            let Some(gone) = index.by_id.remove(&entry.1) else {
+                continue;
+            };
+            if let Some(ids) = index.by_checkout.get_mut(gone.checkout_id()) {
+                ids.retain(|id| id != gone.id());
+                if ids.is_empty() {
+                    index.by_checkout.remove(gone.checkout_id());
+                }
+            }
+        }
+        Ok(doomed.len() as u64)
     }
 
     async fn due(
@@ -488,6 +536,17 @@ impl AuditLog for MemoryAuditLog {
             .cloned()
             .collect())
     }
+
+    async fn retire(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, RepositoryError> {
+        // Recorded in time order: the oldest are at the front.
+        let mut events = lock(&self.events);
+        let mut gone = 0;
+        while gone < limit && events.front().is_some_and(|e| e.at < before) {
+            events.pop_front();
+            gone += 1;
+        }
+        Ok(gone as u64)
+    }
 }
 
 #[cfg(test)]
@@ -582,6 +641,15 @@ mod tests {
         repo.update(&mut later).await.unwrap();
         assert_eq!(repo.due(at(6), 10).await.unwrap().due.len(), 0);
         assert_eq!(repo.due(later.expires_at(), 10).await.unwrap().due.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn memory_retirement_passes_the_contract() {
+        sacp_ports::contract::repository::retirement_contract(
+            Arc::new(MemoryCheckouts::default()),
+            Arc::new(MemoryAuthorizations::default()),
+        )
+        .await;
     }
 
     #[tokio::test]

@@ -190,6 +190,11 @@ impl CompactCheckout {
         }
     }
 
+    /// Whether it may be retired at `cutoff` ([`sacp_domain::checkout::retirable`]).
+    pub(crate) fn retirable(&self, cutoff: DateTime<Utc>) -> bool {
+        sacp_domain::checkout::retirable(self.status, self.updated_at, self.expires_at, cutoff)
+    }
+
     /// The stored version.
     pub(crate) fn version(&self) -> u64 {
         self.version

@@ -241,4 +241,15 @@ impl TrafficLog for MemoryTrafficLog {
         rows.truncate(limit);
         Ok(rows)
     }
+
+    async fn retire(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, RepositoryError> {
+        // Ordered by minute first: the oldest are at the front.
+        let mut map = lock(&self.map);
+        let mut gone = 0;
+        while gone < limit && map.first_key_value().is_some_and(|(k, _)| k.0 < before) {
+            map.pop_first();
+            gone += 1;
+        }
+        Ok(gone as u64)
+    }
 }

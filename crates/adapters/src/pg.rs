@@ -526,6 +526,26 @@ impl PgStorage {
         Ok(())
     }
 
+    /// Runs one retirement statement: `$1` the cutoff, `$2` the most rows it may delete.
+    pub(crate) async fn retire_rows(
+        &self,
+        statement: &'static str,
+        cutoff: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64, RepositoryError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let deleted = self
+            .run(move |conn| {
+                diesel::sql_query(statement)
+                    .bind::<diesel::sql_types::Timestamptz, _>(cutoff)
+                    .bind::<diesel::sql_types::BigInt, _>(limit)
+                    .execute(conn)
+                    .map_err(database_error)
+            })
+            .await?;
+        Ok(deleted as u64)
+    }
+
     /// Runs blocking database work on the blocking pool.
     pub(crate) async fn run<T: Send + 'static>(
         &self,
@@ -670,6 +690,32 @@ impl CheckoutRepository for PgStorage {
         answer: &Answer,
     ) -> Result<(), RepositoryError> {
         self.update_checkout(checkout, Some(answer)).await
+    }
+
+    async fn retire(&self, cutoff: DateTime<Utc>, limit: usize) -> Result<u64, RepositoryError> {
+        // sacp_domain::checkout::retirable in SQL (both answered by partial indexes); the
+        // checkouts' ended authorizations go in the same statement (the foreign key is
+        // checked at its end).
+        self.retire_rows(
+            "WITH doomed AS (
+                 SELECT id FROM checkouts
+                  WHERE (status IN ('completed', 'cancelled', 'expired', 'failed')
+                         AND updated_at < $1)
+                     OR (status IN ('cart', 'ready_for_payment') AND expires_at < $1
+                         AND NOT EXISTS (
+                             SELECT 1 FROM payment_authorizations a
+                              WHERE a.checkout_id = checkouts.id
+                                AND a.status IN ('pending', 'approved', 'charging')))
+                  LIMIT $2
+                  FOR UPDATE SKIP LOCKED),
+             authorizations AS (
+                 DELETE FROM payment_authorizations
+                  WHERE checkout_id IN (SELECT id FROM doomed))
+             DELETE FROM checkouts WHERE id IN (SELECT id FROM doomed)",
+            cutoff,
+            limit,
+        )
+        .await
     }
 
     async fn ping(&self) -> Result<(), RepositoryError> {
@@ -879,6 +925,20 @@ impl AuthorizationRepository for PgStorage {
         .await?;
         authorization.set_version(next);
         Ok(())
+    }
+
+    async fn retire(&self, cutoff: DateTime<Utc>, limit: usize) -> Result<u64, RepositoryError> {
+        self.retire_rows(
+            "DELETE FROM payment_authorizations WHERE id IN (
+                 SELECT id FROM payment_authorizations
+                  WHERE status NOT IN ('pending', 'approved', 'charging')
+                    AND updated_at < $1
+                  LIMIT $2
+                  FOR UPDATE SKIP LOCKED)",
+            cutoff,
+            limit,
+        )
+        .await
     }
 
     async fn update_all(
@@ -1345,6 +1405,16 @@ impl AuditRow {
 impl AuditLog for PgStorage {
     async fn record(&self, event: &AuditEvent) -> Result<(), RepositoryError> {
         self.audit_rows.submit(NewAuditRow::of(event)?).await?
+    }
+
+    async fn retire(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, RepositoryError> {
+        self.retire_rows(
+            "DELETE FROM audit_events WHERE id IN (
+                 SELECT id FROM audit_events WHERE at < $1 ORDER BY at LIMIT $2)",
+            before,
+            limit,
+        )
+        .await
     }
 
     async fn add_refusals(&self, events: &[AuditEvent]) -> Result<(), RepositoryError> {

@@ -422,6 +422,16 @@ struct TrafficRow {
 
 #[async_trait]
 impl TrafficLog for PgStorage {
+    async fn retire(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, RepositoryError> {
+        self.retire_rows(
+            "DELETE FROM traffic_minutes WHERE ctid IN (
+                 SELECT ctid FROM traffic_minutes WHERE minute < $1 LIMIT $2)",
+            before,
+            limit,
+        )
+        .await
+    }
+
     async fn add(&self, counts: &[TrafficCount]) -> Result<(), RepositoryError> {
         let mut rows = counts
             .iter()

@@ -217,14 +217,17 @@ pub async fn watch_step_ups(gateway: Gateway, mut shutdown: watch::Receiver<bool
 /// How often traffic counts are written.
 const TRAFFIC_FLUSH: Duration = Duration::from_secs(1);
 /// How often ended rate windows and expired idempotency records are purged.
-const PURGE_EVERY: u32 = 300;
+const PURGE_EVERY: Duration = Duration::from_secs(300);
 
-/// Writes traffic counts, counted refusals and keys' last uses every second and purges
-/// expired guardrail records every five minutes, until `shutdown` turns true (then writes
-/// the last counts).
+/// Writes traffic counts, counted refusals and keys' last uses every second, purges expired
+/// guardrail records every five minutes and retires what ended past its retention
+/// ([`crate::Retention::round_every`]), until `shutdown` turns true (then writes the last
+/// counts).
 pub async fn housekeeping(gateway: Gateway, mut shutdown: watch::Receiver<bool>) {
     let guard = gateway.guard();
-    let mut ticks: u32 = 0;
+    let retire_every = gateway.retention().round_every();
+    let started = tokio::time::Instant::now();
+    let (mut purged, mut retired) = (started, started);
     loop {
         tokio::select! {
             _ = tokio::time::sleep(TRAFFIC_FLUSH) => {}
@@ -239,11 +242,17 @@ pub async fn housekeeping(gateway: Gateway, mut shutdown: watch::Receiver<bool>)
         if let Err(error) = gateway.keys().flush_uses().await {
             tracing::warn!(%error, "keys' last uses not written; will retry");
         }
-        ticks = ticks.wrapping_add(1);
-        if ticks.is_multiple_of(PURGE_EVERY)
-            && let Err(error) = guard.purge().await
-        {
-            tracing::warn!(%error, "purging expired guardrail records failed");
+        if purged.elapsed() >= PURGE_EVERY {
+            purged = tokio::time::Instant::now();
+            if let Err(error) = guard.purge().await {
+                tracing::warn!(%error, "purging expired guardrail records failed");
+            }
+        }
+        if retired.elapsed() >= retire_every {
+            retired = tokio::time::Instant::now();
+            if let Err(error) = gateway.retire_ended().await {
+                tracing::warn!(%error, "retiring what ended failed; next round retries");
+            }
         }
     }
     if let Err(error) = guard.flush().await {

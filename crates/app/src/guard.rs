@@ -517,6 +517,20 @@ impl Guardrails {
         Ok(self.ports.traffic.traffic(key, limit).await?)
     }
 
+    /// Deletes up to `limit` traffic counts of minutes before `before`.
+    pub async fn retire_traffic(
+        &self,
+        before: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<u64, AppError> {
+        Ok(self.ports.traffic.retire(before, limit).await?)
+    }
+
+    /// Deletes up to `limit` audit events recorded before `before`.
+    pub async fn retire_audit(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, AppError> {
+        Ok(self.ports.audit.retire(before, limit).await?)
+    }
+
     /// Forgets ended rate-limit windows and expired idempotency records.
     pub async fn purge(&self) -> Result<u64, AppError> {
         let now = self.clock.now();

@@ -14,6 +14,7 @@ mod guard;
 mod limits;
 mod orders;
 mod payment;
+mod retention;
 mod step_up;
 mod telemetry;
 mod wake;
@@ -37,6 +38,7 @@ pub use error::{AppError, Upstream};
 pub use guard::{Answered, Answering, GuardPorts, Guardrails, LimitSettings, Refused};
 pub use limits::user_subject;
 pub use payment::{CompleteOutcome, PaymentStatusView};
+pub use retention::{Retention, Retired};
 pub use step_up::StepUpView;
 pub use wake::{Alarm, Alarms};
 
@@ -65,6 +67,8 @@ pub struct GatewayConfig {
     pub agent_name: String,
     /// Gateway-wide rate limits and the anonymous tier.
     pub limits: LimitSettings,
+    /// How long what ended is kept before it is retired.
+    pub retention: Retention,
 }
 
 impl Default for GatewayConfig {
@@ -72,6 +76,7 @@ impl Default for GatewayConfig {
         GatewayConfig {
             agent_name: "SACP Gateway".into(),
             limits: LimitSettings::default(),
+            retention: Retention::default(),
         }
     }
 }
@@ -166,6 +171,11 @@ impl Gateway {
     /// The key use cases.
     pub fn keys(&self) -> &Keys {
         &self.keys
+    }
+
+    /// How long what ended is kept.
+    pub fn retention(&self) -> crate::Retention {
+        self.config.retention
     }
 
     /// The guardrail use cases (limits, switches, idempotency, audit, traffic).

@@ -396,6 +396,10 @@ impl PaymentAuthorization {
     pub fn created_at(&self) -> DateTime<Utc> {
         self.record.created_at
     }
+    /// When it last changed (for an ended one: when it ended).
+    pub fn updated_at(&self) -> DateTime<Utc> {
+        self.record.updated_at
+    }
     /// When the person approved, once they did.
     pub fn approved_at(&self) -> Option<DateTime<Utc>> {
         self.record.approved_at

@@ -219,6 +219,23 @@ impl CheckoutStatus {
     }
 }
 
+/// Whether a checkout may be retired (deleted for good) once the retention reaches `cutoff`:
+/// it ended (completed, cancelled, expired, failed) and was last changed before `cutoff`, or
+/// it was left open (cart, ready for payment) and its expiry passed before `cutoff`. A
+/// checkout waiting for a payment is never retirable: its authorization ends first.
+pub fn retirable(
+    status: CheckoutStatus,
+    updated_at: DateTime<Utc>,
+    expires_at: DateTime<Utc>,
+    cutoff: DateTime<Utc>,
+) -> bool {
+    match status {
+        CheckoutStatus::Cart | CheckoutStatus::ReadyForPayment => expires_at < cutoff,
+        CheckoutStatus::Authorizing => false,
+        ended => ended.is_terminal() && updated_at < cutoff,
+    }
+}
+
 impl fmt::Display for CheckoutStatus {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -977,6 +994,33 @@ pub(crate) mod tests {
 
     fn cad(minor: i64) -> Money {
         Money::from_minor(minor, Currency::CAD)
+    }
+
+    #[test]
+    fn only_what_ended_before_the_cutoff_is_retirable() {
+        use CheckoutStatus as S;
+        let (changed, expires) = (t(10), t(100));
+        for ended in [S::Completed, S::Cancelled, S::Expired, S::Failed] {
+            assert!(retirable(ended, changed, expires, t(11)), "{ended}");
+            assert!(
+                !retirable(ended, changed, expires, t(10)),
+                "{ended} at the cutoff"
+            );
+        }
+        for open in [S::Cart, S::ReadyForPayment] {
+            assert!(
+                !retirable(open, changed, expires, t(50)),
+                "{open} still open"
+            );
+            assert!(
+                retirable(open, changed, expires, t(101)),
+                "{open} left to expire"
+            );
+        }
+        assert!(
+            !retirable(S::Authorizing, changed, expires, t(10_000)),
+            "a checkout waiting for a payment is kept until its authorization ends"
+        );
     }
 
     pub(crate) fn cart(quantity: u8) -> Cart {

@@ -91,4 +91,7 @@ pub trait TrafficLog: Send + Sync {
         key: Option<&ApiKeyId>,
         limit: usize,
     ) -> Result<Vec<TrafficCount>, RepositoryError>;
+
+    /// Deletes up to `limit` counts of minutes before `before`; returns how many went.
+    async fn retire(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, RepositoryError>;
 }

@@ -76,6 +76,11 @@ pub trait CheckoutRepository: Send + Sync {
     /// Whether the storage answers now (for readiness probes).
     /// [`RepositoryError::Unavailable`] when it does not.
     async fn ping(&self) -> Result<(), RepositoryError>;
+
+    /// Deletes up to `limit` checkouts that [`sacp_domain::checkout::retirable`] says may go
+    /// at `cutoff` (with any authorizations of theirs the storage keeps beside them); returns
+    /// how many went. Nothing else is touched.
+    async fn retire(&self, cutoff: DateTime<Utc>, limit: usize) -> Result<u64, RepositoryError>;
 }
 
 /// Payment authorizations, with the same versioning contract as [`CheckoutRepository`].
@@ -140,6 +145,11 @@ pub trait AuthorizationRepository: Send + Sync {
         let checkout = checkouts.get(authorization.checkout_id()).await?;
         Ok((authorization, checkout))
     }
+
+    /// Deletes up to `limit` authorizations that ended (no longer pending, approved or
+    /// charging) and were last changed before `cutoff`; returns how many went. Live ones are
+    /// never touched.
+    async fn retire(&self, cutoff: DateTime<Utc>, limit: usize) -> Result<u64, RepositoryError>;
 
     /// How many authorizations are live now, by status (for the operator's gauges; read
     /// when metrics are scraped, not on the request path).
@@ -233,4 +243,7 @@ pub trait AuditLog: Send + Sync {
         key: Option<&ApiKeyId>,
         limit: usize,
     ) -> Result<Vec<sacp_domain::audit::AuditEvent>, RepositoryError>;
+
+    /// Deletes up to `limit` events recorded before `before`; returns how many went.
+    async fn retire(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, RepositoryError>;
 }

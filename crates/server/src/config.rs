@@ -89,6 +89,14 @@ pub struct Settings {
     /// its `/v1/traces` as protobuf; absent = trace context is propagated, nothing exported
     #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
     pub otlp_endpoint: Option<String>,
+    /// How long checkouts, payment authorizations and traffic counts are kept after they
+    /// ended (a checkout left open: after its expiry), in seconds; then they are deleted.
+    /// Default 2592000 (30 days).
+    #[arg(long, env = "SACP_RETENTION_SECS", default_value_t = 30 * 24 * 3600)]
+    pub retention_secs: u64,
+    /// How long audit events are kept, in seconds. Default 31536000 (365 days).
+    #[arg(long, env = "SACP_AUDIT_RETENTION_SECS", default_value_t = 365 * 24 * 3600)]
+    pub audit_retention_secs: u64,
     /// Gateway-wide rate limits and capacity.
     #[command(flatten)]
     pub limits: LimitArgs,

@@ -403,6 +403,10 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
         },
         GatewayConfig {
             limits: settings.limits.settings(),
+            retention: sacp_app::Retention {
+                ended: Duration::from_secs(settings.retention_secs),
+                audit: Duration::from_secs(settings.audit_retention_secs),
+            },
             ..GatewayConfig::default()
         },
     );

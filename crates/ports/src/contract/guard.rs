@@ -459,4 +459,12 @@ pub async fn traffic_log_contract(log: Arc<dyn TrafficLog>) {
     let all = log.traffic(None, 1000).await.unwrap();
     assert!(all.contains(&count(1, None, "GET /products", 401, 1)));
     assert!(all.contains(&count(1, Some(&other), "GET /products", 200, 7)));
+
+    // Retirement: whole minutes before the cutoff.
+    assert_eq!(log.retire(t(60), 100).await.unwrap(), 2);
+    let left = log.traffic(None, 1000).await.unwrap();
+    assert_eq!(left.len(), 3);
+    assert!(left.iter().all(|c| c.minute == t(60)), "{left:?}");
+    assert_eq!(log.retire(t(3600), 1).await.unwrap(), 1, "the limit");
+    assert_eq!(log.retire(t(3600), 100).await.unwrap(), 2);
 }

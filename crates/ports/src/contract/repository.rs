@@ -385,6 +385,112 @@ pub async fn authorization_repository_contract(
     assert!(repo.update_all(&mut []).await.is_empty());
 }
 
+/// Runs the retirement rules of [`CheckoutRepository::retire`] and
+/// [`AuthorizationRepository::retire`] on empty storage (it counts what goes).
+pub async fn retirement_contract(
+    checkouts: Arc<dyn CheckoutRepository>,
+    authorizations: Arc<dyn AuthorizationRepository>,
+) {
+    let random = CountingRandom::default();
+    // Left open: ready for payment until t(1800).
+    let mut open = sample_checkout(&random);
+    checkouts.insert(&mut open).await.unwrap();
+    // Cancelled at t(10).
+    let mut cancelled = sample_checkout(&random);
+    checkouts.insert(&mut cancelled).await.unwrap();
+    cancelled.cancel(t(10)).unwrap();
+    checkouts.update(&mut cancelled).await.unwrap();
+    // Waiting for a payment, long after its own expiry: kept, and so is its authorization.
+    let mut paying = sample_checkout(&random);
+    checkouts.insert(&mut paying).await.unwrap();
+    let mut live = sample_authorization(&random, paying.id(), t(20));
+    authorizations.insert(&mut live).await.unwrap();
+    let hold = sacp_domain::PaymentHold::Device {
+        authorization_id: live.id().clone(),
+        amount: paying.cart().total(),
+    };
+    paying.begin_authorization(hold, t(20)).unwrap();
+    checkouts.update(&mut paying).await.unwrap();
+    // An authorization that ended at t(30) (its checkout went back to ready for payment).
+    let mut ended = sample_authorization(&random, open.id(), t(25));
+    authorizations.insert(&mut ended).await.unwrap();
+    ended.cancel(t(30)).unwrap();
+    authorizations.update(&mut ended).await.unwrap();
+
+    assert_eq!(
+        authorizations.retire(t(30), 100).await.unwrap(),
+        0,
+        "an authorization that ended at the cutoff is kept"
+    );
+    assert_eq!(authorizations.retire(t(31), 100).await.unwrap(), 1);
+    assert_eq!(
+        authorizations.get(ended.id()).await,
+        Err(RepositoryError::NotFound),
+        "a retired authorization is gone"
+    );
+    assert_eq!(
+        authorizations.get(live.id()).await.unwrap(),
+        live,
+        "a live authorization is never retired"
+    );
+
+    assert_eq!(
+        checkouts.retire(t(10), 100).await.unwrap(),
+        0,
+        "nothing ended before t(10)"
+    );
+    assert_eq!(checkouts.retire(t(11), 100).await.unwrap(), 1);
+    assert_eq!(
+        checkouts.get(cancelled.id()).await,
+        Err(RepositoryError::NotFound),
+        "the cancelled checkout went"
+    );
+    assert_eq!(checkouts.get(open.id()).await.unwrap(), open, "still open");
+    assert_eq!(
+        checkouts.retire(t(1801), 100).await.unwrap(),
+        1,
+        "a checkout left open goes once its expiry passed"
+    );
+    assert_eq!(
+        checkouts.get(open.id()).await,
+        Err(RepositoryError::NotFound)
+    );
+    assert_eq!(
+        checkouts.retire(t(100_000), 100).await.unwrap(),
+        0,
+        "a checkout waiting for a payment is kept however old"
+    );
+    assert_eq!(checkouts.get(paying.id()).await.unwrap(), paying);
+
+    // Once the payment ended, both go, in batches of the given size.
+    live.cancel(t(40)).unwrap();
+    authorizations.update(&mut live).await.unwrap();
+    let hold = paying.hold().cloned().unwrap();
+    paying.fail(&hold, "declined", t(40)).unwrap();
+    checkouts.update(&mut paying).await.unwrap();
+    let mut more = Vec::new();
+    for _ in 0..3 {
+        let mut checkout = sample_checkout(&random);
+        checkouts.insert(&mut checkout).await.unwrap();
+        checkout.cancel(t(50)).unwrap();
+        checkouts.update(&mut checkout).await.unwrap();
+        more.push(checkout);
+    }
+    assert_eq!(checkouts.retire(t(100), 2).await.unwrap(), 2, "the limit");
+    assert_eq!(checkouts.retire(t(100), 10).await.unwrap(), 2);
+    assert_eq!(checkouts.retire(t(100), 10).await.unwrap(), 0);
+    assert_eq!(
+        checkouts.get(paying.id()).await,
+        Err(RepositoryError::NotFound)
+    );
+    // Storage that keeps authorizations beside their checkout may have taken it already.
+    authorizations.retire(t(100), 10).await.unwrap();
+    assert_eq!(
+        authorizations.get(live.id()).await,
+        Err(RepositoryError::NotFound)
+    );
+}
+
 /// Runs every [`ApiKeyRepository`] rule.
 pub async fn api_key_repository_contract(repo: Arc<dyn ApiKeyRepository>) {
     use sacp_domain::access::{ApiKey, KeyLimits, NewKey, Scope};
@@ -629,4 +735,19 @@ pub async fn audit_log_contract(log: Arc<dyn crate::repository::AuditLog>) {
         2,
         "the next minute starts a new row"
     );
+
+    // Retirement: oldest first, what is older than the cutoff only.
+    assert_eq!(log.retire(t(3), 100).await.unwrap(), 2);
+    let left: Vec<String> = log
+        .query(None, 100)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.source.is_none())
+        .map(|e| e.request_id)
+        .collect();
+    assert_eq!(left, ["req_4", "req_3"], "events before the cutoff went");
+    assert_eq!(log.retire(t(1000), 1).await.unwrap(), 1, "the limit");
+    assert_eq!(log.retire(t(1000), 100).await.unwrap(), 5);
+    assert!(log.query(None, 100).await.unwrap().is_empty());
 }
