@@ -199,3 +199,59 @@ async fn a_stored_step_up_watch_that_cannot_be_read_is_dropped_without_stopping_
         "the bad row was deleted, the good one kept"
     );
 }
+
+#[tokio::test]
+async fn retirement_keeps_an_ended_checkout_whose_authorization_is_still_live() {
+    use chrono::{Duration, Utc};
+    use sacp_ports::contract::CountingRandom;
+    use sacp_ports::contract::repository::{sample_authorization, sample_checkout};
+    use sacp_ports::{AuthorizationRepository, CheckoutRepository};
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let storage = storage(&db).await;
+    let random = CountingRandom::default();
+    // What a cancel leaves behind when its second write (ending the authorization) failed.
+    let mut checkout = sample_checkout(&random);
+    CheckoutRepository::insert(&storage, &mut checkout)
+        .await
+        .unwrap();
+    let mut live = sample_authorization(&random, checkout.id(), checkout.created_at());
+    AuthorizationRepository::insert(&storage, &mut live)
+        .await
+        .unwrap();
+    checkout.cancel(checkout.created_at()).unwrap();
+    CheckoutRepository::update(&storage, &mut checkout)
+        .await
+        .unwrap();
+    let long_after = Utc::now() + Duration::days(3650);
+    assert_eq!(
+        CheckoutRepository::retire(&storage, long_after, 100)
+            .await
+            .unwrap(),
+        0,
+        "a checkout holding a live authorization is kept"
+    );
+    assert_eq!(
+        AuthorizationRepository::get(&storage, live.id())
+            .await
+            .unwrap(),
+        live
+    );
+    live.cancel(checkout.created_at()).unwrap();
+    AuthorizationRepository::update(&storage, &mut live)
+        .await
+        .unwrap();
+    assert_eq!(
+        CheckoutRepository::retire(&storage, long_after, 100)
+            .await
+            .unwrap(),
+        1,
+        "once it ended, both go"
+    );
+    assert!(
+        AuthorizationRepository::get(&storage, live.id())
+            .await
+            .is_err()
+    );
+}

@@ -638,6 +638,42 @@ impl CheckoutRow {
     }
 }
 
+/// Retires ended checkouts (`$1` cutoff, `$2` limit) with their ended authorizations.
+const CHECKOUTS_ENDED: &str = "
+    WITH doomed AS (
+        SELECT id FROM checkouts
+         WHERE status IN ('completed', 'cancelled', 'expired', 'failed') AND updated_at < $1
+           AND NOT EXISTS (
+               SELECT 1 FROM payment_authorizations a
+                WHERE a.checkout_id = checkouts.id
+                  AND a.status IN ('pending', 'approved', 'charging'))
+         ORDER BY updated_at
+         LIMIT $2
+         FOR UPDATE SKIP LOCKED),
+    authorizations AS (
+        DELETE FROM payment_authorizations
+         WHERE checkout_id IN (SELECT id FROM doomed)
+           AND status NOT IN ('pending', 'approved', 'charging'))
+    DELETE FROM checkouts WHERE id IN (SELECT id FROM doomed)";
+
+/// Retires checkouts left open past their expiry, like [`CHECKOUTS_ENDED`].
+const CHECKOUTS_LEFT_OPEN: &str = "
+    WITH doomed AS (
+        SELECT id FROM checkouts
+         WHERE status IN ('cart', 'ready_for_payment') AND expires_at < $1
+           AND NOT EXISTS (
+               SELECT 1 FROM payment_authorizations a
+                WHERE a.checkout_id = checkouts.id
+                  AND a.status IN ('pending', 'approved', 'charging'))
+         ORDER BY expires_at
+         LIMIT $2
+         FOR UPDATE SKIP LOCKED),
+    authorizations AS (
+        DELETE FROM payment_authorizations
+         WHERE checkout_id IN (SELECT id FROM doomed)
+           AND status NOT IN ('pending', 'approved', 'charging'))
+    DELETE FROM checkouts WHERE id IN (SELECT id FROM doomed)";
+
 #[async_trait]
 impl CheckoutRepository for PgStorage {
     async fn insert(&self, checkout: &mut Checkout) -> Result<(), RepositoryError> {
@@ -693,29 +729,16 @@ impl CheckoutRepository for PgStorage {
     }
 
     async fn retire(&self, cutoff: DateTime<Utc>, limit: usize) -> Result<u64, RepositoryError> {
-        // sacp_domain::checkout::retirable in SQL (both answered by partial indexes); the
-        // checkouts' ended authorizations go in the same statement (the foreign key is
-        // checked at its end).
-        self.retire_rows(
-            "WITH doomed AS (
-                 SELECT id FROM checkouts
-                  WHERE (status IN ('completed', 'cancelled', 'expired', 'failed')
-                         AND updated_at < $1)
-                     OR (status IN ('cart', 'ready_for_payment') AND expires_at < $1
-                         AND NOT EXISTS (
-                             SELECT 1 FROM payment_authorizations a
-                              WHERE a.checkout_id = checkouts.id
-                                AND a.status IN ('pending', 'approved', 'charging')))
-                  LIMIT $2
-                  FOR UPDATE SKIP LOCKED),
-             authorizations AS (
-                 DELETE FROM payment_authorizations
-                  WHERE checkout_id IN (SELECT id FROM doomed))
-             DELETE FROM checkouts WHERE id IN (SELECT id FROM doomed)",
-            cutoff,
-            limit,
-        )
-        .await
+        // sacp_domain::checkout::retirable in SQL, one statement per partial index, oldest
+        // first. A checkout still holding a live authorization is never taken (whatever its
+        // status says), and only ended authorizations go with it: a live one left behind
+        // would make the foreign key refuse the whole statement rather than vanish.
+        let ended = self.retire_rows(CHECKOUTS_ENDED, cutoff, limit).await?;
+        let left = limit.saturating_sub(usize::try_from(ended).unwrap_or(usize::MAX));
+        if left == 0 {
+            return Ok(ended);
+        }
+        Ok(ended + self.retire_rows(CHECKOUTS_LEFT_OPEN, cutoff, left).await?)
     }
 
     async fn ping(&self) -> Result<(), RepositoryError> {
@@ -966,24 +989,32 @@ impl AuthorizationRepository for PgStorage {
                 }
             }
         }
+        if rows.iter().all(Option::is_none) {
+            // Nothing to write: no transaction either (an idle driver's round).
+            return results;
+        }
         let written = self
             .run(move |conn| {
+                // Rows are locked in id order, so replicas claiming overlapping sets wait
+                // for each other instead of deadlocking.
+                let mut order: Vec<usize> = (0..rows.len()).collect();
+                order.sort_by_key(|&i| rows[i].as_ref().map(|(_, row)| row.id.clone()));
                 conn.transaction(|conn| {
-                    rows.iter()
-                        .map(|row| {
-                            let Some((expected, row)) = row else {
-                                return Ok(None);
-                            };
-                            let changed = diesel::update(
-                                payment_authorizations::table
-                                    .find(&row.id)
-                                    .filter(payment_authorizations::version.eq(*expected)),
-                            )
-                            .set(row)
-                            .execute(conn)?;
-                            Ok(Some(changed == 1))
-                        })
-                        .collect::<QueryResult<Vec<Option<bool>>>>()
+                    let mut changed = vec![None; rows.len()];
+                    for i in order {
+                        let Some((expected, row)) = &rows[i] else {
+                            continue;
+                        };
+                        let written = diesel::update(
+                            payment_authorizations::table
+                                .find(&row.id)
+                                .filter(payment_authorizations::version.eq(*expected)),
+                        )
+                        .set(row)
+                        .execute(conn)?;
+                        changed[i] = Some(written == 1);
+                    }
+                    QueryResult::Ok(changed)
                 })
                 .map_err(database_error)
             })
@@ -1080,7 +1111,7 @@ impl AuthorizationRepository for PgStorage {
                                     .le(now)
                                     .or(pa::status.eq("pending").and(pa::expires_at.le(now))),
                             )
-                            .order(pa::next_poll_at.asc())
+                            .order((pa::next_poll_at.asc(), pa::id.asc()))
                             .limit(limit)
                             .select(AuthorizationRow::as_select())
                             .load(conn)?;

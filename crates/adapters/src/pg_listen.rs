@@ -2,8 +2,10 @@
 //! [`ChangeListener`].
 //!
 //! The notifications are sent by triggers (migration `000009_change_notifications`) from the
-//! transaction that makes the change, so nothing that writes through another path (an
-//! operator's `sacp-gateway keys revoke`, SQL by hand) is missed. One dedicated connection,
+//! transaction that makes the change, so a change made through another path (an operator's
+//! `sacp-gateway keys revoke`, another replica) is heard too. A key edited by hand in SQL
+//! without bumping its `version` is not announced; the key cache's one-second age bound
+//! covers that. One dedicated connection,
 //! outside the pool, on a thread of its own: it reads what the server pushed every
 //! [`POLL`] without sending anything, so listening costs the database no transaction. A lost
 //! connection is opened again (with a back-off), and every (re)connection is announced as

@@ -88,8 +88,9 @@ impl StepUpWatches for PgStorage {
         let rows = self
             .run(move |conn| {
                 use step_up_watches::dsl as w;
-                // Ended watches go, token and all. Rows another replica is claiming are
-                // skipped (the next round takes them), so replicas never wait on each other.
+                // One transaction: ended watches go, token and all, and due ones are
+                // claimed. Rows another replica is claiming are skipped (the next round takes
+                // them), so replicas never wait on each other.
                 conn.transaction(|conn| {
                     let ended: Vec<String> = w::step_up_watches
                         .filter(w::until.le(now))
@@ -97,11 +98,10 @@ impl StepUpWatches for PgStorage {
                         .for_update()
                         .skip_locked()
                         .load(conn)?;
-                    diesel::delete(w::step_up_watches.filter(w::checkout_id.eq_any(ended)))
-                        .execute(conn)
-                })
-                .map_err(database_error)?;
-                conn.transaction(|conn| {
+                    if !ended.is_empty() {
+                        diesel::delete(w::step_up_watches.filter(w::checkout_id.eq_any(ended)))
+                            .execute(conn)?;
+                    }
                     let due: Vec<String> = w::step_up_watches
                         .filter(w::key_id.eq(&key_id))
                         .filter(w::next_at.le(now))

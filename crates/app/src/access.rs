@@ -88,10 +88,12 @@ pub struct KeyChanges {
 /// recorded at most once a minute per key, in batches.
 const LAST_USE_RESOLUTION: Duration = Duration::minutes(1);
 
-/// Longest a key is served from memory without being read again: the safety net should a
-/// change notification be lost while the listening connection still looks alive.
-/// Notifications ([`Keys::forget`]) drop a changed key at once.
-pub const KEY_CACHE_MAX_AGE: Duration = Duration::seconds(5);
+/// Longest a key is served from memory without being read again. Notifications
+/// ([`Keys::forget`]) drop a changed key at once; this bound keeps the promise that a
+/// revocation is refused everywhere within a second even when they cannot arrive (the
+/// listening connection silently dead, a change made by hand that no trigger saw). Under load
+/// it costs one read per key per second per replica; an idle key costs nothing.
+pub const KEY_CACHE_MAX_AGE: Duration = Duration::seconds(1);
 
 /// Most keys held in memory; past it the cache starts afresh (only keys that exist are
 /// cached, so this bounds what a flood of distinct valid keys can hold).

@@ -42,7 +42,7 @@ impl Default for DriverConfig {
 }
 
 /// Longest sleep of an idle worker (see [`DriverConfig::idle`]).
-pub const IDLE_SLEEP: Duration = Duration::from_secs(10);
+pub const IDLE_SLEEP: Duration = Duration::from_secs(30);
 
 /// How long from `now` until `at`, at most `cap` (zero when `at` has passed).
 fn until(now: DateTime<Utc>, at: Option<DateTime<Utc>>, cap: Duration) -> Duration {
@@ -118,8 +118,13 @@ pub async fn run(gateway: Gateway, config: DriverConfig, mut shutdown: watch::Re
                 .collect()
         };
         // The scan's claims are written together; each claimed piece of work then runs as
-        // soon as a slot is free.
-        for claimed in gateway.claim_all(fresh).await {
+        // soon as a slot is free. Work not claimed (another replica's, or a failed write)
+        // is looked at again after a tick: a failed claim left it due, and due work is not
+        // in the scan's next time.
+        let wanted = fresh.len();
+        let claims = gateway.claim_all(fresh).await;
+        let unclaimed = claims.len() < wanted;
+        for claimed in claims {
             let id = claimed.id().clone();
             if !lock(&busy).insert(id.clone()) {
                 continue;
@@ -138,7 +143,7 @@ pub async fn run(gateway: Gateway, config: DriverConfig, mut shutdown: watch::Re
         let now = gateway.now();
         next_scan = if full {
             Some(now)
-        } else if !lock(&busy).is_empty() {
+        } else if unclaimed || !lock(&busy).is_empty() {
             earliest(found.next_at, Some(now + chrono_of(config.tick)))
         } else {
             found.next_at

@@ -261,7 +261,7 @@ impl Gateway {
         &self,
         loaded: Checkout,
         mut change: impl FnMut(&mut Checkout) -> Result<T, AppError>,
-        answer_of: Option<&(dyn Fn(&Checkout) -> Answer + Send + Sync)>,
+        mut answer_of: Option<&(dyn Fn(&Checkout) -> Answer + Send + Sync)>,
     ) -> Result<(Checkout, T), AppError> {
         let id = loaded.id().clone();
         let mut current = Some(loaded);
@@ -287,9 +287,17 @@ impl Gateway {
             match saved {
                 Ok(()) => return Ok((checkout, value)),
                 Err(RepositoryError::Conflict) => continue,
-                // The checkout is there (it was just read): the claim was lost.
+                // The checkout is there (it was just read): the claim was lost to a retry
+                // that will get its own answer. The change itself stands (the store may
+                // already hold it, and an edit lease would otherwise block that retry), so
+                // it is saved without the answer.
                 Err(RepositoryError::NotFound) if answer_of.is_some() => {
-                    return Err(lost_claim(RepositoryError::NotFound));
+                    answer_of = None;
+                    match self.checkouts.update(&mut checkout).await {
+                        Ok(()) => return Ok((checkout, value)),
+                        Err(RepositoryError::Conflict) => continue,
+                        Err(other) => return Err(AppError::Storage(other)),
+                    }
                 }
                 Err(other) => return Err(AppError::Storage(other)),
             }

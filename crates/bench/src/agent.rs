@@ -187,11 +187,9 @@ impl Agent {
             .ok_or_else(|| format!("no id in {checkout}"))
     }
 
-    /// The whole guest checkout: create, add buyer and address, complete, approve at the
-    /// wallet as the person would (the page's form), then poll the payment status at the
-    /// announced interval until the order is placed.
-    pub async fn buy(&self, worker: usize, wallet: &str) -> Result<(), String> {
-        let id = self.create_checkout(worker, true).await?;
+    /// Creates a checkout and adds buyer and address: ready for payment. Returns its id.
+    pub async fn ready_checkout(&self, worker: usize, idempotent: bool) -> Result<String, String> {
+        let id = self.create_checkout(worker, idempotent).await?;
         let updated = expect_json(
             self.http
                 .patch(format!("{}/checkout/{id}", self.gateway))
@@ -208,21 +206,59 @@ impl Agent {
         if updated["status"] != "ready_for_payment" {
             return Err(format!("checkout not ready for payment: {updated}"));
         }
-        let authorization = expect_json(
-            self.post(worker, &format!("/checkout/{id}/complete"))
-                .header("idempotency-key", idempotency_key()),
-            StatusCode::ACCEPTED,
-        )
-        .await?;
+        Ok(id)
+    }
+
+    /// `POST /checkout/{id}/complete` as a guest: the device authorization the person is
+    /// asked to approve.
+    pub async fn start_payment(
+        &self,
+        worker: usize,
+        id: &str,
+        idempotent: bool,
+    ) -> Result<Payment, String> {
+        let mut request = self.post(worker, &format!("/checkout/{id}/complete"));
+        if idempotent {
+            request = request.header("idempotency-key", idempotency_key());
+        }
+        let authorization = expect_json(request, StatusCode::ACCEPTED).await?;
         let field = |name: &str| {
             authorization[name]
                 .as_str()
                 .map(str::to_owned)
                 .ok_or_else(|| format!("no {name} in {authorization}"))
         };
-        let user_code = field("user_code")?;
-        let poll_endpoint = field("poll_endpoint")?;
-        let interval = authorization["interval"].as_u64().unwrap_or(5);
+        Ok(Payment {
+            user_code: field("user_code")?,
+            poll_endpoint: field("poll_endpoint")?,
+            interval: authorization["interval"].as_u64().unwrap_or(5),
+        })
+    }
+
+    /// Create, update, complete, then cancel: a checkout whose payment was asked for and
+    /// given up (the authorization ends at once). Without `Idempotency-Key`s, whose answers
+    /// are kept 24 h whatever the retention.
+    pub async fn give_up(&self, worker: usize) -> Result<(), String> {
+        let id = self.ready_checkout(worker, false).await?;
+        self.start_payment(worker, &id, false).await?;
+        expect(
+            self.post(worker, &format!("/checkout/{id}/cancel")),
+            StatusCode::OK,
+        )
+        .await
+        .map(drop)
+    }
+
+    /// The whole guest checkout: create, add buyer and address, complete, approve at the
+    /// wallet as the person would (the page's form), then poll the payment status at the
+    /// announced interval until the order is placed.
+    pub async fn buy(&self, worker: usize, wallet: &str) -> Result<(), String> {
+        let id = self.ready_checkout(worker, true).await?;
+        let Payment {
+            user_code,
+            poll_endpoint,
+            interval,
+        } = self.start_payment(worker, &id, true).await?;
         expect(
             self.http
                 .post(format!("{wallet}/m/device"))
@@ -247,4 +283,15 @@ impl Agent {
         }
         Err(format!("payment of {id} still pending after 60 polls"))
     }
+}
+
+/// A payment waiting for the person's approval.
+#[derive(Debug, Clone)]
+pub struct Payment {
+    /// The code the person confirms in the wallet.
+    pub user_code: String,
+    /// Where the agent polls the payment's status.
+    pub poll_endpoint: String,
+    /// Seconds between the agent's polls.
+    pub interval: u64,
 }

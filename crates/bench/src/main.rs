@@ -11,6 +11,7 @@ mod criterion;
 mod load;
 mod procs;
 mod report;
+mod steady;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -66,7 +67,15 @@ struct Args {
     /// Where the services' logs go.
     #[arg(long, default_value = "target/bench")]
     logs: PathBuf,
-    /// Only these parts: catalog, access, memory, checkout (default: all).
+    /// Payments left waiting for the wallet's poll count (the run then lasts at least the
+    /// codes' 15 minutes).
+    #[arg(long, default_value_t = 100)]
+    abandoned: usize,
+    /// Flows of the long run in embedded mode.
+    #[arg(long, default_value_t = 100_000)]
+    long_flows: usize,
+    /// Only these parts: abandoned, catalog, access, memory, long, checkout, idle, replicas
+    /// (default: all).
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
 }
@@ -459,18 +468,13 @@ async fn checkout(
     http: &Client,
     sim: &Sim,
     report: &mut Report,
-) -> Result<(), String> {
+) -> Result<f64, String> {
     eprintln!(
         "checkout flow on PostgreSQL: {} concurrent agents",
         args.flows
     );
-    procs::ensure_postgres(&args.pg_host, args.pg_port)?;
-    procs::fresh_database(
-        &args.pg_host,
-        args.pg_port,
-        &args.pg_user,
-        &args.pg_database,
-    )?;
+    let database = steady::Database { args };
+    database.fresh()?;
     // The wallet asks to be polled every second (5 s by default) so that a flow's length
     // is the gateway's work, not the protocol's waiting.
     expect(
@@ -479,28 +483,17 @@ async fn checkout(
         StatusCode::OK,
     )
     .await?;
-    let url = format!(
-        "postgres://{}@{}:{}/{}",
-        args.pg_user, args.pg_host, args.pg_port, args.pg_database
-    );
     let gateway = start_gateway(
         http,
         "gateway-postgres",
         sim,
         &args.logs,
-        &[("DATABASE_URL", url)],
+        &[("DATABASE_URL", database.url())],
     )
     .await?;
     let agent = agent_at(http, &gateway).await?;
     let wallet = sim.wallet();
-    let transactions = || {
-        procs::transactions(
-            &args.pg_host,
-            args.pg_port,
-            &args.pg_user,
-            &args.pg_database,
-        )
-    };
+    let transactions = || database.transactions();
     let cpu_before = Cpu::now(Some(&gateway), sim)?;
     let transactions_before = transactions()?;
     // Flows last seconds each: a longer window than single requests.
@@ -546,11 +539,13 @@ async fn checkout(
             per(cpu.load)
         ),
     );
-    report.info(
+    report.add(
         "PostgreSQL transactions per completed checkout (each statement outside a transaction counts one)",
         format!("{:.1}", transactions_used as f64 / checkouts),
+        "≤ 10",
+        Verdict::of(transactions_used as f64 / checkouts <= 10.0),
     );
-    Ok(())
+    Ok(outcome.per_second())
 }
 
 /// CPU time used so far, by process and in total (2 cores = 2 s of CPU per second).
@@ -593,6 +588,12 @@ async fn run(args: Args) -> Result<Report, String> {
         .map_err(|e| format!("cannot create {}: {e}", args.logs.display()))?;
     let http = agent::client()?;
     let mut report = Report::default();
+    // Started first: their codes live 15 minutes, while the other parts run.
+    let abandoned = if args.wants("abandoned") {
+        Some(steady::abandon_payments(&args, &http).await?)
+    } else {
+        None
+    };
     let sim = Sim::start(&http, &args.logs).await?;
     if args.wants("catalog") {
         catalog(&args, &http, &sim, &mut report).await?;
@@ -603,8 +604,23 @@ async fn run(args: Args) -> Result<Report, String> {
     if args.wants("memory") {
         memory(&args, &http, &sim, &mut report).await?;
     }
+    if args.wants("long") {
+        steady::flatness(&args, &http, &sim, &mut report).await?;
+    }
+    let mut one_replica = None;
     if args.wants("checkout") {
-        checkout(&args, &http, &sim, &mut report).await?;
+        one_replica = Some(checkout(&args, &http, &sim, &mut report).await?);
+    } else if args.wants("idle") {
+        steady::Database { args: &args }.fresh()?;
+    }
+    if args.wants("idle") {
+        steady::idle(&args, &http, &sim, &mut report).await?;
+    }
+    if args.wants("replicas") {
+        steady::two_replicas(&args, &http, &sim, one_replica, &mut report).await?;
+    }
+    if let Some(abandoned) = abandoned {
+        abandoned.report(&http, &mut report).await?;
     }
     drop(sim);
     if let Some(dir) = &args.criterion {

@@ -92,10 +92,12 @@ pub struct Settings {
     /// How long checkouts, payment authorizations and traffic counts are kept after they
     /// ended (a checkout left open: after its expiry), in seconds; then they are deleted.
     /// Default 2592000 (30 days).
-    #[arg(long, env = "SACP_RETENTION_SECS", default_value_t = 30 * 24 * 3600)]
+    #[arg(long, env = "SACP_RETENTION_SECS", default_value_t = 30 * 24 * 3600,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub retention_secs: u64,
     /// How long audit events are kept, in seconds. Default 31536000 (365 days).
-    #[arg(long, env = "SACP_AUDIT_RETENTION_SECS", default_value_t = 365 * 24 * 3600)]
+    #[arg(long, env = "SACP_AUDIT_RETENTION_SECS", default_value_t = 365 * 24 * 3600,
+          value_parser = clap::value_parser!(u64).range(1..))]
     pub audit_retention_secs: u64,
     /// Gateway-wide rate limits and capacity.
     #[command(flatten)]
