@@ -638,41 +638,47 @@ impl CheckoutRow {
     }
 }
 
-/// Retires ended checkouts (`$1` cutoff, `$2` limit) with their ended authorizations.
-const CHECKOUTS_ENDED: &str = "
-    WITH doomed AS (
-        SELECT id FROM checkouts
-         WHERE status IN ('completed', 'cancelled', 'expired', 'failed') AND updated_at < $1
-           AND NOT EXISTS (
-               SELECT 1 FROM payment_authorizations a
-                WHERE a.checkout_id = checkouts.id
-                  AND a.status IN ('pending', 'approved', 'charging'))
-         ORDER BY updated_at
-         LIMIT $2
-         FOR UPDATE SKIP LOCKED),
-    authorizations AS (
-        DELETE FROM payment_authorizations
-         WHERE checkout_id IN (SELECT id FROM doomed)
-           AND status NOT IN ('pending', 'approved', 'charging'))
-    DELETE FROM checkouts WHERE id IN (SELECT id FROM doomed)";
+/// A statement retiring up to `$2` checkouts matching `$filter` (`$1` the cutoff), oldest by
+/// `$order` first, each with its ended authorizations. A checkout still holding a live
+/// authorization is never taken, whatever its status says, and a live authorization is never
+/// deleted: one left behind makes the foreign key refuse the statement rather than vanish.
+macro_rules! retire_checkouts {
+    ($filter:literal, $order:literal) => {
+        concat!(
+            "WITH doomed AS (
+                 SELECT id FROM checkouts
+                  WHERE ",
+            $filter,
+            "
+                    AND NOT EXISTS (
+                        SELECT 1 FROM payment_authorizations a
+                         WHERE a.checkout_id = checkouts.id
+                           AND a.status IN ('pending', 'approved', 'charging'))
+                  ORDER BY ",
+            $order,
+            "
+                  LIMIT $2
+                  FOR UPDATE SKIP LOCKED),
+             authorizations AS (
+                 DELETE FROM payment_authorizations
+                  WHERE checkout_id IN (SELECT id FROM doomed)
+                    AND status NOT IN ('pending', 'approved', 'charging'))
+             DELETE FROM checkouts WHERE id IN (SELECT id FROM doomed)"
+        )
+    };
+}
 
-/// Retires checkouts left open past their expiry, like [`CHECKOUTS_ENDED`].
-const CHECKOUTS_LEFT_OPEN: &str = "
-    WITH doomed AS (
-        SELECT id FROM checkouts
-         WHERE status IN ('cart', 'ready_for_payment') AND expires_at < $1
-           AND NOT EXISTS (
-               SELECT 1 FROM payment_authorizations a
-                WHERE a.checkout_id = checkouts.id
-                  AND a.status IN ('pending', 'approved', 'charging'))
-         ORDER BY expires_at
-         LIMIT $2
-         FOR UPDATE SKIP LOCKED),
-    authorizations AS (
-        DELETE FROM payment_authorizations
-         WHERE checkout_id IN (SELECT id FROM doomed)
-           AND status NOT IN ('pending', 'approved', 'charging'))
-    DELETE FROM checkouts WHERE id IN (SELECT id FROM doomed)";
+/// Retires checkouts that ended (`checkouts_ended` index).
+const CHECKOUTS_ENDED: &str = retire_checkouts!(
+    "status IN ('completed', 'cancelled', 'expired', 'failed') AND updated_at < $1",
+    "updated_at"
+);
+
+/// Retires checkouts left open past their expiry (`checkouts_left_open` index).
+const CHECKOUTS_LEFT_OPEN: &str = retire_checkouts!(
+    "status IN ('cart', 'ready_for_payment') AND expires_at < $1",
+    "expires_at"
+);
 
 #[async_trait]
 impl CheckoutRepository for PgStorage {
@@ -729,10 +735,7 @@ impl CheckoutRepository for PgStorage {
     }
 
     async fn retire(&self, cutoff: DateTime<Utc>, limit: usize) -> Result<u64, RepositoryError> {
-        // sacp_domain::checkout::retirable in SQL, one statement per partial index, oldest
-        // first. A checkout still holding a live authorization is never taken (whatever its
-        // status says), and only ended authorizations go with it: a live one left behind
-        // would make the foreign key refuse the whole statement rather than vanish.
+        // sacp_domain::checkout::retirable in SQL, one statement per partial index.
         let ended = self.retire_rows(CHECKOUTS_ENDED, cutoff, limit).await?;
         let left = limit.saturating_sub(usize::try_from(ended).unwrap_or(usize::MAX));
         if left == 0 {
