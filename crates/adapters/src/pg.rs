@@ -953,6 +953,124 @@ impl AuthorizationRepository for PgStorage {
         Ok(())
     }
 
+    async fn update_reading_checkout(
+        &self,
+        authorization: &mut PaymentAuthorization,
+        _checkouts: &dyn CheckoutRepository,
+    ) -> Result<Result<Checkout, RepositoryError>, RepositoryError> {
+        let expected = version_of(authorization.version())?;
+        let next = authorization.version() + 1;
+        let row = AuthorizationRow::new(authorization, next)?;
+        let read = self
+            .run(move |conn| {
+                conn.transaction(|conn| {
+                    let changed = diesel::update(
+                        payment_authorizations::table
+                            .find(&row.id)
+                            .filter(payment_authorizations::version.eq(expected)),
+                    )
+                    .set(&row)
+                    .execute(conn)?;
+                    let written = cas_outcome(changed, || {
+                        payment_authorizations::table
+                            .find(&row.id)
+                            .count()
+                            .get_result(conn)
+                    });
+                    if let Err(refused) = written {
+                        return QueryResult::Ok(Err(refused));
+                    }
+                    let checkout = checkouts::table
+                        .find(&row.checkout_id)
+                        .select(CheckoutRow::as_select())
+                        .first(conn)
+                        .optional()?;
+                    Ok(Ok(checkout))
+                })
+                .map_err(database_error)
+            })
+            .await??;
+        authorization.set_version(next);
+        Ok(match read {
+            Some(row) => row.into_checkout(),
+            None => Err(RepositoryError::NotFound),
+        })
+    }
+
+    async fn update_after_checkout(
+        &self,
+        checkout: &mut Checkout,
+        authorization: &mut PaymentAuthorization,
+        _checkouts: &dyn CheckoutRepository,
+    ) -> (
+        Result<(), RepositoryError>,
+        Option<Result<(), RepositoryError>>,
+    ) {
+        let rows = version_of(checkout.version()).and_then(|checkout_expected| {
+            let checkout_row = CheckoutRow::new(checkout, checkout.version() + 1)?;
+            let expected = version_of(authorization.version())?;
+            let row = AuthorizationRow::new(authorization, authorization.version() + 1)?;
+            Ok((checkout_expected, checkout_row, expected, row))
+        });
+        let (checkout_expected, checkout_row, expected, row) = match rows {
+            Ok(rows) => rows,
+            Err(error) => return (Err(error), None),
+        };
+        // One transaction, committed whatever the compare-and-swaps say: a refused checkout
+        // has written nothing, and a refused authorization leaves the checkout written, as
+        // the two writes in turn would.
+        let written = self
+            .run(move |conn| {
+                conn.transaction(|conn| {
+                    let changed = diesel::update(
+                        checkouts::table
+                            .find(&checkout_row.id)
+                            .filter(checkouts::version.eq(checkout_expected)),
+                    )
+                    .set(&checkout_row)
+                    .execute(conn)?;
+                    let checkout_written = cas_outcome(changed, || {
+                        checkouts::table
+                            .find(&checkout_row.id)
+                            .count()
+                            .get_result(conn)
+                    });
+                    if checkout_written.is_err() {
+                        return QueryResult::Ok((checkout_written, None));
+                    }
+                    let changed = diesel::update(
+                        payment_authorizations::table
+                            .find(&row.id)
+                            .filter(payment_authorizations::version.eq(expected)),
+                    )
+                    .set(&row)
+                    .execute(conn)?;
+                    let written = cas_outcome(changed, || {
+                        payment_authorizations::table
+                            .find(&row.id)
+                            .count()
+                            .get_result(conn)
+                    });
+                    Ok((checkout_written, Some(written)))
+                })
+                .map_err(database_error)
+            })
+            .await;
+        match written {
+            Ok((checkout_written, authorization_written)) => {
+                if checkout_written.is_ok() {
+                    checkout.set_version(checkout.version() + 1);
+                }
+                if let Some(Ok(())) = authorization_written {
+                    authorization.set_version(authorization.version() + 1);
+                }
+                (checkout_written, authorization_written)
+            }
+            // Nothing committed.
+            Err(error) => (Err(error), None),
+        }
+    }
+
     async fn retire(&self, cutoff: DateTime<Utc>, limit: usize) -> Result<u64, RepositoryError> {
         self.retire_rows(
             "DELETE FROM payment_authorizations WHERE id IN (

@@ -271,7 +271,29 @@ impl Gateway {
                 self.collected
                     .keep(&id, issued.access_token.clone(), now + lifetime, now);
                 // Record the approval and claim the first attempt in one write, before
-                // charging.
+                // charging; the checkout is read with it (one transaction where storage has
+                // both) unless the copy changed meanwhile.
+                let mut approved = authorization.clone();
+                if approved.approve(now).is_ok() && approved.claim(now).is_ok() {
+                    match self
+                        .authorizations
+                        .update_reading_checkout(&mut approved, self.checkouts.as_ref())
+                        .await
+                    {
+                        Ok(Ok(checkout)) => {
+                            return self
+                                .charge_loaded(approved, checkout, Some(issued.access_token))
+                                .await;
+                        }
+                        // Written, but the checkout could not be read with it: read
+                        // on its own (which tells a missing checkout from an outage).
+                        Ok(Err(_)) => {
+                            return self.charge(approved, Some(issued.access_token)).await;
+                        }
+                        Err(RepositoryError::Conflict) => {}
+                        Err(error) => return Err(error.into()),
+                    }
+                }
                 let approved = self
                     .settle_loaded_authorization(authorization, |a, now| {
                         a.approve(now).is_ok() && a.claim(now).is_ok()
@@ -301,6 +323,16 @@ impl Gateway {
         token: Option<BearerToken>,
     ) -> Result<(), AppError> {
         let checkout = self.load_checkout(authorization.checkout_id()).await?;
+        self.charge_loaded(authorization, checkout, token).await
+    }
+
+    /// [`Gateway::charge`] with the checkout already read.
+    async fn charge_loaded(
+        &self,
+        authorization: PaymentAuthorization,
+        checkout: Checkout,
+        token: Option<BearerToken>,
+    ) -> Result<(), AppError> {
         if checkout.hold() != Some(&authorization.hold()) {
             return self.let_go(&checkout, &authorization).await;
         }
@@ -482,7 +514,7 @@ impl Gateway {
     ) -> Result<(), AppError> {
         let hold = authorization.hold();
         let id = authorization.id().clone();
-        self.update_loaded_checkout(checkout, |c| {
+        let complete = |c: &mut Checkout| -> Result<(), AppError> {
             if c.order() == Some(&order) {
                 return Ok(());
             }
@@ -491,10 +523,39 @@ impl Gateway {
                 c.note_payer(payer);
             }
             Ok(())
-        })
-        .await?;
-        self.settle_loaded_authorization(authorization, |a, now| a.consume(now).is_ok())
-            .await?;
+        };
+        // Usually nothing changed since the copies were read: both writes go together (one
+        // transaction where storage has them). Otherwise, each step on its own with
+        // re-reads, as below.
+        let mut completed = checkout.clone();
+        let mut consumed = authorization.clone();
+        let now = self.clock.now();
+        let together = completed.order().is_none()
+            && complete(&mut completed).is_ok()
+            && consumed.consume(now).is_ok();
+        let written = if together {
+            self.authorizations
+                .update_after_checkout(&mut completed, &mut consumed, self.checkouts.as_ref())
+                .await
+        } else {
+            (Err(RepositoryError::Conflict), None)
+        };
+        match written {
+            (Ok(()), Some(Ok(()))) => {
+                if let Some(outcome) = crate::telemetry::outcome_of(consumed.status()) {
+                    crate::telemetry::payment_ended(outcome);
+                }
+            }
+            (Ok(()), _) => {
+                self.settle_loaded_authorization(authorization, |a, now| a.consume(now).is_ok())
+                    .await?;
+            }
+            (Err(_), _) => {
+                self.update_loaded_checkout(checkout, complete).await?;
+                self.settle_loaded_authorization(authorization, |a, now| a.consume(now).is_ok())
+                    .await?;
+            }
+        }
         self.release_collected(&id).await;
         tracing::info!(authorization = %id, order = %order.order_id, "payment authorization consumed: order placed");
         Ok(())

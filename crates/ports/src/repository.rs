@@ -146,6 +146,40 @@ pub trait AuthorizationRepository: Send + Sync {
         Ok((authorization, checkout))
     }
 
+    /// Writes `authorization` (compare-and-swap) and, once written, reads its checkout
+    /// from `checkouts` — what the driver does when an approval arrives. The outer result is
+    /// the write's; the inner one the read's. The default does the two in turn; storage that
+    /// keeps both (and is wired as both) does them in one transaction.
+    async fn update_reading_checkout(
+        &self,
+        authorization: &mut PaymentAuthorization,
+        checkouts: &dyn CheckoutRepository,
+    ) -> Result<Result<Checkout, RepositoryError>, RepositoryError> {
+        self.update(authorization).await?;
+        Ok(checkouts.get(authorization.checkout_id()).await)
+    }
+
+    /// The two writes that end a payment with its checkout's change: `checkout` (a
+    /// compare-and-swap through `checkouts`), then, only if that was written,
+    /// `authorization` (a compare-and-swap of its own). Returns the checkout's result and,
+    /// when it was written, the authorization's: a refused checkout writes nothing; a
+    /// refused authorization leaves the checkout written. The default makes the two writes
+    /// in turn; storage that keeps both (and is wired as both) commits them together.
+    async fn update_after_checkout(
+        &self,
+        checkout: &mut Checkout,
+        authorization: &mut PaymentAuthorization,
+        checkouts: &dyn CheckoutRepository,
+    ) -> (
+        Result<(), RepositoryError>,
+        Option<Result<(), RepositoryError>>,
+    ) {
+        if let Err(refused) = checkouts.update(checkout).await {
+            return (Err(refused), None);
+        }
+        (Ok(()), Some(self.update(authorization).await))
+    }
+
     /// Deletes up to `limit` authorizations that ended (no longer pending, approved or
     /// charging) and were last changed before `cutoff`; returns how many went. Live ones are
     /// never touched.

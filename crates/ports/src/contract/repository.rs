@@ -383,6 +383,78 @@ pub async fn authorization_repository_contract(
         "a refused copy changes nothing"
     );
     assert!(repo.update_all(&mut []).await.is_empty());
+
+    // A write that reads the checkout back with it.
+    let mut watched = sample_checkout(&random);
+    checkouts.insert(&mut watched).await.unwrap();
+    let mut approving = sample_authorization(&random, watched.id(), start);
+    repo.insert(&mut approving).await.unwrap();
+    let mut stale = approving.clone();
+    approving.claim(t(5)).unwrap();
+    let read = repo
+        .update_reading_checkout(&mut approving, checkouts.as_ref())
+        .await
+        .expect("written")
+        .expect("its checkout read");
+    assert_eq!(read, watched);
+    assert_eq!(repo.get(approving.id()).await.unwrap(), approving);
+    stale.claim(t(5)).unwrap();
+    assert_eq!(
+        repo.update_reading_checkout(&mut stale, checkouts.as_ref())
+            .await
+            .err(),
+        Some(RepositoryError::Conflict),
+        "a stale copy is refused and nothing is read"
+    );
+
+    // A payment's end written with its checkout's change.
+    let mut paid = sample_checkout(&random);
+    checkouts.insert(&mut paid).await.unwrap();
+    let mut ending = sample_authorization(&random, paid.id(), start);
+    repo.insert(&mut ending).await.unwrap();
+    let (mut stale_checkout, mut fresh_auth) = (paid.clone(), ending.clone());
+    let mut moved_checkout = paid.clone();
+    moved_checkout.cancel(t(1)).unwrap();
+    checkouts.update(&mut moved_checkout).await.unwrap();
+    stale_checkout.cancel(t(2)).unwrap();
+    fresh_auth.cancel(t(2)).unwrap();
+    let (checkout_written, authorization_written) = repo
+        .update_after_checkout(&mut stale_checkout, &mut fresh_auth, checkouts.as_ref())
+        .await;
+    assert_eq!(
+        (checkout_written, authorization_written),
+        (Err(RepositoryError::Conflict), None),
+        "a refused checkout writes nothing"
+    );
+    assert_eq!(repo.get(ending.id()).await.unwrap(), ending);
+    let mut moved_auth = ending.clone();
+    moved_auth.cancel(t(3)).unwrap();
+    repo.update(&mut moved_auth).await.unwrap();
+    let mut reopened = moved_checkout.clone();
+    let mut failing = ending.clone();
+    failing.cancel(t(4)).unwrap();
+    let before = reopened.version();
+    let results = repo
+        .update_after_checkout(&mut reopened, &mut failing, checkouts.as_ref())
+        .await;
+    assert_eq!(
+        results,
+        (Ok(()), Some(Err(RepositoryError::Conflict))),
+        "a refused authorization leaves the checkout written"
+    );
+    assert_eq!(reopened.version(), before + 1);
+    assert_eq!(checkouts.get(paid.id()).await.unwrap(), reopened);
+    assert_eq!(repo.get(ending.id()).await.unwrap(), moved_auth);
+    let mut both_checkout = reopened.clone();
+    let mut both_auth = moved_auth.clone();
+    let results = repo
+        .update_after_checkout(&mut both_checkout, &mut both_auth, checkouts.as_ref())
+        .await;
+    assert_eq!(results, (Ok(()), Some(Ok(()))), "both written");
+    assert_eq!(both_checkout.version(), reopened.version() + 1);
+    assert_eq!(both_auth.version(), moved_auth.version() + 1);
+    assert_eq!(checkouts.get(paid.id()).await.unwrap(), both_checkout);
+    assert_eq!(repo.get(ending.id()).await.unwrap(), both_auth);
 }
 
 /// Runs the retirement rules of [`CheckoutRepository::retire`] and
