@@ -338,6 +338,46 @@ fn cas_outcome(
     })
 }
 
+/// The compare-and-swap write of a checkout row expected at version `expected`: the query's
+/// own failure outside, the swap's outcome (refused: `Conflict` or `NotFound`) inside.
+fn swap_checkout(
+    conn: &mut PgConnection,
+    row: &CheckoutRow,
+    expected: i64,
+) -> QueryResult<Result<(), RepositoryError>> {
+    let changed = diesel::update(
+        checkouts::table
+            .find(&row.id)
+            .filter(checkouts::version.eq(expected)),
+    )
+    .set(row)
+    .execute(conn)?;
+    Ok(cas_outcome(changed, || {
+        checkouts::table.find(&row.id).count().get_result(conn)
+    }))
+}
+
+/// [`swap_checkout`] for an authorization row.
+fn swap_authorization(
+    conn: &mut PgConnection,
+    row: &AuthorizationRow,
+    expected: i64,
+) -> QueryResult<Result<(), RepositoryError>> {
+    let changed = diesel::update(
+        payment_authorizations::table
+            .find(&row.id)
+            .filter(payment_authorizations::version.eq(expected)),
+    )
+    .set(row)
+    .execute(conn)?;
+    Ok(cas_outcome(changed, || {
+        payment_authorizations::table
+            .find(&row.id)
+            .count()
+            .get_result(conn)
+    }))
+}
+
 fn version_of(version: u64) -> Result<i64, RepositoryError> {
     i64::try_from(version).map_err(|_| RepositoryError::Corrupt("version out of range".into()))
 }
@@ -492,21 +532,10 @@ impl PgStorage {
         let expected = version_of(checkout.version())?;
         let next = checkout.version() + 1;
         let row = CheckoutRow::new(checkout, next)?;
-        let id = row.id.clone();
         let answer = answer.cloned();
         self.run(move |conn| {
             let swap = |conn: &mut PgConnection| -> Result<(), Failed> {
-                let changed = diesel::update(
-                    checkouts::table
-                        .find(&id)
-                        .filter(checkouts::version.eq(expected)),
-                )
-                .set(&row)
-                .execute(conn)?;
-                cas_outcome(changed, || {
-                    checkouts::table.find(&id).count().get_result(conn)
-                })
-                .map_err(Failed::Refused)
+                swap_checkout(conn, &row, expected)?.map_err(Failed::Refused)
             };
             let done = match &answer {
                 None => swap(conn),
@@ -931,24 +960,8 @@ impl AuthorizationRepository for PgStorage {
         let expected = version_of(authorization.version())?;
         let next = authorization.version() + 1;
         let row = AuthorizationRow::new(authorization, next)?;
-        let id = row.id.clone();
-        self.run(move |conn| {
-            let changed = diesel::update(
-                payment_authorizations::table
-                    .find(&id)
-                    .filter(payment_authorizations::version.eq(expected)),
-            )
-            .set(&row)
-            .execute(conn)
-            .map_err(database_error)?;
-            cas_outcome(changed, || {
-                payment_authorizations::table
-                    .find(&id)
-                    .count()
-                    .get_result(conn)
-            })
-        })
-        .await?;
+        self.run(move |conn| swap_authorization(conn, &row, expected).map_err(database_error)?)
+            .await?;
         authorization.set_version(next);
         Ok(())
     }
@@ -964,20 +977,7 @@ impl AuthorizationRepository for PgStorage {
         let read = self
             .run(move |conn| {
                 conn.transaction(|conn| {
-                    let changed = diesel::update(
-                        payment_authorizations::table
-                            .find(&row.id)
-                            .filter(payment_authorizations::version.eq(expected)),
-                    )
-                    .set(&row)
-                    .execute(conn)?;
-                    let written = cas_outcome(changed, || {
-                        payment_authorizations::table
-                            .find(&row.id)
-                            .count()
-                            .get_result(conn)
-                    });
-                    if let Err(refused) = written {
+                    if let Err(refused) = swap_authorization(conn, &row, expected)? {
                         return QueryResult::Ok(Err(refused));
                     }
                     let checkout = checkouts::table
@@ -1022,35 +1022,11 @@ impl AuthorizationRepository for PgStorage {
         let written = self
             .run(move |conn| {
                 conn.transaction(|conn| {
-                    let changed = diesel::update(
-                        checkouts::table
-                            .find(&checkout_row.id)
-                            .filter(checkouts::version.eq(checkout_expected)),
-                    )
-                    .set(&checkout_row)
-                    .execute(conn)?;
-                    let checkout_written = cas_outcome(changed, || {
-                        checkouts::table
-                            .find(&checkout_row.id)
-                            .count()
-                            .get_result(conn)
-                    });
+                    let checkout_written = swap_checkout(conn, &checkout_row, checkout_expected)?;
                     if checkout_written.is_err() {
                         return QueryResult::Ok((checkout_written, None));
                     }
-                    let changed = diesel::update(
-                        payment_authorizations::table
-                            .find(&row.id)
-                            .filter(payment_authorizations::version.eq(expected)),
-                    )
-                    .set(&row)
-                    .execute(conn)?;
-                    let written = cas_outcome(changed, || {
-                        payment_authorizations::table
-                            .find(&row.id)
-                            .count()
-                            .get_result(conn)
-                    });
+                    let written = swap_authorization(conn, &row, expected)?;
                     Ok((checkout_written, Some(written)))
                 })
                 .map_err(database_error)
