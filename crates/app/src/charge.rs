@@ -273,8 +273,11 @@ impl Gateway {
                 // Record the approval and claim the first attempt in one write, before
                 // charging; the checkout is read with it (one transaction where storage has
                 // both) unless the copy changed meanwhile.
+                let approve_and_claim = |a: &mut PaymentAuthorization, now| {
+                    a.approve(now).is_ok() && a.claim(now).is_ok()
+                };
                 let mut approved = authorization.clone();
-                if approved.approve(now).is_ok() && approved.claim(now).is_ok() {
+                if approve_and_claim(&mut approved, now) {
                     match self
                         .authorizations
                         .update_reading_checkout(&mut approved, self.checkouts.as_ref())
@@ -295,9 +298,7 @@ impl Gateway {
                     }
                 }
                 let approved = self
-                    .settle_loaded_authorization(authorization, |a, now| {
-                        a.approve(now).is_ok() && a.claim(now).is_ok()
-                    })
+                    .settle_loaded_authorization(authorization, approve_and_claim)
                     .await?;
                 if approved.status() != AuthorizationStatus::Charging {
                     return Ok(());
@@ -546,12 +547,10 @@ impl Gateway {
                     crate::telemetry::payment_ended(outcome);
                 }
             }
-            (Ok(()), _) => {
-                self.settle_loaded_authorization(authorization, |a, now| a.consume(now).is_ok())
-                    .await?;
-            }
-            (Err(_), _) => {
-                self.update_loaded_checkout(checkout, complete).await?;
+            (checkout_written, _) => {
+                if checkout_written.is_err() {
+                    self.update_loaded_checkout(checkout, complete).await?;
+                }
                 self.settle_loaded_authorization(authorization, |a, now| a.consume(now).is_ok())
                     .await?;
             }

@@ -5,6 +5,7 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 // tokio's clock, so that tests can run the window on paused time.
@@ -165,6 +166,48 @@ where
         second.absorb(drive(workers, slice, b.clone()).await);
     }
     (first, second)
+}
+
+/// Runs `unit` `count` times in all, from `workers` concurrent workers, adding each one that
+/// succeeds to `done` (so a caller can watch progress). The first failure stops its worker
+/// and is returned once every worker stopped.
+pub async fn run_count<F, Fut>(
+    workers: usize,
+    count: usize,
+    done: Arc<AtomicUsize>,
+    unit: F,
+) -> Result<(), String>
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<(), String>> + Send + 'static,
+{
+    let unit = Arc::new(unit);
+    let left = Arc::new(AtomicUsize::new(count));
+    let mut tasks = Vec::with_capacity(workers);
+    for worker in 0..workers {
+        let (unit, left, done) = (unit.clone(), left.clone(), done.clone());
+        tasks.push(tokio::spawn(async move {
+            while left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
+                .is_ok()
+            {
+                unit(worker).await?;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok::<(), String>(())
+        }));
+    }
+    let mut first_error = None;
+    for task in tasks {
+        let outcome = task
+            .await
+            .map_err(|e| format!("worker died: {e}"))
+            .and_then(|r| r);
+        if let Err(error) = outcome {
+            first_error.get_or_insert(error);
+        }
+    }
+    first_error.map_or(Ok(()), Err)
 }
 
 #[cfg(test)]

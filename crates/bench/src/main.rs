@@ -15,14 +15,13 @@ mod steady;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use clap::Parser;
 use reqwest::{Client, StatusCode};
 
 use crate::agent::{ADMIN_TOKEN, Agent, PRODUCT_ID, expect};
-use crate::load::{Outcome, Window, drive, interleave};
+use crate::load::{Outcome, Window, drive, interleave, run_count};
 use crate::procs::{Service, free_port, sibling};
 use crate::report::{Report, Verdict, ms, rate, thousands};
 
@@ -401,25 +400,13 @@ async fn open_checkouts(
     count: usize,
     idempotent: bool,
 ) -> Result<f64, String> {
-    let left = Arc::new(AtomicUsize::new(count));
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for worker in 0..connections {
+    let agent = agent.clone();
+    run_count(connections, count, Arc::default(), move |worker| {
         let agent = agent.clone();
-        let left = left.clone();
-        tasks.push(tokio::spawn(async move {
-            while left
-                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-                .is_ok()
-            {
-                agent.create_checkout(worker, idempotent).await?;
-            }
-            Ok::<(), String>(())
-        }));
-    }
-    for task in tasks {
-        task.await.map_err(|e| format!("creator died: {e}"))??;
-    }
+        async move { agent.create_checkout(worker, idempotent).await.map(drop) }
+    })
+    .await?;
     Ok(count as f64 / started.elapsed().as_secs_f64())
 }
 

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Client, StatusCode};
 
-use crate::agent::{Agent, expect_json};
-use crate::load::{Window, drive};
+use crate::agent::expect_json;
+use crate::load::{Window, drive, run_count};
 use crate::procs::{self, Service};
 use crate::report::{Report, Verdict, ms, rate, thousands};
 use crate::{Args, Sim, agent_at, clean, start_gateway};
@@ -287,16 +287,15 @@ pub async fn flatness(
         .await
     };
     clean("long run warm-up", &warm_up)?;
-    let left = Arc::new(AtomicUsize::new(total));
     let done = Arc::new(AtomicUsize::new(0));
-    let failed: Arc<std::sync::Mutex<Option<String>>> = Arc::default();
     let started = Instant::now();
-    let mut tasks = Vec::new();
-    for worker in 0..args.connections {
-        let (agent, left, done, failed) =
-            (agent.clone(), left.clone(), done.clone(), failed.clone());
-        tasks.push(tokio::spawn(run_flows(agent, worker, left, done, failed)));
-    }
+    let mut flows = {
+        let (agent, done) = (agent.clone(), done.clone());
+        tokio::spawn(run_count(args.connections, total, done, move |worker| {
+            let agent = agent.clone();
+            async move { agent.give_up(worker).await }
+        }))
+    };
     // Each tenth's end: when, and the memory then.
     let mut marks = Vec::with_capacity(TENTHS);
     while marks.len() < TENTHS {
@@ -305,17 +304,20 @@ pub async fn flatness(
             marks.push((started.elapsed(), gateway.memory_kib()?));
             continue;
         }
-        if let Some(error) = failed.lock().map_err(|_| "poisoned")?.clone() {
-            return Err(format!("long run: {error}"));
-        }
-        if tasks.iter().all(|task| task.is_finished()) && done.load(Ordering::Relaxed) < total {
-            return Err("long run: every worker stopped early".into());
+        if flows.is_finished() {
+            // Every worker stopped before the last tenth: one failed.
+            let outcome = (&mut flows)
+                .await
+                .map_err(|e| format!("long run died: {e}"))?;
+            outcome.map_err(|error| format!("long run: {error}"))?;
+            return Err("long run: the workers stopped early".into());
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    for task in tasks {
-        task.await.map_err(|e| format!("worker died: {e}"))?;
-    }
+    flows
+        .await
+        .map_err(|e| format!("long run died: {e}"))?
+        .map_err(|error| format!("long run: {error}"))?;
     let tenth = (total / TENTHS) as f64;
     let rates: Vec<f64> = marks
         .iter()
@@ -371,29 +373,4 @@ pub async fn flatness(
         Verdict::of(peak <= marks[TENTHS / 2 - 1].1.rss + marks[TENTHS / 2 - 1].1.rss / 10),
     );
     Ok(())
-}
-
-async fn run_flows(
-    agent: Agent,
-    worker: usize,
-    left: Arc<AtomicUsize>,
-    done: Arc<AtomicUsize>,
-    failed: Arc<std::sync::Mutex<Option<String>>>,
-) {
-    while left
-        .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1))
-        .is_ok()
-    {
-        match agent.give_up(worker).await {
-            Ok(()) => {
-                done.fetch_add(1, Ordering::Relaxed);
-            }
-            Err(error) => {
-                if let Ok(mut first) = failed.lock() {
-                    first.get_or_insert(error);
-                }
-                return;
-            }
-        }
-    }
 }
