@@ -116,8 +116,8 @@ async fn an_audit_row_the_database_refuses_costs_no_other_event_of_its_batch() {
 #[tokio::test]
 async fn postgres_guardrails_pass_their_contracts() {
     use sacp_ports::contract::guard::{
-        idempotency_store_contract, insert_answering_contract, rate_counters_contract,
-        switch_board_contract, traffic_log_contract,
+        idempotency_store_contract, insert_answering_contract, insert_holding_contract,
+        rate_counters_contract, switch_board_contract, traffic_log_contract,
     };
     let Some(db) = TestDatabase::create().await else {
         return;
@@ -127,6 +127,7 @@ async fn postgres_guardrails_pass_their_contracts() {
     switch_board_contract(storage.clone()).await;
     idempotency_store_contract(storage.clone()).await;
     insert_answering_contract(storage.clone(), storage.clone()).await;
+    insert_holding_contract(storage.clone(), storage.clone(), storage.clone()).await;
     traffic_log_contract(storage).await;
 }
 

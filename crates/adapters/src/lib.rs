@@ -21,6 +21,7 @@ pub mod memory_step_up;
 pub mod pg;
 mod pg_batch;
 mod pg_guard;
+mod pg_guard_batch;
 pub mod pg_listen;
 mod pg_step_up;
 pub mod random;

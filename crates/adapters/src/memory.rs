@@ -570,14 +570,24 @@ mod tests {
             MemoryIdempotency, MemoryRateCounters, MemorySwitchBoard, MemoryTrafficLog,
         };
         use sacp_ports::contract::guard::{
-            idempotency_store_contract, insert_answering_contract, rate_counters_contract,
-            switch_board_contract, traffic_log_contract,
+            idempotency_store_contract, insert_answering_contract, insert_holding_contract,
+            rate_counters_contract, switch_board_contract, traffic_log_contract,
         };
         rate_counters_contract(Arc::new(MemoryRateCounters::default())).await;
         switch_board_contract(Arc::new(MemorySwitchBoard::default())).await;
         idempotency_store_contract(Arc::new(MemoryIdempotency::default())).await;
         let shared = Arc::new(MemoryIdempotency::default());
-        insert_answering_contract(Arc::new(MemoryCheckouts::sharing(shared.clone())), shared).await;
+        insert_answering_contract(
+            Arc::new(MemoryCheckouts::sharing(shared.clone())),
+            shared.clone(),
+        )
+        .await;
+        insert_holding_contract(
+            Arc::new(MemoryCheckouts::sharing(shared.clone())),
+            Arc::new(MemoryAuthorizations::default()),
+            shared,
+        )
+        .await;
         traffic_log_contract(Arc::new(MemoryTrafficLog::default())).await;
     }
 

@@ -21,15 +21,14 @@ use sacp_domain::audit::{AuditEvent, AuditOutcome};
 use sacp_domain::authorization::AuthorizationRecord;
 use sacp_domain::checkout::CheckoutRecord;
 use sacp_domain::idempotency::Answer;
-use sacp_domain::ratelimit::Counter;
 use sacp_domain::{
     ApiKeyId, AuthorizationStatus, Checkout, CheckoutId, Currency, DeviceCode, Money,
     PaymentAuthorization, PaymentAuthorizationId, PaymentHold,
 };
 use sacp_ports::telemetry;
 use sacp_ports::{
-    ApiKeyRepository, AuditLog, AuthorizationRepository, CheckoutRepository, DueAuthorizations,
-    LiveCounts, RepositoryError,
+    ApiKeyRepository, AuditLog, AuthorizationRepository, CheckoutEdit, CheckoutRepository,
+    DueAuthorizations, LiveCounts, RepositoryError,
 };
 
 /// The advisory lock key under which migrations run (an arbitrary constant: `sacp` in ASCII,
@@ -193,6 +192,7 @@ pub(crate) mod schema {
 use schema::{api_keys, audit_events, checkouts, payment_authorizations};
 
 use crate::pg_batch::GroupCommit;
+use crate::pg_guard_batch::{GuardWrite, GuardWritten};
 
 pub(crate) type PgPool = Pool<Manager>;
 
@@ -260,10 +260,9 @@ impl Default for PgConfig {
 #[derive(Clone)]
 pub struct PgStorage {
     pool: PgPool,
-    /// Rate-counter hits, one upsert per batch (see [`crate::pg_batch`]).
-    pub(crate) counter_hits: Arc<GroupCommit<Vec<Counter>, Vec<u64>>>,
-    /// Audit events, one insert per batch.
-    audit_rows: Arc<GroupCommit<NewAuditRow, Result<(), RepositoryError>>>,
+    /// Rate-counter hits, fresh idempotency claims and audit rows, one transaction per
+    /// batch (see [`crate::pg_guard_batch`]).
+    pub(crate) guard_writes: Arc<GroupCommit<GuardWrite, GuardWritten>>,
 }
 
 impl std::fmt::Debug for PgStorage {
@@ -311,9 +310,18 @@ pub(crate) fn database_error(error: DieselError) -> RepositoryError {
 
 /// Why a write in a transaction failed: the database, or a refusal (conflict, not found)
 /// that rolls the transaction back.
-enum Failed {
+pub(crate) enum Failed {
     Database(DieselError),
     Refused(RepositoryError),
+}
+
+impl From<Failed> for RepositoryError {
+    fn from(failed: Failed) -> RepositoryError {
+        match failed {
+            Failed::Refused(refused) => refused,
+            Failed::Database(error) => database_error(error),
+        }
+    }
 }
 
 impl From<DieselError> for Failed {
@@ -402,15 +410,10 @@ impl PgStorage {
             .test_on_check_out(true)
             .build_unchecked(manager);
         Ok(PgStorage {
-            counter_hits: Arc::new(GroupCommit::start(
-                "sacp-rate-counters",
+            guard_writes: Arc::new(GroupCommit::start(
+                "sacp-guard-writes",
                 pool.clone(),
-                crate::pg_guard::hit_batch,
-            )),
-            audit_rows: Arc::new(GroupCommit::start(
-                "sacp-audit",
-                pool.clone(),
-                insert_audit_batch,
+                crate::pg_guard_batch::write_batch,
             )),
             pool,
         })
@@ -545,10 +548,7 @@ impl PgStorage {
                     Ok(())
                 }),
             };
-            done.map_err(|failed| match failed {
-                Failed::Refused(refused) => refused,
-                Failed::Database(error) => database_error(error),
-            })
+            done.map_err(RepositoryError::from)
         })
         .await?;
         checkout.set_version(next);
@@ -737,6 +737,38 @@ impl CheckoutRepository for PgStorage {
         row.into_checkout()
     }
 
+    async fn read_and_update(
+        &self,
+        id: &CheckoutId,
+        mut edit: CheckoutEdit,
+    ) -> Result<(Checkout, bool), RepositoryError> {
+        let id = id.as_str().to_owned();
+        self.run(move |conn| {
+            conn.transaction(|conn| -> Result<_, Failed> {
+                // Locked until the commit: nobody writes between this read and the update.
+                let read = checkouts::table
+                    .find(&id)
+                    .select(CheckoutRow::as_select())
+                    .for_update()
+                    .first(conn)?
+                    .into_checkout()
+                    .map_err(Failed::Refused)?;
+                let mut edited = read.clone();
+                if !edit(&mut edited) {
+                    return Ok((read, false));
+                }
+                let expected = version_of(edited.version()).map_err(Failed::Refused)?;
+                let next = edited.version() + 1;
+                let row = CheckoutRow::new(&edited, next).map_err(Failed::Refused)?;
+                swap_checkout(conn, &row, expected)?.map_err(Failed::Refused)?;
+                edited.set_version(next);
+                Ok((edited, true))
+            })
+            .map_err(RepositoryError::from)
+        })
+        .await
+    }
+
     async fn with_order(&self, order_id: &str) -> Result<Checkout, RepositoryError> {
         let order_id = order_id.to_owned();
         let row = self
@@ -896,6 +928,41 @@ impl AuthorizationRepository for PgStorage {
         })
         .await?;
         authorization.set_version(1);
+        Ok(())
+    }
+
+    async fn insert_holding(
+        &self,
+        authorization: &mut PaymentAuthorization,
+        checkout: &mut Checkout,
+        answer: Option<&Answer>,
+        _checkouts: &dyn CheckoutRepository,
+    ) -> Result<(), RepositoryError> {
+        if authorization.version() != 0 {
+            return Err(RepositoryError::AlreadyExists);
+        }
+        let inserted = AuthorizationRow::new(authorization, 1)?;
+        let expected = version_of(checkout.version())?;
+        let next = checkout.version() + 1;
+        let held = CheckoutRow::new(checkout, next)?;
+        let answer = answer.cloned();
+        self.run(move |conn| {
+            conn.transaction(|conn| -> Result<_, Failed> {
+                swap_checkout(conn, &held, expected)?.map_err(Failed::Refused)?;
+                diesel::insert_into(payment_authorizations::table)
+                    .values(&inserted)
+                    .execute(conn)
+                    .map_err(|error| Failed::Refused(database_error(error)))?;
+                if let Some(answer) = &answer {
+                    crate::pg_guard::finish_in(conn, answer)?;
+                }
+                Ok(())
+            })
+            .map_err(RepositoryError::from)
+        })
+        .await?;
+        authorization.set_version(1);
+        checkout.set_version(next);
         Ok(())
     }
 
@@ -1423,36 +1490,42 @@ impl ApiKeyRepository for PgStorage {
     }
 }
 
-/// Writes a batch of audit events in one statement.
 /// Inserts a batch of audit rows in one statement. Should that fail, each row is inserted on
 /// its own and answered for itself: a row the database refuses never costs the others of
-/// its batch their events.
-fn insert_audit_batch(
+/// its batch their events. Inside a transaction (`in_transaction`) each attempt runs under
+/// a savepoint, so that a refused statement leaves the transaction usable.
+pub(crate) fn insert_audit_batch(
     conn: &mut PgConnection,
-    rows: &[NewAuditRow],
-) -> Result<Vec<Result<(), RepositoryError>>, RepositoryError> {
-    let together = diesel::insert_into(audit_events::table)
-        .values(rows)
-        .execute(conn);
-    match together {
-        Ok(_) => Ok(rows.iter().map(|_| Ok(())).collect()),
-        Err(error) if rows.len() == 1 => Ok(vec![Err(database_error(error))]),
-        Err(_) => Ok(rows
+    rows: &[&NewAuditRow],
+    in_transaction: bool,
+) -> Vec<Result<(), RepositoryError>> {
+    let insert = |conn: &mut PgConnection, rows: &[&NewAuditRow]| {
+        let insert = |conn: &mut PgConnection| {
+            diesel::insert_into(audit_events::table)
+                .values(rows.to_vec())
+                .execute(conn)
+                .map(|_| ())
+        };
+        if in_transaction {
+            conn.transaction(insert)
+        } else {
+            insert(conn)
+        }
+        .map_err(database_error)
+    };
+    match insert(conn, rows) {
+        Ok(()) => rows.iter().map(|_| Ok(())).collect(),
+        Err(error) if rows.len() == 1 => vec![Err(error)],
+        Err(_) => rows
             .iter()
-            .map(|row| {
-                diesel::insert_into(audit_events::table)
-                    .values(row)
-                    .execute(conn)
-                    .map(|_| ())
-                    .map_err(database_error)
-            })
-            .collect()),
+            .map(|row| insert(conn, std::slice::from_ref(row)))
+            .collect(),
     }
 }
 
 #[derive(Insertable)]
 #[diesel(table_name = audit_events)]
-struct NewAuditRow {
+pub(crate) struct NewAuditRow {
     at: DateTime<Utc>,
     request_id: String,
     key_id: Option<String>,
@@ -1467,7 +1540,7 @@ struct NewAuditRow {
 }
 
 impl NewAuditRow {
-    fn of(event: &AuditEvent) -> Result<NewAuditRow, RepositoryError> {
+    pub(crate) fn of(event: &AuditEvent) -> Result<NewAuditRow, RepositoryError> {
         Ok(NewAuditRow {
             at: event.at,
             request_id: event.request_id.clone(),
@@ -1532,7 +1605,14 @@ impl AuditRow {
 #[async_trait]
 impl AuditLog for PgStorage {
     async fn record(&self, event: &AuditEvent) -> Result<(), RepositoryError> {
-        self.audit_rows.submit(NewAuditRow::of(event)?).await?
+        match self
+            .guard_writes
+            .submit(GuardWrite::Audit(NewAuditRow::of(event)?))
+            .await?
+        {
+            GuardWritten::Audit(written) => written,
+            _ => Err(crate::pg_guard_batch::mismatched()),
+        }
     }
 
     async fn retire(&self, before: DateTime<Utc>, limit: usize) -> Result<u64, RepositoryError> {

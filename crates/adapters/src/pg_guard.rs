@@ -20,6 +20,7 @@ use sacp_ports::{IdempotencyStore, RateCounters, RepositoryError, SwitchBoard, T
 
 use crate::pg::schema::{idempotency_records, rate_counters, switches, traffic_minutes};
 use crate::pg::{PgStorage, database_error};
+use crate::pg_guard_batch::{GuardWrite, GuardWritten, mismatched};
 
 #[derive(Insertable)]
 #[diesel(table_name = rate_counters)]
@@ -46,11 +47,11 @@ type CounterKey = (String, DateTime<Utc>);
 /// other in batch order: the i-th of k hits on a counter that ends at n sees n - k + i.
 pub(crate) fn hit_batch(
     conn: &mut PgConnection,
-    requests: &[Vec<Counter>],
+    requests: &[&[Counter]],
 ) -> Result<Vec<Vec<u64>>, RepositoryError> {
     // Sorted by name: replicas lock the rows in one order (no deadlocks).
     let mut hits: BTreeMap<CounterKey, (DateTime<Utc>, i64)> = BTreeMap::new();
-    for counter in requests.iter().flatten() {
+    for counter in requests.iter().flat_map(|counters| counters.iter()) {
         hits.entry((counter.name.clone(), counter.window_start))
             .or_insert((counter.window_end, 0))
             .1 += 1;
@@ -109,7 +110,14 @@ impl RateCounters for PgStorage {
         if counters.is_empty() {
             return Ok(Vec::new());
         }
-        self.counter_hits.submit(counters.to_vec()).await
+        match self
+            .guard_writes
+            .submit(GuardWrite::Hit(counters.to_vec()))
+            .await?
+        {
+            GuardWritten::Hit(counts) => Ok(counts),
+            _ => Err(mismatched()),
+        }
     }
 
     async fn release(&self, counters: &[Counter]) -> Result<(), RepositoryError> {
@@ -214,7 +222,7 @@ struct RecordRow {
 #[derive(Insertable, AsChangeset)]
 #[diesel(table_name = idempotency_records)]
 #[diesel(treat_none_as_null = true)]
-struct NewRecord {
+pub(crate) struct NewRecord {
     caller: String,
     method: String,
     path: String,
@@ -274,8 +282,16 @@ fn claim_fresh(
     fingerprint: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, DieselError> {
+    insert_fresh(conn, &in_flight(claim, fingerprint, now))
+}
+
+/// Inserts the in-flight `record` unless its scope has a record; whether it did.
+pub(crate) fn insert_fresh(
+    conn: &mut PgConnection,
+    record: &NewRecord,
+) -> Result<bool, DieselError> {
     let inserted = diesel::insert_into(idempotency_records::table)
-        .values(&in_flight(claim, fingerprint, now))
+        .values(record)
         .on_conflict_do_nothing()
         .execute(conn)?;
     Ok(inserted == 1)
@@ -355,15 +371,17 @@ impl IdempotencyStore for PgStorage {
         fingerprint: &str,
         now: DateTime<Utc>,
     ) -> Result<Begin, RepositoryError> {
-        let scope = scope.clone();
+        // The usual case, a key not seen before, is one statement in the next batch of
+        // guard writes; only a key already there needs the locked read of `decide`.
+        let claim = Claim::new(scope.clone(), now);
+        let fresh = in_flight(&claim, fingerprint, now);
+        match self.guard_writes.submit(GuardWrite::Claim(fresh)).await? {
+            GuardWritten::Claim(true) => return Ok(Begin::Started(claim)),
+            GuardWritten::Claim(false) => {}
+            _ => return Err(mismatched()),
+        }
         let fingerprint = fingerprint.to_owned();
         self.run(move |conn| {
-            // The usual case, a key not seen before, is one statement outside a transaction;
-            // only a key already there needs the locked read of `decide`.
-            let claim = Claim::new(scope, now);
-            if claim_fresh(conn, &claim, &fingerprint, now).map_err(database_error)? {
-                return Ok(Begin::Started(claim));
-            }
             conn.transaction(|conn| decide(conn, claim, &fingerprint, now))
                 .map_err(database_error)
         })

@@ -1,12 +1,13 @@
 //! Create, change, read and cancel guest checkouts.
 
+use chrono::{DateTime, Utc};
 use sacp_domain::idempotency::Answer;
 use sacp_domain::validation::{BuyerInput, FulfillmentInput, ItemInput};
 use sacp_domain::{
     Buyer, Checkout, CheckoutId, Fulfillment, Items, PaymentHold, TransitionError, ValidationErrors,
 };
-use sacp_ports::UpstreamError;
 use sacp_ports::store::{SessionPatch, StoreSession};
+use sacp_ports::{RepositoryError, UpstreamError};
 
 use super::{Answering, lost_claim};
 use super::{AppError, Gateway};
@@ -189,14 +190,11 @@ impl Gateway {
             );
             return Err(errors.into());
         }
-        let checkout = self.get_checkout(owner, id).await?;
         let now = self.clock.now();
-        // The edit is claimed (compare-and-swap) before the store hears of it: an edit and a
-        // payment racing each other cannot both go ahead, and a refused edit never changes
-        // the store's session — what the person approves is what the store holds.
-        let (claimed, ()) = self
-            .update_loaded_checkout(checkout, |c| Ok(c.begin_edit(now)?))
-            .await?;
+        // The edit is claimed before the store hears of it: an edit and a payment racing
+        // each other cannot both go ahead, and a refused edit never changes the store's
+        // session — what the person approves is what the store holds.
+        let claimed = self.claim_edit(owner, id, now).await?;
         let patch = SessionPatch {
             items: valid.items,
             buyer: valid.buyer,
@@ -233,6 +231,33 @@ impl Gateway {
             )
             .await?;
         Ok(saved)
+    }
+
+    /// Claims checkout `id` of `owner` for an edit: the read and the claim in one
+    /// transaction when the checkout is editable, else the step-by-step path that reports
+    /// why not (not found, expired — recorded —, being edited, frozen or ended).
+    async fn claim_edit(
+        &self,
+        owner: &str,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Checkout, AppError> {
+        let checkout_id = CheckoutId::parse(id).map_err(|_| AppError::NotFound("checkout"))?;
+        let owner_of = owner.to_owned();
+        let edit = Box::new(move |c: &mut Checkout| {
+            c.is_owned_by(&owner_of) && !c.is_past_expiry(now) && c.begin_edit(now).is_ok()
+        });
+        match self.checkouts.read_and_update(&checkout_id, edit).await {
+            Ok((claimed, true)) => return Ok(claimed),
+            Ok((_, false)) | Err(RepositoryError::Conflict) => {}
+            Err(RepositoryError::NotFound) => return Err(AppError::NotFound("checkout")),
+            Err(other) => return Err(AppError::Storage(other)),
+        }
+        let checkout = self.get_checkout(owner, id).await?;
+        let (claimed, ()) = self
+            .update_loaded_checkout(checkout, |c| Ok(c.begin_edit(now)?))
+            .await?;
+        Ok(claimed)
     }
 
     /// Before a payment starts: the store's session must hold what the checkout holds (an

@@ -5,7 +5,6 @@
 
 use crate::Answering;
 use chrono::{DateTime, Utc};
-use sacp_domain::idempotency::Answer;
 use sacp_domain::{
     Checkout, Money, OrderConfirmation, PaymentAuthorization, PaymentAuthorizationId, PaymentHold,
     PaymentStatus,
@@ -59,6 +58,15 @@ pub struct PaymentStatusView {
     pub authorization: PaymentAuthorization,
     /// Its checkout.
     pub checkout: Checkout,
+}
+
+/// The answer of a guest payment that started (or was already started): the checkout and
+/// its pending authorization.
+fn required(checkout: Checkout, authorization: PaymentAuthorization) -> CompleteOutcome {
+    CompleteOutcome::AuthorizationRequired {
+        checkout,
+        authorization: Box::new(authorization),
+    }
 }
 
 /// A short description of what is bought, shown to the person in the wallet.
@@ -143,13 +151,7 @@ impl Gateway {
         answering: Option<Answering<'_, CompleteOutcome>>,
     ) -> Result<(CompleteOutcome, bool), AppError> {
         if let Some(authorization) = self.live_authorization(&checkout).await {
-            return Ok((
-                CompleteOutcome::AuthorizationRequired {
-                    checkout,
-                    authorization: Box::new(authorization),
-                },
-                false,
-            ));
+            return Ok((required(checkout, authorization), false));
         }
         let now = self.clock.now();
         checkout.ensure_payable(now)?;
@@ -168,101 +170,114 @@ impl Gateway {
             .start_device_authorization(&request)
             .await
             .map_err(AppError::wallet)?;
-        let mut authorization = PaymentAuthorization::start(
-            PaymentAuthorizationId::generate(self.random.as_ref()),
-            checkout.id().clone(),
-            grant,
-            amount,
-            now,
-        );
-        if let Err(error) = self.authorizations.insert(&mut authorization).await {
-            let RepositoryError::Constraint(_) = error else {
-                return Err(error.into());
-            };
-            // The checkout already has a live authorization: the one it holds (answer with
-            // it), one a concurrent request is about to hold (retry shortly), or an orphan a
-            // crash left between two writes (retire it, then try once more).
-            let current = self.load_checkout(checkout.id()).await?;
-            if let Some(live) = self.live_authorization(&current).await {
-                return Ok((
-                    CompleteOutcome::AuthorizationRequired {
-                        checkout: current,
-                        authorization: Box::new(live),
-                    },
-                    false,
-                ));
-            }
-            let orphan = self
-                .authorizations
-                .active_for_checkout(checkout.id())
-                .await?;
-            match orphan {
-                Some(orphan)
-                    if now - orphan.created_at() > chrono::Duration::seconds(ORPHAN_AFTER_SECS) =>
-                {
-                    self.settle_authorization(orphan.id(), |a, now| a.cancel(now).is_ok())
-                        .await?;
-                    self.authorizations.insert(&mut authorization).await?;
-                }
-                _ => return Err(AppError::Busy),
-            }
-        }
-        self.alarms
-            .authorizations
-            .due_at(authorization.next_poll_at());
-        let hold = authorization.hold();
         let checkout_id = checkout.id().clone();
-        // The answer the agent gets, stored with the hold when the request has a claim.
-        let answer_of = answering.as_ref().map(|answering| {
-            let authorization = &authorization;
-            move |checkout: &Checkout| {
-                answering.answer(
-                    &CompleteOutcome::AuthorizationRequired {
-                        checkout: checkout.clone(),
-                        authorization: Box::new(authorization.clone()),
-                    },
-                    now,
-                )
-            }
-        });
-        let answered = answer_of.is_some();
-        match self
-            .update_loaded_checkout_answering(
-                checkout,
-                |c| Ok(c.begin_authorization(hold.clone(), now)?),
-                answer_of
-                    .as_ref()
-                    .map(|f| f as &(dyn Fn(&Checkout) -> Answer + Send + Sync)),
+        let start = || {
+            PaymentAuthorization::start(
+                PaymentAuthorizationId::generate(self.random.as_ref()),
+                checkout_id.clone(),
+                grant.clone(),
+                amount,
+                now,
             )
-            .await
-        {
-            Ok((checkout, ())) => Ok((
-                CompleteOutcome::AuthorizationRequired {
-                    checkout,
-                    authorization: Box::new(authorization),
-                },
-                answered,
-            )),
-            Err(error) => {
-                // Another request started payment first, or the checkout changed: this
-                // authorization must never charge.
-                let _ = self
-                    .settle_authorization(authorization.id(), |a, now| a.cancel(now).is_ok())
-                    .await;
-                if let Ok(current) = self.load_checkout(&checkout_id).await
-                    && let Some(live) = self.live_authorization(&current).await
-                {
-                    return Ok((
-                        CompleteOutcome::AuthorizationRequired {
-                            checkout: current,
-                            authorization: Box::new(live),
-                        },
-                        false,
-                    ));
+        };
+        self.hold_for(checkout, &start, answering, now).await
+    }
+
+    /// Stores a new `authorization` with `checkout` holding it (and the request's answer,
+    /// when it has a claim) in one write. Against a concurrent change it reads the checkout
+    /// again: one that another request holds answers with that request's authorization; an
+    /// orphan a crash left (a live authorization no checkout holds, older than any request)
+    /// is cancelled and the write tried again; a lost claim saves the payment without the
+    /// answer (the retry that took the claim over gets its own). `start` makes the
+    /// authorization, a new one for each attempt after one that storage kept (ended).
+    async fn hold_for(
+        &self,
+        checkout: Checkout,
+        start: &(dyn Fn() -> PaymentAuthorization + Send + Sync),
+        mut answering: Option<Answering<'_, CompleteOutcome>>,
+        now: DateTime<Utc>,
+    ) -> Result<(CompleteOutcome, bool), AppError> {
+        let mut authorization = start();
+        let checkout_id = checkout.id().clone();
+        let mut current = checkout;
+        let mut fresh = false;
+        let mut orphan_retired = false;
+        for _ in 0..CAS_ATTEMPTS {
+            if authorization.version() != 0 {
+                authorization = start();
+            }
+            let mut holding = current.clone();
+            if let Err(refused) = holding.begin_authorization(authorization.hold(), now) {
+                if !fresh {
+                    current = self.load_checkout(&checkout_id).await?;
+                    fresh = true;
+                    continue;
                 }
-                Err(error)
+                return match self.live_authorization(&current).await {
+                    Some(live) => Ok((required(current, live), false)),
+                    None => Err(refused.into()),
+                };
+            }
+            let answer = answering.as_ref().map(|answering| {
+                answering.answer(&required(holding.clone(), authorization.clone()), now)
+            });
+            let written = self
+                .authorizations
+                .insert_holding(
+                    &mut authorization,
+                    &mut holding,
+                    answer.as_ref(),
+                    self.checkouts.as_ref(),
+                )
+                .await;
+            match written {
+                Ok(()) => {
+                    self.alarms
+                        .authorizations
+                        .due_at(authorization.next_poll_at());
+                    return Ok((required(holding, authorization), answer.is_some()));
+                }
+                // The claim was lost to a retry that will get its own answer; the payment
+                // itself goes ahead.
+                Err(RepositoryError::NotFound) if answering.is_some() => answering = None,
+                Err(RepositoryError::Conflict) => {
+                    current = self.load_checkout(&checkout_id).await?;
+                    fresh = true;
+                    if let Some(live) = self.live_authorization(&current).await {
+                        return Ok((required(current, live), false));
+                    }
+                }
+                Err(RepositoryError::Constraint(_)) => {
+                    // The checkout already has a live authorization: the one it holds
+                    // (answer with it), one a concurrent request is about to hold (retry
+                    // shortly), or an orphan a crash left (retire it, then try once more).
+                    current = self.load_checkout(&checkout_id).await?;
+                    fresh = true;
+                    if let Some(live) = self.live_authorization(&current).await {
+                        return Ok((required(current, live), false));
+                    }
+                    let orphan = self
+                        .authorizations
+                        .active_for_checkout(&checkout_id)
+                        .await?;
+                    match orphan {
+                        Some(orphan)
+                            if !orphan_retired
+                                && now - orphan.created_at()
+                                    > chrono::Duration::seconds(ORPHAN_AFTER_SECS) =>
+                        {
+                            self.settle_authorization(orphan.id(), |a, now| a.cancel(now).is_ok())
+                                .await?;
+                            orphan_retired = true;
+                        }
+                        _ => return Err(AppError::Busy),
+                    }
+                    continue;
+                }
+                Err(other) => return Err(AppError::Storage(other)),
             }
         }
+        Err(AppError::Busy)
     }
 
     async fn complete_with_user_token(

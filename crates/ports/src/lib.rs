@@ -32,8 +32,8 @@ pub use clock::Clock;
 pub use error::UpstreamError;
 pub use guard::{IdempotencyStore, RateCounters, SwitchBoard, TrafficLog};
 pub use repository::{
-    ApiKeyRepository, AuditLog, AuthorizationRepository, CheckoutRepository, DueAuthorizations,
-    LiveCounts, RepositoryError,
+    ApiKeyRepository, AuditLog, AuthorizationRepository, CheckoutEdit, CheckoutRepository,
+    DueAuthorizations, LiveCounts, RepositoryError,
 };
 pub use step_up::{StepUpWatch, StepUpWatches, TokenSealer};
 pub use store::Store;

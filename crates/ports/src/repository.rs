@@ -61,6 +61,32 @@ pub trait CheckoutRepository: Send + Sync {
     /// [`RepositoryError::NotFound`], [`RepositoryError::Conflict`].
     async fn update(&self, checkout: &mut Checkout) -> Result<(), RepositoryError>;
 
+    /// Reads checkout `id`, applies `edit` and, when `edit` returns `true`, saves the result
+    /// in the same transaction as the read: no other writer comes between them. Returns the
+    /// checkout as saved and `true`, or as read and `false` when `edit` declined (nothing is
+    /// written then, whatever `edit` did to its copy). [`RepositoryError::NotFound`] for an
+    /// unknown id. The default reads, then updates with compare-and-swap, reading again on
+    /// a conflict; after five conflicts it answers [`RepositoryError::Conflict`].
+    async fn read_and_update(
+        &self,
+        id: &CheckoutId,
+        mut edit: CheckoutEdit,
+    ) -> Result<(Checkout, bool), RepositoryError> {
+        for _ in 0..5 {
+            let read = self.get(id).await?;
+            let mut edited = read.clone();
+            if !edit(&mut edited) {
+                return Ok((read, false));
+            }
+            match self.update(&mut edited).await {
+                Ok(()) => return Ok((edited, true)),
+                Err(RepositoryError::Conflict) => {}
+                Err(other) => return Err(other),
+            }
+        }
+        Err(RepositoryError::Conflict)
+    }
+
     /// [`CheckoutRepository::update`], and in the same transaction finishes the idempotency
     /// record of `answer.claim`: both are stored or neither, so a retry after a crash gets
     /// the answer instead of repeating the change, at no extra transaction.
@@ -82,6 +108,10 @@ pub trait CheckoutRepository: Send + Sync {
     /// how many went. Nothing else is touched.
     async fn retire(&self, cutoff: DateTime<Utc>, limit: usize) -> Result<u64, RepositoryError>;
 }
+
+/// What [`CheckoutRepository::read_and_update`] does to the checkout it read: `true` to
+/// save the edited copy, `false` to write nothing.
+pub type CheckoutEdit = Box<dyn FnMut(&mut Checkout) -> bool + Send>;
 
 /// Payment authorizations, with the same versioning contract as [`CheckoutRepository`].
 ///
@@ -106,6 +136,39 @@ pub trait AuthorizationRepository: Send + Sync {
         &self,
         checkout: &CheckoutId,
     ) -> Result<Option<PaymentAuthorization>, RepositoryError>;
+
+    /// Starts a payment: inserts `authorization` and saves `checkout` (compare-and-swap; the
+    /// caller has put the authorization's hold on it) with, when given, the request's
+    /// idempotent `answer` — in one transaction, so that no reader ever sees an authorization
+    /// its checkout does not hold, or a held checkout without its answer.
+    /// [`RepositoryError::Constraint`] when the checkout already has a live authorization;
+    /// [`RepositoryError::Conflict`] when the checkout changed since it was read;
+    /// [`RepositoryError::NotFound`] when it is gone or the answer's claim was lost. On any
+    /// error nothing live is left: no authorization pending, the checkout and the claim as
+    /// they were. The default writes in turn through `checkouts` and, when the checkout is
+    /// refused, ends the authorization it inserted as cancelled; storage that keeps both
+    /// (and is wired as both) writes all in one transaction.
+    async fn insert_holding(
+        &self,
+        authorization: &mut PaymentAuthorization,
+        checkout: &mut Checkout,
+        answer: Option<&Answer>,
+        checkouts: &dyn CheckoutRepository,
+    ) -> Result<(), RepositoryError> {
+        self.insert(authorization).await?;
+        let held = match answer {
+            Some(answer) => checkouts.update_answering(checkout, answer).await,
+            None => checkouts.update(checkout).await,
+        };
+        if let Err(refused) = held {
+            let mut ended = authorization.clone();
+            if ended.cancel(authorization.created_at()).is_ok() {
+                self.update(&mut ended).await?;
+            }
+            return Err(refused);
+        }
+        Ok(())
+    }
 
     /// Reads an authorization. [`RepositoryError::NotFound`] for unknown ids.
     async fn get(

@@ -12,9 +12,10 @@ use sacp_domain::ratelimit::{Limit, Policy};
 use sacp_domain::switches::Switches;
 
 use super::CountingRandom;
-use super::repository::sample_checkout;
+use super::repository::{sample_authorization, sample_checkout};
 use crate::{
-    CheckoutRepository, IdempotencyStore, RateCounters, RepositoryError, SwitchBoard, TrafficLog,
+    AuthorizationRepository, CheckoutRepository, IdempotencyStore, RateCounters, RepositoryError,
+    SwitchBoard, TrafficLog,
 };
 
 fn t(seconds: i64) -> DateTime<Utc> {
@@ -417,6 +418,137 @@ pub async fn insert_answering_contract(
         checkouts.get(checkout.id()).await.unwrap().version(),
         2,
         "the change was rolled back with the answer"
+    );
+}
+
+/// Runs the rule of [`AuthorizationRepository::insert_holding`] over the repositories and the
+/// idempotency store it writes together: all of it or nothing live.
+pub async fn insert_holding_contract(
+    checkouts: Arc<dyn CheckoutRepository>,
+    authorizations: Arc<dyn AuthorizationRepository>,
+    store: Arc<dyn IdempotencyStore>,
+) {
+    let random = CountingRandom::default();
+    let now = t(0);
+    let mut checkout = sample_checkout(&random);
+    checkouts.insert(&mut checkout).await.unwrap();
+    let paying = scope("/checkout/cs_1/complete");
+    let claim = started(store.begin(&paying, "fp", now).await.unwrap());
+    let answer = Answer {
+        claim,
+        response: created("{\"status\":\"authorization_required\"}"),
+        at: now,
+    };
+    let holding = |checkout: &sacp_domain::Checkout, at: DateTime<Utc>| {
+        let mut authorization = sample_authorization(&random, checkout.id(), at);
+        let mut held = checkout.clone();
+        let hold = sacp_domain::PaymentHold::Device {
+            authorization_id: authorization.id().clone(),
+            amount: held.cart().total(),
+        };
+        held.begin_authorization(hold, at).unwrap();
+        authorization.set_version(0);
+        (authorization, held)
+    };
+
+    // A stale checkout: nothing is left live, the claim stays in flight.
+    let mut moved = checkout.clone();
+    moved.begin_edit(t(1)).unwrap();
+    moved.abandon_edit(t(1));
+    checkouts.update(&mut moved).await.unwrap();
+    let (mut refused, mut stale) = holding(&checkout, t(1));
+    assert_eq!(
+        authorizations
+            .insert_holding(&mut refused, &mut stale, Some(&answer), checkouts.as_ref())
+            .await,
+        Err(RepositoryError::Conflict)
+    );
+    assert_eq!(checkouts.get(checkout.id()).await.unwrap(), moved);
+    assert_eq!(
+        authorizations.active_for_checkout(checkout.id()).await,
+        Ok(None),
+        "a refused checkout leaves no live authorization"
+    );
+    assert!(
+        matches!(
+            store.begin(&paying, "fp", now).await.unwrap(),
+            Begin::InFlight { .. }
+        ),
+        "a refused write stores no answer"
+    );
+
+    // With a claim no longer held, nothing is stored either.
+    let contested = scope("/checkout/cs_1/complete");
+    let lost = started(store.begin(&contested, "fp", now).await.unwrap());
+    started(
+        store
+            .begin(&contested, "fp", now + Duration::seconds(61))
+            .await
+            .unwrap(),
+    );
+    let unheld = Answer {
+        claim: lost,
+        ..answer.clone()
+    };
+    let (mut unanswered, mut held) = holding(&moved, t(2));
+    assert_eq!(
+        authorizations
+            .insert_holding(
+                &mut unanswered,
+                &mut held,
+                Some(&unheld),
+                checkouts.as_ref()
+            )
+            .await,
+        Err(RepositoryError::NotFound)
+    );
+    assert_eq!(checkouts.get(checkout.id()).await.unwrap(), moved);
+    assert_eq!(
+        authorizations.active_for_checkout(checkout.id()).await,
+        Ok(None)
+    );
+
+    // Written: the authorization, the checkout holding it and the answer.
+    let (mut authorization, mut held) = holding(&moved, t(3));
+    authorizations
+        .insert_holding(
+            &mut authorization,
+            &mut held,
+            Some(&answer),
+            checkouts.as_ref(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(authorization.version(), 1);
+    assert_eq!(held.version(), moved.version() + 1);
+    assert_eq!(checkouts.get(checkout.id()).await.unwrap(), held);
+    assert_eq!(
+        authorizations.active_for_checkout(checkout.id()).await,
+        Ok(Some(authorization.clone()))
+    );
+    assert_eq!(
+        store.begin(&paying, "fp", now).await.unwrap(),
+        Begin::Replay(answer.response.clone()),
+        "the answer is stored with the payment"
+    );
+
+    // A second live authorization for the checkout is refused, and the checkout kept.
+    let mut released = held.clone();
+    let hold = held.hold().cloned().unwrap();
+    released.release_authorization(&hold, t(4)).unwrap();
+    checkouts.update(&mut released).await.unwrap();
+    let (mut second, mut again) = holding(&released, t(5));
+    assert!(matches!(
+        authorizations
+            .insert_holding(&mut second, &mut again, None, checkouts.as_ref())
+            .await,
+        Err(RepositoryError::Constraint(_))
+    ));
+    assert_eq!(checkouts.get(checkout.id()).await.unwrap(), released);
+    assert_eq!(
+        authorizations.active_for_checkout(checkout.id()).await,
+        Ok(Some(authorization)),
+        "the live one is untouched"
     );
 }
 

@@ -189,6 +189,72 @@ pub async fn checkout_repository_contract(repo: Arc<dyn CheckoutRepository>) {
     assert_eq!(cancelled.version(), 3);
     assert_eq!(cancelled.status(), CheckoutStatus::Cancelled);
     assert_eq!(cancelled.hold(), None, "a cleared hold reads back cleared");
+
+    // A read and its update together: a declined edit writes nothing.
+    let mut editable = sample_checkout(&random);
+    repo.insert(&mut editable).await.unwrap();
+    let (read, written) = repo
+        .read_and_update(
+            editable.id(),
+            Box::new(|c: &mut Checkout| {
+                c.cancel(t(30)).unwrap();
+                false
+            }),
+        )
+        .await
+        .unwrap();
+    assert!(!written);
+    assert_eq!(read, editable, "declined: the checkout as read");
+    assert_eq!(repo.get(editable.id()).await.unwrap(), editable);
+    let (claimed, written) = repo
+        .read_and_update(
+            editable.id(),
+            Box::new(|c: &mut Checkout| c.begin_edit(t(31)).is_ok()),
+        )
+        .await
+        .unwrap();
+    assert!(written);
+    assert_eq!(claimed.version(), editable.version() + 1);
+    assert!(claimed.is_being_edited(t(31)));
+    assert_eq!(repo.get(editable.id()).await.unwrap(), claimed);
+    assert_eq!(
+        repo.read_and_update(
+            sample_checkout(&random).id(),
+            Box::new(|_: &mut Checkout| true)
+        )
+        .await
+        .err(),
+        Some(RepositoryError::NotFound)
+    );
+    // Concurrent edits of one checkout: each sees the one before it, so exactly one
+    // claims the edit and the others decline (none is lost to a conflict).
+    let mut contested = sample_checkout(&random);
+    repo.insert(&mut contested).await.unwrap();
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let repo = repo.clone();
+        let id = contested.id().clone();
+        tasks.push(tokio::spawn(async move {
+            repo.read_and_update(
+                &id,
+                Box::new(|c: &mut Checkout| c.begin_edit(t(40)).is_ok()),
+            )
+            .await
+        }));
+    }
+    let mut claims = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok((_, true)) => claims += 1,
+            Ok((read, false)) => assert!(read.is_being_edited(t(40))),
+            Err(other) => panic!("unexpected {other:?}"),
+        }
+    }
+    assert_eq!(claims, 1, "exactly one concurrent edit claims the checkout");
+    assert_eq!(
+        repo.get(contested.id()).await.unwrap().version(),
+        contested.version() + 1
+    );
 }
 
 /// Runs every [`AuthorizationRepository`] rule.
