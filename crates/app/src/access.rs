@@ -9,6 +9,7 @@ use sacp_domain::access::{ApiKey, ApiKeySecret, AuthFailure, KeyLimits, NewKey, 
 use sacp_domain::{ApiKeyId, RandomSource};
 use sacp_ports::{ApiKeyRepository, Clock, RepositoryError};
 
+use super::refresh::{Serve, serve};
 use super::{Answering, AppError, CAS_ATTEMPTS};
 
 /// Who is calling: the integration behind an authenticated key.
@@ -99,10 +100,22 @@ pub const KEY_CACHE_MAX_AGE: Duration = Duration::seconds(1);
 /// cached, so this bounds what a flood of distinct valid keys can hold).
 const KEY_CACHE_CAPACITY: usize = 100_000;
 
-/// Keys read from storage, with when each was read.
+/// How long before [`KEY_CACHE_MAX_AGE`] a busy key is read again by one request while
+/// the others are still served (see [`crate::refresh`]): long enough for a read that waits
+/// for a connection of a busy pool.
+const KEY_REFRESH_AHEAD: Duration = Duration::milliseconds(500);
+
+/// A key read from storage: when, and whether a request is reading it again.
+struct CachedKey {
+    key: ApiKey,
+    read_at: DateTime<Utc>,
+    refreshing: bool,
+}
+
+/// Keys read from storage.
 #[derive(Default)]
 struct KeyCache {
-    entries: HashMap<ApiKeyId, (ApiKey, DateTime<Utc>)>,
+    entries: HashMap<ApiKeyId, CachedKey>,
     /// Moves on every forget: a read that started before a change must not put the key
     /// it read (perhaps from before the change) back into the cache.
     generation: u64,
@@ -173,12 +186,17 @@ impl Keys {
     /// has not changed since, else from storage (then kept).
     async fn cached(&self, id: &ApiKeyId, now: DateTime<Utc>) -> Result<ApiKey, RepositoryError> {
         let generation = {
-            let cache = self.cache();
-            if let Some((key, read_at)) = cache.entries.get(id)
-                && now - *read_at < KEY_CACHE_MAX_AGE
-                && *read_at <= now
+            let mut cache = self.cache();
+            if let Some(cached) = cache.entries.get_mut(id)
+                && cached.read_at <= now
+                && serve(
+                    now - cached.read_at,
+                    KEY_CACHE_MAX_AGE,
+                    KEY_REFRESH_AHEAD,
+                    &mut cached.refreshing,
+                ) == Serve::Cached
             {
-                return Ok(key.clone());
+                return Ok(cached.key.clone());
             }
             cache.generation
         };
@@ -188,7 +206,12 @@ impl Keys {
             if cache.entries.len() >= KEY_CACHE_CAPACITY {
                 cache.entries.clear();
             }
-            cache.entries.insert(id.clone(), (key.clone(), now));
+            let cached = CachedKey {
+                key: key.clone(),
+                read_at: now,
+                refreshing: false,
+            };
+            cache.entries.insert(id.clone(), cached);
         }
         Ok(key)
     }
@@ -222,8 +245,8 @@ impl Keys {
             self.uses().entry(key.id().clone()).or_insert(now);
             // The cached copy learns of the use too, or every request until it is read
             // again would note one.
-            if let Some((cached, _)) = self.cache().entries.get_mut(key.id()) {
-                cached.note_use(now);
+            if let Some(cached) = self.cache().entries.get_mut(key.id()) {
+                cached.key.note_use(now);
             }
         }
         Ok(Principal {

@@ -16,6 +16,7 @@ use sacp_ports::telemetry;
 use sacp_ports::{AuditLog, Clock, IdempotencyStore, RateCounters, SwitchBoard, TrafficLog};
 
 use super::AppError;
+use super::refresh::{Serve, serve};
 use crate::Caller;
 
 /// The storage the guardrails use.
@@ -99,7 +100,20 @@ impl Default for LimitSettings {
 
 /// How long a replica reuses the switches it read: well under the one second in which a
 /// change must reach every replica.
-const SWITCH_CACHE: StdDuration = StdDuration::from_millis(250);
+const SWITCH_CACHE: StdDuration = StdDuration::from_millis(500);
+
+/// How long before [`SWITCH_CACHE`] runs out one request reads the switches again while the
+/// others are still served (see [`crate::refresh`]): long enough for a read that waits for a
+/// connection of a busy pool.
+const SWITCH_REFRESH_AHEAD: StdDuration = StdDuration::from_millis(400);
+
+/// The switches a replica read: when, and whether a request is reading them again.
+#[derive(Clone, Copy)]
+struct CachedSwitches {
+    read_at: Instant,
+    switches: Switches,
+    refreshing: bool,
+}
 
 type TrafficKey = (DateTime<Utc>, Option<ApiKeyId>, String, u16);
 
@@ -162,7 +176,7 @@ pub struct Guardrails {
     ports: GuardPorts,
     clock: Arc<dyn Clock>,
     settings: LimitSettings,
-    switch_cache: Arc<Mutex<Option<(Instant, Switches)>>>,
+    switch_cache: Arc<Mutex<Option<CachedSwitches>>>,
     pending_traffic: Arc<Mutex<HashMap<TrafficKey, u64>>>,
     pending_refusals: Arc<Mutex<HashMap<RefusalKey, AuditEvent>>>,
 }
@@ -249,15 +263,22 @@ impl Guardrails {
         })
     }
 
-    /// The kill switches, read from storage at most every 250 ms per replica.
+    /// The kill switches, served from memory for at most 500 ms per replica (read again
+    /// by one request from 100 ms on while the switches are in use).
     pub async fn switches(&self) -> Result<Switches, AppError> {
-        if let Some((read_at, switches)) = *lock(&self.switch_cache)
-            && read_at.elapsed() < SWITCH_CACHE
+        if let Some(cached) = lock(&self.switch_cache).as_mut()
+            && serve(
+                cached.read_at.elapsed(),
+                SWITCH_CACHE,
+                SWITCH_REFRESH_AHEAD,
+                &mut cached.refreshing,
+            ) == Serve::Cached
         {
-            return Ok(switches);
+            return Ok(cached.switches);
         }
+        let read_at = Instant::now();
         let switches = self.ports.switches.switches().await?;
-        *lock(&self.switch_cache) = Some((Instant::now(), switches));
+        self.keep_switches(read_at, switches);
         Ok(switches)
     }
 
@@ -279,8 +300,16 @@ impl Guardrails {
     /// Sets the kill switches (every replica sees them within the cache period).
     pub async fn set_switches(&self, switches: Switches) -> Result<Switches, AppError> {
         self.ports.switches.set_switches(&switches).await?;
-        *lock(&self.switch_cache) = Some((Instant::now(), switches));
+        self.keep_switches(Instant::now(), switches);
         Ok(switches)
+    }
+
+    fn keep_switches(&self, read_at: Instant, switches: Switches) {
+        *lock(&self.switch_cache) = Some(CachedSwitches {
+            read_at,
+            switches,
+            refreshing: false,
+        });
     }
 
     /// Claims an idempotency scope for a request whose body has `fingerprint`.

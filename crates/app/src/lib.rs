@@ -14,6 +14,7 @@ mod guard;
 mod limits;
 mod orders;
 mod payment;
+mod refresh;
 mod retention;
 mod step_up;
 mod telemetry;
