@@ -20,7 +20,7 @@ fn checkout_body() -> Value {
 }
 
 /// A key of organisation `org` with every integration scope; returns (secret, id).
-async fn org_key(app: &TestApp, org: &str) -> (String, String) {
+pub(crate) async fn org_key(app: &TestApp, org: &str) -> (String, String) {
     let created = admin(
         app,
         Method::POST,

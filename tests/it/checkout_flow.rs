@@ -135,6 +135,31 @@ async fn the_seed_conversation_completes_an_order_for_21_46_cad() {
     assert_eq!(done.body["status"], "completed", "{}", done.body);
     let order_id = done.str("/order_id");
     assert!(!order_id.is_empty() && !done.str("/transaction_id").is_empty());
+    // The completed payment, however it is answered, is still another organisation's
+    // secret and tied to its own checkout.
+    let (rival, _) = crate::attacker::org_key(&app, "rival").await;
+    let foreign = crate::admin::as_key(
+        &app,
+        &rival,
+        reqwest::Method::GET,
+        &auth.str("/poll_endpoint"),
+        None,
+    )
+    .await;
+    foreign.assert_problem(404, "not_found");
+    let other_checkout = app.ready_checkout(1).await;
+    let mismatched = app
+        .get(&format!(
+            "/checkout/{other_checkout}/payment-status/{}",
+            auth.str("/request_id")
+        ))
+        .await;
+    mismatched.assert_problem(404, "not_found");
+    assert_eq!(
+        app.get(&auth.str("/poll_endpoint")).await.body,
+        done.body,
+        "a poll again answers the same"
+    );
 
     let checkout = app.get(&format!("/checkout/{id}")).await;
     assert_eq!(checkout.body["status"], "completed");

@@ -546,6 +546,7 @@ impl Gateway {
                 if let Some(outcome) = crate::telemetry::outcome_of(consumed.status()) {
                     crate::telemetry::payment_ended(outcome);
                 }
+                self.ended.keep(completed, consumed);
             }
             (checkout_written, _) => {
                 if checkout_written.is_err() {

@@ -9,6 +9,7 @@ mod catalog;
 mod charge;
 mod checkout;
 pub mod driver;
+mod ended;
 mod error;
 mod guard;
 mod limits;
@@ -96,6 +97,8 @@ pub struct Gateway {
     config: GatewayConfig,
     /// Access tokens collected from approvals, in this replica's memory only.
     collected: charge::CollectedTokens,
+    /// Payments this replica just completed, for the agent's next poll.
+    ended: Arc<ended::EndedPayments>,
     /// Step-ups watched on the person's behalf, their tokens sealed.
     step_ups: StepUpPorts,
     /// When the background workers are next due, brought forward as work is added.
@@ -138,6 +141,7 @@ impl Gateway {
         step_ups: StepUpPorts,
         config: GatewayConfig,
     ) -> Gateway {
+        let ended_kept = config.retention.ended;
         Gateway {
             keys: Keys::new(keys, clock.clone(), random.clone()),
             guard: Guardrails::new(guard, clock.clone(), config.limits),
@@ -149,6 +153,7 @@ impl Gateway {
             random,
             config,
             collected: charge::CollectedTokens::default(),
+            ended: Arc::new(ended::EndedPayments::new(ended_kept)),
             step_ups,
             alarms: Arc::default(),
         }

@@ -411,7 +411,16 @@ impl Gateway {
         checkout_id: &str,
         request_id: &str,
     ) -> Result<PaymentStatusView, AppError> {
-        // The usual poll: one read of the authorization with its checkout.
+        // A payment this replica just completed is answered as the driver wrote it (it
+        // never changes again); the usual poll is one read of the authorization with its
+        // checkout.
+        if let Ok(id) = PaymentAuthorizationId::parse(request_id)
+            && let Some(ended) = self.ended.get(&id)
+            && ended.checkout.id().as_str() == checkout_id
+            && ended.checkout.is_owned_by(owner)
+        {
+            return self.status_view(ended.checkout, ended.authorization).await;
+        }
         if let Ok(id) = PaymentAuthorizationId::parse(request_id)
             && let Ok((authorization, checkout)) = self
                 .authorizations
