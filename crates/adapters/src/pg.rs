@@ -193,6 +193,7 @@ use schema::{api_keys, audit_events, checkouts, payment_authorizations};
 
 use crate::pg_batch::GroupCommit;
 use crate::pg_guard_batch::{GuardWrite, GuardWritten};
+use crate::pg_reads::{PointAnswer, PointRead};
 
 pub(crate) type PgPool = Pool<Manager>;
 
@@ -263,6 +264,9 @@ pub struct PgStorage {
     /// Rate-counter hits, fresh idempotency claims and audit rows, one transaction per
     /// batch (see [`crate::pg_guard_batch`]).
     pub(crate) guard_writes: Arc<GroupCommit<GuardWrite, GuardWritten>>,
+    /// Reads of one checkout or one payment by id, one statement per kind per batch (see
+    /// [`crate::pg_reads`]).
+    point_reads: Arc<GroupCommit<PointRead, PointAnswer>>,
 }
 
 impl std::fmt::Debug for PgStorage {
@@ -414,6 +418,11 @@ impl PgStorage {
                 "sacp-guard-writes",
                 pool.clone(),
                 crate::pg_guard_batch::write_batch,
+            )),
+            point_reads: Arc::new(GroupCommit::start(
+                "sacp-point-reads",
+                pool.clone(),
+                crate::pg_reads::read_batch,
             )),
             pool,
         })
@@ -621,8 +630,8 @@ pub(crate) fn with_connection<T>(
 // An update writes every column: a cleared hold or order must become NULL, not be skipped.
 #[diesel(treat_none_as_null = true)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
-struct CheckoutRow {
-    id: String,
+pub(crate) struct CheckoutRow {
+    pub(crate) id: String,
     store_session_id: String,
     status: String,
     record: serde_json::Value,
@@ -659,7 +668,7 @@ impl CheckoutRow {
         })
     }
 
-    fn into_checkout(self) -> Result<Checkout, RepositoryError> {
+    pub(crate) fn into_checkout(self) -> Result<Checkout, RepositoryError> {
         let mut record: CheckoutRecord = serde_json::from_value(self.record)
             .map_err(|e| RepositoryError::Corrupt(format!("checkout {}: {e}", self.id)))?;
         record.version = version_from(self.version)?;
@@ -724,17 +733,11 @@ impl CheckoutRepository for PgStorage {
     }
 
     async fn get(&self, id: &CheckoutId) -> Result<Checkout, RepositoryError> {
-        let id = id.as_str().to_owned();
-        let row = self
-            .run(move |conn| {
-                checkouts::table
-                    .find(id)
-                    .select(CheckoutRow::as_select())
-                    .first(conn)
-                    .map_err(database_error)
-            })
-            .await?;
-        row.into_checkout()
+        let read = PointRead::Checkout(id.as_str().to_owned());
+        match self.point_reads.submit(read).await? {
+            PointAnswer::Checkout(checkout) => *checkout,
+            PointAnswer::Payment(_) => Err(crate::pg_reads::mismatched()),
+        }
     }
 
     async fn read_and_update(
@@ -820,8 +823,8 @@ impl CheckoutRepository for PgStorage {
 #[diesel(table_name = payment_authorizations)]
 #[diesel(treat_none_as_null = true)]
 #[diesel(check_for_backend(diesel::pg::Pg))]
-struct AuthorizationRow {
-    id: String,
+pub(crate) struct AuthorizationRow {
+    pub(crate) id: String,
     checkout_id: String,
     device_code: String,
     user_code: String,
@@ -875,7 +878,7 @@ impl AuthorizationRow {
         })
     }
 
-    fn into_authorization(self) -> Result<PaymentAuthorization, RepositoryError> {
+    pub(crate) fn into_authorization(self) -> Result<PaymentAuthorization, RepositoryError> {
         let corrupt =
             |what: &str| RepositoryError::Corrupt(format!("authorization {}: {what}", self.id));
         let record = AuthorizationRecord {
@@ -1211,22 +1214,13 @@ impl AuthorizationRepository for PgStorage {
         id: &PaymentAuthorizationId,
         _checkouts: &dyn CheckoutRepository,
     ) -> Result<(PaymentAuthorization, Checkout), RepositoryError> {
-        // This storage is wired as the checkout repository too: one joined read.
-        let id = id.as_str().to_owned();
-        let (authorization, checkout) = self
-            .run(move |conn| {
-                payment_authorizations::table
-                    .inner_join(checkouts::table)
-                    .filter(payment_authorizations::id.eq(id))
-                    .select((AuthorizationRow::as_select(), CheckoutRow::as_select()))
-                    .first(conn)
-                    .map_err(database_error)
-            })
-            .await?;
-        Ok((
-            authorization.into_authorization()?,
-            checkout.into_checkout()?,
-        ))
+        // This storage is wired as the checkout repository too: one joined read (shared
+        // with the other polls waiting).
+        let read = PointRead::Payment(id.as_str().to_owned());
+        match self.point_reads.submit(read).await? {
+            PointAnswer::Payment(payment) => *payment,
+            PointAnswer::Checkout(_) => Err(crate::pg_reads::mismatched()),
+        }
     }
 
     async fn live_counts(&self) -> Result<LiveCounts, RepositoryError> {

@@ -521,6 +521,45 @@ pub async fn authorization_repository_contract(
     assert_eq!(both_auth.version(), moved_auth.version() + 1);
     assert_eq!(checkouts.get(paid.id()).await.unwrap(), both_checkout);
     assert_eq!(repo.get(ending.id()).await.unwrap(), both_auth);
+
+    // Many reads at once, of checkouts and of payments, some of the same record and some
+    // of none: each gets its own answer (storage may answer them together).
+    let mut reads = Vec::new();
+    for round in 0..6 {
+        let (checkouts, repo) = (checkouts.clone(), repo.clone());
+        let (checkout, payment) = match round % 3 {
+            0 => (paid.id().clone(), ending.id().clone()),
+            1 => (watched.id().clone(), approving.id().clone()),
+            _ => (
+                sample_checkout(&random).id().clone(),
+                sample_authorization(&random, paid.id(), start).id().clone(),
+            ),
+        };
+        reads.push(tokio::spawn(async move {
+            let (read, polled) = tokio::join!(
+                checkouts.get(&checkout),
+                repo.with_checkout(&payment, checkouts.as_ref())
+            );
+            (round, read, polled)
+        }));
+    }
+    for read in reads {
+        let (round, checkout, payment) = read.await.unwrap();
+        match round % 3 {
+            0 => {
+                assert_eq!(checkout.unwrap(), both_checkout);
+                assert_eq!(payment.unwrap(), (both_auth.clone(), both_checkout.clone()));
+            }
+            1 => {
+                assert_eq!(checkout.unwrap(), watched);
+                assert_eq!(payment.unwrap(), (approving.clone(), watched.clone()));
+            }
+            _ => {
+                assert_eq!(checkout.err(), Some(RepositoryError::NotFound));
+                assert_eq!(payment.err(), Some(RepositoryError::NotFound));
+            }
+        }
+    }
 }
 
 /// Runs the retirement rules of [`CheckoutRepository::retire`] and
