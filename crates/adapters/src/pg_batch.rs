@@ -78,6 +78,12 @@ impl<J: Send + 'static, O: Send + 'static> GroupCommit<J, O> {
     }
 }
 
+/// The error for a job answered in another kind than it asked (a bug: a queue of several
+/// kinds of jobs answers each in kind); `queue` names the queue.
+pub(crate) fn mismatched(queue: &str) -> RepositoryError {
+    RepositoryError::Corrupt(format!("a {queue} job got an answer of another kind"))
+}
+
 fn stopped() -> RepositoryError {
     RepositoryError::Unavailable("storage batch worker stopped".into())
 }

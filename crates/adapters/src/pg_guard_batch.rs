@@ -38,9 +38,9 @@ pub(crate) enum GuardWritten {
     Audit(Result<(), RepositoryError>),
 }
 
-/// The error for an answer of the wrong kind (a bug: each job is answered in kind).
+/// The error for a write answered in another kind.
 pub(crate) fn mismatched() -> RepositoryError {
-    RepositoryError::Corrupt("a guard write got an answer of another kind".into())
+    crate::pg_batch::mismatched("guard write")
 }
 
 /// Writes a batch: claims, then audit rows, then hits, in one transaction when the batch

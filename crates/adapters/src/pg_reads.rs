@@ -35,9 +35,9 @@ pub(crate) enum PointAnswer {
     Payment(Box<Result<(PaymentAuthorization, Checkout), RepositoryError>>),
 }
 
-/// The error for an answer of the wrong kind (a bug: each read is answered in kind).
+/// The error for a read answered in another kind.
 pub(crate) fn mismatched() -> RepositoryError {
-    RepositoryError::Corrupt("a point read got an answer of another kind".into())
+    crate::pg_batch::mismatched("point read")
 }
 
 /// Reads a batch: the checkouts in one statement, the payments (joined with their

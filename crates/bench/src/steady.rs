@@ -289,6 +289,7 @@ pub async fn flatness(
     clean("long run warm-up", &warm_up)?;
     let done = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
+    let cpu_at_start = gateway.cpu_time()?;
     let mut flows = {
         let (agent, done) = (agent.clone(), done.clone());
         tokio::spawn(run_count(args.connections, total, done, move |worker| {
@@ -296,12 +297,14 @@ pub async fn flatness(
             async move { agent.give_up(worker).await }
         }))
     };
-    // Each tenth's end: when, and the memory then.
+    // Each tenth's end: when, the memory then, and the gateway's CPU time so far.
     let mut marks = Vec::with_capacity(TENTHS);
+    let mut cpu_marks = Vec::with_capacity(TENTHS);
     while marks.len() < TENTHS {
         let finished = done.load(Ordering::Relaxed);
         if finished >= total * (marks.len() + 1) / TENTHS {
             marks.push((started.elapsed(), gateway.memory_kib()?));
+            cpu_marks.push(gateway.cpu_time()?.saturating_sub(cpu_at_start));
             continue;
         }
         if flows.is_finished() {
@@ -356,6 +359,34 @@ pub async fn flatness(
         ),
         "last tenth within 10 % of the first",
         Verdict::of(change.abs() <= 0.10),
+    );
+    // The gateway's CPU per flow in each tenth: the cost of a flow over time, which the
+    // host's drift moves far less than the rate (the three processes share two cores).
+    let cpu_per_flow: Vec<f64> = cpu_marks
+        .iter()
+        .enumerate()
+        .map(|(i, cpu)| {
+            let from = if i == 0 {
+                Duration::ZERO
+            } else {
+                cpu_marks[i - 1]
+            };
+            cpu.saturating_sub(from).as_secs_f64() * 1e6 / tenth
+        })
+        .collect();
+    report.info(
+        "long run: gateway CPU per flow in each tenth, µs",
+        format!(
+            "first {:.0} → last {:.0} = **{:+.1} %** (tenths: {})",
+            cpu_per_flow[0],
+            cpu_per_flow[TENTHS - 1],
+            (cpu_per_flow[TENTHS - 1] / cpu_per_flow[0].max(1e-9) - 1.0) * 100.0,
+            cpu_per_flow
+                .iter()
+                .map(|c| format!("{c:.0}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     );
     let peak = marks.iter().map(|(_, m)| m.rss).max().unwrap_or(0);
     report.add(

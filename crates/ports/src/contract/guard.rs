@@ -181,6 +181,37 @@ fn started(begin: Begin) -> Claim {
     }
 }
 
+/// A claim of a new scope on `path` that a retry took over once its lease ran out: a
+/// write answering it must store nothing.
+async fn taken_over(store: &dyn IdempotencyStore, path: &str, now: DateTime<Utc>) -> Claim {
+    let contested = scope(path);
+    let lost = started(store.begin(&contested, "fp", now).await.unwrap());
+    started(
+        store
+            .begin(&contested, "fp", now + Duration::seconds(61))
+            .await
+            .unwrap(),
+    );
+    lost
+}
+
+/// Asserts that `scope` is still claimed without an answer: `why` says which write must
+/// not have stored one.
+async fn assert_unanswered(
+    store: &dyn IdempotencyStore,
+    scope: &IdempotencyScope,
+    now: DateTime<Utc>,
+    why: &str,
+) {
+    assert!(
+        matches!(
+            store.begin(scope, "fp", now).await.unwrap(),
+            Begin::InFlight { .. }
+        ),
+        "{why}"
+    );
+}
+
 /// Runs every [`IdempotencyStore`] rule.
 pub async fn idempotency_store_contract(store: Arc<dyn IdempotencyStore>) {
     let first = scope("/checkout");
@@ -322,16 +353,8 @@ pub async fn insert_answering_contract(
     );
 
     // With a claim no longer held (taken over by a retry), neither is stored.
-    let contested = scope("/checkout");
-    let lost_claim = started(store.begin(&contested, "fp", now).await.unwrap());
-    started(
-        store
-            .begin(&contested, "fp", now + Duration::seconds(61))
-            .await
-            .unwrap(),
-    );
     let unheld = Answer {
-        claim: lost_claim,
+        claim: taken_over(store.as_ref(), "/checkout", now).await,
         ..answer
     };
     let mut lost = sample_checkout(&random);
@@ -384,22 +407,15 @@ pub async fn insert_answering_contract(
         Err(RepositoryError::Conflict)
     );
     assert_eq!(stale.version(), 1);
-    assert!(
-        matches!(
-            store.begin(&raced, "fp", now).await.unwrap(),
-            Begin::InFlight { .. }
-        ),
-        "a refused change stores no answer"
-    );
+    assert_unanswered(
+        store.as_ref(),
+        &raced,
+        now,
+        "a refused change stores no answer",
+    )
+    .await;
     // A lost claim: the change is rolled back.
-    let contested_edit = scope("/checkout/cs_1");
-    let lost_edit = started(store.begin(&contested_edit, "fp", now).await.unwrap());
-    started(
-        store
-            .begin(&contested_edit, "fp", now + Duration::seconds(61))
-            .await
-            .unwrap(),
-    );
+    let lost_edit = taken_over(store.as_ref(), "/checkout/cs_1", now).await;
     let mut unanswered = updated.clone();
     assert_eq!(
         checkouts
@@ -469,25 +485,17 @@ pub async fn insert_holding_contract(
         Ok(None),
         "a refused checkout leaves no live authorization"
     );
-    assert!(
-        matches!(
-            store.begin(&paying, "fp", now).await.unwrap(),
-            Begin::InFlight { .. }
-        ),
-        "a refused write stores no answer"
-    );
+    assert_unanswered(
+        store.as_ref(),
+        &paying,
+        now,
+        "a refused write stores no answer",
+    )
+    .await;
 
     // With a claim no longer held, nothing is stored either.
-    let contested = scope("/checkout/cs_1/complete");
-    let lost = started(store.begin(&contested, "fp", now).await.unwrap());
-    started(
-        store
-            .begin(&contested, "fp", now + Duration::seconds(61))
-            .await
-            .unwrap(),
-    );
     let unheld = Answer {
-        claim: lost,
+        claim: taken_over(store.as_ref(), "/checkout/cs_1/complete", now).await,
         ..answer.clone()
     };
     let (mut unanswered, mut held) = holding(&moved, t(2));
