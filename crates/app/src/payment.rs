@@ -207,74 +207,70 @@ impl Gateway {
                 authorization = start();
             }
             let mut holding = current.clone();
-            if let Err(refused) = holding.begin_authorization(authorization.hold(), now) {
-                if !fresh {
-                    current = self.load_checkout(&checkout_id).await?;
-                    fresh = true;
-                    continue;
-                }
-                return match self.live_authorization(&current).await {
-                    Some(live) => Ok((required(current, live), false)),
-                    None => Err(refused.into()),
-                };
-            }
-            let answer = answering.as_ref().map(|answering| {
-                answering.answer(&required(holding.clone(), authorization.clone()), now)
-            });
-            let written = self
-                .authorizations
-                .insert_holding(
-                    &mut authorization,
-                    &mut holding,
-                    answer.as_ref(),
-                    self.checkouts.as_ref(),
-                )
-                .await;
-            match written {
+            let written = match holding.begin_authorization(authorization.hold(), now) {
+                // A fresh read was already checked for a payment another request started.
+                Err(refused) if fresh => return Err(refused.into()),
+                // The copy read before the upstream calls may be stale: read it again.
+                Err(_) => Err(RepositoryError::Conflict),
                 Ok(()) => {
-                    self.alarms
+                    let answer = answering.as_ref().map(|answering| {
+                        answering.answer(&required(holding.clone(), authorization.clone()), now)
+                    });
+                    let written = self
                         .authorizations
-                        .due_at(authorization.next_poll_at());
-                    return Ok((required(holding, authorization), answer.is_some()));
+                        .insert_holding(
+                            &mut authorization,
+                            &mut holding,
+                            answer.as_ref(),
+                            self.checkouts.as_ref(),
+                        )
+                        .await;
+                    if written.is_ok() {
+                        self.alarms
+                            .authorizations
+                            .due_at(authorization.next_poll_at());
+                        return Ok((required(holding, authorization), answer.is_some()));
+                    }
+                    written
                 }
+            };
+            // The checkout already has a live authorization (`Constraint`): the one it holds
+            // (answer with it), one a concurrent request is about to hold (retry shortly), or
+            // an orphan a crash left (retire it, then try once more).
+            let live_elsewhere = match written {
                 // The claim was lost to a retry that will get its own answer; the payment
                 // itself goes ahead.
-                Err(RepositoryError::NotFound) if answering.is_some() => answering = None,
-                Err(RepositoryError::Conflict) => {
-                    current = self.load_checkout(&checkout_id).await?;
-                    fresh = true;
-                    if let Some(live) = self.live_authorization(&current).await {
-                        return Ok((required(current, live), false));
-                    }
-                }
-                Err(RepositoryError::Constraint(_)) => {
-                    // The checkout already has a live authorization: the one it holds
-                    // (answer with it), one a concurrent request is about to hold (retry
-                    // shortly), or an orphan a crash left (retire it, then try once more).
-                    current = self.load_checkout(&checkout_id).await?;
-                    fresh = true;
-                    if let Some(live) = self.live_authorization(&current).await {
-                        return Ok((required(current, live), false));
-                    }
-                    let orphan = self
-                        .authorizations
-                        .active_for_checkout(&checkout_id)
-                        .await?;
-                    match orphan {
-                        Some(orphan)
-                            if !orphan_retired
-                                && now - orphan.created_at()
-                                    > chrono::Duration::seconds(ORPHAN_AFTER_SECS) =>
-                        {
-                            self.settle_authorization(orphan.id(), |a, now| a.cancel(now).is_ok())
-                                .await?;
-                            orphan_retired = true;
-                        }
-                        _ => return Err(AppError::Busy),
-                    }
+                Err(RepositoryError::NotFound) if answering.is_some() => {
+                    answering = None;
                     continue;
                 }
+                // (A written payment returned above.)
+                Ok(()) | Err(RepositoryError::Conflict) => false,
+                Err(RepositoryError::Constraint(_)) => true,
                 Err(other) => return Err(AppError::Storage(other)),
+            };
+            current = self.load_checkout(&checkout_id).await?;
+            fresh = true;
+            if let Some(live) = self.live_authorization(&current).await {
+                return Ok((required(current, live), false));
+            }
+            if live_elsewhere {
+                let orphan = self
+                    .authorizations
+                    .active_for_checkout(&checkout_id)
+                    .await?;
+                match orphan {
+                    Some(orphan)
+                        if !orphan_retired
+                            && now - orphan.created_at()
+                                > chrono::Duration::seconds(ORPHAN_AFTER_SECS) =>
+                    {
+                        self.settle_authorization(orphan.id(), |a, now| a.cancel(now).is_ok())
+                            .await?;
+                        orphan_retired = true;
+                    }
+                    _ => return Err(AppError::Busy),
+                }
             }
         }
         Err(AppError::Busy)
@@ -411,26 +407,28 @@ impl Gateway {
         checkout_id: &str,
         request_id: &str,
     ) -> Result<PaymentStatusView, AppError> {
-        // A payment this replica just completed is answered as the driver wrote it (it
-        // never changes again); the usual poll is one read of the authorization with its
-        // checkout.
-        if let Ok(id) = PaymentAuthorizationId::parse(request_id)
-            && let Some(ended) = self.ended.get(&id)
-            && ended.checkout.id().as_str() == checkout_id
-            && ended.checkout.is_owned_by(owner)
-        {
-            return self.status_view(ended.checkout, ended.authorization).await;
-        }
-        if let Ok(id) = PaymentAuthorizationId::parse(request_id)
-            && let Ok((authorization, checkout)) = self
+        // The checkout the path names, of the caller's organisation.
+        let asked = |checkout: &Checkout| {
+            checkout.id().as_str() == checkout_id && checkout.is_owned_by(owner)
+        };
+        if let Ok(id) = PaymentAuthorizationId::parse(request_id) {
+            // A payment this replica just completed is answered as the driver wrote it (it
+            // never changes again); the usual poll is one read of the authorization with
+            // its checkout.
+            if let Some(ended) = self.ended.get(&id)
+                && asked(&ended.checkout)
+            {
+                return self.status_view(ended.checkout, ended.authorization).await;
+            }
+            if let Ok((authorization, checkout)) = self
                 .authorizations
                 .with_checkout(&id, self.checkouts.as_ref())
                 .await
-            && checkout.id().as_str() == checkout_id
-            && checkout.is_owned_by(owner)
-        {
-            self.note_watched(&authorization).await;
-            return self.status_view(checkout, authorization).await;
+                && asked(&checkout)
+            {
+                self.note_watched(&authorization).await;
+                return self.status_view(checkout, authorization).await;
+            }
         }
         // Anything else is answered as before, each part read on its own: which one is not
         // found (or that storage failed) is told exactly.
