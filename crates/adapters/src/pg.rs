@@ -1,21 +1,22 @@
-//! PostgreSQL repositories (diesel, r2d2 pool).
+//! PostgreSQL repositories (diesel's query builder, diesel-async connections in a deadpool
+//! pool: [`crate::pg_pool`]).
 //!
-//! Queries are blocking diesel calls run on tokio's blocking pool (`spawn_blocking`), so
-//! async handlers never block the runtime; `docs/operations.md` explains the choice over
-//! diesel-async. Every update is a compare-and-swap on `version`; the database's own
+//! Every query is awaited on the calling task: no thread hand-off per statement. Every
+//! update is a compare-and-swap on `version`; the database's own
 //! constraints back the domain invariants (valid states, one order per checkout, at most one
 //! live authorization per checkout).
 
-use std::sync::{Arc, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use diesel::pg::PgConnection;
 use diesel::prelude::*;
-use diesel::r2d2::{ConnectionManager, ManageConnection, Pool};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+use futures_util::future::{try_join, try_join_all};
 use sacp_domain::access::{ApiKey, ApiKeyRecord, KeyLimits, Scope, SecretHash};
 use sacp_domain::audit::{AuditEvent, AuditOutcome};
 use sacp_domain::authorization::AuthorizationRecord;
@@ -195,49 +196,7 @@ use crate::pg_batch::GroupCommit;
 use crate::pg_guard_batch::{GuardWrite, GuardWritten};
 use crate::pg_reads::{PointAnswer, PointRead};
 
-pub(crate) type PgPool = Pool<Manager>;
-
-/// How recently a connection must have answered for check-out to skip its ping.
-const FRESH: Duration = Duration::from_secs(1);
-
-/// diesel's connection manager, with the check-out ping (`SELECT 1`) skipped for connections
-/// that answered within [`FRESH`]: a busy pool pays no extra round trip per query, while
-/// connections left idle (across a database restart, say) are still checked before use.
-#[derive(Debug)]
-pub(crate) struct Manager {
-    inner: ConnectionManager<PgConnection>,
-}
-
-/// A pooled connection and when it last answered.
-pub(crate) struct Tracked {
-    conn: PgConnection,
-    answered_at: Instant,
-}
-
-impl ManageConnection for Manager {
-    type Connection = Tracked;
-    type Error = diesel::r2d2::Error;
-
-    fn connect(&self) -> Result<Tracked, Self::Error> {
-        Ok(Tracked {
-            conn: self.inner.connect()?,
-            answered_at: Instant::now(),
-        })
-    }
-
-    fn is_valid(&self, tracked: &mut Tracked) -> Result<(), Self::Error> {
-        if tracked.answered_at.elapsed() < FRESH {
-            return Ok(());
-        }
-        self.inner.is_valid(&mut tracked.conn)?;
-        tracked.answered_at = Instant::now();
-        Ok(())
-    }
-
-    fn has_broken(&self, tracked: &mut Tracked) -> bool {
-        self.inner.has_broken(&mut tracked.conn)
-    }
-}
+pub(crate) use crate::pg_pool::{Held, PgPool};
 
 /// Pool settings.
 #[derive(Debug, Clone, Copy)]
@@ -261,6 +220,8 @@ impl Default for PgConfig {
 #[derive(Clone)]
 pub struct PgStorage {
     pool: PgPool,
+    /// How long a query waits for a connection before the storage counts as unavailable.
+    acquire_timeout: Duration,
     /// Rate-counter hits, fresh idempotency claims and audit rows, one transaction per
     /// batch (see [`crate::pg_guard_batch`]).
     pub(crate) guard_writes: Arc<GroupCommit<GuardWrite, GuardWritten>>,
@@ -271,10 +232,10 @@ pub struct PgStorage {
 
 impl std::fmt::Debug for PgStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = self.pool.state();
+        let status = self.pool.status();
         f.debug_struct("PgStorage")
-            .field("connections", &state.connections)
-            .field("idle", &state.idle_connections)
+            .field("connections", &status.size)
+            .field("idle", &status.available)
             .finish()
     }
 }
@@ -334,26 +295,20 @@ impl From<DieselError> for Failed {
     }
 }
 
-/// The result of a compare-and-swap update that touched `changed` rows: done, or — when
-/// nothing matched — `NotFound` if the row is absent (`count` of its id is 0), else `Conflict`.
-fn cas_outcome(
-    changed: usize,
-    count: impl FnOnce() -> QueryResult<i64>,
-) -> Result<(), RepositoryError> {
-    if changed == 1 {
-        return Ok(());
-    }
-    Err(if count().map_err(database_error)? == 0 {
+/// Why a compare-and-swap update matched no row: `NotFound` if the row is absent (`count`
+/// of its id is 0), else `Conflict` (its version moved on).
+fn refused_by(count: i64) -> RepositoryError {
+    if count == 0 {
         RepositoryError::NotFound
     } else {
         RepositoryError::Conflict
-    })
+    }
 }
 
 /// The compare-and-swap write of a checkout row expected at version `expected`: the query's
 /// own failure outside, the swap's outcome (refused: `Conflict` or `NotFound`) inside.
-fn swap_checkout(
-    conn: &mut PgConnection,
+async fn swap_checkout(
+    conn: &mut AsyncPgConnection,
     row: &CheckoutRow,
     expected: i64,
 ) -> QueryResult<Result<(), RepositoryError>> {
@@ -363,15 +318,22 @@ fn swap_checkout(
             .filter(checkouts::version.eq(expected)),
     )
     .set(row)
-    .execute(conn)?;
-    Ok(cas_outcome(changed, || {
-        checkouts::table.find(&row.id).count().get_result(conn)
-    }))
+    .execute(conn)
+    .await?;
+    if changed == 1 {
+        return Ok(Ok(()));
+    }
+    let count = checkouts::table
+        .find(&row.id)
+        .count()
+        .get_result(conn)
+        .await?;
+    Ok(Err(refused_by(count)))
 }
 
 /// [`swap_checkout`] for an authorization row.
-fn swap_authorization(
-    conn: &mut PgConnection,
+async fn swap_authorization(
+    conn: &mut AsyncPgConnection,
     row: &AuthorizationRow,
     expected: i64,
 ) -> QueryResult<Result<(), RepositoryError>> {
@@ -381,13 +343,17 @@ fn swap_authorization(
             .filter(payment_authorizations::version.eq(expected)),
     )
     .set(row)
-    .execute(conn)?;
-    Ok(cas_outcome(changed, || {
-        payment_authorizations::table
-            .find(&row.id)
-            .count()
-            .get_result(conn)
-    }))
+    .execute(conn)
+    .await?;
+    if changed == 1 {
+        return Ok(Ok(()));
+    }
+    let count = payment_authorizations::table
+        .find(&row.id)
+        .count()
+        .get_result(conn)
+        .await?;
+    Ok(Err(refused_by(count)))
 }
 
 fn version_of(version: u64) -> Result<i64, RepositoryError> {
@@ -401,42 +367,50 @@ fn version_from(version: i64) -> Result<u64, RepositoryError> {
 impl PgStorage {
     /// A pool for `database_url`. Connections are opened lazily, so this succeeds while the
     /// database is down; calls then answer [`RepositoryError::Unavailable`] until it returns.
+    /// Must be called within a tokio runtime: the batch queues' tasks are started on it.
     pub fn connect(database_url: &str, config: PgConfig) -> Result<PgStorage, String> {
-        let manager = Manager {
-            inner: ConnectionManager::<PgConnection>::new(database_url),
-        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err("the PostgreSQL storage must be opened within a tokio runtime".into());
+        }
         // The alert on pool timeouts compares over time: the series exists from the start.
         metrics::counter!(telemetry::DB_POOL_TIMEOUTS).increment(0);
-        let pool = Pool::builder()
-            .max_size(config.max_connections.max(1))
-            .min_idle(Some(0))
-            .connection_timeout(config.acquire_timeout)
-            .test_on_check_out(true)
-            .build_unchecked(manager);
+        let pool = PgPool::builder(crate::pg_pool::Manager::new(database_url))
+            .max_size(config.max_connections.max(1) as usize)
+            .build()
+            .map_err(|e| format!("database pool: {e}"))?;
+        let timeout = config.acquire_timeout;
         Ok(PgStorage {
             guard_writes: Arc::new(GroupCommit::start(
                 "sacp-guard-writes",
                 pool.clone(),
+                timeout,
                 crate::pg_guard_batch::write_batch,
             )),
             point_reads: Arc::new(GroupCommit::start(
                 "sacp-point-reads",
                 pool.clone(),
+                timeout,
                 crate::pg_reads::read_batch,
             )),
             pool,
+            acquire_timeout: timeout,
         })
     }
 
     /// Sets the pool gauges (connections in use and idle, and the limit) from the pool's
     /// state now; called when metrics are scraped.
     pub fn record_pool_gauges(&self) {
-        let state = self.pool.state();
-        let idle = f64::from(state.idle_connections);
-        let in_use = f64::from(state.connections.saturating_sub(state.idle_connections));
+        let status = self.pool.status();
+        let idle = status.available as f64;
+        let in_use = status.size.saturating_sub(status.available) as f64;
         metrics::gauge!(telemetry::DB_POOL_CONNECTIONS, "state" => "in_use").set(in_use);
         metrics::gauge!(telemetry::DB_POOL_CONNECTIONS, "state" => "idle").set(idle);
-        metrics::gauge!(telemetry::DB_POOL_MAX).set(f64::from(self.pool.max_size()));
+        metrics::gauge!(telemetry::DB_POOL_MAX).set(status.max_size as f64);
+    }
+
+    /// A connection of the pool for one piece of work (see [`crate::pg_pool::check_out`]).
+    pub(crate) async fn connection(&self) -> Result<Held, RepositoryError> {
+        crate::pg_pool::check_out(&self.pool, self.acquire_timeout).await
     }
 
     /// Applies every pending migration; returns the names applied.
@@ -445,49 +419,35 @@ impl PgStorage {
     /// session-level advisory lock ([`MIGRATION_LOCK`]), so one applies them and the others
     /// then find nothing pending (PostgreSQL's catalog refuses two concurrent `CREATE TABLE`s
     /// of one name). The lock is released when the migrations end, or with the connection if
-    /// the process dies.
+    /// the process dies. diesel's migration harness is synchronous: it runs on the blocking
+    /// pool, over a connection of its own, once at start.
     pub async fn migrate(&self) -> Result<Vec<String>, RepositoryError> {
-        self.run(|conn| {
-            let failed = |e: &dyn std::fmt::Display| {
-                RepositoryError::Unavailable(format!("migration failed: {e}"))
-            };
-            diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
-                .execute(conn)
-                .map_err(|e| failed(&e))?;
-            let applied = conn
+        let failed = |e: &dyn std::fmt::Display| {
+            RepositoryError::Unavailable(format!("migration failed: {e}"))
+        };
+        let mut conn = self.connection().await?;
+        diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| failed(&e))?;
+        let own = self.pool.manager().open().await?;
+        let applied = tokio::task::spawn_blocking(move || {
+            let mut harness = AsyncConnectionWrapper::<AsyncPgConnection>::from(own);
+            harness
                 .run_pending_migrations(MIGRATIONS)
-                .map(|done| done.iter().map(ToString::to_string).collect())
-                .map_err(|e| failed(&e));
-            let unlocked =
-                diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
-                    .execute(conn)
-                    .map_err(|e| failed(&e));
-            let applied = applied?;
-            unlocked?;
-            Ok(applied)
+                .map(|done| done.iter().map(ToString::to_string).collect::<Vec<_>>())
+                .map_err(|e| failed(&e))
         })
         .await
-    }
-
-    /// Inserts a new row and, with `answer`, finishes its idempotency record in the same
-    /// transaction.
-    async fn insert_row(
-        &self,
-        insert: impl FnOnce(&mut PgConnection) -> QueryResult<usize> + Send + 'static,
-        answer: Option<&Answer>,
-    ) -> Result<(), RepositoryError> {
-        let answer = answer.cloned();
-        self.run(move |conn| {
-            match answer {
-                None => insert(conn).map(|_| ()),
-                Some(answer) => conn.transaction(|conn| {
-                    insert(conn)?;
-                    crate::pg_guard::finish_in(conn, &answer)
-                }),
-            }
-            .map_err(database_error)
-        })
-        .await
+        .map_err(|e| failed(&e))
+        .and_then(|applied| applied);
+        let unlocked = diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"))
+            .execute(&mut *conn)
+            .await
+            .map_err(|e| failed(&e));
+        let applied = applied?;
+        unlocked?;
+        Ok(applied)
     }
 
     async fn insert_checkout(
@@ -499,15 +459,19 @@ impl PgStorage {
             return Err(RepositoryError::AlreadyExists);
         }
         let row = CheckoutRow::new(checkout, 1)?;
-        self.insert_row(
-            move |conn| {
-                diesel::insert_into(checkouts::table)
-                    .values(&row)
-                    .execute(conn)
-            },
-            answer,
-        )
-        .await?;
+        let mut conn = self.connection().await?;
+        let insert = diesel::insert_into(checkouts::table).values(&row);
+        match answer {
+            None => insert.execute(&mut *conn).await.map(drop),
+            Some(answer) => {
+                conn.transaction(async |conn| {
+                    insert.execute(conn).await?;
+                    crate::pg_guard::finish_in(conn, answer).await
+                })
+                .await
+            }
+        }
+        .map_err(database_error)?;
         checkout.set_version(1);
         Ok(())
     }
@@ -521,15 +485,19 @@ impl PgStorage {
             return Err(RepositoryError::AlreadyExists);
         }
         let row = ApiKeyRow::new(key, 1)?;
-        self.insert_row(
-            move |conn| {
-                diesel::insert_into(api_keys::table)
-                    .values(&row)
-                    .execute(conn)
-            },
-            answer,
-        )
-        .await?;
+        let mut conn = self.connection().await?;
+        let insert = diesel::insert_into(api_keys::table).values(&row);
+        match answer {
+            None => insert.execute(&mut *conn).await.map(drop),
+            Some(answer) => {
+                conn.transaction(async |conn| {
+                    insert.execute(conn).await?;
+                    crate::pg_guard::finish_in(conn, answer).await
+                })
+                .await
+            }
+        }
+        .map_err(database_error)?;
         key.set_version(1);
         Ok(())
     }
@@ -544,22 +512,24 @@ impl PgStorage {
         let expected = version_of(checkout.version())?;
         let next = checkout.version() + 1;
         let row = CheckoutRow::new(checkout, next)?;
-        let answer = answer.cloned();
-        self.run(move |conn| {
-            let swap = |conn: &mut PgConnection| -> Result<(), Failed> {
-                swap_checkout(conn, &row, expected)?.map_err(Failed::Refused)
-            };
-            let done = match &answer {
-                None => swap(conn),
-                Some(answer) => conn.transaction(|conn| {
-                    swap(conn)?;
-                    crate::pg_guard::finish_in(conn, answer)?;
+        let mut conn = self.connection().await?;
+        let done = match answer {
+            None => swap_checkout(&mut conn, &row, expected)
+                .await
+                .map_err(Failed::Database)
+                .and_then(|swapped| swapped.map_err(Failed::Refused)),
+            Some(answer) => {
+                conn.transaction(async |conn| -> Result<(), Failed> {
+                    swap_checkout(conn, &row, expected)
+                        .await?
+                        .map_err(Failed::Refused)?;
+                    crate::pg_guard::finish_in(conn, answer).await?;
                     Ok(())
-                }),
-            };
-            done.map_err(RepositoryError::from)
-        })
-        .await?;
+                })
+                .await
+            }
+        };
+        done.map_err(RepositoryError::from)?;
         checkout.set_version(next);
         Ok(())
     }
@@ -572,57 +542,15 @@ impl PgStorage {
         limit: usize,
     ) -> Result<u64, RepositoryError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let deleted = self
-            .run(move |conn| {
-                diesel::sql_query(statement)
-                    .bind::<diesel::sql_types::Timestamptz, _>(cutoff)
-                    .bind::<diesel::sql_types::BigInt, _>(limit)
-                    .execute(conn)
-                    .map_err(database_error)
-            })
-            .await?;
+        let mut conn = self.connection().await?;
+        let deleted = diesel::sql_query(statement)
+            .bind::<diesel::sql_types::Timestamptz, _>(cutoff)
+            .bind::<diesel::sql_types::BigInt, _>(limit)
+            .execute(&mut *conn)
+            .await
+            .map_err(database_error)?;
         Ok(deleted as u64)
     }
-
-    /// Runs blocking database work on the blocking pool.
-    pub(crate) async fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&mut PgConnection) -> Result<T, RepositoryError> + Send + 'static,
-    ) -> Result<T, RepositoryError> {
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || with_connection(&pool, work))
-            .await
-            .map_err(|e| unavailable(format!("storage worker failed: {e}")))?
-    }
-}
-
-/// Runs `work` on a connection of `pool` (blocking the calling thread).
-pub(crate) fn with_connection<T>(
-    pool: &PgPool,
-    work: impl FnOnce(&mut PgConnection) -> Result<T, RepositoryError>,
-) -> Result<T, RepositoryError> {
-    static WAIT: OnceLock<metrics::Histogram> = OnceLock::new();
-    static STATEMENT: OnceLock<metrics::Histogram> = OnceLock::new();
-    static TIMEOUTS: OnceLock<metrics::Counter> = OnceLock::new();
-    let asked = Instant::now();
-    let mut pooled = match pool.get() {
-        Ok(pooled) => pooled,
-        Err(error) => {
-            TIMEOUTS
-                .get_or_init(|| metrics::counter!(telemetry::DB_POOL_TIMEOUTS))
-                .increment(1);
-            return Err(unavailable(error));
-        }
-    };
-    let started = Instant::now();
-    WAIT.get_or_init(|| metrics::histogram!(telemetry::DB_POOL_WAIT))
-        .record((started - asked).as_secs_f64());
-    let result = work(&mut pooled.conn);
-    pooled.answered_at = Instant::now();
-    STATEMENT
-        .get_or_init(|| metrics::histogram!(telemetry::DB_STATEMENT_DURATION))
-        .record((pooled.answered_at - started).as_secs_f64());
-    result
 }
 
 #[derive(Queryable, Selectable, Insertable, AsChangeset)]
@@ -745,44 +673,43 @@ impl CheckoutRepository for PgStorage {
         id: &CheckoutId,
         mut edit: CheckoutEdit,
     ) -> Result<(Checkout, bool), RepositoryError> {
-        let id = id.as_str().to_owned();
-        self.run(move |conn| {
-            conn.transaction(|conn| -> Result<_, Failed> {
-                // Locked until the commit: nobody writes between this read and the update.
-                let read = checkouts::table
-                    .find(&id)
-                    .select(CheckoutRow::as_select())
-                    .for_update()
-                    .first(conn)?
-                    .into_checkout()
-                    .map_err(Failed::Refused)?;
-                let mut edited = read.clone();
-                if !edit(&mut edited) {
-                    return Ok((read, false));
-                }
-                let expected = version_of(edited.version()).map_err(Failed::Refused)?;
-                let next = edited.version() + 1;
-                let row = CheckoutRow::new(&edited, next).map_err(Failed::Refused)?;
-                swap_checkout(conn, &row, expected)?.map_err(Failed::Refused)?;
-                edited.set_version(next);
-                Ok((edited, true))
-            })
-            .map_err(RepositoryError::from)
+        let id = id.as_str();
+        let mut conn = self.connection().await?;
+        conn.transaction(async |conn| -> Result<_, Failed> {
+            // Locked until the commit: nobody writes between this read and the update.
+            let read = checkouts::table
+                .find(id)
+                .select(CheckoutRow::as_select())
+                .for_update()
+                .first(conn)
+                .await?
+                .into_checkout()
+                .map_err(Failed::Refused)?;
+            let mut edited = read.clone();
+            if !edit(&mut edited) {
+                return Ok((read, false));
+            }
+            let expected = version_of(edited.version()).map_err(Failed::Refused)?;
+            let next = edited.version() + 1;
+            let row = CheckoutRow::new(&edited, next).map_err(Failed::Refused)?;
+            swap_checkout(conn, &row, expected)
+                .await?
+                .map_err(Failed::Refused)?;
+            edited.set_version(next);
+            Ok((edited, true))
         })
         .await
+        .map_err(RepositoryError::from)
     }
 
     async fn with_order(&self, order_id: &str) -> Result<Checkout, RepositoryError> {
-        let order_id = order_id.to_owned();
-        let row = self
-            .run(move |conn| {
-                checkouts::table
-                    .filter(checkouts::order_id.eq(order_id))
-                    .select(CheckoutRow::as_select())
-                    .first(conn)
-                    .map_err(database_error)
-            })
-            .await?;
+        let mut conn = self.connection().await?;
+        let row: CheckoutRow = checkouts::table
+            .filter(checkouts::order_id.eq(order_id))
+            .select(CheckoutRow::as_select())
+            .first(&mut *conn)
+            .await
+            .map_err(database_error)?;
         row.into_checkout()
     }
 
@@ -809,13 +736,12 @@ impl CheckoutRepository for PgStorage {
     }
 
     async fn ping(&self) -> Result<(), RepositoryError> {
-        self.run(|conn| {
-            diesel::sql_query("SELECT 1")
-                .execute(conn)
-                .map_err(database_error)?;
-            Ok(())
-        })
-        .await
+        let mut conn = self.connection().await?;
+        diesel::sql_query("SELECT 1")
+            .execute(&mut *conn)
+            .await
+            .map_err(database_error)?;
+        Ok(())
     }
 }
 
@@ -923,13 +849,12 @@ impl AuthorizationRepository for PgStorage {
             return Err(RepositoryError::AlreadyExists);
         }
         let row = AuthorizationRow::new(authorization, 1)?;
-        self.run(move |conn| {
-            diesel::insert_into(payment_authorizations::table)
-                .values(&row)
-                .execute(conn)
-                .map_err(database_error)
-        })
-        .await?;
+        let mut conn = self.connection().await?;
+        diesel::insert_into(payment_authorizations::table)
+            .values(&row)
+            .execute(&mut *conn)
+            .await
+            .map_err(database_error)?;
         authorization.set_version(1);
         Ok(())
     }
@@ -948,22 +873,23 @@ impl AuthorizationRepository for PgStorage {
         let expected = version_of(checkout.version())?;
         let next = checkout.version() + 1;
         let held = CheckoutRow::new(checkout, next)?;
-        let answer = answer.cloned();
-        self.run(move |conn| {
-            conn.transaction(|conn| -> Result<_, Failed> {
-                swap_checkout(conn, &held, expected)?.map_err(Failed::Refused)?;
-                diesel::insert_into(payment_authorizations::table)
-                    .values(&inserted)
-                    .execute(conn)
-                    .map_err(|error| Failed::Refused(database_error(error)))?;
-                if let Some(answer) = &answer {
-                    crate::pg_guard::finish_in(conn, answer)?;
-                }
-                Ok(())
-            })
-            .map_err(RepositoryError::from)
+        let mut conn = self.connection().await?;
+        conn.transaction(async |conn| -> Result<_, Failed> {
+            swap_checkout(conn, &held, expected)
+                .await?
+                .map_err(Failed::Refused)?;
+            diesel::insert_into(payment_authorizations::table)
+                .values(&inserted)
+                .execute(conn)
+                .await
+                .map_err(|error| Failed::Refused(database_error(error)))?;
+            if let Some(answer) = answer {
+                crate::pg_guard::finish_in(conn, answer).await?;
+            }
+            Ok(())
         })
-        .await?;
+        .await
+        .map_err(RepositoryError::from)?;
         authorization.set_version(1);
         checkout.set_version(next);
         Ok(())
@@ -973,18 +899,15 @@ impl AuthorizationRepository for PgStorage {
         &self,
         checkout: &CheckoutId,
     ) -> Result<Option<PaymentAuthorization>, RepositoryError> {
-        let checkout = checkout.as_str().to_owned();
-        let row = self
-            .run(move |conn| {
-                payment_authorizations::table
-                    .filter(payment_authorizations::checkout_id.eq(checkout))
-                    .filter(payment_authorizations::status.eq_any(LIVE))
-                    .select(AuthorizationRow::as_select())
-                    .first(conn)
-                    .optional()
-                    .map_err(database_error)
-            })
-            .await?;
+        let mut conn = self.connection().await?;
+        let row: Option<AuthorizationRow> = payment_authorizations::table
+            .filter(payment_authorizations::checkout_id.eq(checkout.as_str()))
+            .filter(payment_authorizations::status.eq_any(LIVE))
+            .select(AuthorizationRow::as_select())
+            .first(&mut *conn)
+            .await
+            .optional()
+            .map_err(database_error)?;
         row.map(AuthorizationRow::into_authorization).transpose()
     }
 
@@ -992,18 +915,15 @@ impl AuthorizationRepository for PgStorage {
         &self,
         checkout: &CheckoutId,
     ) -> Result<Option<PaymentAuthorization>, RepositoryError> {
-        let checkout = checkout.as_str().to_owned();
-        let row = self
-            .run(move |conn| {
-                payment_authorizations::table
-                    .filter(payment_authorizations::checkout_id.eq(checkout))
-                    .order(payment_authorizations::created_at.desc())
-                    .select(AuthorizationRow::as_select())
-                    .first(conn)
-                    .optional()
-                    .map_err(database_error)
-            })
-            .await?;
+        let mut conn = self.connection().await?;
+        let row: Option<AuthorizationRow> = payment_authorizations::table
+            .filter(payment_authorizations::checkout_id.eq(checkout.as_str()))
+            .order(payment_authorizations::created_at.desc())
+            .select(AuthorizationRow::as_select())
+            .first(&mut *conn)
+            .await
+            .optional()
+            .map_err(database_error)?;
         row.map(AuthorizationRow::into_authorization).transpose()
     }
 
@@ -1011,16 +931,14 @@ impl AuthorizationRepository for PgStorage {
         &self,
         id: &PaymentAuthorizationId,
     ) -> Result<PaymentAuthorization, RepositoryError> {
-        let id = id.as_str().to_owned();
-        self.run(move |conn| {
-            payment_authorizations::table
-                .find(id)
-                .select(AuthorizationRow::as_select())
-                .first(conn)
-                .map_err(database_error)
-        })
-        .await?
-        .into_authorization()
+        let mut conn = self.connection().await?;
+        let row: AuthorizationRow = payment_authorizations::table
+            .find(id.as_str())
+            .select(AuthorizationRow::as_select())
+            .first(&mut *conn)
+            .await
+            .map_err(database_error)?;
+        row.into_authorization()
     }
 
     async fn update(
@@ -1030,8 +948,10 @@ impl AuthorizationRepository for PgStorage {
         let expected = version_of(authorization.version())?;
         let next = authorization.version() + 1;
         let row = AuthorizationRow::new(authorization, next)?;
-        self.run(move |conn| swap_authorization(conn, &row, expected).map_err(database_error)?)
-            .await?;
+        let mut conn = self.connection().await?;
+        swap_authorization(&mut conn, &row, expected)
+            .await
+            .map_err(database_error)??;
         authorization.set_version(next);
         Ok(())
     }
@@ -1044,22 +964,23 @@ impl AuthorizationRepository for PgStorage {
         let expected = version_of(authorization.version())?;
         let next = authorization.version() + 1;
         let row = AuthorizationRow::new(authorization, next)?;
-        let read = self
-            .run(move |conn| {
-                conn.transaction(|conn| {
-                    if let Err(refused) = swap_authorization(conn, &row, expected)? {
-                        return QueryResult::Ok(Err(refused));
-                    }
-                    let checkout = checkouts::table
-                        .find(&row.checkout_id)
-                        .select(CheckoutRow::as_select())
-                        .first(conn)
-                        .optional()?;
-                    Ok(Ok(checkout))
-                })
-                .map_err(database_error)
+        let mut conn = self.connection().await?;
+        let read = conn
+            .transaction(async |conn| {
+                if let Err(refused) = swap_authorization(conn, &row, expected).await? {
+                    return QueryResult::Ok(Err(refused));
+                }
+                let checkout: Option<CheckoutRow> = checkouts::table
+                    .find(&row.checkout_id)
+                    .select(CheckoutRow::as_select())
+                    .first(conn)
+                    .await
+                    .optional()?;
+                Ok(Ok(checkout))
             })
-            .await??;
+            .await
+            .map_err(database_error)??;
+        drop(conn);
         authorization.set_version(next);
         Ok(match read {
             Some(row) => row.into_checkout(),
@@ -1089,19 +1010,23 @@ impl AuthorizationRepository for PgStorage {
         // One transaction, committed whatever the compare-and-swaps say: a refused checkout
         // has written nothing, and a refused authorization leaves the checkout written, as
         // the two writes in turn would.
-        let written = self
-            .run(move |conn| {
-                conn.transaction(|conn| {
-                    let checkout_written = swap_checkout(conn, &checkout_row, checkout_expected)?;
-                    if checkout_written.is_err() {
-                        return QueryResult::Ok((checkout_written, None));
-                    }
-                    let written = swap_authorization(conn, &row, expected)?;
-                    Ok((checkout_written, Some(written)))
-                })
-                .map_err(database_error)
+        let mut conn = match self.connection().await {
+            Ok(conn) => conn,
+            Err(error) => return (Err(error), None),
+        };
+        let written = conn
+            .transaction(async |conn| {
+                let checkout_written =
+                    swap_checkout(conn, &checkout_row, checkout_expected).await?;
+                if checkout_written.is_err() {
+                    return QueryResult::Ok((checkout_written, None));
+                }
+                let written = swap_authorization(conn, &row, expected).await?;
+                Ok((checkout_written, Some(written)))
             })
-            .await;
+            .await
+            .map_err(database_error);
+        drop(conn);
         match written {
             Ok((checkout_written, authorization_written)) => {
                 if checkout_written.is_ok() {
@@ -1160,13 +1085,13 @@ impl AuthorizationRepository for PgStorage {
             // Nothing to write: no transaction either (an idle driver's round).
             return results;
         }
-        let written = self
-            .run(move |conn| {
-                // Rows are locked in id order, so replicas claiming overlapping sets wait
-                // for each other instead of deadlocking.
-                let mut order: Vec<usize> = (0..rows.len()).collect();
-                order.sort_by_key(|&i| rows[i].as_ref().map(|(_, row)| row.id.clone()));
-                conn.transaction(|conn| {
+        // Rows are locked in id order, so replicas claiming overlapping sets wait for each
+        // other instead of deadlocking.
+        let mut order: Vec<usize> = (0..rows.len()).collect();
+        order.sort_by_key(|&i| rows[i].as_ref().map(|(_, row)| row.id.clone()));
+        let written = match self.connection().await {
+            Ok(mut conn) => conn
+                .transaction(async |conn| {
                     let mut changed = vec![None; rows.len()];
                     for i in order {
                         let Some((expected, row)) = &rows[i] else {
@@ -1178,14 +1103,16 @@ impl AuthorizationRepository for PgStorage {
                                 .filter(payment_authorizations::version.eq(*expected)),
                         )
                         .set(row)
-                        .execute(conn)?;
+                        .execute(conn)
+                        .await?;
                         changed[i] = Some(written == 1);
                     }
                     QueryResult::Ok(changed)
                 })
-                .map_err(database_error)
-            })
-            .await;
+                .await
+                .map_err(database_error),
+            Err(error) => Err(error),
+        };
         match written {
             Ok(written) => {
                 for ((authorization, result), changed) in authorizations
@@ -1224,17 +1151,16 @@ impl AuthorizationRepository for PgStorage {
     }
 
     async fn live_counts(&self) -> Result<LiveCounts, RepositoryError> {
-        let rows: Vec<(String, i64)> = self
-            .run(|conn| {
-                use payment_authorizations::dsl as pa;
-                pa::payment_authorizations
-                    .filter(pa::status.eq_any(LIVE))
-                    .group_by(pa::status)
-                    .select((pa::status, diesel::dsl::count_star()))
-                    .load(conn)
-                    .map_err(database_error)
-            })
-            .await?;
+        use payment_authorizations::dsl as pa;
+        let mut conn = self.connection().await?;
+        let rows: Vec<(String, i64)> = pa::payment_authorizations
+            .filter(pa::status.eq_any(LIVE))
+            .group_by(pa::status)
+            .select((pa::status, diesel::dsl::count_star()))
+            .load(&mut *conn)
+            .await
+            .map_err(database_error)?;
+        drop(conn);
         let mut counts = LiveCounts::default();
         for (status, count) in rows {
             let count = u64::try_from(count).unwrap_or(0);
@@ -1254,41 +1180,43 @@ impl AuthorizationRepository for PgStorage {
         limit: usize,
     ) -> Result<DueAuthorizations, RepositoryError> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let (rows, next_at) = self
-            .run(move |conn| {
-                use payment_authorizations::dsl as pa;
-                // One read-only transaction: the due rows and when to look again, both
-                // answered by partial indexes on the live rows.
-                conn.build_transaction()
-                    .read_only()
-                    .run(|conn| {
-                        let rows = pa::payment_authorizations
-                            .filter(pa::status.eq_any(LIVE))
-                            .filter(
-                                pa::next_poll_at
-                                    .le(now)
-                                    .or(pa::status.eq("pending").and(pa::expires_at.le(now))),
-                            )
-                            .order((pa::next_poll_at.asc(), pa::id.asc()))
-                            .limit(limit)
-                            .select(AuthorizationRow::as_select())
-                            .load(conn)?;
-                        let next_at = diesel::sql_query(
-                            "SELECT LEAST(\
-                               (SELECT min(next_poll_at) FROM payment_authorizations \
-                                 WHERE status IN ('pending', 'approved', 'charging') \
-                                   AND next_poll_at > $1), \
-                               (SELECT min(expires_at) FROM payment_authorizations \
-                                 WHERE status = 'pending' AND expires_at > $1)) AS at",
-                        )
-                        .bind::<diesel::sql_types::Timestamptz, _>(now)
-                        .get_result::<NextDue>(conn)?
-                        .at;
-                        Ok((rows, next_at))
-                    })
-                    .map_err(database_error)
+        use payment_authorizations::dsl as pa;
+        let mut conn = self.connection().await?;
+        // One read-only transaction: the due rows and when to look again, both answered by
+        // partial indexes on the live rows.
+        // The two statements are independent: sent together, one round trip (pipelining).
+        let (rows, next_at) = conn
+            .build_transaction()
+            .read_only()
+            .run(async |conn| {
+                let shared: &AsyncPgConnection = conn;
+                let rows = pa::payment_authorizations
+                    .filter(pa::status.eq_any(LIVE))
+                    .filter(
+                        pa::next_poll_at
+                            .le(now)
+                            .or(pa::status.eq("pending").and(pa::expires_at.le(now))),
+                    )
+                    .order((pa::next_poll_at.asc(), pa::id.asc()))
+                    .limit(limit)
+                    .select(AuthorizationRow::as_select())
+                    .load::<AuthorizationRow>(&mut { shared });
+                let next_at = diesel::sql_query(
+                    "SELECT LEAST(\
+                       (SELECT min(next_poll_at) FROM payment_authorizations \
+                         WHERE status IN ('pending', 'approved', 'charging') \
+                           AND next_poll_at > $1), \
+                       (SELECT min(expires_at) FROM payment_authorizations \
+                         WHERE status = 'pending' AND expires_at > $1)) AS at",
+                )
+                .bind::<diesel::sql_types::Timestamptz, _>(now)
+                .get_result::<NextDue>(&mut { shared });
+                let (rows, next) = try_join(rows, next_at).await?;
+                QueryResult::Ok((rows, next.at))
             })
-            .await?;
+            .await
+            .map_err(database_error)?;
+        drop(conn);
         let due = rows
             .into_iter()
             .map(AuthorizationRow::into_authorization)
@@ -1407,28 +1335,25 @@ impl ApiKeyRepository for PgStorage {
     }
 
     async fn get(&self, id: &ApiKeyId) -> Result<ApiKey, RepositoryError> {
-        let id = id.as_str().to_owned();
-        self.run(move |conn| {
-            api_keys::table
-                .find(id)
-                .select(ApiKeyRow::as_select())
-                .first(conn)
-                .map_err(database_error)
-        })
-        .await?
-        .into_key()
+        let mut conn = self.connection().await?;
+        let row: ApiKeyRow = api_keys::table
+            .find(id.as_str())
+            .select(ApiKeyRow::as_select())
+            .first(&mut *conn)
+            .await
+            .map_err(database_error)?;
+        row.into_key()
     }
 
     async fn list(&self) -> Result<Vec<ApiKey>, RepositoryError> {
-        let rows = self
-            .run(|conn| {
-                api_keys::table
-                    .order((api_keys::created_at.asc(), api_keys::id.asc()))
-                    .select(ApiKeyRow::as_select())
-                    .load(conn)
-                    .map_err(database_error)
-            })
-            .await?;
+        let mut conn = self.connection().await?;
+        let rows: Vec<ApiKeyRow> = api_keys::table
+            .order((api_keys::created_at.asc(), api_keys::id.asc()))
+            .select(ApiKeyRow::as_select())
+            .load(&mut *conn)
+            .await
+            .map_err(database_error)?;
+        drop(conn);
         rows.into_iter().map(ApiKeyRow::into_key).collect()
     }
 
@@ -1436,21 +1361,25 @@ impl ApiKeyRepository for PgStorage {
         let expected = version_of(key.version())?;
         let next = key.version() + 1;
         let row = ApiKeyRow::new(key, next)?;
-        let id = row.id.clone();
-        self.run(move |conn| {
-            let changed = diesel::update(
-                api_keys::table
-                    .find(&id)
-                    .filter(api_keys::version.eq(expected)),
-            )
-            .set(&row)
-            .execute(conn)
-            .map_err(database_error)?;
-            cas_outcome(changed, || {
-                api_keys::table.find(&id).count().get_result(conn)
-            })
-        })
-        .await?;
+        let mut conn = self.connection().await?;
+        let changed = diesel::update(
+            api_keys::table
+                .find(&row.id)
+                .filter(api_keys::version.eq(expected)),
+        )
+        .set(&row)
+        .execute(&mut *conn)
+        .await
+        .map_err(database_error)?;
+        if changed != 1 {
+            let count = api_keys::table
+                .find(&row.id)
+                .count()
+                .get_result(&mut *conn)
+                .await
+                .map_err(database_error)?;
+            return Err(refused_by(count));
+        }
         key.set_version(next);
         Ok(())
     }
@@ -1463,24 +1392,26 @@ impl ApiKeyRepository for PgStorage {
             .iter()
             .map(|(id, at)| (id.as_str().to_owned(), *at))
             .collect();
-        self.run(move |conn| {
-            conn.transaction(|conn| {
-                for (id, at) in &uses {
-                    diesel::update(
-                        api_keys::table.find(id).filter(
-                            api_keys::last_used_at
-                                .is_null()
-                                .or(api_keys::last_used_at.lt(at)),
-                        ),
-                    )
-                    .set(api_keys::last_used_at.eq(at))
-                    .execute(conn)?;
-                }
-                Ok::<(), DieselError>(())
-            })
-            .map_err(database_error)
+        let mut conn = self.connection().await?;
+        // One statement per key, sent together (pipelining), in one transaction.
+        conn.transaction(async |conn| {
+            let shared: &AsyncPgConnection = conn;
+            try_join_all(uses.iter().map(|(id, at)| {
+                diesel::update(
+                    api_keys::table.find(id).filter(
+                        api_keys::last_used_at
+                            .is_null()
+                            .or(api_keys::last_used_at.lt(at)),
+                    ),
+                )
+                .set(api_keys::last_used_at.eq(at))
+                .execute(&mut { shared })
+            }))
+            .await
+            .map(drop)
         })
         .await
+        .map_err(database_error)
     }
 }
 
@@ -1488,33 +1419,39 @@ impl ApiKeyRepository for PgStorage {
 /// its own and answered for itself: a row the database refuses never costs the others of
 /// its batch their events. Inside a transaction (`in_transaction`) each attempt runs under
 /// a savepoint, so that a refused statement leaves the transaction usable.
-pub(crate) fn insert_audit_batch(
-    conn: &mut PgConnection,
+pub(crate) async fn insert_audit_batch(
+    conn: &mut AsyncPgConnection,
     rows: &[&NewAuditRow],
     in_transaction: bool,
 ) -> Vec<Result<(), RepositoryError>> {
-    let insert = |conn: &mut PgConnection, rows: &[&NewAuditRow]| {
-        let insert = |conn: &mut PgConnection| {
-            diesel::insert_into(audit_events::table)
-                .values(rows.to_vec())
-                .execute(conn)
-                .map(|_| ())
-        };
-        if in_transaction {
-            conn.transaction(insert)
-        } else {
-            insert(conn)
-        }
-        .map_err(database_error)
-    };
-    match insert(conn, rows) {
+    match insert_audit_rows(conn, rows, in_transaction).await {
         Ok(()) => rows.iter().map(|_| Ok(())).collect(),
         Err(error) if rows.len() == 1 => vec![Err(error)],
-        Err(_) => rows
-            .iter()
-            .map(|row| insert(conn, std::slice::from_ref(row)))
-            .collect(),
+        Err(_) => {
+            let mut answers = Vec::with_capacity(rows.len());
+            for row in rows {
+                answers
+                    .push(insert_audit_rows(conn, std::slice::from_ref(row), in_transaction).await);
+            }
+            answers
+        }
     }
+}
+
+/// One insert of audit rows, under a savepoint when `in_transaction`.
+async fn insert_audit_rows(
+    conn: &mut AsyncPgConnection,
+    rows: &[&NewAuditRow],
+    in_transaction: bool,
+) -> Result<(), RepositoryError> {
+    let insert = diesel::insert_into(audit_events::table).values(rows.to_vec());
+    if in_transaction {
+        conn.transaction(async |conn| insert.execute(conn).await.map(drop))
+            .await
+    } else {
+        insert.execute(conn).await.map(drop)
+    }
+    .map_err(database_error)
 }
 
 #[derive(Insertable)]
@@ -1628,25 +1565,24 @@ impl AuditLog for PgStorage {
         if rows.is_empty() {
             return Ok(());
         }
-        self.run(move |conn| {
-            // One row per (minute, source, action, status): the partial unique index
-            // `audit_events_counted` makes concurrent replicas add up instead of appending.
-            diesel::insert_into(audit_events::table)
-                .values(&rows)
-                .on_conflict((
-                    audit_events::at,
-                    audit_events::source,
-                    audit_events::action,
-                    audit_events::status,
-                ))
-                .filter_target(audit_events::source.is_not_null())
-                .do_update()
-                .set(audit_events::count.eq(audit_events::count + excluded(audit_events::count)))
-                .execute(conn)
-                .map_err(database_error)?;
-            Ok(())
-        })
-        .await
+        let mut conn = self.connection().await?;
+        // One row per (minute, source, action, status): the partial unique index
+        // `audit_events_counted` makes concurrent replicas add up instead of appending.
+        diesel::insert_into(audit_events::table)
+            .values(&rows)
+            .on_conflict((
+                audit_events::at,
+                audit_events::source,
+                audit_events::action,
+                audit_events::status,
+            ))
+            .filter_target(audit_events::source.is_not_null())
+            .do_update()
+            .set(audit_events::count.eq(audit_events::count + excluded(audit_events::count)))
+            .execute(&mut *conn)
+            .await
+            .map_err(database_error)?;
+        Ok(())
     }
 
     async fn query(
@@ -1654,21 +1590,18 @@ impl AuditLog for PgStorage {
         key: Option<&ApiKeyId>,
         limit: usize,
     ) -> Result<Vec<AuditEvent>, RepositoryError> {
-        let key = key.map(|k| k.as_str().to_owned());
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self
-            .run(move |conn| {
-                let mut query = audit_events::table
-                    .order(audit_events::id.desc())
-                    .limit(limit)
-                    .select(AuditRow::as_select())
-                    .into_boxed();
-                if let Some(key) = key {
-                    query = query.filter(audit_events::key_id.eq(key));
-                }
-                query.load(conn).map_err(database_error)
-            })
-            .await?;
+        let mut query = audit_events::table
+            .order(audit_events::id.desc())
+            .limit(limit)
+            .select(AuditRow::as_select())
+            .into_boxed();
+        if let Some(key) = key {
+            query = query.filter(audit_events::key_id.eq(key.as_str()));
+        }
+        let mut conn = self.connection().await?;
+        let rows: Vec<AuditRow> = query.load(&mut *conn).await.map_err(database_error)?;
+        drop(conn);
         rows.into_iter().map(AuditRow::into_event).collect()
     }
 }

@@ -5,10 +5,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use diesel::pg::PgConnection;
 use diesel::prelude::*;
 use diesel::result::Error as DieselError;
 use diesel::upsert::excluded;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use futures_util::future::try_join_all;
 use sacp_domain::ApiKeyId;
 use sacp_domain::audit::TrafficCount;
 use sacp_domain::idempotency::{
@@ -45,8 +46,8 @@ type CounterKey = (String, DateTime<Utc>);
 /// Counts the hits of a batch of requests (one list of counters each) with one upsert, and
 /// answers each request the count it would have seen had the requests run one after the
 /// other in batch order: the i-th of k hits on a counter that ends at n sees n - k + i.
-pub(crate) fn hit_batch(
-    conn: &mut PgConnection,
+pub(crate) async fn hit_batch(
+    conn: &mut AsyncPgConnection,
     requests: &[&[Counter]],
 ) -> Result<Vec<Vec<u64>>, RepositoryError> {
     // Sorted by name: replicas lock the rows in one order (no deadlocks).
@@ -76,6 +77,7 @@ pub(crate) fn hit_batch(
             rate_counters::count,
         ))
         .get_results::<(String, DateTime<Utc>, i64)>(conn)
+        .await
         .map_err(database_error)?
         .into_iter()
         .map(|(name, window_start, count)| ((name, window_start), count))
@@ -122,33 +124,32 @@ impl RateCounters for PgStorage {
 
     async fn release(&self, counters: &[Counter]) -> Result<(), RepositoryError> {
         let counters = sorted(counters);
-        self.run(move |conn| {
-            conn.transaction(|conn| {
-                for c in &counters {
-                    diesel::update(
-                        rate_counters::table
-                            .filter(rate_counters::name.eq(&c.name))
-                            .filter(rate_counters::window_start.eq(c.window_start))
-                            .filter(rate_counters::count.gt(0)),
-                    )
-                    .set(rate_counters::count.eq(rate_counters::count - 1))
-                    .execute(conn)?;
-                }
-                Ok(())
-            })
-            .map_err(database_error)
+        let mut conn = self.connection().await?;
+        conn.transaction(async |conn| {
+            for c in &counters {
+                diesel::update(
+                    rate_counters::table
+                        .filter(rate_counters::name.eq(&c.name))
+                        .filter(rate_counters::window_start.eq(c.window_start))
+                        .filter(rate_counters::count.gt(0)),
+                )
+                .set(rate_counters::count.eq(rate_counters::count - 1))
+                .execute(conn)
+                .await?;
+            }
+            QueryResult::Ok(())
         })
         .await
+        .map_err(database_error)
     }
 
     async fn purge(&self, now: DateTime<Utc>) -> Result<u64, RepositoryError> {
-        self.run(move |conn| {
-            diesel::delete(rate_counters::table.filter(rate_counters::window_end.lt(now)))
-                .execute(conn)
-                .map(|n| u64::try_from(n).unwrap_or(0))
-                .map_err(database_error)
-        })
-        .await
+        let mut conn = self.connection().await?;
+        diesel::delete(rate_counters::table.filter(rate_counters::window_end.lt(now)))
+            .execute(&mut *conn)
+            .await
+            .map(|n| u64::try_from(n).unwrap_or(0))
+            .map_err(database_error)
     }
 }
 
@@ -166,16 +167,15 @@ struct SwitchRow {
 #[async_trait]
 impl SwitchBoard for PgStorage {
     async fn switches(&self) -> Result<Switches, RepositoryError> {
-        let row = self
-            .run(|conn| {
-                switches::table
-                    .find(1i16)
-                    .select(SwitchRow::as_select())
-                    .first(conn)
-                    .optional()
-                    .map_err(database_error)
-            })
-            .await?;
+        let mut conn = self.connection().await?;
+        let row: Option<SwitchRow> = switches::table
+            .find(1i16)
+            .select(SwitchRow::as_select())
+            .first(&mut *conn)
+            .await
+            .optional()
+            .map_err(database_error)?;
+        drop(conn);
         Ok(row.map_or_else(Switches::default, |r| Switches {
             read_only: r.read_only,
             checkout_creation: r.checkout_creation,
@@ -191,17 +191,16 @@ impl SwitchBoard for PgStorage {
             payments: value.payments,
             updated_at: Utc::now(),
         };
-        self.run(move |conn| {
-            diesel::insert_into(switches::table)
-                .values(&row)
-                .on_conflict(switches::id)
-                .do_update()
-                .set(&row)
-                .execute(conn)
-                .map(|_| ())
-                .map_err(database_error)
-        })
-        .await
+        let mut conn = self.connection().await?;
+        diesel::insert_into(switches::table)
+            .values(&row)
+            .on_conflict(switches::id)
+            .do_update()
+            .set(&row)
+            .execute(&mut *conn)
+            .await
+            .map(drop)
+            .map_err(database_error)
     }
 }
 
@@ -276,49 +275,70 @@ macro_rules! held_filter {
 }
 
 /// Inserts an in-flight record for `claim` unless its scope has one; whether it did.
-fn claim_fresh(
-    conn: &mut PgConnection,
+async fn claim_fresh(
+    conn: &mut AsyncPgConnection,
     claim: &Claim,
     fingerprint: &str,
     now: DateTime<Utc>,
 ) -> Result<bool, DieselError> {
-    insert_fresh(conn, &in_flight(claim, fingerprint, now))
+    insert_fresh(conn, &in_flight(claim, fingerprint, now)).await
 }
 
 /// Inserts the in-flight `record` unless its scope has a record; whether it did.
-pub(crate) fn insert_fresh(
-    conn: &mut PgConnection,
+async fn insert_fresh(
+    conn: &mut AsyncPgConnection,
     record: &NewRecord,
 ) -> Result<bool, DieselError> {
     let inserted = diesel::insert_into(idempotency_records::table)
         .values(record)
         .on_conflict_do_nothing()
-        .execute(conn)?;
+        .execute(conn)
+        .await?;
     Ok(inserted == 1)
+}
+
+/// [`insert_fresh`] for each of `records`, the statements sent together (pipelining: one
+/// round trip for the lot); whether each inserted its record.
+pub(crate) async fn insert_all_fresh(
+    conn: &mut AsyncPgConnection,
+    records: &[&NewRecord],
+) -> Result<Vec<bool>, DieselError> {
+    let shared: &AsyncPgConnection = conn;
+    try_join_all(records.iter().map(|record| async move {
+        diesel::insert_into(idempotency_records::table)
+            .values(*record)
+            .on_conflict_do_nothing()
+            .execute(&mut { shared })
+            .await
+            .map(|inserted| inserted == 1)
+    }))
+    .await
 }
 
 /// Decides a claim on a scope that may already have a record (in a transaction: the
 /// record's row is locked while deciding).
-fn decide(
-    conn: &mut PgConnection,
+async fn decide(
+    conn: &mut AsyncPgConnection,
     claim: Claim,
     fingerprint: &str,
     now: DateTime<Utc>,
 ) -> Result<Begin, DieselError> {
     let scope = &claim.scope;
-    if claim_fresh(conn, &claim, fingerprint, now)? {
+    if claim_fresh(conn, &claim, fingerprint, now).await? {
         return Ok(Begin::Started(claim));
     }
     let fresh = in_flight(&claim, fingerprint, now);
     let row: RecordRow = scope_filter!(scope)
         .select(RecordRow::as_select())
         .for_update()
-        .first(conn)?;
+        .first(conn)
+        .await?;
     let stale = row.state == "in_flight" && row.locked_at + IN_FLIGHT_LEASE <= now;
     if row.expires_at < now || stale {
         diesel::update(scope_filter!(scope))
             .set(&fresh)
-            .execute(conn)?;
+            .execute(conn)
+            .await?;
         return Ok(Begin::Started(claim));
     }
     if row.fingerprint != fingerprint {
@@ -342,7 +362,10 @@ fn decide(
 
 /// Finishes a held claim inside the caller's transaction; `NotFound` when it is no longer
 /// held (then the caller's transaction rolls back).
-pub(crate) fn finish_in(conn: &mut PgConnection, answer: &Answer) -> Result<(), DieselError> {
+pub(crate) async fn finish_in(
+    conn: &mut AsyncPgConnection,
+    answer: &Answer,
+) -> Result<(), DieselError> {
     let response = &answer.response;
     let status = i16::try_from(response.status)
         .map_err(|_| DieselError::QueryBuilderError("status out of range".into()))?;
@@ -355,7 +378,8 @@ pub(crate) fn finish_in(conn: &mut PgConnection, answer: &Answer) -> Result<(), 
             idempotency_records::body.eq(Some(response.body.clone())),
             idempotency_records::expires_at.eq(answer.at + RETENTION),
         ))
-        .execute(conn)?;
+        .execute(conn)
+        .await?;
     if changed == 1 {
         Ok(())
     } else {
@@ -380,12 +404,10 @@ impl IdempotencyStore for PgStorage {
             GuardWritten::Claim(false) => {}
             _ => return Err(mismatched()),
         }
-        let fingerprint = fingerprint.to_owned();
-        self.run(move |conn| {
-            conn.transaction(|conn| decide(conn, claim, &fingerprint, now))
-                .map_err(database_error)
-        })
-        .await
+        let mut conn = self.connection().await?;
+        conn.transaction(async |conn| decide(conn, claim, fingerprint, now).await)
+            .await
+            .map_err(database_error)
     }
 
     async fn finish(
@@ -399,31 +421,26 @@ impl IdempotencyStore for PgStorage {
             response: response.clone(),
             at: now,
         };
-        self.run(move |conn| finish_in(conn, &answer).map_err(database_error))
-            .await
+        let mut conn = self.connection().await?;
+        finish_in(&mut conn, &answer).await.map_err(database_error)
     }
 
     async fn abandon(&self, claim: &Claim) -> Result<(), RepositoryError> {
-        let claim = claim.clone();
-        self.run(move |conn| {
-            diesel::delete(held_filter!(claim))
-                .execute(conn)
-                .map(|_| ())
-                .map_err(database_error)
-        })
-        .await
+        let mut conn = self.connection().await?;
+        diesel::delete(held_filter!(claim))
+            .execute(&mut *conn)
+            .await
+            .map(drop)
+            .map_err(database_error)
     }
 
     async fn purge(&self, now: DateTime<Utc>) -> Result<u64, RepositoryError> {
-        self.run(move |conn| {
-            diesel::delete(
-                idempotency_records::table.filter(idempotency_records::expires_at.lt(now)),
-            )
-            .execute(conn)
+        let mut conn = self.connection().await?;
+        diesel::delete(idempotency_records::table.filter(idempotency_records::expires_at.lt(now)))
+            .execute(&mut *conn)
+            .await
             .map(|n| u64::try_from(n).unwrap_or(0))
             .map_err(database_error)
-        })
-        .await
     }
 }
 
@@ -476,25 +493,24 @@ impl TrafficLog for PgStorage {
             (a.minute, &a.key_id, &a.route, a.status)
                 .cmp(&(b.minute, &b.key_id, &b.route, b.status))
         });
-        self.run(move |conn| {
-            diesel::insert_into(traffic_minutes::table)
-                .values(&rows)
-                .on_conflict((
-                    traffic_minutes::minute,
-                    traffic_minutes::key_id,
-                    traffic_minutes::route,
-                    traffic_minutes::status,
-                ))
-                .do_update()
-                .set(
-                    traffic_minutes::count
-                        .eq(traffic_minutes::count + excluded(traffic_minutes::count)),
-                )
-                .execute(conn)
-                .map(|_| ())
-                .map_err(database_error)
-        })
-        .await
+        let mut conn = self.connection().await?;
+        diesel::insert_into(traffic_minutes::table)
+            .values(&rows)
+            .on_conflict((
+                traffic_minutes::minute,
+                traffic_minutes::key_id,
+                traffic_minutes::route,
+                traffic_minutes::status,
+            ))
+            .do_update()
+            .set(
+                traffic_minutes::count
+                    .eq(traffic_minutes::count + excluded(traffic_minutes::count)),
+            )
+            .execute(&mut *conn)
+            .await
+            .map(drop)
+            .map_err(database_error)
     }
 
     async fn traffic(
@@ -502,25 +518,22 @@ impl TrafficLog for PgStorage {
         key: Option<&ApiKeyId>,
         limit: usize,
     ) -> Result<Vec<TrafficCount>, RepositoryError> {
-        let key = key.map(|k| k.as_str().to_owned());
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows: Vec<TrafficRow> = self
-            .run(move |conn| {
-                let mut query = traffic_minutes::table
-                    .order((
-                        traffic_minutes::minute.desc(),
-                        traffic_minutes::route,
-                        traffic_minutes::status,
-                    ))
-                    .limit(limit)
-                    .select(TrafficRow::as_select())
-                    .into_boxed();
-                if let Some(key) = key {
-                    query = query.filter(traffic_minutes::key_id.eq(key));
-                }
-                query.load(conn).map_err(database_error)
-            })
-            .await?;
+        let mut query = traffic_minutes::table
+            .order((
+                traffic_minutes::minute.desc(),
+                traffic_minutes::route,
+                traffic_minutes::status,
+            ))
+            .limit(limit)
+            .select(TrafficRow::as_select())
+            .into_boxed();
+        if let Some(key) = key {
+            query = query.filter(traffic_minutes::key_id.eq(key.as_str()));
+        }
+        let mut conn = self.connection().await?;
+        let rows: Vec<TrafficRow> = query.load(&mut *conn).await.map_err(database_error)?;
+        drop(conn);
         rows.into_iter()
             .map(|r| {
                 let key_id =

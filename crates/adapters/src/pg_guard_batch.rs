@@ -9,13 +9,13 @@
 //! every replica contends for (the rate counters) are written last, so their locks are
 //! held only for the commit.
 
-use diesel::pg::PgConnection;
-use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
 use sacp_domain::ratelimit::Counter;
 use sacp_ports::RepositoryError;
 
 use crate::pg::{Failed, NewAuditRow, insert_audit_batch};
-use crate::pg_guard::{NewRecord, hit_batch, insert_fresh};
+use crate::pg_batch::Batch;
+use crate::pg_guard::{NewRecord, hit_batch, insert_all_fresh};
 
 /// One guardrail write waiting for the next batch.
 pub(crate) enum GuardWrite {
@@ -47,8 +47,15 @@ pub(crate) fn mismatched() -> RepositoryError {
 /// needs more than one statement. A failed claim or hit fails the whole batch (its callers
 /// all get the error, as a lost connection would give them); a refused audit row fails only
 /// itself.
-pub(crate) fn write_batch(
-    conn: &mut PgConnection,
+pub(crate) fn write_batch<'c>(
+    conn: &'c mut AsyncPgConnection,
+    jobs: &'c [GuardWrite],
+) -> Batch<'c, GuardWritten> {
+    Box::pin(write(conn, jobs))
+}
+
+async fn write(
+    conn: &mut AsyncPgConnection,
     jobs: &[GuardWrite],
 ) -> Result<Vec<GuardWritten>, RepositoryError> {
     let mut hits: Vec<&[Counter]> = Vec::new();
@@ -63,27 +70,24 @@ pub(crate) fn write_batch(
     }
     let statements = claims.len() + usize::from(!audits.is_empty()) + usize::from(!hits.is_empty());
     let in_transaction = statements > 1;
-    let write = |conn: &mut PgConnection| -> Result<_, Failed> {
-        let claimed = claims
-            .iter()
-            .map(|record| insert_fresh(conn, record))
-            .collect::<Result<Vec<bool>, _>>()?;
+    let write = async |conn: &mut AsyncPgConnection| -> Result<_, Failed> {
+        let claimed = insert_all_fresh(conn, &claims).await?;
         let audited = if audits.is_empty() {
             Vec::new()
         } else {
-            insert_audit_batch(conn, &audits, in_transaction)
+            insert_audit_batch(conn, &audits, in_transaction).await
         };
         let counted = if hits.is_empty() {
             Vec::new()
         } else {
-            hit_batch(conn, &hits).map_err(Failed::Refused)?
+            hit_batch(conn, &hits).await.map_err(Failed::Refused)?
         };
         Ok((claimed, audited, counted))
     };
     let (claimed, audited, counted) = if in_transaction {
-        conn.transaction(write)
+        conn.transaction(write).await
     } else {
-        write(conn)
+        write(conn).await
     }?;
     // Answers in the jobs' order, each kind's taken in turn.
     let (mut claimed, mut audited, mut counted) = (

@@ -5,129 +5,130 @@
 //! transaction that makes the change, so a change made through another path (an operator's
 //! `sacp-gateway keys revoke`, another replica) is heard too. A key edited by hand in SQL
 //! without bumping its `version` is not announced; the key cache's one-second age bound
-//! covers that. One dedicated connection,
-//! outside the pool, on a thread of its own: it reads what the server pushed every
-//! [`POLL`] without sending anything, so listening costs the database no transaction. A lost
-//! connection is opened again (with a back-off), and every (re)connection is announced as
-//! [`StorageChange::Missed`]: what was sent while nobody listened is then caught up on.
+//! covers that. One dedicated connection, outside the pool, on a task of its own: it hands
+//! over what the server pushed as it arrives, without sending anything, so listening costs
+//! the database no transaction. A lost connection is opened again (with a back-off), and
+//! every (re)connection is announced as [`StorageChange::Missed`]: what was sent while
+//! nobody listened is then caught up on.
 
+use std::future::poll_fn;
+use std::pin::pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use diesel::pg::PgConnection;
-use diesel::{Connection, RunQueryDsl};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_core::Stream;
 use sacp_domain::ApiKeyId;
 use sacp_ports::{ChangeListener, StorageChange};
 
 /// The channel the triggers notify on.
 pub const CHANNEL: &str = "sacp_changes";
 
-/// How often pushed notifications are read (the delay a change may take to be acted on).
-const POLL: Duration = Duration::from_millis(50);
 /// How often the connection is checked when nothing arrives: a connection that died without
 /// the server closing it (a network cut) is noticed within this.
 const CHECK_EVERY: Duration = Duration::from_secs(30);
 /// Longest wait between attempts to connect again.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
-/// The listening thread; it stops when this is dropped.
+/// The listening task; it stops when this is dropped.
 #[derive(Debug)]
 pub struct ChangeFeed {
-    stop: Arc<AtomicBool>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Drop for ChangeFeed {
     fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
     }
 }
 
-/// Starts listening on `database_url`, telling `listener` of every change.
+/// Starts listening on `database_url`, telling `listener` of every change, on a task of the
+/// current tokio runtime.
 pub fn listen(database_url: &str, listener: Arc<dyn ChangeListener>) -> ChangeFeed {
-    let stop = Arc::new(AtomicBool::new(false));
     let url = database_url.to_owned();
-    let stopping = stop.clone();
-    let spawned = std::thread::Builder::new()
-        .name("sacp-changes".into())
-        .spawn(move || run(&url, listener.as_ref(), &stopping));
-    if let Err(error) = spawned {
-        // Without the thread, caches fall back to their age limit and the driver to its
-        // fallback scan: slower to hear of changes, never wrong.
-        tracing::error!(%error, "cannot start the change listener");
-    }
-    ChangeFeed { stop }
+    let task = match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => Some(runtime.spawn(run(url, listener))),
+        Err(error) => {
+            // Without the task, caches fall back to their age limit and the driver to its
+            // fallback scan: slower to hear of changes, never wrong.
+            tracing::error!(%error, "cannot start the change listener");
+            None
+        }
+    };
+    ChangeFeed { task }
 }
 
-fn run(url: &str, listener: &dyn ChangeListener, stop: &AtomicBool) {
+async fn run(url: String, listener: Arc<dyn ChangeListener>) {
     let mut backoff = Duration::from_millis(100);
     let mut was_lost = false;
-    while !stop.load(Ordering::Relaxed) {
-        match open(url) {
+    loop {
+        match open(&url).await {
             Ok(mut conn) => {
                 if was_lost {
                     tracing::info!("change listener connected again");
                 }
                 backoff = Duration::from_millis(100);
                 listener.changed(StorageChange::Missed);
-                let error = hear(&mut conn, listener, stop);
-                if let Some(error) = error {
-                    tracing::warn!(%error, "change listener lost its connection; reconnecting");
-                    was_lost = true;
-                }
+                let error = hear(&mut conn, listener.as_ref()).await;
+                tracing::warn!(%error, "change listener lost its connection; reconnecting");
+                was_lost = true;
             }
             Err(error) => {
                 if !was_lost {
                     tracing::warn!(%error, "change listener cannot connect; retrying");
                 }
                 was_lost = true;
-                std::thread::sleep(backoff);
+                tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
     }
 }
 
-fn open(url: &str) -> Result<PgConnection, diesel::ConnectionError> {
-    let mut conn = PgConnection::establish(url)?;
+async fn open(url: &str) -> Result<AsyncPgConnection, String> {
+    let mut conn = crate::pg_pool::establish(url)
+        .await
+        .map_err(|e| e.to_string())?;
     diesel::sql_query(format!("LISTEN {CHANNEL}"))
         .execute(&mut conn)
-        .map_err(|e| diesel::ConnectionError::BadConnection(e.to_string()))?;
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(conn)
 }
 
-/// Reads notifications until `stop` or an error (returned).
-fn hear(
-    conn: &mut PgConnection,
-    listener: &dyn ChangeListener,
-    stop: &AtomicBool,
-) -> Option<String> {
-    let mut checked = Instant::now();
-    while !stop.load(Ordering::Relaxed) {
-        let mut heard = false;
-        for notification in conn.notifications_iter() {
-            match notification {
-                Ok(notification) => {
-                    heard = true;
-                    if let Some(change) = parse(&notification.payload) {
-                        listener.changed(change);
-                    }
+/// Hands over notifications as they arrive, until the connection fails (the error is
+/// returned). The server pushes them: listening sends nothing, and costs the database no
+/// transaction, except a check of the connection after [`CHECK_EVERY`] of silence.
+async fn hear(conn: &mut AsyncPgConnection, listener: &dyn ChangeListener) -> String {
+    loop {
+        // The stream borrows the connection; what arrives while it is checked waits in the
+        // connection's queue for the next stream.
+        let next = {
+            let mut notifications = pin!(conn.notifications_stream());
+            tokio::time::timeout(
+                CHECK_EVERY,
+                poll_fn(|cx| notifications.as_mut().poll_next(cx)),
+            )
+            .await
+        };
+        match next {
+            Ok(Some(Ok(notification))) => {
+                if let Some(change) = parse(&notification.payload) {
+                    listener.changed(change);
                 }
-                Err(error) => return Some(error.to_string()),
+            }
+            Ok(Some(Err(error))) => return error.to_string(),
+            Ok(None) => return "the notification stream ended".to_owned(),
+            Err(_silence) => {
+                if let Err(error) = diesel::sql_query("SELECT 1").execute(conn).await {
+                    return error.to_string();
+                }
             }
         }
-        if heard {
-            checked = Instant::now();
-        } else if checked.elapsed() >= CHECK_EVERY {
-            if let Err(error) = diesel::sql_query("SELECT 1").execute(conn) {
-                return Some(error.to_string());
-            }
-            checked = Instant::now();
-        }
-        std::thread::sleep(POLL);
     }
-    None
 }
 
 /// The change a notification's payload announces; `None` for one this version does not know.

@@ -10,13 +10,15 @@
 
 use std::collections::HashMap;
 
-use diesel::pg::PgConnection;
 use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use futures_util::future::try_join;
 use sacp_domain::{Checkout, PaymentAuthorization};
 use sacp_ports::RepositoryError;
 
 use crate::pg::schema::{checkouts, payment_authorizations};
 use crate::pg::{AuthorizationRow, CheckoutRow, Failed};
+use crate::pg_batch::Batch;
 
 /// One read waiting for the next batch.
 pub(crate) enum PointRead {
@@ -42,8 +44,15 @@ pub(crate) fn mismatched() -> RepositoryError {
 
 /// Reads a batch: the checkouts in one statement, the payments (joined with their
 /// checkouts) in another, the two in one read-only transaction when both are asked for.
-pub(crate) fn read_batch(
-    conn: &mut PgConnection,
+pub(crate) fn read_batch<'c>(
+    conn: &'c mut AsyncPgConnection,
+    reads: &'c [PointRead],
+) -> Batch<'c, PointAnswer> {
+    Box::pin(read_all(conn, reads))
+}
+
+async fn read_all(
+    conn: &mut AsyncPgConnection,
     reads: &[PointRead],
 ) -> Result<Vec<PointAnswer>, RepositoryError> {
     let mut checkout_ids: Vec<&str> = Vec::new();
@@ -54,39 +63,47 @@ pub(crate) fn read_batch(
             PointRead::Payment(id) => payment_ids.push(id),
         }
     }
-    let read = |conn: &mut PgConnection| -> Result<_, Failed> {
-        let found_checkouts: HashMap<String, CheckoutRow> = if checkout_ids.is_empty() {
-            HashMap::new()
-        } else {
-            checkouts::table
+    // The two statements are independent: both are sent before either answer is read
+    // (pipelining), one round trip for the pair.
+    let read = async |conn: &mut AsyncPgConnection| -> Result<_, Failed> {
+        let shared: &AsyncPgConnection = conn;
+        let found_checkouts = async {
+            if checkout_ids.is_empty() {
+                return QueryResult::Ok(HashMap::new());
+            }
+            let rows = checkouts::table
                 .filter(checkouts::id.eq_any(&checkout_ids))
                 .select(CheckoutRow::as_select())
-                .load(conn)?
+                .load::<CheckoutRow>(&mut { shared })
+                .await?;
+            Ok(rows
                 .into_iter()
                 .map(|row| (row.id.clone(), row))
-                .collect()
+                .collect::<HashMap<String, CheckoutRow>>())
         };
-        let found_payments: HashMap<String, (AuthorizationRow, CheckoutRow)> =
+        let found_payments = async {
             if payment_ids.is_empty() {
-                HashMap::new()
-            } else {
-                payment_authorizations::table
-                    .inner_join(checkouts::table)
-                    .filter(payment_authorizations::id.eq_any(&payment_ids))
-                    .select((AuthorizationRow::as_select(), CheckoutRow::as_select()))
-                    .load(conn)?
-                    .into_iter()
-                    .map(|(authorization, checkout)| {
-                        (authorization.id.clone(), (authorization, checkout))
-                    })
-                    .collect()
-            };
-        Ok((found_checkouts, found_payments))
+                return QueryResult::Ok(HashMap::new());
+            }
+            let rows = payment_authorizations::table
+                .inner_join(checkouts::table)
+                .filter(payment_authorizations::id.eq_any(&payment_ids))
+                .select((AuthorizationRow::as_select(), CheckoutRow::as_select()))
+                .load::<(AuthorizationRow, CheckoutRow)>(&mut { shared })
+                .await?;
+            Ok(rows
+                .into_iter()
+                .map(|(authorization, checkout)| {
+                    (authorization.id.clone(), (authorization, checkout))
+                })
+                .collect::<HashMap<String, (AuthorizationRow, CheckoutRow)>>())
+        };
+        Ok(try_join(found_checkouts, found_payments).await?)
     };
     let (found_checkouts, found_payments) = if !checkout_ids.is_empty() && !payment_ids.is_empty() {
-        conn.build_transaction().read_only().run(read)
+        conn.build_transaction().read_only().run(read).await
     } else {
-        read(conn)
+        read(conn).await
     }?;
     // Each row is made a domain value once, then handed to every read that asked for it.
     let checkouts: HashMap<String, Result<Checkout, RepositoryError>> = found_checkouts

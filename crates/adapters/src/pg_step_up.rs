@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel::upsert::excluded;
+use diesel_async::{AsyncConnection, RunQueryDsl};
 use sacp_domain::CheckoutId;
 use sacp_ports::RepositoryError;
 use sacp_ports::step_up::{StepUpWatch, StepUpWatches};
@@ -54,26 +55,25 @@ impl WatchRow {
 #[async_trait]
 impl StepUpWatches for PgStorage {
     async fn put(&self, watch: &StepUpWatch) -> Result<(), RepositoryError> {
+        use step_up_watches::dsl as w;
         let row = WatchRow::new(watch);
-        self.run(move |conn| {
-            use step_up_watches::dsl as w;
-            diesel::insert_into(w::step_up_watches)
-                .values(&row)
-                .on_conflict(w::checkout_id)
-                .do_update()
-                .set((
-                    w::step_up_id.eq(excluded(w::step_up_id)),
-                    w::sealed_token.eq(excluded(w::sealed_token)),
-                    w::key_id.eq(excluded(w::key_id)),
-                    w::subject.eq(excluded(w::subject)),
-                    w::until.eq(excluded(w::until)),
-                    w::next_at.eq(excluded(w::next_at)),
-                ))
-                .execute(conn)
-                .map(|_| ())
-                .map_err(database_error)
-        })
-        .await
+        let mut conn = self.connection().await?;
+        diesel::insert_into(w::step_up_watches)
+            .values(&row)
+            .on_conflict(w::checkout_id)
+            .do_update()
+            .set((
+                w::step_up_id.eq(excluded(w::step_up_id)),
+                w::sealed_token.eq(excluded(w::sealed_token)),
+                w::key_id.eq(excluded(w::key_id)),
+                w::subject.eq(excluded(w::subject)),
+                w::until.eq(excluded(w::until)),
+                w::next_at.eq(excluded(w::next_at)),
+            ))
+            .execute(&mut *conn)
+            .await
+            .map(drop)
+            .map_err(database_error)
     }
 
     async fn claim_due(
@@ -83,46 +83,48 @@ impl StepUpWatches for PgStorage {
         claimed_until: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<StepUpWatch>, RepositoryError> {
-        let key_id = key_id.to_owned();
+        use step_up_watches::dsl as w;
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        let rows = self
-            .run(move |conn| {
-                use step_up_watches::dsl as w;
-                // One transaction: ended watches go, token and all, and due ones are
-                // claimed. Rows another replica is claiming are skipped (the next round takes
-                // them), so replicas never wait on each other.
-                conn.transaction(|conn| {
-                    let ended: Vec<String> = w::step_up_watches
-                        .filter(w::until.le(now))
-                        .select(w::checkout_id)
-                        .for_update()
-                        .skip_locked()
-                        .load(conn)?;
-                    if !ended.is_empty() {
-                        diesel::delete(w::step_up_watches.filter(w::checkout_id.eq_any(ended)))
-                            .execute(conn)?;
-                    }
-                    let due: Vec<String> = w::step_up_watches
-                        .filter(w::key_id.eq(&key_id))
-                        .filter(w::next_at.le(now))
-                        .filter(w::until.gt(now))
-                        .order(w::next_at.asc())
-                        .limit(limit)
-                        .select(w::checkout_id)
-                        .for_update()
-                        .skip_locked()
-                        .load(conn)?;
-                    if due.is_empty() {
-                        return Ok(Vec::new());
-                    }
-                    diesel::update(w::step_up_watches.filter(w::checkout_id.eq_any(&due)))
-                        .set(w::next_at.eq(claimed_until))
-                        .returning(WatchRow::as_returning())
-                        .get_results::<WatchRow>(conn)
-                })
-                .map_err(database_error)
+        let mut conn = self.connection().await?;
+        // One transaction: ended watches go, token and all, and due ones are claimed. Rows
+        // another replica is claiming are skipped (the next round takes them), so replicas
+        // never wait on each other.
+        let rows = conn
+            .transaction(async |conn| {
+                let ended: Vec<String> = w::step_up_watches
+                    .filter(w::until.le(now))
+                    .select(w::checkout_id)
+                    .for_update()
+                    .skip_locked()
+                    .load(conn)
+                    .await?;
+                if !ended.is_empty() {
+                    diesel::delete(w::step_up_watches.filter(w::checkout_id.eq_any(ended)))
+                        .execute(conn)
+                        .await?;
+                }
+                let due: Vec<String> = w::step_up_watches
+                    .filter(w::key_id.eq(key_id))
+                    .filter(w::next_at.le(now))
+                    .filter(w::until.gt(now))
+                    .order(w::next_at.asc())
+                    .limit(limit)
+                    .select(w::checkout_id)
+                    .for_update()
+                    .skip_locked()
+                    .load(conn)
+                    .await?;
+                if due.is_empty() {
+                    return QueryResult::Ok(Vec::new());
+                }
+                diesel::update(w::step_up_watches.filter(w::checkout_id.eq_any(&due)))
+                    .set(w::next_at.eq(claimed_until))
+                    .returning(WatchRow::as_returning())
+                    .get_results::<WatchRow>(conn)
+                    .await
             })
-            .await?;
+            .await
+            .map_err(database_error)?;
         let mut watches = Vec::with_capacity(rows.len());
         let mut unreadable = Vec::new();
         for row in rows {
@@ -138,33 +140,26 @@ impl StepUpWatches for PgStorage {
                 count = unreadable.len(),
                 "step-up watches with an unreadable checkout id were dropped"
             );
-            self.run(move |conn| {
-                use step_up_watches::dsl as w;
-                diesel::delete(w::step_up_watches.filter(w::checkout_id.eq_any(unreadable)))
-                    .execute(conn)
-                    .map(|_| ())
-                    .map_err(database_error)
-            })
-            .await?;
+            diesel::delete(w::step_up_watches.filter(w::checkout_id.eq_any(unreadable)))
+                .execute(&mut *conn)
+                .await
+                .map_err(database_error)?;
         }
         watches.sort_by_key(|watch| watch.next_at);
         Ok(watches)
     }
 
     async fn remove(&self, checkout: &CheckoutId, step_up_id: &str) -> Result<(), RepositoryError> {
-        let checkout = checkout.as_str().to_owned();
-        let step_up_id = step_up_id.to_owned();
-        self.run(move |conn| {
-            use step_up_watches::dsl as w;
-            diesel::delete(
-                w::step_up_watches
-                    .filter(w::checkout_id.eq(checkout))
-                    .filter(w::step_up_id.eq(step_up_id)),
-            )
-            .execute(conn)
-            .map(|_| ())
-            .map_err(database_error)
-        })
+        use step_up_watches::dsl as w;
+        let mut conn = self.connection().await?;
+        diesel::delete(
+            w::step_up_watches
+                .filter(w::checkout_id.eq(checkout.as_str()))
+                .filter(w::step_up_id.eq(step_up_id)),
+        )
+        .execute(&mut *conn)
         .await
+        .map(drop)
+        .map_err(database_error)
     }
 }
