@@ -27,6 +27,11 @@ fn with_database(url: &str, name: &str) -> String {
 }
 
 impl TestDatabase {
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// PostgreSQL storage on this database, migrated.
     pub async fn migrated_storage(&self) -> std::sync::Arc<sacp_adapters::pg::PgStorage> {
         let storage = sacp_adapters::pg::PgStorage::connect(

@@ -256,3 +256,100 @@ async fn retirement_keeps_an_ended_checkout_whose_authorization_is_still_live() 
             .is_err()
     );
 }
+
+/// Whether the storage's connections to `db` are encrypted, as the server sees them (one
+/// answer for all of them; `None` when it has none open).
+async fn connections_encrypted(db: &TestDatabase) -> Option<bool> {
+    use diesel::{Connection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Bool>)]
+        all: Option<bool>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Bool>)]
+        any: Option<bool>,
+    }
+    let (url, name) = (db.url.clone(), db.name().to_owned());
+    let row = tokio::task::spawn_blocking(move || {
+        let mut conn = diesel::PgConnection::establish(&url).unwrap();
+        diesel::sql_query(
+            "SELECT bool_and(s.ssl) AS all, bool_or(s.ssl) AS any
+               FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid)
+              WHERE a.datname = $1 AND a.pid <> pg_backend_pid()",
+        )
+        .bind::<diesel::sql_types::Text, _>(name)
+        .get_result::<Row>(&mut conn)
+        .unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(row.all, row.any, "all of one storage's connections alike");
+    row.all
+}
+
+/// Waits until a dropped storage's connections to `db` are gone.
+async fn wait_closed(db: &TestDatabase) {
+    for _ in 0..100 {
+        if connections_encrypted(db).await.is_none() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("a dropped storage's connections stayed open");
+}
+
+#[tokio::test]
+async fn the_database_urls_sslmode_decides_tls_as_libpq_would() {
+    use sacp_ports::CheckoutRepository;
+
+    let Some(db) = TestDatabase::create().await else {
+        return;
+    };
+    let with_mode = |mode: &str| {
+        let separator = if db.url.contains('?') { '&' } else { '?' };
+        format!("{}{separator}sslmode={mode}", db.url)
+    };
+    let server_offers_tls = {
+        let storage = PgStorage::connect(&with_mode("prefer"), PgConfig::default()).unwrap();
+        storage.ping().await.expect("prefer connects either way");
+        connections_encrypted(&db)
+            .await
+            .expect("a connection is open")
+    };
+    wait_closed(&db).await;
+    let storage = PgStorage::connect(&with_mode("disable"), PgConfig::default()).unwrap();
+    storage.ping().await.expect("disable connects");
+    assert_eq!(connections_encrypted(&db).await, Some(false));
+    drop(storage);
+    wait_closed(&db).await;
+
+    let storage = PgStorage::connect(&with_mode("require"), PgConfig::default()).unwrap();
+    let required = storage.ping().await;
+    if server_offers_tls {
+        required.expect("require connects over TLS, the certificate unchecked as with libpq");
+        assert_eq!(connections_encrypted(&db).await, Some(true));
+    } else {
+        assert!(
+            matches!(required, Err(sacp_ports::RepositoryError::Unavailable(_))),
+            "require refuses a server without TLS: {required:?}"
+        );
+    }
+    drop(storage);
+
+    // The test server's certificate (Debian's self-signed one, or none) is not one the
+    // platform trusts: verification must refuse it, never fall back to plain text.
+    let storage = PgStorage::connect(&with_mode("verify-full"), PgConfig::default()).unwrap();
+    let verified = storage.ping().await;
+    assert!(
+        matches!(verified, Err(sacp_ports::RepositoryError::Unavailable(_))),
+        "verify-full refuses an untrusted certificate: {verified:?}"
+    );
+
+    let bad = PgStorage::connect(&with_mode("sometimes"), PgConfig::default()).unwrap();
+    assert!(
+        matches!(
+            bad.ping().await,
+            Err(sacp_ports::RepositoryError::Unavailable(_))
+        ),
+        "an unknown sslmode is refused, not ignored"
+    );
+}

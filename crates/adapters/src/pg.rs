@@ -374,8 +374,11 @@ impl PgStorage {
         }
         // The alert on pool timeouts compares over time: the series exists from the start.
         metrics::counter!(telemetry::DB_POOL_TIMEOUTS).increment(0);
+        // Last in, first out: under moderate load the same few connections (and their
+        // server processes, warm in cache) do the work, and the rest idle.
         let pool = PgPool::builder(crate::pg_pool::Manager::new(database_url))
             .max_size(config.max_connections.max(1) as usize)
+            .queue_mode(deadpool::managed::QueueMode::Lifo)
             .build()
             .map_err(|e| format!("database pool: {e}"))?;
         let timeout = config.acquire_timeout;
