@@ -364,6 +364,28 @@ fn version_from(version: i64) -> Result<u64, RepositoryError> {
     u64::try_from(version).map_err(|_| RepositoryError::Corrupt("negative version".into()))
 }
 
+/// Runs the insert statement `$insert` on a connection of `$storage` and, with `$answer`
+/// (an `Option<&Answer>`), finishes the request's idempotency record in the same
+/// transaction. A macro: the statement's type differs per table, and the bounds that would
+/// name it generically are diesel-async's internals.
+macro_rules! insert_answering {
+    ($storage:expr, $insert:expr, $answer:expr) => {{
+        let mut conn = $storage.connection().await?;
+        let insert = $insert;
+        match $answer {
+            None => insert.execute(&mut *conn).await.map(drop),
+            Some(answer) => {
+                conn.transaction(async |conn| {
+                    insert.execute(conn).await?;
+                    crate::pg_guard::finish_in(conn, answer).await
+                })
+                .await
+            }
+        }
+        .map_err(database_error)
+    }};
+}
+
 impl PgStorage {
     /// A pool for `database_url`. Connections are opened lazily, so this succeeds while the
     /// database is down; calls then answer [`RepositoryError::Unavailable`] until it returns.
@@ -462,19 +484,11 @@ impl PgStorage {
             return Err(RepositoryError::AlreadyExists);
         }
         let row = CheckoutRow::new(checkout, 1)?;
-        let mut conn = self.connection().await?;
-        let insert = diesel::insert_into(checkouts::table).values(&row);
-        match answer {
-            None => insert.execute(&mut *conn).await.map(drop),
-            Some(answer) => {
-                conn.transaction(async |conn| {
-                    insert.execute(conn).await?;
-                    crate::pg_guard::finish_in(conn, answer).await
-                })
-                .await
-            }
-        }
-        .map_err(database_error)?;
+        insert_answering!(
+            self,
+            diesel::insert_into(checkouts::table).values(&row),
+            answer
+        )?;
         checkout.set_version(1);
         Ok(())
     }
@@ -488,19 +502,11 @@ impl PgStorage {
             return Err(RepositoryError::AlreadyExists);
         }
         let row = ApiKeyRow::new(key, 1)?;
-        let mut conn = self.connection().await?;
-        let insert = diesel::insert_into(api_keys::table).values(&row);
-        match answer {
-            None => insert.execute(&mut *conn).await.map(drop),
-            Some(answer) => {
-                conn.transaction(async |conn| {
-                    insert.execute(conn).await?;
-                    crate::pg_guard::finish_in(conn, answer).await
-                })
-                .await
-            }
-        }
-        .map_err(database_error)?;
+        insert_answering!(
+            self,
+            diesel::insert_into(api_keys::table).values(&row),
+            answer
+        )?;
         key.set_version(1);
         Ok(())
     }
