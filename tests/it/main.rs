@@ -1,4 +1,5 @@
-//! The workspace's one integration-test binary. Each module is a feature.
+//! The workspace's integration-test binary. Each module is a feature. (The guard's
+//! allocation count has a binary of its own, `guard_alloc.rs`: it needs its own allocator.)
 
 // The whole crate is test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

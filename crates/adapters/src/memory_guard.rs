@@ -11,19 +11,54 @@ use sacp_domain::audit::TrafficCount;
 use sacp_domain::idempotency::{
     Answer, Begin, Claim, IN_FLIGHT_LEASE, IdempotencyScope, RETENTION, StoredResponse, lease_left,
 };
-use sacp_domain::ratelimit::Counter;
+use sacp_domain::ratelimit::{Counter, CounterAt};
 use sacp_domain::switches::Switches;
 use sacp_ports::{IdempotencyStore, RateCounters, RepositoryError, SwitchBoard, TrafficLog};
 
 use crate::memory::lock;
 
-/// A counter's name and window start.
-type CounterKey = (String, DateTime<Utc>);
+/// One window of a counter: its start, its end and its count.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    count: u64,
+}
 
-/// Counters in a map: count and window end by name and window start.
+/// Counters in a map: each name's windows (one, or two around the turn of a window until
+/// the old one is purged). Looked up by the borrowed name, so a counter that exists is
+/// counted without allocating.
 #[derive(Debug, Default)]
 pub struct MemoryRateCounters {
-    map: Mutex<HashMap<CounterKey, (u64, DateTime<Utc>)>>,
+    map: Mutex<HashMap<String, Vec<Window>>>,
+}
+
+/// Adds one to the counter `name` in the window starting at `start` (ending at `end`);
+/// returns the new count.
+fn add_one(
+    map: &mut HashMap<String, Vec<Window>>,
+    name: &str,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+) -> u64 {
+    let windows = match map.get_mut(name) {
+        Some(windows) => windows,
+        None => map.entry(name.to_owned()).or_default(),
+    };
+    match windows.iter_mut().find(|w| w.start == start) {
+        Some(window) => {
+            window.count += 1;
+            window.count
+        }
+        None => {
+            windows.push(Window {
+                start,
+                end,
+                count: 1,
+            });
+            1
+        }
+    }
 }
 
 #[async_trait]
@@ -32,21 +67,30 @@ impl RateCounters for MemoryRateCounters {
         let mut map = lock(&self.map);
         Ok(counters
             .iter()
-            .map(|c| {
-                let entry = map
-                    .entry((c.name.clone(), c.window_start))
-                    .or_insert((0, c.window_end));
-                entry.0 += 1;
-                entry.0
-            })
+            .map(|c| add_one(&mut map, &c.name, c.window_start, c.window_end))
             .collect())
+    }
+
+    fn hit_now(
+        &self,
+        counters: &[CounterAt<'_>],
+        counts: &mut [u64],
+    ) -> Option<Result<(), RepositoryError>> {
+        let mut map = lock(&self.map);
+        for (c, count) in counters.iter().zip(counts) {
+            *count = add_one(&mut map, c.name, c.window_start, c.window_end);
+        }
+        Some(Ok(()))
     }
 
     async fn release(&self, counters: &[Counter]) -> Result<(), RepositoryError> {
         let mut map = lock(&self.map);
         for c in counters {
-            if let Some(entry) = map.get_mut(&(c.name.clone(), c.window_start)) {
-                entry.0 = entry.0.saturating_sub(1);
+            if let Some(window) = map
+                .get_mut(c.name.as_str())
+                .and_then(|windows| windows.iter_mut().find(|w| w.start == c.window_start))
+            {
+                window.count = window.count.saturating_sub(1);
             }
         }
         Ok(())
@@ -54,9 +98,14 @@ impl RateCounters for MemoryRateCounters {
 
     async fn purge(&self, now: DateTime<Utc>) -> Result<u64, RepositoryError> {
         let mut map = lock(&self.map);
-        let before = map.len();
-        map.retain(|_, (_, end)| *end >= now);
-        Ok(u64::try_from(before - map.len()).unwrap_or(u64::MAX))
+        let mut purged = 0usize;
+        map.retain(|_, windows| {
+            let before = windows.len();
+            windows.retain(|w| w.end >= now);
+            purged += before - windows.len();
+            !windows.is_empty()
+        });
+        Ok(u64::try_from(purged).unwrap_or(u64::MAX))
     }
 }
 

@@ -8,7 +8,7 @@
 //! is looked at).
 
 use actix_web::dev::{Payload, ServiceRequest};
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderName};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use sacp_app::AppError;
 pub use sacp_app::Caller;
@@ -185,9 +185,13 @@ pub fn single_header(
     }
 }
 
+/// [`API_KEY_HEADER`] as a header name made at compile time (a name given as text is made
+/// again, on the heap, at every lookup).
+const API_KEY: HeaderName = HeaderName::from_static(API_KEY_HEADER);
+
 /// The value of the `X-API-Key` header; `Err` when it is sent twice or is not visible ASCII.
 fn presented_key(request: &ServiceRequest) -> Result<Option<&str>, AppError> {
-    single_header(request.headers(), API_KEY_HEADER)
+    single_header(request.headers(), API_KEY)
         .map(|v| v.map(str::trim).filter(|v| !v.is_empty()))
         .map_err(|UnusableHeader| {
             AppError::ApiKeyRefused(sacp_domain::access::AuthFailure::Invalid)

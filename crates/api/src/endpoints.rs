@@ -151,7 +151,7 @@ async fn other_method(
         state
             .gateway
             .guard()
-            .count_request(None, crate::UNMATCHED.to_owned(), status);
+            .count_request(None, crate::UNMATCHED, status);
     }
     let mut response = if request.method() == Method::OPTIONS {
         HttpResponse::NoContent().finish()

@@ -15,9 +15,10 @@
 //! request); what the handler answers is audited per request. The rules themselves live in
 //! [`sacp_app::Guardrails`] and the domain.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 use actix_web::body::BoxBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
@@ -31,6 +32,7 @@ use sacp_domain::idempotency::{
     Begin, Claim, IdempotencyKey, IdempotencyScope, StoredResponse, fingerprint,
 };
 use sacp_domain::ratelimit::Decision;
+use sacp_domain::switches::Operation;
 
 use crate::access::{self, Access, Caller};
 use crate::endpoints::Endpoint;
@@ -125,9 +127,14 @@ impl InFlight {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn enter_tenant(self: &Arc<Self>, tenant: &str) -> Option<TenantTicket> {
+    /// One more request of `tenant`, if its share allows. The name is shared, not copied:
+    /// a tenant already holding requests is counted without allocating.
+    fn enter_tenant(self: &Arc<Self>, tenant: &Arc<str>) -> Option<TenantTicket> {
         let mut tenants = self.tenants();
-        let held = tenants.entry(Arc::from(tenant)).or_insert(0);
+        let held = match tenants.get_mut(&**tenant) {
+            Some(held) => held,
+            None => tenants.entry(tenant.clone()).or_insert(0),
+        };
         if *held >= self.per_tenant {
             return None;
         }
@@ -135,7 +142,7 @@ impl InFlight {
         drop(tenants);
         Some(TenantTicket {
             in_flight: self.clone(),
-            tenant: Arc::from(tenant),
+            tenant: tenant.clone(),
         })
     }
 }
@@ -174,6 +181,8 @@ impl Drop for TenantTicket {
 struct Admission {
     caller: Caller,
     decision: Decision,
+    /// The `RateLimit-Policy` value, when the key's plan had it made already.
+    policy: Option<HeaderValue>,
     body: Option<Bytes>,
     _in_flight: Option<InFlightTicket>,
     _tenant: Option<TenantTicket>,
@@ -225,14 +234,22 @@ pub async fn guarded(
         Ok(admission) => admission,
         Err(refusal) => return Ok(refuse(endpoint, &state, request, refusal)),
     };
+    // A key's caller is shared with the key's cached copy: cloning it copies a pointer.
     request.extensions_mut().insert(admission.caller.clone());
     let body = admission.body.take();
-    let mut response = if endpoint.policy.per_call {
+    let mut response = if endpoint.policy.per_call
+        || !claims_idempotency(&request, &admission.caller, body.is_some())
+    {
         next.call(request).await?
     } else {
-        idempotent(&state, &admission.caller, request, next, body).await?
+        // In a future of its own: a request that claims nothing does not carry its state.
+        Box::pin(idempotent(&state, &admission.caller, request, next, body)).await?
     };
-    rate_limit_headers(response.response_mut(), &admission.decision);
+    rate_limit_headers(
+        response.response_mut(),
+        &admission.decision,
+        admission.policy.take(),
+    );
     record(endpoint, &state, &admission.caller, &response).await;
     Ok(response)
 }
@@ -270,7 +287,7 @@ async fn admit(
     let guarded_here = integration && !policy.per_call;
     let tenant = match tenant_of(&caller) {
         Some(tenant) if policy.capped && integration => {
-            Some(state.in_flight.enter_tenant(&tenant).ok_or_else(|| {
+            Some(state.in_flight.enter_tenant(tenant).ok_or_else(|| {
                 metrics::counter!(telemetry::IN_FLIGHT_REFUSALS, "scope" => "organisation")
                     .increment(1);
                 known(AppError::Overloaded { tenant: true })
@@ -286,7 +303,8 @@ async fn admit(
             .map_err(known)?;
     }
     let body = if takes_body(request.method()) {
-        let read = read_body(request, state.body_timeout).await;
+        // In a future of its own: a request without a body does not carry its state.
+        let read = Box::pin(read_body(request, state.body_timeout)).await;
         Some(read.map_err(|error| Refusal {
             close: true,
             ..known(error)
@@ -294,14 +312,22 @@ async fn admit(
     } else {
         None
     };
-    let limits = if guarded_here {
+    // A key's limits, and their `RateLimit-Policy` value, come made with its cached copy.
+    let (limits, planned_policy) = if guarded_here {
         let user = user_subject(request, body.as_deref());
-        guard.limits_for(&caller, policy.operation, user)
+        let planned = match (&caller, &user) {
+            (Caller::Key(principal), None) => Some(principal.plan.policy_header(policy.operation)),
+            _ => None,
+        };
+        (guard.limits_for(&caller, policy.operation, user), planned)
     } else if integration {
         // Each call the request carries counts its operation's limits itself.
-        guard.request_limits(&caller)
+        let planned = caller
+            .principal()
+            .map(|principal| principal.plan.policy_header(Operation::Read));
+        (guard.request_limits(&caller), planned)
     } else {
-        Vec::new()
+        (Cow::Borrowed(&[][..]), None)
     };
     let decision = guard.admit(&limits).await.map_err(known)?;
     if let Some(error) = guard.refusal(&decision) {
@@ -310,21 +336,30 @@ async fn admit(
             ..known(error)
         });
     }
+    let policy = planned_policy
+        .filter(|_| !decision.usages().is_empty())
+        .and_then(|text| HeaderValue::from_str(text).ok());
+    drop(limits);
     Ok(Admission {
         caller,
         decision,
+        policy,
         body,
         _in_flight: in_flight,
         _tenant: tenant,
     })
 }
 
-/// Whose share of the in-flight cap a caller uses: its organisation's; callers without a key
-/// share one; the operator and public pages use none.
-fn tenant_of(caller: &Caller) -> Option<String> {
+/// The tenant every caller without a key belongs to.
+static ANONYMOUS_TENANT: LazyLock<Arc<str>> = LazyLock::new(|| Arc::from("anonymous"));
+
+/// Whose share of the in-flight cap a caller uses: its organisation's (`org:<org>`, named
+/// once per cached copy of its key); callers without a key share one; the operator and
+/// public pages use none.
+fn tenant_of(caller: &Caller) -> Option<&Arc<str>> {
     match caller {
-        Caller::Key(principal) => Some(format!("org:{}", principal.org)),
-        Caller::Anonymous(_) => Some("anonymous".to_owned()),
+        Caller::Key(principal) => Some(&principal.tenant),
+        Caller::Anonymous(_) => Some(&ANONYMOUS_TENANT),
         Caller::Operator | Caller::Public => None,
     }
 }
@@ -380,15 +415,31 @@ fn user_subject(request: &ServiceRequest, body: Option<&[u8]>) -> Option<String>
     Some(sacp_app::user_subject(&token))
 }
 
-fn rate_limit_headers(response: &mut HttpResponse<BoxBody>, decision: &Decision) {
-    if decision.usages.is_empty() {
+/// Longest `RateLimit` value written in place (six limits take about 250 bytes); a longer
+/// one is formatted on the heap.
+const RATELIMIT_INLINE: usize = 512;
+
+/// Sets the `RateLimit-Policy` value (`policy` when it was made ahead, else rendered from
+/// `decision`) and the `RateLimit` value, which is written in place: each header value is
+/// one copy into the response.
+fn rate_limit_headers(
+    response: &mut HttpResponse<BoxBody>,
+    decision: &Decision,
+    policy: Option<HeaderValue>,
+) {
+    if decision.usages().is_empty() {
         return;
     }
     let headers = response.headers_mut();
-    if let Ok(value) = HeaderValue::from_str(&decision.policy_header()) {
+    if let Some(value) = policy.or_else(|| HeaderValue::from_str(&decision.policy_header()).ok()) {
         headers.insert(RATELIMIT_POLICY, value);
     }
-    if let Ok(value) = HeaderValue::from_str(&decision.limit_header()) {
+    let mut text = [0u8; RATELIMIT_INLINE];
+    let value = match decision.write_limit_header(&mut text) {
+        Some(length) => HeaderValue::from_bytes(text.get(..length).unwrap_or(&[])),
+        None => HeaderValue::from_str(&decision.limit_header()),
+    };
+    if let Ok(value) = value {
         headers.insert(RATELIMIT, value);
     }
 }
@@ -403,7 +454,7 @@ fn refuse(
     let peer = request.peer_addr().map(|a| a.ip());
     let mut response = request.error_response(ApiError(refusal.error));
     if let Some(decision) = &refusal.decision {
-        rate_limit_headers(response.response_mut(), decision);
+        rate_limit_headers(response.response_mut(), decision, None);
     }
     if refusal.close {
         response
@@ -424,63 +475,68 @@ fn refuse(
     response
 }
 
+/// Longest resource id an audit event names, in characters.
+const RESOURCE_MAX_CHARS: usize = 128;
+
 /// The id of the resource a request acted on: the created resource's (from `Location`), or
-/// the most specific id in the path (as the router decoded it).
-fn resource_of(response: &ServiceResponse<BoxBody>) -> Option<String> {
+/// the most specific id in the path (as the router decoded it, at most
+/// [`RESOURCE_MAX_CHARS`] characters). Borrowed from the answer.
+fn resource_of(response: &ServiceResponse<BoxBody>) -> Option<&str> {
     let created = response
         .headers()
         .get(header::LOCATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|l| l.rsplit('/').next())
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned);
+        .filter(|s| !s.is_empty());
     created.or_else(|| {
         let params = response.request().match_info();
         ["request_id", "step_up_id", "id"]
             .iter()
             .find_map(|name| params.get(name))
-            .map(|v| v.chars().take(128).collect())
+            .map(|v| match v.char_indices().nth(RESOURCE_MAX_CHARS) {
+                Some((end, _)) => v.get(..end).unwrap_or(v),
+                None => v,
+            })
     })
 }
 
 /// Counts an answered request (traffic) and audits it (see
 /// [`sacp_app::Guardrails::record_answer`]); a request carrying MCP calls is only counted,
-/// each call being audited as the route it mirrors.
+/// each call being audited as the route it mirrors. What the audit names is borrowed: an
+/// answer that is only counted allocates nothing.
 async fn record(
     endpoint: &Endpoint,
     state: &ApiState,
     caller: &Caller,
     response: &ServiceResponse<BoxBody>,
 ) {
+    let status = response.status().as_u16();
+    let key_id = caller.principal().map(|p| &p.key_id);
+    let per_call = endpoint.policy.per_call;
+    if per_call {
+        // Counted as the envelope; each call it carried was audited as its route.
+        state
+            .gateway
+            .guard()
+            .count_request(key_id, endpoint.action, status);
+        return;
+    }
     let subject = response
         .request()
         .extensions()
         .get::<EndUser>()
         .map(|u| u.0.clone());
-    let per_call = endpoint.policy.per_call;
+    let request_id = request_id::shared();
     let answered = sacp_app::Answered {
         caller,
         action: endpoint.action,
-        status: response.status().as_u16(),
-        request_id: request_id::current().unwrap_or_default(),
-        resource: if per_call {
-            None
-        } else {
-            resource_of(response)
-        },
-        subject,
-        changes_state: !per_call && !matches!(endpoint.method, Method::GET | Method::HEAD),
+        status,
+        request_id: request_id.as_deref().unwrap_or_default(),
+        resource: resource_of(response),
+        subject: subject.as_deref(),
+        changes_state: !matches!(endpoint.method, Method::GET | Method::HEAD),
         audit_reads: endpoint.policy.audit_reads,
     };
-    if per_call {
-        // Counted as the envelope; each call it carried was audited as its route.
-        state.gateway.guard().count_request(
-            caller.principal().map(|p| p.key_id.clone()),
-            endpoint.action.to_owned(),
-            answered.status,
-        );
-        return;
-    }
     state.gateway.guard().record_answer(answered).await;
 }
 
@@ -515,6 +571,15 @@ fn canonical_path(request: &ServiceRequest) -> String {
         .join("/")
 }
 
+/// Whether a request takes part in step 7 (see [`idempotent`]): a POST or PATCH with a body
+/// and an `Idempotency-Key`, by a key or the operator.
+fn claims_idempotency(request: &ServiceRequest, caller: &Caller, has_body: bool) -> bool {
+    matches!(*request.method(), Method::POST | Method::PATCH)
+        && has_body
+        && matches!(caller, Caller::Key(_) | Caller::Operator)
+        && request.headers().contains_key(IDEMPOTENCY_KEY)
+}
+
 /// Step 7, idempotent writes: a POST or PATCH with `Idempotency-Key` is claimed for its
 /// caller, method and route with its body's fingerprint. A repeat gets the stored answer
 /// (`Idempotent-Replayed: true`); another body with the same key 422; a repeat while the
@@ -527,17 +592,18 @@ async fn idempotent(
     body: Option<Bytes>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
     let is_write = matches!(*request.method(), Method::POST | Method::PATCH);
-    let header_value = request.headers().get(IDEMPOTENCY_KEY).cloned();
     let caller = match caller {
-        Caller::Key(principal) => Some(principal.key_id.as_str().to_owned()),
-        Caller::Operator => Some("operator".to_owned()),
+        Caller::Key(principal) => Some(principal.key_id.as_str()),
+        Caller::Operator => Some("operator"),
         Caller::Anonymous(_) | Caller::Public => None,
     };
-    let (true, Some(header_value), Some(caller), Some(body)) =
-        (is_write, header_value, caller, body)
-    else {
+    let header_value = is_write
+        .then(|| request.headers().get(IDEMPOTENCY_KEY).cloned())
+        .flatten();
+    let (Some(header_value), Some(caller), Some(body)) = (header_value, caller, body) else {
         return next.call(request).await;
     };
+    let caller = caller.to_owned();
     let key = match header_value
         .to_str()
         .map_err(|_| sacp_domain::idempotency::IdempotencyKeyError::Malformed)
@@ -626,18 +692,19 @@ mod tests {
     #[test]
     fn one_tenant_cannot_take_more_than_its_share() {
         let in_flight = Arc::new(InFlight::new(4, 2));
-        let a1 = in_flight.enter_tenant("org:a");
-        let a2 = in_flight.enter_tenant("org:a");
+        let (a, b): (Arc<str>, Arc<str>) = ("org:a".into(), "org:b".into());
+        let a1 = in_flight.enter_tenant(&a);
+        // Another copy of the key (read again) names the same tenant.
+        let a2 = in_flight.enter_tenant(&Arc::from("org:a"));
         assert!(a1.is_some() && a2.is_some());
-        assert!(
-            in_flight.enter_tenant("org:a").is_none(),
-            "a's share is used"
-        );
-        assert!(in_flight.enter_tenant("org:b").is_some(), "b still gets in");
+        assert!(in_flight.enter_tenant(&a).is_none(), "a's share is used");
+        assert!(in_flight.enter_tenant(&b).is_some(), "b still gets in");
         drop(a1);
+        assert!(in_flight.enter_tenant(&a).is_some(), "given back on drop");
+        drop(a2);
         assert!(
-            in_flight.enter_tenant("org:a").is_some(),
-            "given back on drop"
+            in_flight.tenants().get("org:a").is_none(),
+            "forgotten when idle"
         );
     }
 

@@ -161,10 +161,7 @@ fn query_error(error: QueryPayloadError, request: &HttpRequest) -> actix_web::Er
 }
 
 async fn not_found(request: HttpRequest, state: web::Data<ApiState>) -> HttpResponse {
-    state
-        .gateway
-        .guard()
-        .count_request(None, UNMATCHED.to_owned(), 404);
+    state.gateway.guard().count_request(None, UNMATCHED, 404);
     let mut response = Problem::new(
         "not_found",
         format!(

@@ -9,6 +9,7 @@
 //! it, and its trace id is in every log line of the request.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 use std::time::Instant;
 
 use actix_web::HttpMessage;
@@ -26,7 +27,8 @@ pub const HEADER: &str = "x-request-id";
 
 #[derive(Clone)]
 struct RequestContext {
-    id: String,
+    /// Shared, so that what records the request (audit, traffic) takes it without a copy.
+    id: Arc<str>,
     path: String,
 }
 
@@ -36,6 +38,11 @@ tokio::task_local! {
 
 /// The id of the request being handled, if any.
 pub fn current() -> Option<String> {
+    CONTEXT.try_with(|c| c.id.to_string()).ok()
+}
+
+/// [`current`], shared rather than copied.
+pub fn shared() -> Option<Arc<str>> {
     CONTEXT.try_with(|c| c.id.clone()).ok()
 }
 
@@ -93,7 +100,7 @@ pub async fn middleware(
     // For handlers that run on a task of their own (the MCP SDK's).
     request.extensions_mut().insert(trace.context());
     let context = RequestContext {
-        id: id.clone(),
+        id: Arc::from(id.as_str()),
         path: path.clone(),
     };
     let result = CONTEXT

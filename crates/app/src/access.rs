@@ -5,15 +5,22 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
-use sacp_domain::access::{ApiKey, ApiKeySecret, AuthFailure, KeyLimits, NewKey, Scope, key_id_of};
+use sacp_domain::access::{
+    ApiKey, ApiKeySecret, AuthFailure, KeyLimits, NewKey, Scope, key_bits_of,
+};
+use sacp_domain::ids::ID_RANDOM_BYTES;
 use sacp_domain::{ApiKeyId, RandomSource};
 use sacp_ports::{ApiKeyRepository, Clock, RepositoryError};
 use tokio::sync::watch;
 
 use super::refresh::{Serve, serve};
-use super::{Answering, AppError, CAS_ATTEMPTS};
+use super::{Answering, AppError, CAS_ATTEMPTS, LimitSettings};
+use crate::limits::LimitPlan;
 
 /// Who is calling: the integration behind an authenticated key.
+///
+/// Made once per cached copy of the key (see [`Keys::authenticate`]) and shared by the
+/// requests it admits: what they need from the key is computed here, never per request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Principal {
     /// The key.
@@ -24,6 +31,10 @@ pub struct Principal {
     pub scopes: BTreeSet<Scope>,
     /// Its rate limit and daily quota.
     pub limits: KeyLimits,
+    /// `org:<org>`: whose share of the in-flight requests and organisation limit it uses.
+    pub tenant: Arc<str>,
+    /// Its rate limits and quotas, per operation.
+    pub plan: LimitPlan,
 }
 
 impl Principal {
@@ -41,8 +52,8 @@ impl Principal {
 pub enum Caller {
     /// Nobody had to be: a public route.
     Public,
-    /// An integration, by its key.
-    Key(Principal),
+    /// An integration, by its key (shared with the key's cached copy).
+    Key(Arc<Principal>),
     /// The operator, by the admin token.
     Operator,
     /// A caller without a key, admitted by the anonymous tier (catalog reads only).
@@ -127,7 +138,7 @@ struct Reading {
 /// requests wake, and read on their own if no copy was cached.
 struct ReadingGuard<'a> {
     keys: &'a Keys,
-    id: &'a ApiKeyId,
+    bits: [u8; ID_RANDOM_BYTES],
     done: watch::Sender<bool>,
     /// Tells this read's entry from a later one's.
     mine: watch::Receiver<bool>,
@@ -138,10 +149,10 @@ impl Drop for ReadingGuard<'_> {
         let mut cache = self.keys.cache();
         if cache
             .reading
-            .get(self.id)
+            .get(&self.bits)
             .is_some_and(|reading| self.mine.same_channel(&reading.done))
         {
-            cache.reading.remove(self.id);
+            cache.reading.remove(&self.bits);
         }
         drop(cache);
         self.done.send_replace(true);
@@ -150,20 +161,32 @@ impl Drop for ReadingGuard<'_> {
 
 /// A key read from storage: when, and whether a request is reading it again.
 struct CachedKey {
-    key: ApiKey,
+    key: Arc<ApiKey>,
+    /// The principal it authenticates as, made when it was read.
+    principal: Arc<Principal>,
+    /// Its last use as recorded here (uses are noted at most once a minute).
+    last_used_at: Option<DateTime<Utc>>,
     read_at: DateTime<Utc>,
     refreshing: bool,
 }
 
-/// Keys read from storage.
+/// Keys read from storage, by their id's bits ([`ApiKeyId::to_bits`]): a presented secret
+/// is looked up without an id being built.
 #[derive(Default)]
 struct KeyCache {
-    entries: HashMap<ApiKeyId, CachedKey>,
+    entries: HashMap<[u8; ID_RANDOM_BYTES], CachedKey>,
     /// Moves on every forget: a read that started before a change must not put the key
     /// it read (perhaps from before the change) back into the cache.
     generation: u64,
     /// Reads in progress, by key.
-    reading: HashMap<ApiKeyId, Reading>,
+    reading: HashMap<[u8; ID_RANDOM_BYTES], Reading>,
+}
+
+/// What the cache holds for one key.
+struct Found {
+    key: Arc<ApiKey>,
+    principal: Arc<Principal>,
+    last_used_at: Option<DateTime<Utc>>,
 }
 
 /// Key use cases: they need only the key repository, a clock and randomness.
@@ -175,6 +198,8 @@ pub struct Keys {
     /// Uses not written yet, by key (the first use of a minute).
     pending_uses: Arc<Mutex<HashMap<ApiKeyId, DateTime<Utc>>>>,
     cache: Arc<Mutex<KeyCache>>,
+    /// The gateway-wide limits, for each key's [`LimitPlan`].
+    limits: LimitSettings,
 }
 
 impl std::fmt::Debug for Keys {
@@ -191,11 +216,12 @@ fn not_found(error: RepositoryError) -> AppError {
 }
 
 impl Keys {
-    /// Key use cases over these ports.
+    /// Key use cases over these ports; the keys' limit plans use the gateway-wide `limits`.
     pub fn new(
         repo: Arc<dyn ApiKeyRepository>,
         clock: Arc<dyn Clock>,
         random: Arc<dyn RandomSource>,
+        limits: LimitSettings,
     ) -> Keys {
         Keys {
             repo,
@@ -203,6 +229,7 @@ impl Keys {
             random,
             pending_uses: Arc::default(),
             cache: Arc::default(),
+            limits,
         }
     }
 
@@ -217,7 +244,7 @@ impl Keys {
     pub fn forget(&self, id: &ApiKeyId) {
         let mut cache = self.cache();
         cache.generation = cache.generation.wrapping_add(1);
-        cache.entries.remove(id);
+        cache.entries.remove(&id.to_bits());
     }
 
     /// Drops every cached key (changes may have been missed).
@@ -227,12 +254,30 @@ impl Keys {
         cache.entries.clear();
     }
 
-    /// The key `id`, from memory when it was read less than [`KEY_CACHE_MAX_AGE`] ago and
-    /// has not changed since, else from storage (then kept).
-    async fn cached(&self, id: &ApiKeyId, now: DateTime<Utc>) -> Result<ApiKey, RepositoryError> {
+    /// The principal a key authenticates as: made once per copy read from storage.
+    fn principal_of(&self, key: &ApiKey) -> Principal {
+        let tenant: Arc<str> = format!("org:{}", key.org()).into();
+        Principal {
+            key_id: key.id().clone(),
+            org: key.org().to_owned(),
+            scopes: key.scopes().clone(),
+            limits: key.limits(),
+            plan: LimitPlan::new(key.id(), tenant.clone(), key.limits(), self.limits),
+            tenant,
+        }
+    }
+
+    /// The key whose id has `bits`, from memory when it was read less than
+    /// [`KEY_CACHE_MAX_AGE`] ago and has not changed since, else from storage (then kept,
+    /// with the principal it authenticates as).
+    async fn cached(
+        &self,
+        bits: [u8; ID_RANDOM_BYTES],
+        now: DateTime<Utc>,
+    ) -> Result<Found, RepositoryError> {
         let joined = {
             let mut cache = self.cache();
-            if let Some(cached) = cache.entries.get_mut(id)
+            if let Some(cached) = cache.entries.get_mut(&bits)
                 && cached.read_at <= now
                 && serve(
                     now - cached.read_at,
@@ -241,10 +286,14 @@ impl Keys {
                     &mut cached.refreshing,
                 ) == Serve::Cached
             {
-                return Ok(cached.key.clone());
+                return Ok(Found {
+                    key: cached.key.clone(),
+                    principal: cached.principal.clone(),
+                    last_used_at: cached.last_used_at,
+                });
             }
             let generation = cache.generation;
-            cache.reading.get(id).and_then(|reading| {
+            cache.reading.get(&bits).and_then(|reading| {
                 (reading.generation == generation
                     && reading.started <= now
                     && now - reading.started < KEY_READ_JOIN)
@@ -255,19 +304,27 @@ impl Keys {
             && done.wait_for(|done| *done).await.is_ok()
         {
             let cache = self.cache();
-            if let Some(cached) = cache.entries.get(id)
+            if let Some(cached) = cache.entries.get(&bits)
                 && cache.generation == generation
                 && cached.read_at >= started
             {
-                return Ok(cached.key.clone());
+                return Ok(Found {
+                    key: cached.key.clone(),
+                    principal: cached.principal.clone(),
+                    last_used_at: cached.last_used_at,
+                });
             }
         }
-        self.read(id, now).await
+        self.read(bits, now).await
     }
 
-    /// Reads the key `id` from storage and caches it, as the [`Reading`] other requests for
-    /// it may join.
-    async fn read(&self, id: &ApiKeyId, now: DateTime<Utc>) -> Result<ApiKey, RepositoryError> {
+    /// Reads the key whose id has `bits` from storage and caches it, as the [`Reading`]
+    /// other requests for it may join.
+    async fn read(
+        &self,
+        bits: [u8; ID_RANDOM_BYTES],
+        now: DateTime<Utc>,
+    ) -> Result<Found, RepositoryError> {
         let (done, receiver) = watch::channel(false);
         let generation = {
             let mut cache = self.cache();
@@ -277,16 +334,18 @@ impl Keys {
                 generation,
                 done: receiver.clone(),
             };
-            cache.reading.insert(id.clone(), reading);
+            cache.reading.insert(bits, reading);
             generation
         };
         let _reading = ReadingGuard {
             keys: self,
-            id,
+            bits,
             done,
             mine: receiver,
         };
-        let key = self.repo.get(id).await?;
+        let key = Arc::new(self.repo.get(&ApiKeyId::from_bits(bits)).await?);
+        let principal = Arc::new(self.principal_of(&key));
+        let last_used_at = key.last_used_at();
         let mut cache = self.cache();
         if cache.generation == generation {
             if cache.entries.len() >= KEY_CACHE_CAPACITY {
@@ -294,12 +353,18 @@ impl Keys {
             }
             let cached = CachedKey {
                 key: key.clone(),
+                principal: principal.clone(),
+                last_used_at,
                 read_at: now,
                 refreshing: false,
             };
-            cache.entries.insert(id.clone(), cached);
+            cache.entries.insert(bits, cached);
         }
-        Ok(key)
+        Ok(Found {
+            key,
+            principal,
+            last_used_at,
+        })
     }
 
     /// The current time.
@@ -310,37 +375,37 @@ impl Keys {
     /// Authenticates the secret of an `X-API-Key` header. The key is served from memory (see
     /// [`Keys::cached`]); a change to it anywhere drops that copy at once, through
     /// [`Keys::forget`], so a revocation takes effect on every replica within the change
-    /// listener's delay.
-    pub async fn authenticate(&self, presented: Option<&str>) -> Result<Principal, AppError> {
+    /// listener's delay. A key served from memory is authenticated without allocating: its
+    /// principal is the copy's own.
+    pub async fn authenticate(&self, presented: Option<&str>) -> Result<Arc<Principal>, AppError> {
         let presented = presented
             .map(str::trim)
             .filter(|p| !p.is_empty())
             .ok_or(AppError::ApiKeyRequired)?;
-        let id = key_id_of(presented).ok_or(AppError::ApiKeyRefused(AuthFailure::Invalid))?;
+        let bits = key_bits_of(presented).ok_or(AppError::ApiKeyRefused(AuthFailure::Invalid))?;
         let now = self.clock.now();
-        let key = self.cached(&id, now).await.map_err(|e| match e {
+        let found = self.cached(bits, now).await.map_err(|e| match e {
             RepositoryError::NotFound => AppError::ApiKeyRefused(AuthFailure::Invalid),
             other => AppError::Storage(other),
         })?;
-        key.authenticate(presented, now)
+        found
+            .key
+            .authenticate(presented, now)
             .map_err(AppError::ApiKeyRefused)?;
-        if key
-            .last_used_at()
+        if found
+            .last_used_at
             .is_none_or(|last| now - last >= LAST_USE_RESOLUTION)
         {
-            self.uses().entry(key.id().clone()).or_insert(now);
+            self.uses().entry(found.key.id().clone()).or_insert(now);
             // The cached copy learns of the use too, or every request until it is read
             // again would note one.
-            if let Some(cached) = self.cache().entries.get_mut(key.id()) {
-                cached.key.note_use(now);
+            if let Some(cached) = self.cache().entries.get_mut(&bits)
+                && cached.last_used_at.is_none_or(|last| last < now)
+            {
+                cached.last_used_at = Some(now);
             }
         }
-        Ok(Principal {
-            key_id: key.id().clone(),
-            org: key.org().to_owned(),
-            scopes: key.scopes().clone(),
-            limits: key.limits(),
-        })
+        Ok(found.principal)
     }
 
     fn uses(&self) -> std::sync::MutexGuard<'_, HashMap<ApiKeyId, DateTime<Utc>>> {
@@ -572,7 +637,12 @@ mod tests {
             reads: AtomicUsize::new(0),
         });
         let clock = Arc::new(Now(Mutex::new(now)));
-        let keys = Keys::new(repo.clone(), clock.clone(), random);
+        let keys = Keys::new(
+            repo.clone(),
+            clock.clone(),
+            random,
+            LimitSettings::default(),
+        );
         (keys, repo, clock, secret.expose().to_owned())
     }
 

@@ -10,7 +10,8 @@ use chrono::{DateTime, DurationRound, TimeDelta, Utc};
 use sacp_domain::ApiKeyId;
 use sacp_domain::audit::{AuditEvent, AuditOutcome, TrafficCount};
 use sacp_domain::idempotency::{Answer, Begin, Claim, IdempotencyScope, StoredResponse};
-use sacp_domain::ratelimit::{Decision, Limit, Usage};
+use sacp_domain::ids::ID_RANDOM_BYTES;
+use sacp_domain::ratelimit::{CounterAt, Decision, INLINE_USAGES, Limit, Usage};
 use sacp_domain::switches::{Operation, Switches};
 use sacp_ports::telemetry;
 use sacp_ports::{AuditLog, Clock, IdempotencyStore, RateCounters, SwitchBoard, TrafficLog};
@@ -115,7 +116,10 @@ struct CachedSwitches {
     refreshing: bool,
 }
 
-type TrafficKey = (DateTime<Utc>, Option<ApiKeyId>, String, u16);
+/// A traffic count's minute (minutes since the epoch), key (by its id's bits, see
+/// [`ApiKeyId::to_bits`]), route and status: copied, not allocated, for each answered
+/// request.
+type TrafficKey = (i64, Option<[u8; ID_RANDOM_BYTES]>, &'static str, u16);
 
 /// A request refused by a guardrail before its handler ran (authentication, a scope, a limit,
 /// a switch, the capacity, an unreadable body). Refusals are audited counted per source,
@@ -140,7 +144,8 @@ pub struct Refused {
 
 type RefusalKey = (DateTime<Utc>, String, &'static str, u16);
 
-/// An answered request or tool call, for [`Guardrails::record_answer`].
+/// An answered request or tool call, for [`Guardrails::record_answer`]. It borrows what it
+/// names: only an answer that is audited copies it.
 #[derive(Debug)]
 pub struct Answered<'a> {
     /// Who called.
@@ -150,11 +155,11 @@ pub struct Answered<'a> {
     /// The status answered.
     pub status: u16,
     /// The request id.
-    pub request_id: String,
+    pub request_id: &'a str,
     /// The resource acted on, when one was named.
-    pub resource: Option<String>,
+    pub resource: Option<&'a str>,
     /// The end user, when a wallet token was introspected.
-    pub subject: Option<String>,
+    pub subject: Option<&'a str>,
     /// Whether the route changes state (every answer is then audited).
     pub changes_state: bool,
     /// Whether its reads are audited too (the admin API's).
@@ -226,28 +231,76 @@ impl Guardrails {
     /// Counts one request against every limit in `limits` and returns each one's usage (for
     /// the `RateLimit` headers). A refused request (see [`Guardrails::refusal`]) is taken
     /// back off every counter: refusals do not use up quota.
+    ///
+    /// With counters this process keeps ([`RateCounters::hit_now`]) and no more limits than a
+    /// [`Decision`] holds in place, an admitted request allocates nothing here.
     pub async fn admit(&self, limits: &[Limit]) -> Result<Decision, AppError> {
         if limits.is_empty() {
-            return Ok(Decision { usages: Vec::new() });
+            return Ok(Decision::none());
         }
         let now = self.clock.now();
-        let counters: Vec<_> = limits.iter().map(|l| l.counter(now)).collect();
-        let counts = self.ports.counters.hit(&counters).await?;
-        let decision = Decision {
-            usages: limits
-                .iter()
-                .zip(counts)
-                .map(|(limit, count)| Usage::new(limit, count, now))
-                .collect(),
+        let decision = match self.counted_now(limits, now) {
+            Some(counted) => counted?,
+            // Shared counters are asked in a future of their own, so that the in-process
+            // path's stays small.
+            None => Box::pin(self.counted_shared(limits, now)).await?,
         };
         if decision.allowed() {
             return Ok(decision);
         }
+        Ok(Box::pin(self.release(limits, now, decision)).await)
+    }
+
+    /// Counts at once, in place, when the counters are this process's (see
+    /// [`RateCounters::hit_now`]); `None` when they must be asked.
+    fn counted_now(
+        &self,
+        limits: &[Limit],
+        now: DateTime<Utc>,
+    ) -> Option<Result<Decision, AppError>> {
+        let mut at_once = [CounterAt::default(); INLINE_USAGES];
+        let mut counts = [0u64; INLINE_USAGES];
+        let at_once = at_once.get_mut(..limits.len())?;
+        let counts = counts.get_mut(..limits.len())?;
+        for (counter, limit) in at_once.iter_mut().zip(limits) {
+            *counter = limit.counter_at(now);
+        }
+        let counted = self.ports.counters.hit_now(at_once, counts)?;
+        Some(counted.map_err(AppError::from).map(|()| {
+            limits
+                .iter()
+                .zip(at_once.iter())
+                .zip(counts.iter())
+                .map(|((limit, counter), &count)| {
+                    Usage::at(*limit.policy(), count, counter.window_end, now)
+                })
+                .collect()
+        }))
+    }
+
+    /// Counts with [`RateCounters::hit`].
+    async fn counted_shared(
+        &self,
+        limits: &[Limit],
+        now: DateTime<Utc>,
+    ) -> Result<Decision, AppError> {
+        let counters: Vec<_> = limits.iter().map(|l| l.counter(now)).collect();
+        let counts = self.ports.counters.hit(&counters).await?;
+        Ok(limits
+            .iter()
+            .zip(counts)
+            .map(|(limit, count)| Usage::new(limit, count, now))
+            .collect())
+    }
+
+    /// Takes a refused request back off every counter it was counted on.
+    async fn release(&self, limits: &[Limit], now: DateTime<Utc>, decision: Decision) -> Decision {
+        let counters: Vec<_> = limits.iter().map(|l| l.counter(now)).collect();
         if let Err(e) = self.ports.counters.release(&counters).await {
             tracing::warn!(error = %e, "could not release refused rate-limit counts");
-            return Ok(decision);
+            return decision;
         }
-        Ok(decision.released())
+        decision.released()
     }
 
     /// The error refusing a request under `decision`, if any limit is exceeded.
@@ -375,26 +428,29 @@ impl Guardrails {
 
     /// Counts an answered request or tool call (traffic) and writes its audit event — before
     /// the answer leaves — when it changed state, was a read of an audited kind, or refused a
-    /// credential. A failed write is logged; the answer stands.
+    /// credential. A failed write is logged; the answer stands. An answer that is only
+    /// counted allocates nothing.
     pub async fn record_answer(&self, answer: Answered<'_>) {
         let principal = answer.caller.principal();
-        self.count_request(
-            principal.map(|p| p.key_id.clone()),
-            answer.action.to_owned(),
-            answer.status,
-        );
+        self.count_request(principal.map(|p| &p.key_id), answer.action, answer.status);
         let refused_credential = matches!(answer.status, 401 | 403);
-        if !(answer.changes_state || answer.audit_reads || refused_credential) {
-            return;
+        if answer.changes_state || answer.audit_reads || refused_credential {
+            // In a future of its own: an answer that is only counted does not carry it.
+            Box::pin(self.audit_answer(answer)).await;
         }
+    }
+
+    /// Writes the audit event of an answer (see [`Guardrails::record_answer`]).
+    async fn audit_answer(&self, answer: Answered<'_>) {
+        let principal = answer.caller.principal();
         let event = AuditEvent {
             at: self.now(),
-            request_id: answer.request_id,
+            request_id: answer.request_id.to_owned(),
             key_id: principal.map(|p| p.key_id.clone()),
             org: principal.map(|p| p.org.clone()),
-            subject: answer.subject,
+            subject: answer.subject.map(str::to_owned),
             action: answer.action.to_owned(),
-            resource: answer.resource,
+            resource: answer.resource.map(str::to_owned),
             outcome: AuditOutcome::of_status(answer.status),
             status: answer.status,
             source: None,
@@ -418,11 +474,7 @@ impl Guardrails {
         request_id: String,
     ) {
         let principal = caller.and_then(Caller::principal);
-        self.count_request(
-            principal.map(|p| p.key_id.clone()),
-            action.to_owned(),
-            status,
-        );
+        self.count_request(principal.map(|p| &p.key_id), action, status);
         self.note_refusal(Refused {
             at: self.now(),
             request_id,
@@ -493,8 +545,9 @@ impl Guardrails {
     }
 
     /// Counts one answered request (kept in memory, written by [`Guardrails::flush`]).
-    pub fn count_request(&self, key: Option<ApiKeyId>, route: String, status: u16) {
-        let minute = minute_of(self.clock.now());
+    pub fn count_request(&self, key: Option<&ApiKeyId>, route: &'static str, status: u16) {
+        let minute = self.clock.now().timestamp().div_euclid(60);
+        let key = key.map(ApiKeyId::to_bits);
         *lock(&self.pending_traffic)
             .entry((minute, key, route, status))
             .or_insert(0) += 1;
@@ -510,25 +563,25 @@ impl Guardrails {
 
     /// Writes the counted traffic to storage.
     async fn flush_traffic(&self) -> Result<(), AppError> {
-        let pending: Vec<TrafficCount> = lock(&self.pending_traffic)
-            .drain()
-            .map(|((minute, key_id, route, status), count)| TrafficCount {
-                minute,
-                key_id,
-                route,
+        let pending: Vec<(TrafficKey, u64)> = lock(&self.pending_traffic).drain().collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let counts: Vec<TrafficCount> = pending
+            .iter()
+            .map(|&((minute, key, route, status), count)| TrafficCount {
+                minute: DateTime::from_timestamp(minute.saturating_mul(60), 0).unwrap_or_default(),
+                key_id: key.map(ApiKeyId::from_bits),
+                route: route.to_owned(),
                 status,
                 count,
             })
             .collect();
-        if pending.is_empty() {
-            return Ok(());
-        }
-        if let Err(error) = self.ports.traffic.add(&pending).await {
+        if let Err(error) = self.ports.traffic.add(&counts).await {
             // Put them back: the next flush tries again.
             let mut map = lock(&self.pending_traffic);
-            for c in pending {
-                *map.entry((c.minute, c.key_id, c.route, c.status))
-                    .or_insert(0) += c.count;
+            for (key, count) in pending {
+                *map.entry(key).or_insert(0) += count;
             }
             return Err(error.into());
         }

@@ -38,7 +38,7 @@ pub use charge::{ClaimedWork, DueWork};
 pub use checkout::CheckoutChanges;
 pub use error::{AppError, Upstream};
 pub use guard::{Answered, Answering, GuardPorts, Guardrails, LimitSettings, Refused};
-pub use limits::user_subject;
+pub use limits::{LimitPlan, user_subject};
 pub use payment::{CompleteOutcome, PaymentStatusView};
 pub use retention::{Retention, Retired};
 pub use step_up::StepUpView;
@@ -143,7 +143,7 @@ impl Gateway {
     ) -> Gateway {
         let ended_kept = config.retention.ended;
         Gateway {
-            keys: Keys::new(keys, clock.clone(), random.clone()),
+            keys: Keys::new(keys, clock.clone(), random.clone(), config.limits),
             guard: Guardrails::new(guard, clock.clone(), config.limits),
             store,
             wallet,

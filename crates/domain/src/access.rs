@@ -125,30 +125,31 @@ pub const MIN_OPERATOR_SECRET_LEN: usize = 32;
 /// (`sacp_<id>_<random>`), or for an operator-chosen secret (the bootstrap key) an id derived
 /// from its hash. `None` when the text cannot be a key secret at all.
 pub fn key_id_of(secret: &str) -> Option<ApiKeyId> {
+    key_bits_of(secret).map(ApiKeyId::from_bits)
+}
+
+/// The 128 bits of the id [`key_id_of`] finds (see [`ApiKeyId::to_bits`]), found without
+/// allocating: what a cache of keys looks a presented secret up by.
+pub fn key_bits_of(secret: &str) -> Option<[u8; ids::ID_RANDOM_BYTES]> {
     let generated = secret.strip_prefix(SECRET_PREFIX).and_then(|rest| {
         let (id, random) = rest.rsplit_once('_')?;
         let random_ok = random.len() == 52 && ids::is_base32(random);
-        random_ok
-            .then(|| ApiKeyId::parse(&format!("key_{id}")).ok())
-            .flatten()
+        random_ok.then(|| ids::encoded_bits(id)).flatten()
     });
-    generated.or_else(|| (secret.len() >= MIN_OPERATOR_SECRET_LEN).then(|| derived_id(secret)))
+    generated.or_else(|| (secret.len() >= MIN_OPERATOR_SECRET_LEN).then(|| derived_bits(secret)))
 }
 
-/// The id of a key whose secret an operator chose: 128 bits of a hash of the secret.
-fn derived_id(secret: &str) -> ApiKeyId {
-    struct HashBytes([u8; 32]);
-    impl RandomSource for HashBytes {
-        fn fill_bytes(&self, dest: &mut [u8]) {
-            for (byte, source) in dest.iter_mut().zip(self.0.iter().cycle()) {
-                *byte = *source;
-            }
-        }
-    }
-    // A different hash input than the stored hash, so the id reveals nothing about it.
-    ApiKeyId::generate(&HashBytes(
-        Sha256::digest(format!("key-id:{secret}")).into(),
-    ))
+/// The id of a key whose secret an operator chose: 128 bits of a hash of the secret (a
+/// different hash input than the stored hash, so the id reveals nothing about it).
+fn derived_bits(secret: &str) -> [u8; ids::ID_RANDOM_BYTES] {
+    let digest: [u8; 32] = Sha256::new()
+        .chain_update(b"key-id:")
+        .chain_update(secret.as_bytes())
+        .finalize()
+        .into();
+    let mut bits = [0u8; ids::ID_RANDOM_BYTES];
+    bits.copy_from_slice(&digest[..ids::ID_RANDOM_BYTES]);
+    bits
 }
 
 fn new_secret(id: &ApiKeyId, random: &dyn RandomSource) -> (ApiKeySecret, SecretHash) {
@@ -379,7 +380,7 @@ impl ApiKey {
         }
         Ok(ApiKey {
             record: ApiKeyRecord {
-                id: derived_id(secret),
+                id: ApiKeyId::from_bits(derived_bits(secret)),
                 name: new.name.trim().to_owned(),
                 org: new.org.trim().to_owned(),
                 scopes: new.scopes,
@@ -686,6 +687,23 @@ mod tests {
         assert_eq!(key.authenticate(secret, t(1)), Ok(()));
         assert!(ApiKey::with_operator_secret(new_key(), "short", t(0)).is_err());
         assert_eq!(key_id_of("short"), None);
+    }
+
+    #[test]
+    fn an_operator_chosen_secret_keeps_the_id_it_always_had() {
+        // The derivation bootstrap keys in existing databases were created with: the first
+        // 128 bits of SHA-256("key-id:" + secret).
+        let secret = "an-operator-chosen-secret-of-40-characters";
+        let digest = Sha256::digest(format!("key-id:{secret}"));
+        let bits: [u8; 16] = digest[..16].try_into().unwrap();
+        assert_eq!(key_id_of(secret), Some(ApiKeyId::from_bits(bits)));
+        assert_eq!(key_bits_of(secret), Some(bits));
+        let (id, _) = new_secret(&ApiKeyId::from_bits([7; 16]), &Counter(0.into()));
+        assert_eq!(
+            key_bits_of(id.expose()),
+            Some([7; 16]),
+            "a generated secret's own id"
+        );
     }
 
     #[test]

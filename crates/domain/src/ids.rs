@@ -66,12 +66,18 @@ fn decode(text: &str) -> [u8; ID_RANDOM_BYTES] {
 fn is_encoded_bits(text: &str) -> bool {
     const PADDING_BITS: usize = ENCODED_LEN * 5 - ID_RANDOM_BYTES * 8;
     text.len() == ENCODED_LEN
-        && text.bytes().all(|b| ALPHABET.contains(&b))
+        && text.bytes().all(|b| alphabet_value(b).is_some())
         && text
             .bytes()
             .last()
             .and_then(alphabet_value)
             .is_some_and(|value| usize::from(value) & ((1 << PADDING_BITS) - 1) == 0)
+}
+
+/// The 128 bits `text` (an id's random part, without its prefix) spells, when it is the one
+/// spelling [`encode`] makes of them: what parsing the id would accept, without building it.
+pub fn encoded_bits(text: &str) -> Option<[u8; ID_RANDOM_BYTES]> {
+    is_encoded_bits(text).then(|| decode(text))
 }
 
 /// The 5-bit value a character of [`ALPHABET`] stands for.
@@ -90,7 +96,7 @@ pub fn base32(bytes: &[u8]) -> String {
 
 /// Whether `text` uses only the base32 alphabet of [`base32`].
 pub fn is_base32(text: &str) -> bool {
-    text.bytes().all(|b| ALPHABET.contains(&b))
+    text.bytes().all(|b| alphabet_value(b).is_some())
 }
 
 /// Error returned when text is not an id of the expected kind.

@@ -4,11 +4,16 @@
 //!
 //! The counting itself happens in storage shared by every replica; this module owns the
 //! arithmetic: which window a moment falls in, when it resets, and what to tell the client.
+//!
+//! A request that passes allocates nothing here: a [`Limit`] carries its counter's name
+//! (made once, when the limit is), [`CounterAt`] borrows it, a [`Decision`] keeps up to
+//! [`INLINE_USAGES`] usages in place, and [`Decision::write_limit_header`] writes the
+//! `RateLimit` value into the caller's buffer.
 
 use chrono::{DateTime, TimeZone, Utc};
 
 /// One limit: at most `limit` requests per `window_secs`, named for the headers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Policy {
     /// Name shown in the headers, e.g. `key-minute`.
     pub name: &'static str,
@@ -41,10 +46,9 @@ impl Policy {
 /// A policy applied to one subject (a key, an org, an end user, a client address).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limit {
-    /// The policy.
-    pub policy: Policy,
-    /// Whose requests it counts, e.g. `key:key_abc`, `org:acme`, `ip:203.0.113.9`.
-    pub subject: String,
+    policy: Policy,
+    /// `policy:subject`: the name of its counters, made once.
+    counter_name: String,
 }
 
 /// The counter a [`Limit`] uses at one moment: one per subject, policy and window.
@@ -58,21 +62,65 @@ pub struct Counter {
     pub window_end: DateTime<Utc>,
 }
 
+/// A [`Counter`] borrowing its name from its [`Limit`]: what storage that counts in this
+/// process is asked with, without a name being copied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct CounterAt<'a> {
+    /// Unique name: policy, subject.
+    pub name: &'a str,
+    /// Start of the window the moment falls in.
+    pub window_start: DateTime<Utc>,
+    /// When the counter may be forgotten (the window's end).
+    pub window_end: DateTime<Utc>,
+}
+
+impl CounterAt<'_> {
+    /// The same counter owning its name.
+    pub fn to_counter(&self) -> Counter {
+        Counter {
+            name: self.name.to_owned(),
+            window_start: self.window_start,
+            window_end: self.window_end,
+        }
+    }
+}
+
 impl Limit {
-    /// A limit of `policy` over `subject`.
-    pub fn new(policy: Policy, subject: impl Into<String>) -> Limit {
+    /// A limit of `policy` over `subject` (e.g. `key:key_abc`, `org:acme`,
+    /// `ip:203.0.113.9`).
+    pub fn new(policy: Policy, subject: impl AsRef<str>) -> Limit {
+        let subject = subject.as_ref();
+        let mut counter_name = String::with_capacity(policy.name.len() + 1 + subject.len());
+        counter_name.push_str(policy.name);
+        counter_name.push(':');
+        counter_name.push_str(subject);
         Limit {
             policy,
-            subject: subject.into(),
+            counter_name,
         }
+    }
+
+    /// The policy.
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The name of its counters: `policy:subject`, e.g. `key-minute:key:key_abc`.
+    pub fn counter_name(&self) -> &str {
+        &self.counter_name
     }
 
     /// The counter for the window containing `now`. Windows are aligned on the Unix epoch,
     /// so every replica computes the same window for the same moment.
     pub fn counter(&self, now: DateTime<Utc>) -> Counter {
+        self.counter_at(now).to_counter()
+    }
+
+    /// [`Limit::counter`], borrowing the name.
+    pub fn counter_at(&self, now: DateTime<Utc>) -> CounterAt<'_> {
         let (window_start, window_end) = self.window(now);
-        Counter {
-            name: format!("{}:{}", self.policy.name, self.subject),
+        CounterAt {
+            name: &self.counter_name,
             window_start,
             window_end,
         }
@@ -88,7 +136,7 @@ impl Limit {
 }
 
 /// A limit with the count its window has reached, this request included.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Usage {
     /// The policy.
     pub policy: Policy,
@@ -101,12 +149,30 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// What fills the unused places of a [`Decision`].
+    const UNUSED: Usage = Usage {
+        policy: Policy {
+            name: "",
+            limit: 0,
+            window_secs: 0,
+        },
+        count: 0,
+        reset_secs: 0,
+        released: false,
+    };
+
     /// Usage of `limit` at `now` once its counter reached `count`.
     pub fn new(limit: &Limit, count: u64, now: DateTime<Utc>) -> Usage {
         let (_, window_end) = limit.window(now);
+        Usage::at(limit.policy, count, window_end, now)
+    }
+
+    /// [`Usage::new`] of a limit of `policy` whose window at `now` ends at `window_end` (its
+    /// [`CounterAt`]'s), without working the window out again.
+    pub fn at(policy: Policy, count: u64, window_end: DateTime<Utc>, now: DateTime<Utc>) -> Usage {
         let reset = (window_end - now).num_seconds().max(1);
         Usage {
-            policy: limit.policy.clone(),
+            policy,
             count,
             reset_secs: u64::try_from(reset).unwrap_or(1),
             released: false,
@@ -125,18 +191,102 @@ impl Usage {
     }
 }
 
+/// How many usages a [`Decision`] holds in place (more are kept on the heap): more than any
+/// call counts against (a key's request, its operation's and its end user's limits: six).
+pub const INLINE_USAGES: usize = 8;
+
+/// Every usage of a decision, in place while they fit.
+#[derive(Debug, Clone)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "in place is the point: a request's usages without a heap allocation"
+)]
+enum Usages {
+    Inline {
+        items: [Usage; INLINE_USAGES],
+        len: usize,
+    },
+    Heap(Vec<Usage>),
+}
+
 /// The verdict over every limit that applies to a request.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Decision {
-    /// Every limit's usage, in the order given.
-    pub usages: Vec<Usage>,
+    usages: Usages,
+}
+
+impl PartialEq for Decision {
+    fn eq(&self, other: &Decision) -> bool {
+        self.usages() == other.usages()
+    }
+}
+
+impl Eq for Decision {}
+
+impl Default for Decision {
+    fn default() -> Decision {
+        Decision::none()
+    }
+}
+
+impl FromIterator<Usage> for Decision {
+    fn from_iter<I: IntoIterator<Item = Usage>>(usages: I) -> Decision {
+        let mut decision = Decision::none();
+        for usage in usages {
+            decision.push(usage);
+        }
+        decision
+    }
 }
 
 impl Decision {
+    /// The decision of a request no limit applies to.
+    pub const fn none() -> Decision {
+        Decision {
+            usages: Usages::Inline {
+                items: [Usage::UNUSED; INLINE_USAGES],
+                len: 0,
+            },
+        }
+    }
+
+    /// Adds the next limit's usage.
+    pub fn push(&mut self, usage: Usage) {
+        match &mut self.usages {
+            Usages::Inline { items, len } => match items.get_mut(*len) {
+                Some(slot) => {
+                    *slot = usage;
+                    *len += 1;
+                }
+                None => {
+                    let mut spilled = items.to_vec();
+                    spilled.push(usage);
+                    self.usages = Usages::Heap(spilled);
+                }
+            },
+            Usages::Heap(items) => items.push(usage),
+        }
+    }
+
+    /// Every limit's usage, in the order given.
+    pub fn usages(&self) -> &[Usage] {
+        match &self.usages {
+            Usages::Inline { items, len } => items.get(..*len).unwrap_or(&[]),
+            Usages::Heap(items) => items,
+        }
+    }
+
+    fn usages_mut(&mut self) -> &mut [Usage] {
+        match &mut self.usages {
+            Usages::Inline { items, len } => items.get_mut(..*len).unwrap_or(&mut []),
+            Usages::Heap(items) => items,
+        }
+    }
+
     /// The same decision for a refused request taken back off every counter: what remains
     /// does not count it.
     pub fn released(mut self) -> Decision {
-        for usage in &mut self.usages {
+        for usage in self.usages_mut() {
             usage.released = true;
         }
         self
@@ -144,17 +294,17 @@ impl Decision {
 
     /// Whether the request may proceed: no limit exceeded.
     pub fn allowed(&self) -> bool {
-        !self.usages.iter().any(Usage::exceeded)
+        !self.usages().iter().any(Usage::exceeded)
     }
 
     /// The first exceeded policy, if any.
     pub fn exceeded(&self) -> Option<&Usage> {
-        self.usages.iter().find(|u| u.exceeded())
+        self.usages().iter().find(|u| u.exceeded())
     }
 
     /// Seconds the client should wait: the longest reset among exceeded limits.
     pub fn retry_after_secs(&self) -> Option<u64> {
-        self.usages
+        self.usages()
             .iter()
             .filter(|u| u.exceeded())
             .map(|u| u.reset_secs)
@@ -163,33 +313,118 @@ impl Decision {
 
     /// `RateLimit-Policy` value: every policy, e.g. `"key-minute";q=600;w=60`.
     pub fn policy_header(&self) -> String {
-        self.usages
-            .iter()
-            .map(|u| {
-                format!(
-                    "\"{}\";q={};w={}",
-                    u.policy.name, u.policy.limit, u.policy.window_secs
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+        policy_header(self.usages().iter().map(|u| &u.policy))
     }
 
     /// `RateLimit` value: what is left of each policy and when it resets, e.g.
     /// `"key-minute";r=599;t=42`.
     pub fn limit_header(&self) -> String {
-        self.usages
-            .iter()
-            .map(|u| {
-                format!(
-                    "\"{}\";r={};t={}",
-                    u.policy.name,
-                    u.remaining(),
-                    u.reset_secs
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
+        let mut text = String::new();
+        self.write_limit(&mut text);
+        text
+    }
+
+    /// Writes [`Decision::limit_header`] into `out` without allocating; returns its length,
+    /// or `None` when it does not fit.
+    pub fn write_limit_header(&self, out: &mut [u8]) -> Option<usize> {
+        let mut cursor = Cursor {
+            out,
+            len: 0,
+            full: false,
+        };
+        self.write_limit(&mut cursor);
+        (!cursor.full).then_some(cursor.len)
+    }
+
+    fn write_limit(&self, sink: &mut impl Sink) {
+        for (index, usage) in self.usages().iter().enumerate() {
+            if index > 0 {
+                sink.put(", ");
+            }
+            sink.put("\"");
+            sink.put(usage.policy.name);
+            sink.put("\";r=");
+            sink.put(Digits::of(usage.remaining()).as_str());
+            sink.put(";t=");
+            sink.put(Digits::of(usage.reset_secs).as_str());
+        }
+    }
+}
+
+/// `RateLimit-Policy` value of `policies`, in order, e.g.
+/// `"key-minute";q=600;w=60, "key-day";q=100000;w=86400`.
+pub fn policy_header<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> String {
+    let mut text = String::new();
+    for (index, policy) in policies.into_iter().enumerate() {
+        if index > 0 {
+            text.put(", ");
+        }
+        text.put("\"");
+        text.put(policy.name);
+        text.put("\";q=");
+        text.put(Digits::of(u64::from(policy.limit)).as_str());
+        text.put(";w=");
+        text.put(Digits::of(u64::from(policy.window_secs)).as_str());
+    }
+    text
+}
+
+/// Where header text is written.
+trait Sink {
+    fn put(&mut self, text: &str);
+}
+
+impl Sink for String {
+    fn put(&mut self, text: &str) {
+        self.push_str(text);
+    }
+}
+
+/// A caller's buffer being filled; `full` once something did not fit.
+struct Cursor<'a> {
+    out: &'a mut [u8],
+    len: usize,
+    full: bool,
+}
+
+impl Sink for Cursor<'_> {
+    fn put(&mut self, text: &str) {
+        match self.out.get_mut(self.len..self.len + text.len()) {
+            Some(slot) => {
+                slot.copy_from_slice(text.as_bytes());
+                self.len += text.len();
+            }
+            None => self.full = true,
+        }
+    }
+}
+
+/// The decimal digits of a number, written without `core::fmt`.
+struct Digits {
+    bytes: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn of(mut value: u64) -> Digits {
+        let mut bytes = [b'0'; 20];
+        let mut start = bytes.len();
+        while start > 0 {
+            start -= 1;
+            if let Some(slot) = bytes.get_mut(start) {
+                // The remainder is a single digit: nothing is lost.
+                *slot = b'0' + u8::try_from(value % 10).unwrap_or(0);
+            }
+            value /= 10;
+            if value == 0 {
+                break;
+            }
+        }
+        Digits { bytes, start }
+    }
+
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.bytes.get(self.start..).unwrap_or(&[])).unwrap_or("0")
     }
 }
 
@@ -225,9 +460,7 @@ mod tests {
         let third = Usage::new(&limit, 3, now);
         assert!(third.exceeded());
         assert_eq!(third.reset_secs, 50);
-        let decision = Decision {
-            usages: vec![second, third],
-        };
+        let decision: Decision = [second, third].into_iter().collect();
         assert!(!decision.allowed());
         assert_eq!(decision.retry_after_secs(), Some(50));
     }
@@ -237,10 +470,10 @@ mod tests {
         let minute = Limit::new(Policy::per_minute("key-minute", 600), "key:k");
         let day = Limit::new(Policy::per_day("key-day", 5), "key:k");
         let now = at(86_400 * 3 + 18);
-        let refused = Decision {
-            usages: vec![Usage::new(&minute, 11, now), Usage::new(&day, 6, now)],
-        }
-        .released();
+        let refused = [Usage::new(&minute, 11, now), Usage::new(&day, 6, now)]
+            .into_iter()
+            .collect::<Decision>()
+            .released();
         assert!(!refused.allowed(), "still the refusal it was");
         assert_eq!(
             refused.limit_header(),
@@ -254,9 +487,9 @@ mod tests {
         let minute = Limit::new(Policy::per_minute("key-minute", 600), "key:k");
         let day = Limit::new(Policy::per_day("key-day", 100_000), "key:k");
         let now = at(86_400 * 3 + 18);
-        let decision = Decision {
-            usages: vec![Usage::new(&minute, 1, now), Usage::new(&day, 7, now)],
-        };
+        let decision: Decision = [Usage::new(&minute, 1, now), Usage::new(&day, 7, now)]
+            .into_iter()
+            .collect();
         assert!(decision.allowed());
         assert_eq!(decision.retry_after_secs(), None);
         assert_eq!(
@@ -266,6 +499,84 @@ mod tests {
         assert_eq!(
             decision.limit_header(),
             "\"key-minute\";r=599;t=42, \"key-day\";r=99993;t=86382"
+        );
+    }
+
+    #[test]
+    fn the_limit_header_written_in_place_is_the_same_text() {
+        let minute = Limit::new(Policy::per_minute("key-minute", 600), "key:k");
+        let day = Limit::new(Policy::per_day("key-day", u32::MAX), "key:k");
+        let now = at(86_400 * 3 + 18);
+        let decision: Decision = [Usage::new(&minute, 0, now), Usage::new(&day, u64::MAX, now)]
+            .into_iter()
+            .collect();
+        let mut buffer = [0u8; 256];
+        let written = decision.write_limit_header(&mut buffer).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&buffer[..written]).unwrap(),
+            decision.limit_header()
+        );
+        assert_eq!(
+            decision.limit_header(),
+            "\"key-minute\";r=600;t=42, \"key-day\";r=0;t=86382"
+        );
+        let mut small = [0u8; 20];
+        assert_eq!(
+            decision.write_limit_header(&mut small),
+            None,
+            "too long: none"
+        );
+        assert_eq!(Decision::none().write_limit_header(&mut small), Some(0));
+    }
+
+    #[test]
+    fn a_decision_keeps_every_usage_past_its_inline_places() {
+        let now = at(60);
+        let limits: Vec<Limit> = (0..INLINE_USAGES + 3)
+            .map(|n| Limit::new(Policy::per_minute("key-minute", 5), format!("key:{n}")))
+            .collect();
+        let decision: Decision = limits
+            .iter()
+            .enumerate()
+            .map(|(n, limit)| Usage::new(limit, n as u64, now))
+            .collect();
+        assert_eq!(decision.usages().len(), INLINE_USAGES + 3);
+        assert_eq!(
+            decision
+                .usages()
+                .iter()
+                .map(|u| u.count)
+                .collect::<Vec<_>>(),
+            (0..INLINE_USAGES as u64 + 3).collect::<Vec<_>>()
+        );
+        assert!(
+            !decision.allowed(),
+            "the usages past the inline ones count too"
+        );
+        assert!(
+            decision
+                .clone()
+                .released()
+                .usages()
+                .iter()
+                .all(|u| u.released)
+        );
+        assert_eq!(
+            decision.policy_header().matches("key-minute").count(),
+            INLINE_USAGES + 3
+        );
+    }
+
+    #[test]
+    fn a_limit_names_its_counter_once() {
+        let limit = Limit::new(Policy::per_day("key-day", 5), "key:key_a");
+        assert_eq!(limit.counter_name(), "key-day:key:key_a");
+        let now = at(86_400 + 5);
+        assert_eq!(limit.counter_at(now).to_counter(), limit.counter(now));
+        assert_eq!(limit.counter_at(now).name, limit.counter_name());
+        assert_eq!(
+            policy_header([limit.policy(), &Policy::per_minute("org-minute", 0)]),
+            "\"key-day\";q=5;w=86400, \"org-minute\";q=0;w=60"
         );
     }
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use sacp_domain::ApiKeyId;
 use sacp_domain::audit::TrafficCount;
 use sacp_domain::idempotency::{Begin, Claim, IdempotencyScope, StoredResponse};
-use sacp_domain::ratelimit::Counter;
+use sacp_domain::ratelimit::{Counter, CounterAt};
 use sacp_domain::switches::Switches;
 
 use crate::RepositoryError;
@@ -21,6 +21,20 @@ pub trait RateCounters: Send + Sync {
     /// the new counts, in order. Atomic per counter: concurrent calls on every replica never
     /// lose an increment.
     async fn hit(&self, counters: &[Counter]) -> Result<Vec<u64>, RepositoryError>;
+
+    /// [`RateCounters::hit`] answered at once, for counters kept in this process's memory:
+    /// the same counting, with each count written to `counts` (as long as `counters`, in
+    /// order) and nothing allocated once the counters exist. `None` — the default, and what
+    /// shared storage answers — leaves the counting to [`RateCounters::hit`]. A counter hit
+    /// either way is the same counter.
+    fn hit_now(
+        &self,
+        counters: &[CounterAt<'_>],
+        counts: &mut [u64],
+    ) -> Option<Result<(), RepositoryError>> {
+        let _ = (counters, counts);
+        None
+    }
 
     /// Takes one back from each counter (a refused request does not use up quota). Never
     /// goes below 0.

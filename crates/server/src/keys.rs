@@ -140,7 +140,12 @@ async fn audit(
 pub async fn run(settings: &Settings, command: KeysCommand) -> Result<serde_json::Value, String> {
     let (storage, _) = migrate(settings).await.map_err(|e| e.to_string())?;
     let storage = Arc::new(storage);
-    let keys = Keys::new(storage.clone(), Arc::new(SystemClock), Arc::new(OsRandom));
+    let keys = Keys::new(
+        storage.clone(),
+        Arc::new(SystemClock),
+        Arc::new(OsRandom),
+        settings.limits.settings(),
+    );
     let action = action_of(&command);
     let named = match &command {
         KeysCommand::Update { id, .. }

@@ -78,6 +78,9 @@ pub fn user_token(
 
 /// Parses `application/x-www-form-urlencoded` pairs, ignoring malformed ones.
 fn url_pairs(bytes: &[u8]) -> Vec<(String, String)> {
+    if bytes.is_empty() {
+        return Vec::new();
+    }
     web::Query::<Vec<(String, String)>>::from_query(&String::from_utf8_lossy(bytes))
         .map(web::Query::into_inner)
         .unwrap_or_default()

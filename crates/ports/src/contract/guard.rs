@@ -133,6 +133,30 @@ pub async fn rate_counters_contract(counters: Arc<dyn RateCounters>) {
     assert_eq!(org_seen, (1..=30).collect::<Vec<u64>>());
     assert_eq!(user_seen, (1..=20).collect::<Vec<u64>>());
 
+    // Storage that counts at once counts the very counters `hit` and `release` do.
+    let shared = Limit::new(Policy::per_minute("key-minute", 10), unique("now"));
+    let at_once = [shared.counter_at(now), key.counter_at(now)];
+    let mut counts = [0, 0];
+    if let Some(counted) = counters.hit_now(&at_once, &mut counts) {
+        counted.unwrap();
+        assert_eq!(counts, [1, 4], "the key's counter went on from 3");
+        assert_eq!(counters.hit(&[shared.counter(now)]).await.unwrap(), vec![2]);
+        counters.release(&[shared.counter(now)]).await.unwrap();
+        counters
+            .hit_now(&at_once[..1], &mut counts[..1])
+            .unwrap()
+            .unwrap();
+        assert_eq!(counts[0], 2, "released by `release`, counted on at once");
+        counters
+            .hit_now(
+                &[shared.counter_at(now + Duration::days(1))],
+                &mut counts[..1],
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(counts[0], 1, "a new window starts at 0");
+    }
+
     assert!(counters.purge(t(3 * 86_400)).await.unwrap() >= 3);
     assert_eq!(
         counters.hit(&[key.counter(now)]).await.unwrap(),
