@@ -35,15 +35,69 @@ impl Default for HttpConfig {
     }
 }
 
-/// One upstream: a client, the base URL every path is appended to, and its breaker.
+/// One upstream: a client per thread, the base URL every path is appended to, and its
+/// breaker.
 #[derive(Debug, Clone)]
 pub(crate) struct Upstream {
-    pub(crate) client: reqwest::Client,
+    clients: Arc<PerThread>,
     /// `store` or `wallet`: the `upstream` label of its metrics and the prefix of its spans.
     name: &'static str,
     base: Url,
     breaker: Arc<Breaker>,
     series: Arc<Series>,
+}
+
+/// One HTTP client per thread that calls the upstream. A client's connections are driven
+/// by tasks on the runtime of the thread that opened them; each actix worker runs a runtime
+/// of its own, so with one shared client a request on one worker often went out on a
+/// connection driven by another, and every exchange crossed threads twice (measured: 5 % of
+/// the gateway's samples in cross-thread wakes on uncached catalog reads). With a client per
+/// thread, a worker's calls stay on its connections.
+struct PerThread {
+    config: HttpConfig,
+    /// The client built at start (which proved the configuration), for a thread whose own
+    /// client could not be built.
+    first: reqwest::Client,
+    clients: thread_local::ThreadLocal<reqwest::Client>,
+}
+
+impl std::fmt::Debug for PerThread {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PerThread")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PerThread {
+    fn new(config: HttpConfig) -> Result<PerThread, String> {
+        let first = client(config).map_err(|e| format!("cannot build HTTP client: {e}"))?;
+        Ok(PerThread {
+            config,
+            first,
+            clients: thread_local::ThreadLocal::new(),
+        })
+    }
+
+    fn get(&self) -> reqwest::Client {
+        self.clients
+            .get_or(|| client(self.config).unwrap_or_else(|_| self.first.clone()))
+            .clone()
+    }
+}
+
+/// A client with the upstream timeouts.
+fn client(config: HttpConfig) -> Result<reqwest::Client, reqwest::Error> {
+    reqwest::Client::builder()
+        .connect_timeout(config.connect_timeout)
+        .timeout(config.request_timeout)
+        .user_agent(concat!("sacp-gateway/", env!("CARGO_PKG_VERSION")))
+        // Drop idle connections before the upstream does: many servers (actix, node)
+        // close keep-alive connections after 5 s, and reusing one just as it closes
+        // fails the request. Found by the benchmark, where the catalog cache's 5 s TTL
+        // left the store connections idle exactly that long.
+        .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+        .build()
 }
 
 /// The `outcome` labels of upstream calls.
@@ -129,7 +183,7 @@ impl Series {
 pub(crate) struct Answer {
     pub(crate) status: StatusCode,
     pub(crate) headers: HeaderMap,
-    pub(crate) body: Vec<u8>,
+    pub(crate) body: bytes::Bytes,
     /// The breaker of the upstream that sent it: a body that breaks the contract is a fault
     /// of the upstream too.
     breaker: Arc<Breaker>,
@@ -159,24 +213,18 @@ impl Upstream {
         }
         base.set_query(None);
         base.set_fragment(None);
-        let client = reqwest::Client::builder()
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.request_timeout)
-            .user_agent(concat!("sacp-gateway/", env!("CARGO_PKG_VERSION")))
-            // Drop idle connections before the upstream does: many servers (actix, node)
-            // close keep-alive connections after 5 s, and reusing one just as it closes
-            // fails the request. Found by the benchmark, where the catalog cache's 5 s TTL
-            // left the store connections idle exactly that long.
-            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
-            .build()
-            .map_err(|e| format!("cannot build HTTP client: {e}"))?;
         Ok(Upstream {
-            client,
+            clients: Arc::new(PerThread::new(config)?),
             name,
             base,
             breaker: Arc::new(Breaker::new(name, config.breaker)),
             series: Arc::new(Series::new(operations)),
         })
+    }
+
+    /// This thread's client for the upstream.
+    pub(crate) fn client(&self) -> reqwest::Client {
+        self.clients.get()
     }
 
     /// The base URL with `segments` appended, each percent-encoded as one path segment.
@@ -258,7 +306,7 @@ impl Upstream {
         let response = client.execute(request).await.map_err(transport_error)?;
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.bytes().await.map_err(transport_error)?.to_vec();
+        let body = response.bytes().await.map_err(transport_error)?;
         Ok(Answer {
             status,
             headers,

@@ -375,7 +375,7 @@ impl Store for HttpStore {
                 let url = self.upstream.url(&[".well-known", "ucp"])?;
                 let answer = self
                     .upstream
-                    .send("merchant", self.upstream.client.get(url))
+                    .send("merchant", self.upstream.client().get(url))
                     .await?;
                 let discovery: WireDiscovery = answer.success()?;
                 if discovery.merchant.id.is_empty() {
@@ -400,7 +400,7 @@ impl Store for HttpStore {
         }
         let request = self.guest(
             self.upstream
-                .client
+                .client()
                 .get(self.api(&["products"])?)
                 .query(&params),
         );
@@ -421,7 +421,7 @@ impl Store for HttpStore {
         ];
         let request = self.guest(
             self.upstream
-                .client
+                .client()
                 .get(self.api(&["products", "search"])?)
                 .query(&params),
         );
@@ -437,7 +437,7 @@ impl Store for HttpStore {
     async fn product(&self, id: &ProductId) -> Result<Product, UpstreamError> {
         let request = self.guest(
             self.upstream
-                .client
+                .client()
                 .get(self.api(&["products", id.as_str()])?),
         );
         product(
@@ -465,7 +465,7 @@ impl Store for HttpStore {
         }
         let request = self.guest(
             self.upstream
-                .client
+                .client()
                 .post(self.api(&["sessions"])?)
                 .json(&body),
         );
@@ -473,7 +473,7 @@ impl Store for HttpStore {
     }
 
     async fn session(&self, id: &StoreSessionId) -> Result<StoreSession, UpstreamError> {
-        let request = self.guest(self.upstream.client.get(self.api(&["sessions", &id.0])?));
+        let request = self.guest(self.upstream.client().get(self.api(&["sessions", &id.0])?));
         session_answer(&self.upstream.send("get_session", request).await?)
     }
 
@@ -494,7 +494,7 @@ impl Store for HttpStore {
         }
         let request = self.guest(
             self.upstream
-                .client
+                .client()
                 .patch(self.api(&["sessions", &id.0])?)
                 .json(&body),
         );
@@ -509,7 +509,7 @@ impl Store for HttpStore {
     ) -> Result<CompletionOutcome, UpstreamError> {
         let request = self
             .upstream
-            .client
+            .client()
             .post(self.api(&["sessions", &id.0, "complete"])?)
             .bearer_auth(user_token.expose())
             .json(&json!({"payment_token": payment_token.expose()}));
@@ -539,7 +539,11 @@ impl Store for HttpStore {
     }
 
     async fn cancel_session(&self, id: &StoreSessionId) -> Result<(), UpstreamError> {
-        let request = self.guest(self.upstream.client.delete(self.api(&["sessions", &id.0])?));
+        let request = self.guest(
+            self.upstream
+                .client()
+                .delete(self.api(&["sessions", &id.0])?),
+        );
         let answer = self.upstream.send("cancel_session", request).await?;
         if answer.status.is_success() {
             Ok(())
@@ -555,7 +559,7 @@ impl Store for HttpStore {
     ) -> Result<Order, UpstreamError> {
         let request = self
             .upstream
-            .client
+            .client()
             .get(self.api(&["orders", order_id])?)
             .bearer_auth(user_token.expose());
         let wire: WireOrder = self.upstream.send("get_order", request).await?.success()?;

@@ -187,7 +187,7 @@ impl Wallet for HttpWallet {
             .send(
                 "device_authorization",
                 self.upstream
-                    .client
+                    .client()
                     .post(self.api(&["oauth", "device_authorization"])?)
                     .json(&body),
             )
@@ -238,7 +238,7 @@ impl Wallet for HttpWallet {
             .send(
                 "device_token",
                 self.upstream
-                    .client
+                    .client()
                     .post(self.api(&["oauth", "token"])?)
                     .form(&form),
             )
@@ -280,7 +280,7 @@ impl Wallet for HttpWallet {
             .send(
                 "client_credentials",
                 self.upstream
-                    .client
+                    .client()
                     .post(self.api(&["oauth", "token"])?)
                     .form(&form),
             )
@@ -294,7 +294,7 @@ impl Wallet for HttpWallet {
     async fn introspect(&self, token: &BearerToken) -> Result<Introspection, UpstreamError> {
         let mut request = self
             .upstream
-            .client
+            .client()
             .post(self.api(&["oauth", "introspect"])?)
             .form(&[("token", token.expose())]);
         if let Some(id) = &self.credentials.introspection_client_id {
@@ -360,7 +360,7 @@ impl Wallet for HttpWallet {
             .send(
                 "payment_token",
                 self.upstream
-                    .client
+                    .client()
                     .post(self.api(&["payments", "token"])?)
                     .bearer_auth(user_token.expose())
                     .json(&body),
@@ -402,7 +402,7 @@ impl Wallet for HttpWallet {
             .send(
                 "step_up_status",
                 self.upstream
-                    .client
+                    .client()
                     .get(self.api(&["payments", step_up_id, "status"])?)
                     .bearer_auth(user_token.expose()),
             )
@@ -435,7 +435,7 @@ impl Wallet for HttpWallet {
             .send(
                 "revoke",
                 self.upstream
-                    .client
+                    .client()
                     .post(self.api(&["oauth", "revoke"])?)
                     .form(&form),
             )

@@ -191,10 +191,30 @@ pub(crate) fn close_if_body_unread(request: &HttpRequest, response: &mut HttpRes
     }
 }
 
-/// Whether a path segment is `.` or `..`, also percent-encoded (`%2e`, `%2E`).
+/// Whether a path segment is `.` or `..`, also percent-encoded (`%2e`, `%2E`). Checked on
+/// every request, so without decoding into a new string.
 fn is_dot_segment(segment: &str) -> bool {
-    let decoded = segment.replace("%2e", ".").replace("%2E", ".");
-    decoded == "." || decoded == ".."
+    fn dots(mut rest: &str) -> usize {
+        let mut count = 0;
+        while !rest.is_empty() {
+            if let Some(after) = rest.strip_prefix('.') {
+                rest = after;
+            } else if rest
+                .as_bytes()
+                .get(..3)
+                .is_some_and(|head| head.eq_ignore_ascii_case(b"%2e"))
+            {
+                // The three bytes matched are ASCII, so index 3 is a character boundary.
+                rest = &rest[3..];
+            } else {
+                return usize::MAX;
+            }
+            count += 1;
+        }
+        count
+    }
+    // At most `%2e%2e` (6 bytes): anything longer is not a dot segment.
+    segment.len() <= 6 && matches!(dots(segment), 1 | 2)
 }
 
 /// Refuses paths with `.` or `..` segments before routing: clients remove them (RFC 3986
@@ -253,5 +273,32 @@ pub fn configure(
             .app_data(web::Data::new(document))
             .app_data(web::Data::new(docs))
             .service(scope.default_service(web::to(not_found)));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_dot_segment;
+
+    #[test]
+    fn dot_segments_are_recognised_in_every_spelling() {
+        for dot in [".", "..", "%2e", "%2E", "%2e%2E", ".%2e", "%2e."] {
+            assert!(is_dot_segment(dot), "{dot}");
+        }
+        for other in [
+            "",
+            "...",
+            "%2e%2e%2e",
+            "a.",
+            ".a",
+            "%2",
+            "%2f",
+            "%2é",
+            "é",
+            "products",
+            "%2e%2",
+        ] {
+            assert!(!is_dot_segment(other), "{other}");
+        }
     }
 }

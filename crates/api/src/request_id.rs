@@ -66,7 +66,26 @@ fn new_id() -> String {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
         .unwrap_or(0);
-    format!("req_{:x}{:04x}", nanos & 0xffff_ffff_ffff, count & 0xffff)
+    // `req_` and up to 12 + 4 hex digits, written without the formatting machinery (this
+    // runs for every request).
+    let mut id = String::with_capacity(20);
+    id.push_str("req_");
+    push_hex(
+        &mut id,
+        u64::try_from(nanos & 0xffff_ffff_ffff).unwrap_or(0),
+        1,
+    );
+    push_hex(&mut id, count & 0xffff, 4);
+    id
+}
+
+/// Appends `value` in lowercase hex, at least `width` digits (zero-padded).
+fn push_hex(text: &mut String, value: u64, width: u32) {
+    let digits = (u64::BITS - value.leading_zeros()).div_ceil(4).max(width);
+    for shift in (0..digits).rev() {
+        let nibble = (value >> (shift * 4)) & 0xf;
+        text.push(char::from_digit(u32::try_from(nibble).unwrap_or(0), 16).unwrap_or('0'));
+    }
 }
 
 /// The middleware: assigns the id, takes or starts the W3C trace context, runs the request
@@ -128,10 +147,9 @@ pub async fn middleware(
             crate::metrics::record(&method, &route, status, elapsed);
             trace.end(&route, status);
             drop(in_flight);
-            let millis = elapsed.as_secs_f64() * 1000.0;
             tracing::info!(
                 status,
-                latency_ms = format!("{millis:.1}"),
+                latency_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
                 "{method} {path}"
             );
             Ok(response)
@@ -158,5 +176,28 @@ mod tests {
         assert!(!acceptable("bad id"));
         assert!(!acceptable("a\nb"));
         assert!(new_id().starts_with("req_"));
+    }
+
+    #[test]
+    fn new_ids_are_plain_distinct_and_hex() {
+        let (a, b) = (new_id(), new_id());
+        assert_ne!(a, b);
+        for id in [a, b] {
+            assert!(acceptable(&id), "{id}");
+            assert!(
+                id[4..]
+                    .bytes()
+                    .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+            );
+        }
+        let hex = |value, width| {
+            let mut text = String::new();
+            push_hex(&mut text, value, width);
+            text
+        };
+        assert_eq!(hex(0, 1), "0");
+        assert_eq!(hex(0xab, 4), "00ab");
+        assert_eq!(hex(0xffff_ffff_ffff, 1), "ffffffffffff");
+        assert_eq!(hex(u64::MAX, 1), "ffffffffffffffff");
     }
 }

@@ -139,15 +139,27 @@ where
     total
 }
 
+/// Which side of an interleaved measure a slice belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// The first load.
+    A,
+    /// The second load.
+    B,
+}
+
 /// Measures two loads in alternating slices (a, b, a, b, …) that add up to `window` each,
 /// so that a change in the machine's speed during the run (shared hosts drift by tens of
-/// percent over a minute) weighs on both sides of a ratio alike.
+/// percent over a minute) weighs on both sides of a ratio alike. `boundary` is called
+/// before each slice with its side and once after the last with `None`, so that a caller
+/// can attribute what it samples (CPU time) to each side.
 pub async fn interleave<A, AFut, B, BFut>(
     workers: usize,
     window: Window,
     slices: u32,
     a: A,
     b: B,
+    mut boundary: impl FnMut(Option<Side>),
 ) -> (Outcome, Outcome)
 where
     A: Fn(usize) -> AFut + Clone + Send + Sync + 'static,
@@ -162,9 +174,12 @@ where
     };
     let (mut first, mut second) = (Outcome::default(), Outcome::default());
     for _ in 0..slices {
+        boundary(Some(Side::A));
         first.absorb(drive(workers, slice, a.clone()).await);
+        boundary(Some(Side::B));
         second.absorb(drive(workers, slice, b.clone()).await);
     }
+    boundary(None);
     (first, second)
 }
 
@@ -242,7 +257,11 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(20)).await;
             Ok(())
         };
-        let (a, b) = interleave(1, window, 4, fast, slow).await;
+        let mut seen = Vec::new();
+        let (a, b) = interleave(1, window, 4, fast, slow, |side| seen.push(side)).await;
+        let mut expected = [Some(Side::A), Some(Side::B)].repeat(4);
+        expected.push(None);
+        assert_eq!(seen, expected, "every slice is announced, then the end");
         assert!((a.seconds - 0.2).abs() < 1e-9 && (b.seconds - 0.2).abs() < 1e-9);
         // 4 slices of 50 ms counted: 5 fast units or 2–3 slow ones end in each.
         assert_eq!(a.ok, 20, "{a:?}");

@@ -21,7 +21,7 @@ use clap::Parser;
 use reqwest::{Client, StatusCode};
 
 use crate::agent::{ADMIN_TOKEN, Agent, PRODUCT_ID, expect};
-use crate::load::{Outcome, Window, drive, interleave, run_count};
+use crate::load::{Outcome, Side, Window, drive, interleave, run_count};
 use crate::procs::{Service, free_port, sibling};
 use crate::report::{Report, Verdict, ms, rate, thousands};
 
@@ -339,12 +339,14 @@ async fn access(args: &Args, http: &Client, sim: &Sim, report: &mut Report) -> R
         let path = product.clone();
         async move { agent.read(worker, &path).await }
     };
+    let mut samples = Vec::new();
     let (public, keyed) = interleave(
         args.connections,
         args.window(),
         INTERLEAVED_SLICES,
         public,
         keyed,
+        |side| samples.push((side, Cpu::now(Some(&gateway), sim))),
     )
     .await;
     clean("public route", &public)?;
@@ -360,6 +362,11 @@ async fn access(args: &Args, http: &Client, sim: &Sim, report: &mut Report) -> R
         "≤ 10% cost",
         Verdict::of(cost <= 0.10),
     );
+    let (public_cpu, keyed_cpu) = cpu_by_side(samples)?;
+    report.info(
+        "CPU per request, µs: `/healthz` → keyed read (gateway, load generator, machine)",
+        cpu_comparison(args, (&public, &public_cpu), (&keyed, &keyed_cpu)),
+    );
 
     let creator = |idempotent: bool| {
         let agent = agent.clone();
@@ -368,12 +375,14 @@ async fn access(args: &Args, http: &Client, sim: &Sim, report: &mut Report) -> R
             async move { agent.create_checkout(worker, idempotent).await.map(drop) }
         }
     };
+    let mut samples = Vec::new();
     let (plain, idempotent) = interleave(
         args.connections,
         args.window(),
         INTERLEAVED_SLICES,
         creator(false),
         creator(true),
+        |side| samples.push((side, Cpu::now(Some(&gateway), sim))),
     )
     .await;
     clean("checkout creation", &plain)?;
@@ -390,7 +399,59 @@ async fn access(args: &Args, http: &Client, sim: &Sim, report: &mut Report) -> R
         "≤ 10% cost",
         Verdict::of(cost <= 0.10),
     );
+    let (plain_cpu, idempotent_cpu) = cpu_by_side(samples)?;
+    report.info(
+        "CPU per request, µs: `POST /checkout` without → with `Idempotency-Key` (gateway, load generator, machine)",
+        cpu_comparison(args, (&writes[0], &plain_cpu), (&writes[1], &idempotent_cpu)),
+    );
     Ok(())
+}
+
+/// The CPU each side of an interleaved measure used, from the samples taken at its slices'
+/// boundaries (each sample closes the slice before it).
+fn cpu_by_side(samples: Vec<(Option<Side>, Result<Cpu, String>)>) -> Result<(Cpu, Cpu), String> {
+    let (mut a, mut b) = (Cpu::default(), Cpu::default());
+    let mut open: Option<(Side, Cpu)> = None;
+    for (side, sample) in samples {
+        let sample = sample?;
+        if let Some((previous, since)) = open {
+            let spent = sample.since(&since);
+            let sum = if previous == Side::A { &mut a } else { &mut b };
+            *sum = sum.plus(&spent);
+        }
+        open = side.map(|side| (side, sample));
+    }
+    Ok((a, b))
+}
+
+/// Gateway, load-generator and machine CPU per request of two interleaved loads, and how
+/// much more the second costs the gateway.
+fn cpu_comparison(args: &Args, first: (&Outcome, &Cpu), second: (&Outcome, &Cpu)) -> String {
+    // Warm-up included on both sides (the CPU samples span it): the comparison is what counts.
+    let per_request = |outcome: &Outcome, cpu: Duration| {
+        let requests =
+            outcome.per_second() * (args.window().warm_up + args.window().measure).as_secs_f64();
+        cpu.as_secs_f64() * 1e6 / requests.max(1.0)
+    };
+    let side = |(outcome, cpu): (&Outcome, &Cpu)| {
+        (
+            per_request(outcome, cpu.gateway),
+            per_request(outcome, cpu.load),
+            per_request(outcome, cpu.machine),
+        )
+    };
+    let (a, b) = (side(first), side(second));
+    format!(
+        "({:.1}, {:.1}, {:.1}) → ({:.1}, {:.1}, {:.1}): gateway {:+.1} µs ({:+.0} %)",
+        a.0,
+        a.1,
+        a.2,
+        b.0,
+        b.1,
+        b.2,
+        b.0 - a.0,
+        (b.0 / a.0.max(f64::MIN_POSITIVE) - 1.0) * 100.0
+    )
 }
 
 /// Creates `count` checkouts with `connections` concurrent agents; returns the rate.
@@ -536,7 +597,7 @@ async fn checkout(
 }
 
 /// CPU time used so far, by process and in total (2 cores = 2 s of CPU per second).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Cpu {
     machine: Duration,
     gateway: Duration,
@@ -557,6 +618,16 @@ impl Cpu {
             sim: sim.service.cpu_time()?,
             load: procs::own_cpu(),
         })
+    }
+
+    fn plus(&self, other: &Cpu) -> Cpu {
+        Cpu {
+            machine: self.machine + other.machine,
+            gateway: self.gateway + other.gateway,
+            postgres: self.postgres + other.postgres,
+            sim: self.sim + other.sim,
+            load: self.load + other.load,
+        }
     }
 
     fn since(&self, before: &Cpu) -> Cpu {

@@ -50,6 +50,24 @@ const THREE_DECIMALS: &str = "BHD IQD JOD KWD LYD OMR TND";
 /// Active ISO 4217 codes with four decimal places.
 const FOUR_DECIMALS: &str = "CLF UYW";
 
+/// Whether `code` is in `codes`, a sorted list of three-letter codes each followed by one
+/// space (the last by nothing): a binary search, as this runs for every price read.
+fn listed(codes: &str, code: [u8; 3]) -> bool {
+    let bytes = codes.as_bytes();
+    let count = bytes.len().div_ceil(4);
+    let at = |index: usize| &bytes[index * 4..index * 4 + 3];
+    let (mut low, mut high) = (0, count);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        match at(middle).cmp(&code[..]) {
+            std::cmp::Ordering::Less => low = middle + 1,
+            std::cmp::Ordering::Greater => high = middle,
+            std::cmp::Ordering::Equal => return true,
+        }
+    }
+    false
+}
+
 /// An ISO 4217 currency, with the number of decimal places of its minor unit.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Currency {
@@ -72,21 +90,21 @@ impl Currency {
     /// Parses an ISO 4217 alphabetic code (case-insensitive), refusing unknown codes
     /// because their minor unit would be a guess.
     pub fn parse(code: &str) -> Result<Currency, MoneyError> {
-        let upper = code.trim().to_ascii_uppercase();
-        let bytes = upper.as_bytes();
         let table = [
             (TWO_DECIMALS, 2),
             (ZERO_DECIMALS, 0),
             (THREE_DECIMALS, 3),
             (FOUR_DECIMALS, 4),
         ];
-        if let [a, b, c] = bytes
-            && bytes.iter().all(u8::is_ascii_uppercase)
+        // Upper-cased on the stack: this runs for every price an upstream sends.
+        if let &[a, b, c] = code.trim().as_bytes()
+            && [a, b, c].iter().all(u8::is_ascii_alphabetic)
         {
+            let upper = [a, b, c].map(|byte| byte.to_ascii_uppercase());
             for (codes, exponent) in table {
-                if codes.split_ascii_whitespace().any(|known| known == upper) {
+                if listed(codes, upper) {
                     return Ok(Currency {
-                        code: [*a, *b, *c],
+                        code: upper,
                         exponent,
                     });
                 }
@@ -208,37 +226,45 @@ impl Money {
     /// The exact decimal text in major units, with exactly `exponent` decimals
     /// (`"21.46"`, `"1000"` for JPY). This is the form sent to upstream services.
     pub fn to_decimal_string(&self) -> String {
-        let digits = self.minor.unsigned_abs().to_string();
-        let sign = if self.minor < 0 { "-" } else { "" };
-        let (whole, fraction) = split_digits(&digits, self.currency.exponent);
-        if fraction.is_empty() {
-            format!("{sign}{whole}")
-        } else {
-            format!("{sign}{whole}.{fraction}")
+        let digits = Digits::of(self);
+        let mut text = String::with_capacity(digits.len() + 2);
+        if self.minor < 0 {
+            text.push('-');
         }
+        text.push_str(digits.whole());
+        if !digits.fraction().is_empty() {
+            text.push('.');
+            text.push_str(digits.fraction());
+        }
+        text
     }
 
     /// A human form such as `CA$1,234.56` or `CHF 12.00`, for messages shown to people.
     pub fn formatted(&self) -> String {
-        let digits = self.minor.unsigned_abs().to_string();
-        let (whole, fraction) = split_digits(&digits, self.currency.exponent);
-        let mut grouped = String::with_capacity(whole.len() + whole.len() / 3);
-        for (index, digit) in whole.chars().enumerate() {
-            if index > 0 && (whole.len() - index) % 3 == 0 {
-                grouped.push(',');
-            }
-            grouped.push(digit);
+        let digits = Digits::of(self);
+        let whole = digits.whole();
+        let mut text = String::with_capacity(digits.len() + whole.len() / 3 + 8);
+        if self.minor < 0 {
+            text.push('-');
         }
-        let number = if fraction.is_empty() {
-            grouped
-        } else {
-            format!("{grouped}.{fraction}")
-        };
-        let sign = if self.minor < 0 { "-" } else { "" };
         match self.currency.symbol() {
-            Some(symbol) => format!("{sign}{symbol}{number}"),
-            None => format!("{sign}{} {number}", self.currency.code()),
+            Some(symbol) => text.push_str(symbol),
+            None => {
+                text.push_str(self.currency.code());
+                text.push(' ');
+            }
         }
+        for (index, digit) in whole.chars().enumerate() {
+            if index > 0 && (whole.len() - index).is_multiple_of(3) {
+                text.push(',');
+            }
+            text.push(digit);
+        }
+        if !digits.fraction().is_empty() {
+            text.push('.');
+            text.push_str(digits.fraction());
+        }
+        text
     }
 
     /// Sum of two amounts of the same currency.
@@ -318,12 +344,58 @@ impl<'de> Deserialize<'de> for Money {
     }
 }
 
-/// Splits the decimal digits of a count of minor units into major and minor parts.
-fn split_digits(digits: &str, exponent: u8) -> (String, String) {
-    let exponent = usize::from(exponent);
-    let padded = format!("{digits:0>width$}", width = exponent + 1);
-    let (whole, fraction) = padded.split_at(padded.len() - exponent);
-    (whole.to_owned(), fraction.to_owned())
+/// The decimal digits of an amount's magnitude, zero-padded to at least one whole digit,
+/// split into major and minor parts; on the stack (amounts are formatted on every answer).
+struct Digits {
+    /// Right-aligned ASCII digits: `u64::MAX` has 20, and an exponent of up to 4 pads at
+    /// most to 5, so 24 bytes always suffice.
+    buffer: [u8; 24],
+    start: usize,
+    exponent: usize,
+}
+
+impl Digits {
+    fn of(money: &Money) -> Digits {
+        let exponent = usize::from(money.currency.exponent);
+        let mut buffer = [b'0'; 24];
+        let mut rest = money.minor.unsigned_abs();
+        let mut start = buffer.len();
+        loop {
+            start -= 1;
+            // `rest % 10` is below 10, so the cast cannot truncate.
+            #[allow(clippy::cast_possible_truncation)]
+            let digit = (rest % 10) as u8;
+            buffer[start] = b'0' + digit;
+            rest /= 10;
+            if rest == 0 {
+                break;
+            }
+        }
+        // Padding zeros are already in the buffer.
+        start = start.min(buffer.len() - (exponent + 1));
+        Digits {
+            buffer,
+            start,
+            exponent,
+        }
+    }
+
+    fn all(&self) -> &str {
+        // Only ASCII digits were written.
+        std::str::from_utf8(&self.buffer[self.start..]).unwrap_or("0")
+    }
+
+    fn len(&self) -> usize {
+        self.buffer.len() - self.start
+    }
+
+    fn whole(&self) -> &str {
+        &self.all()[..self.len() - self.exponent]
+    }
+
+    fn fraction(&self) -> &str {
+        &self.all()[self.len() - self.exponent..]
+    }
 }
 
 enum ScaleError {
@@ -465,6 +537,28 @@ mod tests {
     }
 
     #[test]
+    fn currency_lists_are_sorted_single_spaced_codes() {
+        for codes in [TWO_DECIMALS, ZERO_DECIMALS, THREE_DECIMALS, FOUR_DECIMALS] {
+            assert_eq!((codes.len() + 1) % 4, 0, "{codes}");
+            let split: Vec<&str> = codes.split(' ').collect();
+            assert!(
+                split
+                    .iter()
+                    .all(|c| c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase()))
+            );
+            assert!(split.windows(2).all(|w| w[0] < w[1]), "sorted: {codes}");
+            for code in &split {
+                let bytes = code.as_bytes();
+                assert!(listed(codes, [bytes[0], bytes[1], bytes[2]]), "{code}");
+            }
+            assert!(!listed(codes, *b"AAA") && !listed(codes, *b"ZZZ") && !listed(codes, *b"QQQ"));
+        }
+        assert_eq!(Currency::parse(" cad ").unwrap(), Currency::CAD);
+        assert!(Currency::parse("CADD").is_err() && Currency::parse("C4D").is_err());
+        assert!(Currency::parse("ÇAD").is_err() && Currency::parse("").is_err());
+    }
+
+    #[test]
     fn formatted_form_is_what_a_person_expects() {
         let jpy = Currency::parse("JPY").unwrap();
         let chf = Currency::parse("CHF").unwrap();
@@ -483,6 +577,13 @@ mod tests {
         );
         assert_eq!(Money::from_minor(1000, jpy).formatted(), "¥1,000");
         assert_eq!(Money::from_minor(1200, chf).formatted(), "CHF 12.00");
+        let kwd = Currency::parse("kwd").unwrap();
+        assert_eq!(Money::from_minor(7, kwd).formatted(), "KWD 0.007");
+        assert_eq!(
+            Money::from_minor(i64::MIN, Currency::USD).formatted(),
+            "-$92,233,720,368,547,758.08"
+        );
+        assert_eq!(Money::from_minor(0, jpy).formatted(), "¥0");
     }
 
     #[test]

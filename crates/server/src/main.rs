@@ -36,24 +36,52 @@ enum Command {
 /// are kept.
 const DEFAULT_LOG_FILTER: &str = "info,actix_http::h1::dispatcher=off,rmcp=error";
 
-fn init_logs(format: &str) {
+/// Room for log lines written to standard output in one system call.
+const LOG_BUFFER_BYTES: usize = 64 * 1024;
+
+/// Installs the log subscriber. Lines are formatted on the thread that logs them and
+/// written by a thread of their own, which drains every line waiting and writes them with
+/// one system call: an access line per request no longer costs each request a `write`.
+/// Nothing is dropped (a full queue makes the logging thread wait, as a blocking write
+/// did), and a line is written as soon as the writer is idle, not on a timer. The returned
+/// guard writes what is queued when the process ends.
+fn init_logs(format: &str) -> tracing_appender::non_blocking::WorkerGuard {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
+    let (writer, guard) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+        .lossy(false)
+        .thread_name("sacp-log")
+        .finish(stdout_writer());
     // Colours only on a terminal: log files and collectors get plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_writer(writer)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()));
     if format.eq_ignore_ascii_case("json") {
         builder.json().init();
     } else {
         builder.init();
     }
+    guard
+}
+
+/// Standard output, buffered: the log thread flushes after each batch of lines. Rust's
+/// own `Stdout` flushes at every newline, hence a descriptor of our own on the same output.
+fn stdout_writer() -> Box<dyn std::io::Write + Send> {
+    use std::os::fd::AsFd;
+    match std::io::stdout().as_fd().try_clone_to_owned() {
+        Ok(fd) => Box::new(std::io::BufWriter::with_capacity(
+            LOG_BUFFER_BYTES,
+            std::fs::File::from(fd),
+        )),
+        Err(_) => Box::new(std::io::stdout()),
+    }
 }
 
 #[actix_web::main]
 async fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_logs(&cli.settings.log_format);
+    let _logs_written_at_exit = init_logs(&cli.settings.log_format);
     if let Some(Command::Keys { command }) = cli.command.clone() {
         return match sacp_server::keys::run(&cli.settings, command).await {
             Ok(output) => {

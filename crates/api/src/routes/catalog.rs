@@ -67,6 +67,9 @@ pub async fn list_products(
     .await
 }
 
+/// Room reserved for a rendered catalog answer: a page of 20 products is about 9 KiB.
+const RENDERED_CAPACITY: usize = 16 * 1024;
+
 /// The catalog cache's answer for `key`, else `fetch`'s, rendered, kept and answered
 /// (`304` when `If-None-Match` names it).
 async fn cached<T: serde::Serialize>(
@@ -79,8 +82,14 @@ async fn cached<T: serde::Serialize>(
     if let Some(kept) = state.catalog_cache.get(&key, now) {
         return Ok(kept.respond(request));
     }
-    // Catalog DTOs hold strings and integers only, which always serialize.
-    let body = serde_json::to_vec(&fetch.await?).unwrap_or_default();
+    // Catalog DTOs hold strings and integers only, which always serialize. Sized for a
+    // page of products up front, so that the body is not copied as it grows, then trimmed
+    // (in place) before the cache keeps it.
+    let mut body = Vec::with_capacity(RENDERED_CAPACITY);
+    if serde_json::to_writer(&mut body, &fetch.await?).is_err() {
+        body.clear();
+    }
+    body.shrink_to_fit();
     Ok(state.catalog_cache.put(key, body, now).respond(request))
 }
 
