@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use reqwest::{Client, StatusCode};
 
 use crate::agent::expect_json;
-use crate::load::{Window, drive, run_count};
+use crate::load::{Window, drive, interleave, run_count};
 use crate::procs::{self, Service};
 use crate::report::{Report, Verdict, ms, rate, thousands};
 use crate::{Args, Sim, agent_at, clean, start_gateway};
@@ -402,6 +402,71 @@ pub async fn flatness(
         ),
         "bounded",
         Verdict::of(peak <= marks[TENTHS / 2 - 1].1.rss + marks[TENTHS / 2 - 1].1.rss / 10),
+    );
+    aged_against_fresh(args, http, sim, &agent, report).await
+}
+
+/// Slices in which the aged gateway and a fresh one alternate.
+const SIDE_BY_SIDE_SLICES: u32 = 5;
+
+/// The long run's gateway, aged by its flows, against a fresh gateway warmed up as the aged
+/// one was before its first tenth, in alternating slices: both sides see the same host
+/// speed, which the first and last tenths (a minute or more apart) do not.
+async fn aged_against_fresh(
+    args: &Args,
+    http: &Client,
+    sim: &Sim,
+    aged: &crate::agent::Agent,
+    report: &mut Report,
+) -> Result<(), String> {
+    let gateway = start_gateway(
+        http,
+        "gateway-long-run-fresh",
+        sim,
+        &args.logs,
+        &[("SACP_RETENTION_SECS", "5".into())],
+    )
+    .await?;
+    let fresh = agent_at(http, &gateway).await?;
+    let flows = |agent: &crate::agent::Agent| {
+        let agent = agent.clone();
+        move |worker| {
+            let agent = agent.clone();
+            async move { agent.give_up(worker).await }
+        }
+    };
+    let warm_up = drive(
+        args.connections,
+        Window {
+            warm_up: Duration::ZERO,
+            measure: LONG_RUN_WARM_UP,
+        },
+        flows(&fresh),
+    )
+    .await;
+    clean("fresh gateway warm-up", &warm_up)?;
+    let (aged_outcome, fresh_outcome) = interleave(
+        args.connections,
+        args.window(),
+        SIDE_BY_SIDE_SLICES,
+        flows(aged),
+        flows(&fresh),
+        |_| {},
+    )
+    .await;
+    clean("aged gateway", &aged_outcome)?;
+    clean("fresh gateway", &fresh_outcome)?;
+    let change = aged_outcome.per_second() / fresh_outcome.per_second() - 1.0;
+    report.add(
+        "long run: the aged gateway against a fresh one, alternating slices (same host speed)",
+        format!(
+            "{} against {} = **{:+.1} %**",
+            rate(aged_outcome.per_second()),
+            rate(fresh_outcome.per_second()),
+            change * 100.0
+        ),
+        "within 10 % of the fresh one",
+        Verdict::of(change.abs() <= 0.10),
     );
     Ok(())
 }
