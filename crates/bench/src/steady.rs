@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use reqwest::{Client, StatusCode};
 
-use crate::agent::expect_json;
+use crate::agent::{Agent, expect_json};
 use crate::load::{Window, drive, interleave, run_count};
 use crate::procs::{self, Service};
 use crate::report::{Report, Verdict, ms, rate, thousands};
@@ -258,45 +258,16 @@ pub async fn flatness(
         "long run in embedded mode: {} flows (create, update, complete, cancel)",
         thousands(total as f64)
     );
-    let gateway = start_gateway(
-        http,
-        "gateway-long-run",
-        sim,
-        &args.logs,
-        &[("SACP_RETENTION_SECS", "5".into())],
-    )
-    .await?;
-    let agent = agent_at(http, &gateway).await?;
-    let at_start = gateway.memory_kib()?;
-    // Warm-up, as every other measure has: until the first retirements the store only
-    // grows, so a first tenth counted from a cold start would be compared with a steady
-    // state it has not reached.
-    let warm_up = {
-        let agent = agent.clone();
-        drive(
-            args.connections,
-            Window {
-                warm_up: Duration::ZERO,
-                measure: LONG_RUN_WARM_UP,
-            },
-            move |worker| {
-                let agent = agent.clone();
-                async move { agent.give_up(worker).await }
-            },
-        )
-        .await
-    };
-    clean("long run warm-up", &warm_up)?;
+    let (gateway, agent, at_start) = long_run_gateway(args, http, sim, "gateway-long-run").await?;
     let done = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let cpu_at_start = gateway.cpu_time()?;
-    let mut flows = {
-        let (agent, done) = (agent.clone(), done.clone());
-        tokio::spawn(run_count(args.connections, total, done, move |worker| {
-            let agent = agent.clone();
-            async move { agent.give_up(worker).await }
-        }))
-    };
+    let mut flows = tokio::spawn(run_count(
+        args.connections,
+        total,
+        done.clone(),
+        give_up_flows(&agent),
+    ));
     // Each tenth's end: when, the memory then, and the gateway's CPU time so far.
     let mut marks = Vec::with_capacity(TENTHS);
     let mut cpu_marks = Vec::with_capacity(TENTHS);
@@ -406,6 +377,51 @@ pub async fn flatness(
     aged_against_fresh(args, http, sim, &agent, report).await
 }
 
+/// A gateway of the long run (embedded storage, a 5 s retention) with an agent, after
+/// [`LONG_RUN_WARM_UP`] of flows, as every other measure has a warm-up: until the first
+/// retirements the store only grows, so a rate counted from a cold start would be compared
+/// with a steady state it has not reached. Also returns its memory before the warm-up.
+async fn long_run_gateway(
+    args: &Args,
+    http: &Client,
+    sim: &Sim,
+    name: &str,
+) -> Result<(Service, Agent, procs::Memory), String> {
+    let gateway = start_gateway(
+        http,
+        name,
+        sim,
+        &args.logs,
+        &[("SACP_RETENTION_SECS", "5".into())],
+    )
+    .await?;
+    let agent = agent_at(http, &gateway).await?;
+    let at_start = gateway.memory_kib()?;
+    let warm_up = drive(
+        args.connections,
+        Window {
+            warm_up: Duration::ZERO,
+            measure: LONG_RUN_WARM_UP,
+        },
+        give_up_flows(&agent),
+    )
+    .await;
+    clean(&format!("{name} warm-up"), &warm_up)?;
+    Ok((gateway, agent, at_start))
+}
+
+/// One give-up flow, boxed so that a function can hand out the closure that makes them.
+type Flow = std::pin::Pin<Box<dyn Future<Output = Result<(), String>> + Send>>;
+
+/// One flow per call: a checkout created, updated, completed and cancelled.
+fn give_up_flows(agent: &Agent) -> impl Fn(usize) -> Flow + Clone + Send + Sync + 'static {
+    let agent = agent.clone();
+    move |worker| {
+        let agent = agent.clone();
+        Box::pin(async move { agent.give_up(worker).await })
+    }
+}
+
 /// Slices in which the aged gateway and a fresh one alternate.
 const SIDE_BY_SIDE_SLICES: u32 = 5;
 
@@ -416,41 +432,16 @@ async fn aged_against_fresh(
     args: &Args,
     http: &Client,
     sim: &Sim,
-    aged: &crate::agent::Agent,
+    aged: &Agent,
     report: &mut Report,
 ) -> Result<(), String> {
-    let gateway = start_gateway(
-        http,
-        "gateway-long-run-fresh",
-        sim,
-        &args.logs,
-        &[("SACP_RETENTION_SECS", "5".into())],
-    )
-    .await?;
-    let fresh = agent_at(http, &gateway).await?;
-    let flows = |agent: &crate::agent::Agent| {
-        let agent = agent.clone();
-        move |worker| {
-            let agent = agent.clone();
-            async move { agent.give_up(worker).await }
-        }
-    };
-    let warm_up = drive(
-        args.connections,
-        Window {
-            warm_up: Duration::ZERO,
-            measure: LONG_RUN_WARM_UP,
-        },
-        flows(&fresh),
-    )
-    .await;
-    clean("fresh gateway warm-up", &warm_up)?;
+    let (_gateway, fresh, _) = long_run_gateway(args, http, sim, "gateway-long-run-fresh").await?;
     let (aged_outcome, fresh_outcome) = interleave(
         args.connections,
         args.window(),
         SIDE_BY_SIDE_SLICES,
-        flows(aged),
-        flows(&fresh),
+        give_up_flows(aged),
+        give_up_flows(&fresh),
         |_| {},
     )
     .await;
