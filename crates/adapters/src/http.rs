@@ -53,20 +53,13 @@ pub(crate) struct Upstream {
 /// connection driven by another, and every exchange crossed threads twice (measured: 5 % of
 /// the gateway's samples in cross-thread wakes on uncached catalog reads). With a client per
 /// thread, a worker's calls stay on its connections.
+#[derive(Debug)]
 struct PerThread {
     config: HttpConfig,
     /// The client built at start (which proved the configuration), for a thread whose own
     /// client could not be built.
     first: reqwest::Client,
     clients: thread_local::ThreadLocal<reqwest::Client>,
-}
-
-impl std::fmt::Debug for PerThread {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PerThread")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
-    }
 }
 
 impl PerThread {

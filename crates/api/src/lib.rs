@@ -191,30 +191,13 @@ pub(crate) fn close_if_body_unread(request: &HttpRequest, response: &mut HttpRes
     }
 }
 
-/// Whether a path segment is `.` or `..`, also percent-encoded (`%2e`, `%2E`). Checked on
-/// every request, so without decoding into a new string.
+/// Whether a path segment is `.` or `..`, also percent-encoded (`%2e`, `%2E`, mixed):
+/// compared with every spelling rather than decoded, as this runs on every request.
 fn is_dot_segment(segment: &str) -> bool {
-    fn dots(mut rest: &str) -> usize {
-        let mut count = 0;
-        while !rest.is_empty() {
-            if let Some(after) = rest.strip_prefix('.') {
-                rest = after;
-            } else if rest
-                .as_bytes()
-                .get(..3)
-                .is_some_and(|head| head.eq_ignore_ascii_case(b"%2e"))
-            {
-                // The three bytes matched are ASCII, so index 3 is a character boundary.
-                rest = &rest[3..];
-            } else {
-                return usize::MAX;
-            }
-            count += 1;
-        }
-        count
-    }
-    // At most `%2e%2e` (6 bytes): anything longer is not a dot segment.
-    segment.len() <= 6 && matches!(dots(segment), 1 | 2)
+    const SPELLINGS: [&str; 6] = [".", "..", "%2e", "%2e%2e", ".%2e", "%2e."];
+    SPELLINGS
+        .iter()
+        .any(|spelling| segment.eq_ignore_ascii_case(spelling))
 }
 
 /// Refuses paths with `.` or `..` segments before routing: clients remove them (RFC 3986
