@@ -196,13 +196,17 @@ use crate::pg_batch::GroupCommit;
 use crate::pg_guard_batch::{GuardWrite, GuardWritten};
 use crate::pg_reads::{PointAnswer, PointRead};
 
-pub(crate) use crate::pg_pool::{Held, PgPool};
+pub(crate) use crate::pg_pool::{Held, Pools};
 
 /// Pool settings.
 #[derive(Debug, Clone, Copy)]
 pub struct PgConfig {
-    /// Largest number of connections.
+    /// Largest number of connections, split evenly between the querying threads.
     pub max_connections: u32,
+    /// Threads that query: the HTTP workers and the thread of the background work (the
+    /// payment driver, the batch writers). Each gets its own pool of
+    /// `max_connections / threads` connections (at least one).
+    pub threads: usize,
     /// How long a request waits for a connection before the storage counts as unavailable.
     pub acquire_timeout: Duration,
 }
@@ -211,15 +215,16 @@ impl Default for PgConfig {
     fn default() -> Self {
         PgConfig {
             max_connections: 32,
+            threads: 1,
             acquire_timeout: Duration::from_secs(2),
         }
     }
 }
 
-/// PostgreSQL storage: implements both repository ports over one pool.
+/// PostgreSQL storage: implements both repository ports over one pool per querying thread.
 #[derive(Clone)]
 pub struct PgStorage {
-    pool: PgPool,
+    pools: Arc<Pools>,
     /// How long a query waits for a connection before the storage counts as unavailable.
     acquire_timeout: Duration,
     /// Rate-counter hits, fresh idempotency claims and audit rows, one transaction per
@@ -232,10 +237,10 @@ pub struct PgStorage {
 
 impl std::fmt::Debug for PgStorage {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let status = self.pool.status();
+        let (open, idle, _) = self.pools.status();
         f.debug_struct("PgStorage")
-            .field("connections", &status.size)
-            .field("idle", &status.available)
+            .field("connections", &open)
+            .field("idle", &idle)
             .finish()
     }
 }
@@ -396,28 +401,26 @@ impl PgStorage {
         }
         // The alert on pool timeouts compares over time: the series exists from the start.
         metrics::counter!(telemetry::DB_POOL_TIMEOUTS).increment(0);
-        // Last in, first out: under moderate load the same few connections (and their
-        // server processes, warm in cache) do the work, and the rest idle.
-        let pool = PgPool::builder(crate::pg_pool::Manager::new(database_url))
-            .max_size(config.max_connections.max(1) as usize)
-            .queue_mode(deadpool::managed::QueueMode::Lifo)
-            .build()
-            .map_err(|e| format!("database pool: {e}"))?;
+        let pools = Arc::new(Pools::new(
+            database_url,
+            config.max_connections.max(1) as usize,
+            config.threads,
+        ));
         let timeout = config.acquire_timeout;
         Ok(PgStorage {
             guard_writes: Arc::new(GroupCommit::start(
                 "sacp-guard-writes",
-                pool.clone(),
+                pools.clone(),
                 timeout,
                 crate::pg_guard_batch::write_batch,
             )),
             point_reads: Arc::new(GroupCommit::start(
                 "sacp-point-reads",
-                pool.clone(),
+                pools.clone(),
                 timeout,
                 crate::pg_reads::read_batch,
             )),
-            pool,
+            pools,
             acquire_timeout: timeout,
         })
     }
@@ -425,17 +428,18 @@ impl PgStorage {
     /// Sets the pool gauges (connections in use and idle, and the limit) from the pool's
     /// state now; called when metrics are scraped.
     pub fn record_pool_gauges(&self) {
-        let status = self.pool.status();
-        let idle = status.available as f64;
-        let in_use = status.size.saturating_sub(status.available) as f64;
+        let (open, idle, max) = self.pools.status();
+        let in_use = open.saturating_sub(idle) as f64;
         metrics::gauge!(telemetry::DB_POOL_CONNECTIONS, "state" => "in_use").set(in_use);
-        metrics::gauge!(telemetry::DB_POOL_CONNECTIONS, "state" => "idle").set(idle);
-        metrics::gauge!(telemetry::DB_POOL_MAX).set(status.max_size as f64);
+        metrics::gauge!(telemetry::DB_POOL_CONNECTIONS, "state" => "idle").set(idle as f64);
+        // The limit of the threads that queried so far (each holds its share).
+        metrics::gauge!(telemetry::DB_POOL_MAX).set(max as f64);
     }
 
-    /// A connection of the pool for one piece of work (see [`crate::pg_pool::check_out`]).
+    /// A connection of the calling thread's pool for one piece of work (see
+    /// [`crate::pg_pool::check_out`]).
     pub(crate) async fn connection(&self) -> Result<Held, RepositoryError> {
-        crate::pg_pool::check_out(&self.pool, self.acquire_timeout).await
+        crate::pg_pool::check_out(&self.pools, self.acquire_timeout).await
     }
 
     /// Applies every pending migration; returns the names applied.
@@ -455,7 +459,7 @@ impl PgStorage {
             .execute(&mut *conn)
             .await
             .map_err(|e| failed(&e))?;
-        let own = self.pool.manager().open().await?;
+        let own = self.pools.open().await?;
         let applied = tokio::task::spawn_blocking(move || {
             let mut harness = AsyncConnectionWrapper::<AsyncPgConnection>::from(own);
             harness

@@ -12,13 +12,14 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use diesel_async::AsyncPgConnection;
 use sacp_ports::RepositoryError;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::pg_pool::{PgPool, check_out};
+use crate::pg_pool::{Pools, check_out};
 
 /// Most jobs in one batch: bounds a statement's size and the time its row locks are held.
 pub(crate) const MAX_BATCH: usize = 512;
@@ -39,16 +40,16 @@ pub(crate) struct GroupCommit<J, O> {
 
 impl<J: Send + 'static, O: Send + 'static> GroupCommit<J, O> {
     /// Starts the task `name` that runs batches of jobs with `work` on connections of
-    /// `pool` (waiting at most `timeout` for one), on the current tokio runtime. The task
+    /// `pools` (its thread's pool, waiting at most `timeout` for one), on the current tokio runtime. The task
     /// ends when the last handle to this queue is dropped.
     pub(crate) fn start(
         name: &'static str,
-        pool: PgPool,
+        pools: Arc<Pools>,
         timeout: Duration,
         work: BatchWork<J, O>,
     ) -> GroupCommit<J, O> {
         let (jobs, queue) = mpsc::unbounded_channel();
-        tokio::spawn(serve(name, queue, pool, timeout, work));
+        tokio::spawn(serve(name, queue, pools, timeout, work));
         GroupCommit { jobs }
     }
 
@@ -73,14 +74,14 @@ fn stopped() -> RepositoryError {
 async fn serve<J, O>(
     name: &'static str,
     mut queue: mpsc::UnboundedReceiver<(J, Reply<O>)>,
-    pool: PgPool,
+    pools: Arc<Pools>,
     timeout: Duration,
     work: BatchWork<J, O>,
 ) {
     let mut batch = Vec::new();
     while queue.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let (jobs, replies): (Vec<J>, Vec<Reply<O>>) = batch.drain(..).unzip();
-        let answers = match check_out(&pool, timeout).await {
+        let answers = match check_out(&pools, timeout).await {
             Ok(mut conn) => work(&mut conn, &jobs).await,
             Err(error) => Err(error),
         };

@@ -33,8 +33,66 @@ const FRESH: Duration = Duration::from_secs(1);
 type Opening<'a> =
     Pin<Box<dyn Future<Output = diesel::ConnectionResult<AsyncPgConnection>> + Send + 'a>>;
 
-/// The pool of connections.
+/// A pool of connections (one per querying thread: [`Pools`]).
 pub(crate) type PgPool = managed::Pool<Manager>;
+
+/// One pool per thread that queries, each holding its share of the connections.
+///
+/// A connection's driver task (tokio-postgres's) runs on the runtime of the thread that
+/// opened it. With one pool shared by every actix worker, a worker's query often went out
+/// on a connection another worker opened: each statement then woke that thread to write
+/// it and woke the asking one with the answer, two cross-thread hand-offs per statement.
+/// A thread's own pool keeps the whole round trip on the thread (the same remedy as the
+/// per-thread HTTP clients of [`crate::http`]).
+pub(crate) struct Pools {
+    url: String,
+    per_thread: usize,
+    pools: thread_local::ThreadLocal<PgPool>,
+}
+
+impl Pools {
+    /// Pools of at most `max_connections` together, split between `threads` querying
+    /// threads (at least one connection each).
+    pub(crate) fn new(url: &str, max_connections: usize, threads: usize) -> Pools {
+        Pools {
+            url: url.to_owned(),
+            per_thread: (max_connections / threads.max(1)).max(1),
+            pools: thread_local::ThreadLocal::new(),
+        }
+    }
+
+    /// The calling thread's pool (made on first use; connections open lazily).
+    pub(crate) fn local(&self) -> Result<&PgPool, RepositoryError> {
+        self.pools.get_or_try(|| {
+            // Last in, first out: under moderate load the same few connections (and their
+            // server processes, warm in cache) do the work, and the rest idle.
+            PgPool::builder(Manager::new(&self.url))
+                .max_size(self.per_thread)
+                .queue_mode(managed::QueueMode::Lifo)
+                .build()
+                .map_err(|e| RepositoryError::Unavailable(format!("database pool: {e}")))
+        })
+    }
+
+    /// Connections of every thread's pool: (open, idle, limit).
+    pub(crate) fn status(&self) -> (usize, usize, usize) {
+        self.pools
+            .iter()
+            .fold((0, 0, 0), |(size, idle, max), pool| {
+                let status = pool.status();
+                (
+                    size + status.size,
+                    idle + status.available,
+                    max + status.max_size,
+                )
+            })
+    }
+
+    /// Opens a connection outside the pools (for the migrations, say).
+    pub(crate) async fn open(&self) -> Result<AsyncPgConnection, RepositoryError> {
+        Manager::new(&self.url).open().await
+    }
+}
 
 /// diesel-async's connection manager, with the check-out ping (`SELECT 1`) skipped for
 /// connections used within [`FRESH`]: a busy pool pays no extra round trip per query, while
@@ -94,6 +152,14 @@ pub(crate) fn establish(url: &str) -> Opening<'_> {
         let bad = |e: &dyn std::fmt::Display| ConnectionError::BadConnection(e.to_string());
         let (url, mode) = TlsMode::split(url).map_err(|e| bad(&e))?;
         let mut config: tokio_postgres::Config = url.parse().map_err(|e| bad(&e))?;
+        // libpq ignores `sslmode` on Unix-domain sockets (there is no TLS over them): a
+        // socket URL without `sslmode=disable` must still connect, not fail in the TLS
+        // connector, which has no server name to give a socket path.
+        let mode = if on_unix_sockets_only(&config) {
+            TlsMode::Disable
+        } else {
+            mode
+        };
         let (client, connection) = match mode {
             TlsMode::Disable => {
                 config.ssl_mode(SslMode::Disable);
@@ -117,6 +183,16 @@ pub(crate) fn establish(url: &str) -> Opening<'_> {
         };
         AsyncPgConnection::try_from_client_and_connection(client, connection).await
     })
+}
+
+/// Whether every host `config` names is a Unix-domain socket (a path, e.g.
+/// `postgres://u@%2Fvar%2Frun%2Fpostgresql/db` or `?host=/var/run/postgresql`).
+fn on_unix_sockets_only(config: &tokio_postgres::Config) -> bool {
+    let hosts = config.get_hosts();
+    !hosts.is_empty()
+        && hosts
+            .iter()
+            .all(|host| matches!(host, tokio_postgres::config::Host::Unix(_)))
 }
 
 /// TLS to the database, as the URL's `sslmode` asks, with libpq's meanings.
@@ -269,9 +345,11 @@ impl Drop for Held {
     }
 }
 
-/// Checks a connection out of `pool`, waiting at most `timeout`: `Unavailable` (and the
-/// timeout counter bumped) when none comes — the pool is exhausted or the database down.
-pub(crate) async fn check_out(pool: &PgPool, timeout: Duration) -> Result<Held, RepositoryError> {
+/// Checks a connection out of the calling thread's pool, waiting at most `timeout`:
+/// `Unavailable` (and the timeout counter bumped) when none comes — the pool is exhausted
+/// or the database down.
+pub(crate) async fn check_out(pools: &Pools, timeout: Duration) -> Result<Held, RepositoryError> {
+    let pool = pools.local()?;
     static WAIT: OnceLock<metrics::Histogram> = OnceLock::new();
     static TIMEOUTS: OnceLock<metrics::Counter> = OnceLock::new();
     let asked = Instant::now();
@@ -324,6 +402,46 @@ mod tests {
         );
         assert!(TlsMode::split("postgres://h/db?sslmode=sometimes").is_err());
         assert!(TlsMode::split("not a url").is_err());
+    }
+
+    #[test]
+    fn unix_socket_hosts_are_told_from_network_hosts() {
+        let config = |url: &str| {
+            let (url, _) = TlsMode::split(url).unwrap();
+            url.parse::<tokio_postgres::Config>().unwrap()
+        };
+        assert!(on_unix_sockets_only(&config(
+            "postgres://u@%2Fvar%2Frun%2Fpostgresql/db?sslmode=require"
+        )));
+        assert!(on_unix_sockets_only(&config(
+            "postgres:///db?host=/var/run/postgresql&user=u"
+        )));
+        assert!(!on_unix_sockets_only(&config(
+            "postgres://u@127.0.0.1:5432/db"
+        )));
+        assert!(!on_unix_sockets_only(&config(
+            "postgres://u@db.internal/db"
+        )));
+    }
+
+    #[test]
+    fn the_connections_are_split_between_the_querying_threads() {
+        let url = "postgres://u@127.0.0.1:1/db";
+        assert_eq!(Pools::new(url, 32, 3).per_thread, 10);
+        assert_eq!(Pools::new(url, 32, 1).per_thread, 32);
+        assert_eq!(Pools::new(url, 2, 5).per_thread, 1, "at least one each");
+        assert_eq!(Pools::new(url, 8, 0).per_thread, 8);
+        // Each thread that queries gets a pool of its own, counted in the status.
+        let pools = Arc::new(Pools::new(url, 32, 2));
+        assert_eq!(pools.status(), (0, 0, 0));
+        pools.local().unwrap();
+        let other = pools.clone();
+        std::thread::spawn(move || {
+            other.local().unwrap();
+        })
+        .join()
+        .unwrap();
+        assert_eq!(pools.status(), (0, 0, 32));
     }
 
     #[test]

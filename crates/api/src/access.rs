@@ -258,7 +258,9 @@ pub async fn authenticate(
         .authenticate(presented)
         .await
         .map_err(|e| (e, None))?;
-    tracing::Span::current().record("key_id", principal.key_id.as_str());
+    // Displayed, not debugged: a key id needs no quoting, and escaping it char by char
+    // was a visible share of a cached read.
+    tracing::Span::current().record("key_id", tracing::field::display(&principal.key_id));
     match principal.require(scopes) {
         Ok(()) => Ok(Caller::Key(principal)),
         Err(error) => Err((error, Some(Caller::Key(principal)))),

@@ -16,7 +16,6 @@
 //! [`sacp_app::Guardrails`] and the domain.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
@@ -95,7 +94,9 @@ pub struct InFlight {
     current: AtomicUsize,
     max: usize,
     per_tenant: usize,
-    tenants: Mutex<HashMap<Arc<str>, usize>>,
+    /// By organisation (`org:<org>`, named by the operator) and `anonymous`: hashed with
+    /// foldhash, as no caller picks these names.
+    tenants: Mutex<foldhash::HashMap<Arc<str>, usize>>,
 }
 
 impl InFlight {
@@ -121,7 +122,7 @@ impl InFlight {
         (previous < self.max).then_some(ticket)
     }
 
-    fn tenants(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, usize>> {
+    fn tenants(&self) -> std::sync::MutexGuard<'_, foldhash::HashMap<Arc<str>, usize>> {
         self.tenants
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
@@ -511,14 +512,13 @@ async fn record(
     response: &ServiceResponse<BoxBody>,
 ) {
     let status = response.status().as_u16();
-    let key_id = caller.principal().map(|p| &p.key_id);
     let per_call = endpoint.policy.per_call;
     if per_call {
         // Counted as the envelope; each call it carried was audited as its route.
         state
             .gateway
             .guard()
-            .count_request(key_id, endpoint.action, status);
+            .count_request(caller.principal(), endpoint.action, status);
         return;
     }
     let subject = response

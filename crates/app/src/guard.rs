@@ -18,7 +18,7 @@ use sacp_ports::{AuditLog, Clock, IdempotencyStore, RateCounters, SwitchBoard, T
 
 use super::AppError;
 use super::refresh::{Serve, serve};
-use crate::Caller;
+use crate::{Caller, Principal};
 
 /// The storage the guardrails use.
 #[derive(Clone)]
@@ -182,7 +182,9 @@ pub struct Guardrails {
     clock: Arc<dyn Clock>,
     settings: LimitSettings,
     switch_cache: Arc<Mutex<Option<CachedSwitches>>>,
-    pending_traffic: Arc<Mutex<HashMap<TrafficKey, u64>>>,
+    /// Hashed with foldhash: its keys are a minute, a key's bits, a route and a status,
+    /// none of them a caller's free choice, and every answer counts one.
+    pending_traffic: Arc<Mutex<foldhash::HashMap<TrafficKey, u64>>>,
     pending_refusals: Arc<Mutex<HashMap<RefusalKey, AuditEvent>>>,
 }
 
@@ -432,7 +434,7 @@ impl Guardrails {
     /// counted allocates nothing.
     pub async fn record_answer(&self, answer: Answered<'_>) {
         let principal = answer.caller.principal();
-        self.count_request(principal.map(|p| &p.key_id), answer.action, answer.status);
+        self.count_request(principal, answer.action, answer.status);
         let refused_credential = matches!(answer.status, 401 | 403);
         if answer.changes_state || answer.audit_reads || refused_credential {
             // In a future of its own: an answer that is only counted does not carry it.
@@ -474,7 +476,7 @@ impl Guardrails {
         request_id: String,
     ) {
         let principal = caller.and_then(Caller::principal);
-        self.count_request(principal.map(|p| &p.key_id), action, status);
+        self.count_request(principal, action, status);
         self.note_refusal(Refused {
             at: self.now(),
             request_id,
@@ -544,10 +546,11 @@ impl Guardrails {
         Ok(self.ports.audit.query(key, limit).await?)
     }
 
-    /// Counts one answered request (kept in memory, written by [`Guardrails::flush`]).
-    pub fn count_request(&self, key: Option<&ApiKeyId>, route: &'static str, status: u16) {
+    /// Counts one answered request of `key`'s (kept in memory, written by
+    /// [`Guardrails::flush`]).
+    pub fn count_request(&self, key: Option<&Principal>, route: &'static str, status: u16) {
         let minute = self.clock.now().timestamp().div_euclid(60);
-        let key = key.map(ApiKeyId::to_bits);
+        let key = key.map(|principal| principal.key_bits);
         *lock(&self.pending_traffic)
             .entry((minute, key, route, status))
             .or_insert(0) += 1;

@@ -148,9 +148,11 @@ pub enum Side {
     B,
 }
 
-/// Measures two loads in alternating slices (a, b, a, b, …) that add up to `window` each,
-/// so that a change in the machine's speed during the run (shared hosts drift by tens of
-/// percent over a minute) weighs on both sides of a ratio alike. `boundary` is called
+/// Measures two loads in alternating slices that add up to `window` each, so that a change
+/// in the machine's speed during the run (shared hosts drift by tens of percent over a
+/// minute) weighs on both sides of a ratio alike. The order turns every pair (a, b, b, a,
+/// a, b, …): a steady speed-up or slow-down then favours neither side, where a, b, a, b
+/// always measured b after a. `boundary` is called
 /// before each slice with its side and once after the last with `None`, so that a caller
 /// can attribute what it samples (CPU time) to each side.
 pub async fn interleave<A, AFut, B, BFut>(
@@ -173,11 +175,19 @@ where
         measure: window.measure / slices,
     };
     let (mut first, mut second) = (Outcome::default(), Outcome::default());
-    for _ in 0..slices {
-        boundary(Some(Side::A));
-        first.absorb(drive(workers, slice, a.clone()).await);
-        boundary(Some(Side::B));
-        second.absorb(drive(workers, slice, b.clone()).await);
+    for pair in 0..slices {
+        let order = if pair % 2 == 0 {
+            [Side::A, Side::B]
+        } else {
+            [Side::B, Side::A]
+        };
+        for side in order {
+            boundary(Some(side));
+            match side {
+                Side::A => first.absorb(drive(workers, slice, a.clone()).await),
+                Side::B => second.absorb(drive(workers, slice, b.clone()).await),
+            }
+        }
     }
     boundary(None);
     (first, second)
@@ -259,9 +269,12 @@ mod tests {
         };
         let mut seen = Vec::new();
         let (a, b) = interleave(1, window, 4, fast, slow, |side| seen.push(side)).await;
-        let mut expected = [Some(Side::A), Some(Side::B)].repeat(4);
+        let mut expected = [Some(Side::A), Some(Side::B), Some(Side::B), Some(Side::A)].repeat(2);
         expected.push(None);
-        assert_eq!(seen, expected, "every slice is announced, then the end");
+        assert_eq!(
+            seen, expected,
+            "every slice is announced, pairs turned, then the end"
+        );
         assert!((a.seconds - 0.2).abs() < 1e-9 && (b.seconds - 0.2).abs() < 1e-9);
         // 4 slices of 50 ms counted: 5 fast units or 2–3 slow ones end in each.
         assert_eq!(a.ok, 20, "{a:?}");

@@ -48,8 +48,9 @@ struct Args {
     /// Open checkouts held for the memory measure.
     #[arg(long, default_value_t = 100_000)]
     open_checkouts: usize,
-    /// PostgreSQL host for the checkout flow (started if it is the local cluster and down).
-    #[arg(long, default_value = "127.0.0.1")]
+    /// PostgreSQL host for the checkout flow (started if it is the local cluster and down):
+    /// a name, an address or a Unix-socket directory such as `/var/run/postgresql`.
+    #[arg(long, default_value = "/var/run/postgresql")]
     pg_host: String,
     /// PostgreSQL port.
     #[arg(long, default_value_t = 5432)]
@@ -60,6 +61,11 @@ struct Args {
     /// Database the run drops and creates.
     #[arg(long, default_value = "sacp_bench")]
     pg_database: String,
+    /// The gateway's `sslmode` to PostgreSQL (libpq's meanings; ignored on a Unix socket).
+    /// `prefer`, the default of a URL without one, uses TLS over TCP when the server offers
+    /// it, as Debian's cluster does.
+    #[arg(long, default_value = "disable")]
+    pg_sslmode: String,
     /// Criterion's output directory, to include the microbenchmarks in the table.
     #[arg(long)]
     criterion: Option<PathBuf>,
@@ -178,7 +184,7 @@ async fn agent_at(http: &Client, gateway: &Service) -> Result<Agent, String> {
 }
 
 /// Slices each side of an interleaved ratio is measured in.
-const INTERLEAVED_SLICES: u32 = 5;
+const INTERLEAVED_SLICES: u32 = 10;
 
 /// Keyless `GET url` from every connection, expecting 200; fails unless every answer was.
 async fn load_get(args: &Args, http: &Client, name: &str, url: String) -> Result<Outcome, String> {

@@ -122,9 +122,11 @@ impl Database<'_> {
     /// Its URL.
     pub fn url(&self) -> String {
         let args = self.args;
+        // A socket directory is a host too, spelled with its slashes encoded.
+        let host = args.pg_host.replace('/', "%2F");
         format!(
-            "postgres://{}@{}:{}/{}",
-            args.pg_user, args.pg_host, args.pg_port, args.pg_database
+            "postgres://{}@{host}:{}/{}?sslmode={}",
+            args.pg_user, args.pg_port, args.pg_database, args.pg_sslmode
         )
     }
 

@@ -10,7 +10,7 @@
 //! [`INLINE_USAGES`] usages in place, and [`Decision::write_limit_header`] writes the
 //! `RateLimit` value into the caller's buffer.
 
-use chrono::{DateTime, TimeZone, Utc};
+use chrono::{DateTime, TimeDelta, TimeZone, Utc};
 
 /// One limit: at most `limit` requests per `window_secs`, named for the headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -126,12 +126,31 @@ impl Limit {
         }
     }
 
-    /// Start and end of the window containing `now`.
+    /// Start and end of the window containing `now`: `now` moved back to the window's
+    /// first second, and forward by its width. Moving a time by less than a year is a few
+    /// additions; building one from a Unix second works the calendar out, and this runs
+    /// for every limit of every request.
     fn window(&self, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
         let width = i64::from(self.policy.window_secs.max(1));
-        let start = now.timestamp().div_euclid(width) * width;
-        let at = |secs: i64| Utc.timestamp_opt(secs, 0).single().unwrap_or(now);
-        (at(start), at(start + width))
+        let second = now.timestamp();
+        let first = second - second.rem_euclid(width);
+        let back = TimeDelta::seconds(second - first)
+            + TimeDelta::nanoseconds(i64::from(now.timestamp_subsec_nanos()));
+        let moved = now
+            .checked_sub_signed(back)
+            .and_then(|start| Some((start, start.checked_add_signed(TimeDelta::seconds(width))?)));
+        match moved {
+            Some((start, end))
+                if start.timestamp() == first && start.timestamp_subsec_nanos() == 0 =>
+            {
+                (start, end)
+            }
+            // A leap second, or the edge of time: from the calendar.
+            _ => {
+                let at = |secs: i64| Utc.timestamp_opt(secs, 0).single().unwrap_or(now);
+                (at(first), at(first + width))
+            }
+        }
     }
 }
 
@@ -170,7 +189,10 @@ impl Usage {
     /// [`Usage::new`] of a limit of `policy` whose window at `now` ends at `window_end` (its
     /// [`CounterAt`]'s), without working the window out again.
     pub fn at(policy: Policy, count: u64, window_end: DateTime<Utc>, now: DateTime<Utc>) -> Usage {
-        let reset = (window_end - now).num_seconds().max(1);
+        // Whole seconds from `now` to the window's end (which falls on a second), as
+        // `(window_end - now).num_seconds()` counts them, without a calendar.
+        let part_second = i64::from(now.timestamp_subsec_nanos() > 0);
+        let reset = (window_end.timestamp() - now.timestamp() - part_second).max(1);
         Usage {
             policy,
             count,
@@ -434,6 +456,59 @@ mod tests {
 
     fn at(secs: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(secs, 0).single().unwrap()
+    }
+
+    #[test]
+    fn windows_and_resets_match_the_calendar_at_any_instant() {
+        let minute = Limit::new(Policy::per_minute("key-minute", 2), "key:key_a");
+        let day = Limit::new(Policy::per_day("key-day", 5), "key:key_a");
+        let odd = Limit::new(
+            Policy {
+                name: "odd",
+                limit: 1,
+                window_secs: 7,
+            },
+            "x",
+        );
+        let nanos = [0, 1, 500_000_000, 999_999_999];
+        // Before and after the epoch, across a day, a leap day and a year's end.
+        let seconds = [
+            -86_401,
+            -1,
+            0,
+            59,
+            60,
+            86_399,
+            951_782_399,
+            1_798_761_599,
+            1_800_000_030,
+        ];
+        for limit in [&minute, &day, &odd] {
+            let width = i64::from(limit.policy().window_secs);
+            for second in seconds {
+                for nano in nanos {
+                    let now = Utc.timestamp_opt(second, nano).single().unwrap();
+                    let first = second.div_euclid(width) * width;
+                    let counter = limit.counter(now);
+                    assert_eq!(counter.window_start, at(first), "{now} {width}");
+                    assert_eq!(counter.window_end, at(first + width), "{now} {width}");
+                    let reset = (at(first + width) - now).num_seconds().max(1);
+                    assert_eq!(
+                        Usage::new(limit, 1, now).reset_secs,
+                        u64::try_from(reset).unwrap(),
+                        "{now}"
+                    );
+                }
+            }
+        }
+        // A leap second (chrono's nanoseconds past 1e9) still falls in its minute.
+        let leap = chrono::NaiveDate::from_ymd_opt(2016, 12, 31)
+            .and_then(|d| d.and_hms_nano_opt(23, 59, 59, 1_500_000_000))
+            .unwrap()
+            .and_utc();
+        let counter = minute.counter(leap);
+        assert_eq!(counter.window_start.timestamp(), leap.timestamp() - 59);
+        assert_eq!(counter.window_end.timestamp(), leap.timestamp() + 1);
     }
 
     #[test]

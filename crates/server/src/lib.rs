@@ -126,6 +126,14 @@ impl Running {
     }
 }
 
+/// The HTTP worker threads the server runs: `SACP_WORKERS`, else actix's default (one per
+/// available core).
+fn http_workers(settings: &Settings) -> usize {
+    settings.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get)
+    })
+}
+
 /// Opens the PostgreSQL storage of `settings` and applies pending migrations.
 pub async fn migrate(settings: &Settings) -> Result<(PgStorage, Vec<String>), StartError> {
     let url = settings
@@ -136,6 +144,8 @@ pub async fn migrate(settings: &Settings) -> Result<(PgStorage, Vec<String>), St
         url.expose_secret(),
         PgConfig {
             max_connections: settings.db_pool_size,
+            // The HTTP workers, and the thread of the background work.
+            threads: http_workers(settings) + 1,
             ..PgConfig::default()
         },
     )
@@ -438,7 +448,7 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
     let served_simulators = simulators.clone();
     let app_public_url = public_url.clone();
     let body_timeout = Duration::from_millis(settings.limits.body_timeout_ms.max(1));
-    let mut server = HttpServer::new(move || {
+    let server = HttpServer::new(move || {
         // Every body on the listener, the simulators' included, has its deadline.
         let mut app = App::new()
             .wrap(from_fn(move |request, next| {
@@ -467,10 +477,8 @@ pub async fn start(settings: &Settings) -> Result<Running, StartError> {
         app.configure(sacp_api::configure(state.clone(), &app_public_url))
     })
     .shutdown_timeout(10);
-    if let Some(workers) = settings.workers {
-        server = server.workers(workers.max(1));
-    }
     let server = server
+        .workers(http_workers(settings).max(1))
         .listen(listener)
         .map_err(|source| StartError::Listen {
             address: settings.listen.clone(),
