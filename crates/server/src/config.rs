@@ -71,7 +71,8 @@ pub struct Settings {
     /// milliseconds; 0 = no cache (answers still carry an `ETag`).
     #[arg(long, env = "SACP_CATALOG_CACHE_TTL_MS", default_value_t = 5_000)]
     pub catalog_cache_ttl_ms: u64,
-    /// Most PostgreSQL connections per replica.
+    /// Most PostgreSQL connections per replica, split evenly between the querying threads
+    /// (the HTTP workers and the background thread; at least one each).
     #[arg(long, env = "SACP_DB_POOL_SIZE", default_value_t = 32)]
     pub db_pool_size: u32,
     /// HTTP worker threads (default: one per core).
