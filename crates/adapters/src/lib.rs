@@ -24,6 +24,7 @@ mod pg_guard;
 mod pg_guard_batch;
 pub mod pg_listen;
 mod pg_pool;
+mod pg_prepared;
 mod pg_reads;
 mod pg_step_up;
 pub mod random;

@@ -194,6 +194,7 @@ use schema::{api_keys, audit_events, checkouts, payment_authorizations};
 
 use crate::pg_batch::GroupCommit;
 use crate::pg_guard_batch::{GuardWrite, GuardWritten};
+use crate::pg_prepared::PreparedExt;
 use crate::pg_reads::{PointAnswer, PointRead};
 
 pub(crate) use crate::pg_pool::{Held, Pools};
@@ -323,6 +324,7 @@ async fn swap_checkout(
             .filter(checkouts::version.eq(expected)),
     )
     .set(row)
+    .prepared()
     .execute(conn)
     .await?;
     if changed == 1 {
@@ -348,6 +350,7 @@ async fn swap_authorization(
             .filter(payment_authorizations::version.eq(expected)),
     )
     .set(row)
+    .prepared()
     .execute(conn)
     .await?;
     if changed == 1 {
@@ -490,7 +493,9 @@ impl PgStorage {
         let row = CheckoutRow::new(checkout, 1)?;
         insert_answering!(
             self,
-            diesel::insert_into(checkouts::table).values(&row),
+            diesel::insert_into(checkouts::table)
+                .values(&row)
+                .prepared(),
             answer
         )?;
         checkout.set_version(1);
@@ -865,6 +870,7 @@ impl AuthorizationRepository for PgStorage {
         let mut conn = self.connection().await?;
         diesel::insert_into(payment_authorizations::table)
             .values(&row)
+            .prepared()
             .execute(&mut *conn)
             .await
             .map_err(database_error)?;
@@ -893,6 +899,7 @@ impl AuthorizationRepository for PgStorage {
                 .map_err(Failed::Refused)?;
             diesel::insert_into(payment_authorizations::table)
                 .values(&inserted)
+                .prepared()
                 .execute(conn)
                 .await
                 .map_err(|error| Failed::Refused(database_error(error)))?;
@@ -1116,6 +1123,7 @@ impl AuthorizationRepository for PgStorage {
                                 .filter(payment_authorizations::version.eq(*expected)),
                         )
                         .set(row)
+                        .prepared()
                         .execute(conn)
                         .await?;
                         changed[i] = Some(written == 1);
@@ -1223,6 +1231,7 @@ impl AuthorizationRepository for PgStorage {
                          WHERE status = 'pending' AND expires_at > $1)) AS at",
                 )
                 .bind::<diesel::sql_types::Timestamptz, _>(now)
+                .prepared()
                 .get_result::<NextDue>(&mut { shared });
                 let (rows, next) = try_join(rows, next_at).await?;
                 QueryResult::Ok((rows, next.at))

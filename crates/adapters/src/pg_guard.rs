@@ -22,6 +22,7 @@ use sacp_ports::{IdempotencyStore, RateCounters, RepositoryError, SwitchBoard, T
 use crate::pg::schema::{idempotency_records, rate_counters, switches, traffic_minutes};
 use crate::pg::{PgStorage, database_error};
 use crate::pg_guard_batch::{GuardWrite, GuardWritten, mismatched};
+use crate::pg_prepared::PreparedExt;
 
 #[derive(Insertable)]
 #[diesel(table_name = rate_counters)]
@@ -292,6 +293,7 @@ async fn insert_fresh(
     let inserted = diesel::insert_into(idempotency_records::table)
         .values(record)
         .on_conflict_do_nothing()
+        .prepared()
         .execute(conn)
         .await?;
     Ok(inserted == 1)
@@ -308,6 +310,7 @@ pub(crate) async fn insert_all_fresh(
         diesel::insert_into(idempotency_records::table)
             .values(*record)
             .on_conflict_do_nothing()
+            .prepared()
             .execute(&mut { shared })
             .await
             .map(|inserted| inserted == 1)
@@ -337,6 +340,7 @@ async fn decide(
     if row.expires_at < now || stale {
         diesel::update(scope_filter!(scope))
             .set(&fresh)
+            .prepared()
             .execute(conn)
             .await?;
         return Ok(Begin::Started(claim));
@@ -378,6 +382,7 @@ pub(crate) async fn finish_in(
             idempotency_records::body.eq(Some(response.body.clone())),
             idempotency_records::expires_at.eq(answer.at + RETENTION),
         ))
+        .prepared()
         .execute(conn)
         .await?;
     if changed == 1 {

@@ -41,9 +41,11 @@ struct Args {
     /// Concurrent connections for request measures.
     #[arg(long, default_value_t = 64)]
     connections: usize,
-    /// Concurrent agents running whole checkout flows (enough to saturate 2 cores; far more
-    /// only queues requests for database connections).
-    #[arg(long, default_value_t = 600)]
+    /// Concurrent agents running whole checkout flows. A flow lasts at least the wallet's
+    /// 1 s poll interval, so the rate is at most agents ÷ flow time: 1,200 saturate 2 cores
+    /// (600 capped it near 400/s once a checkout cost under 4 ms of CPU); far more only
+    /// queue requests for database connections.
+    #[arg(long, default_value_t = 1200)]
     flows: usize,
     /// Open checkouts held for the memory measure.
     #[arg(long, default_value_t = 100_000)]
