@@ -49,8 +49,8 @@ const LOG_QUEUE_LINES: usize = 4_096;
 /// written by a thread of their own, which drains every line waiting and writes them with
 /// one system call: an access line per request no longer costs each request a `write`.
 /// Nothing is dropped (a full queue makes the logging thread wait, as a blocking write
-/// did), and a line is written as soon as the writer is idle, not on a timer. The returned
-/// guard writes what is queued when the process ends.
+/// did), and a line is written within about [`LOG_GATHER`] of being logged (see
+/// [`Gathering`]). The returned guard writes what is queued when the process ends.
 fn init_logs(format: &str) -> tracing_appender::non_blocking::WorkerGuard {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
@@ -74,14 +74,43 @@ fn init_logs(format: &str) -> tracing_appender::non_blocking::WorkerGuard {
 
 /// Standard output, buffered: the log thread flushes after each batch of lines. Rust's
 /// own `Stdout` flushes at every newline, hence a descriptor of our own on the same output.
-fn stdout_writer() -> Box<dyn std::io::Write + Send> {
+fn stdout_writer() -> Gathering<Box<dyn std::io::Write + Send>> {
     use std::os::fd::AsFd;
-    match std::io::stdout().as_fd().try_clone_to_owned() {
-        Ok(fd) => Box::new(std::io::BufWriter::with_capacity(
-            LOG_BUFFER_BYTES,
-            std::fs::File::from(fd),
-        )),
-        Err(_) => Box::new(std::io::stdout()),
+    let output: Box<dyn std::io::Write + Send> =
+        match std::io::stdout().as_fd().try_clone_to_owned() {
+            Ok(fd) => Box::new(std::io::BufWriter::with_capacity(
+                LOG_BUFFER_BYTES,
+                std::fs::File::from(fd),
+            )),
+            Err(_) => Box::new(std::io::stdout()),
+        };
+    Gathering(output)
+}
+
+/// How long the log thread rests after writing a batch, so that the next lines gather.
+const LOG_GATHER: std::time::Duration = std::time::Duration::from_millis(1);
+
+/// The log thread's output: after each batch is flushed, the thread rests for
+/// [`LOG_GATHER`]. Without the rest it went back to the queue at once, where the next line
+/// was always a few microseconds away: the queue's receiver spun and yielded for each line
+/// instead of sleeping (a quarter of the gateway's CPU under load, ≈ 1–2 µs per request;
+/// `docs/benchmarks.md`). With it, lines wait at most about a millisecond and are written
+/// dozens at a time; an idle thread still sleeps on the queue.
+struct Gathering<W>(W);
+
+impl<W: std::io::Write> std::io::Write for Gathering<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()?;
+        std::thread::sleep(LOG_GATHER);
+        Ok(())
     }
 }
 
@@ -139,5 +168,47 @@ async fn main() -> std::process::ExitCode {
             tracing::error!(%error, "sacp-gateway failed");
             std::process::ExitCode::FAILURE
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::time::Instant;
+
+    use super::{Gathering, LOG_GATHER};
+
+    /// An output that records what reached it and how often it was flushed.
+    #[derive(Default)]
+    struct Recorded {
+        bytes: Vec<u8>,
+        flushes: usize,
+    }
+
+    impl Write for Recorded {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.bytes.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.flushes += 1;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_log_output_passes_every_line_on_and_rests_after_each_batch() {
+        let mut output = Gathering(Recorded::default());
+        output.write_all(b"first line\n").unwrap();
+        output.write_all(b"second line\n").unwrap();
+        let started = Instant::now();
+        output.flush().unwrap();
+        assert!(
+            started.elapsed() >= LOG_GATHER,
+            "the log thread rests after a batch"
+        );
+        assert_eq!(output.0.flushes, 1, "the batch reached the output");
+        assert_eq!(output.0.bytes, b"first line\nsecond line\n");
     }
 }
