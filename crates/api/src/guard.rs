@@ -339,7 +339,7 @@ async fn admit(
     }
     let policy = planned_policy
         .filter(|_| !decision.usages().is_empty())
-        .and_then(|text| HeaderValue::from_str(text).ok());
+        .and_then(policy_value);
     drop(limits);
     Ok(Admission {
         caller,
@@ -348,6 +348,33 @@ async fn admit(
         body,
         _in_flight: in_flight,
         _tenant: tenant,
+    })
+}
+
+/// Most `RateLimit-Policy` values a worker keeps made: one per distinct plan and operation
+/// (keys whose limits match share a text), so a few in practice.
+const POLICY_VALUES_KEPT: usize = 256;
+
+thread_local! {
+    /// `RateLimit-Policy` values made on this worker, by their text (made by the gateway from
+    /// the operator's settings, never by a caller: hashed with foldhash). A request takes a
+    /// counted reference instead of checking its key's text and copying it into a new value.
+    static POLICY_VALUES: std::cell::RefCell<foldhash::HashMap<Box<str>, HeaderValue>> =
+        std::cell::RefCell::default();
+}
+
+/// The `RateLimit-Policy` value of a key plan's `text` (see [`POLICY_VALUES`]).
+fn policy_value(text: &str) -> Option<HeaderValue> {
+    POLICY_VALUES.with_borrow_mut(|made| {
+        if let Some(value) = made.get(text) {
+            return Some(value.clone());
+        }
+        let value = HeaderValue::from_str(text).ok()?;
+        if made.len() >= POLICY_VALUES_KEPT {
+            made.clear();
+        }
+        made.insert(text.into(), value.clone());
+        Some(value)
     })
 }
 
@@ -503,8 +530,8 @@ fn resource_of(response: &ServiceResponse<BoxBody>) -> Option<&str> {
 
 /// Counts an answered request (traffic) and audits it (see
 /// [`sacp_app::Guardrails::record_answer`]); a request carrying MCP calls is only counted,
-/// each call being audited as the route it mirrors. What the audit names is borrowed: an
-/// answer that is only counted allocates nothing.
+/// each call being audited as the route it mirrors. What the audit names is borrowed, and
+/// only looked for when the answer is audited: one that is only counted allocates nothing.
 async fn record(
     endpoint: &Endpoint,
     state: &ApiState,
@@ -521,23 +548,33 @@ async fn record(
             .count_request(caller.principal(), endpoint.action, status);
         return;
     }
+    let counted = sacp_app::Answered {
+        caller,
+        action: endpoint.action,
+        status,
+        request_id: "",
+        resource: None,
+        subject: None,
+        changes_state: !matches!(endpoint.method, Method::GET | Method::HEAD),
+        audit_reads: endpoint.policy.audit_reads,
+    };
+    if !counted.is_audited() {
+        state.gateway.guard().record_answer(counted).await;
+        return;
+    }
     let subject = response
         .request()
         .extensions()
         .get::<EndUser>()
         .map(|u| u.0.clone());
     let request_id = request_id::shared();
-    let answered = sacp_app::Answered {
-        caller,
-        action: endpoint.action,
-        status,
+    let audited = sacp_app::Answered {
         request_id: request_id.as_deref().unwrap_or_default(),
         resource: resource_of(response),
         subject: subject.as_deref(),
-        changes_state: !matches!(endpoint.method, Method::GET | Method::HEAD),
-        audit_reads: endpoint.policy.audit_reads,
+        ..counted
     };
-    state.gateway.guard().record_answer(answered).await;
+    state.gateway.guard().record_answer(audited).await;
 }
 
 fn replay(stored: StoredResponse) -> HttpResponse {
@@ -706,6 +743,20 @@ mod tests {
             in_flight.tenants().get("org:a").is_none(),
             "forgotten when idle"
         );
+    }
+
+    #[test]
+    fn policy_values_are_made_once_per_text_and_kept_bounded() {
+        let text = "\"key-minute\";q=60;w=60";
+        let first = policy_value(text).unwrap();
+        assert_eq!(first.to_str().unwrap(), text);
+        assert_eq!(policy_value(text), Some(first));
+        assert_eq!(policy_value("bad\nvalue"), None, "not a header value");
+        for limit in 0..POLICY_VALUES_KEPT * 2 {
+            let text = format!("\"key-minute\";q={limit};w=60");
+            assert_eq!(policy_value(&text).unwrap().to_str().unwrap(), text);
+        }
+        assert!(POLICY_VALUES.with_borrow(|made| made.len()) <= POLICY_VALUES_KEPT);
     }
 
     #[test]

@@ -166,6 +166,15 @@ pub struct Answered<'a> {
     pub audit_reads: bool,
 }
 
+impl Answered<'_> {
+    /// Whether the answer is audited, not only counted: a route that changes state or audits
+    /// its reads, or a refused credential. What only an audit event names (the resource, the
+    /// end user, the request id) need not be found for an answer that is not.
+    pub fn is_audited(&self) -> bool {
+        self.changes_state || self.audit_reads || matches!(self.status, 401 | 403)
+    }
+}
+
 /// Who a refusal is counted against: the key that authenticated, else the client address.
 fn source_of(caller: Option<&Caller>, peer: Option<IpAddr>) -> String {
     match (caller, peer) {
@@ -435,8 +444,7 @@ impl Guardrails {
     pub async fn record_answer(&self, answer: Answered<'_>) {
         let principal = answer.caller.principal();
         self.count_request(principal, answer.action, answer.status);
-        let refused_credential = matches!(answer.status, 401 | 403);
-        if answer.changes_state || answer.audit_reads || refused_credential {
+        if answer.is_audited() {
             // In a future of its own: an answer that is only counted does not carry it.
             Box::pin(self.audit_answer(answer)).await;
         }

@@ -78,6 +78,8 @@ impl fmt::Display for Scope {
 /// Prefix of every key secret.
 pub const SECRET_PREFIX: &str = "sacp_";
 const SECRET_RANDOM_BYTES: usize = 32;
+/// Characters of a generated secret's random part: 256 bits in base32.
+const SECRET_RANDOM_CHARS: usize = (SECRET_RANDOM_BYTES * 8).div_ceil(5);
 
 /// A key's secret, shown once at creation or rotation; prints as `***`.
 #[derive(Clone)]
@@ -131,9 +133,11 @@ pub fn key_id_of(secret: &str) -> Option<ApiKeyId> {
 /// The 128 bits of the id [`key_id_of`] finds (see [`ApiKeyId::to_bits`]), found without
 /// allocating: what a cache of keys looks a presented secret up by.
 pub fn key_bits_of(secret: &str) -> Option<[u8; ids::ID_RANDOM_BYTES]> {
+    // `<id>_<random>`: both parts have fixed lengths, so the `_` is not searched for.
     let generated = secret.strip_prefix(SECRET_PREFIX).and_then(|rest| {
-        let (id, random) = rest.rsplit_once('_')?;
-        let random_ok = random.len() == 52 && ids::is_base32(random);
+        let id = rest.get(..ids::ENCODED_LEN)?;
+        let random = rest.get(ids::ENCODED_LEN..)?.strip_prefix('_')?;
+        let random_ok = random.len() == SECRET_RANDOM_CHARS && ids::is_base32(random);
         random_ok.then(|| ids::encoded_bits(id)).flatten()
     });
     generated.or_else(|| (secret.len() >= MIN_OPERATOR_SECRET_LEN).then(|| derived_bits(secret)))
@@ -704,6 +708,27 @@ mod tests {
             Some([7; 16]),
             "a generated secret's own id"
         );
+    }
+
+    #[test]
+    fn only_a_well_formed_generated_secret_names_the_id_inside_it() {
+        let (secret, _) = new_secret(&ApiKeyId::from_bits([9; 16]), &Counter(0.into()));
+        let secret = secret.expose();
+        let id_end = SECRET_PREFIX.len() + 26;
+        let respelled = [
+            format!("{secret}a"),
+            secret[..secret.len() - 1].to_owned(),
+            format!("{}A{}", &secret[..id_end + 1], &secret[id_end + 2..]),
+            format!("{}-{}", &secret[..id_end], &secret[id_end + 1..]),
+            format!("{}_{}", &secret[..id_end - 1], &secret[id_end..]),
+            format!("{}é{}", &secret[..id_end - 1], &secret[id_end + 1..]),
+            format!("{}é{}", &secret[..id_end], &secret[id_end + 2..]),
+        ];
+        for text in respelled {
+            // Long enough to be an operator's own secret: it names the key hashed from it.
+            assert_ne!(key_bits_of(&text), Some([9; 16]), "{text}");
+            assert_eq!(key_bits_of(&text), Some(derived_bits(&text)), "{text}");
+        }
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod config;
 pub mod keys;
+pub mod logs;
 pub mod telemetry;
 
 use std::net::{SocketAddr, TcpListener};
