@@ -39,8 +39,9 @@ pub const LOG_GATHER: std::time::Duration = std::time::Duration::from_millis(1);
 /// pass; a span's recorded fields it leaves as they are); elsewhere, the log thread escapes
 /// whole lines the same way ([`escape_controls`]), span fields included, at no cost to the
 /// request: the formatter's escaping went character by character through the formatting
-/// machinery, a visible share of a cached read. JSON lines are left to the JSON encoder
-/// (which escapes every C0 control), as before.
+/// machinery, a visible share of a cached read. In JSON lines the encoder escapes the C0
+/// controls and the log thread DEL and the C1 controls, as JSON escapes (`\u009b`): the
+/// values a reader parses are unchanged.
 pub fn init(format: &str) -> tracing_appender::non_blocking::WorkerGuard {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG_FILTER));
@@ -53,7 +54,11 @@ pub fn init(format: &str) -> tracing_appender::non_blocking::WorkerGuard {
         .thread_name("sacp-log")
         .finish(Gathering {
             output: stdout_writer(),
-            escape: !terminal && !json,
+            escaping: match (json, terminal) {
+                (true, _) => Escaping::Json,
+                (false, true) => Escaping::Off,
+                (false, false) => Escaping::Text,
+            },
         });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -81,8 +86,8 @@ fn stdout_writer() -> Box<dyn Write + Send> {
     }
 }
 
-/// The log thread's output: lines pass on (with control characters escaped when `escape`
-/// is set, see [`escape_controls`]), and after each batch is flushed the thread rests for
+/// The log thread's output: lines pass on (with control characters escaped as `escaping`
+/// says, see [`escape_controls`]), and after each batch is flushed the thread rests for
 /// [`LOG_GATHER`]. Without the rest it went back to the queue at once, where the next line
 /// was always a few microseconds away: the queue's receiver spun and yielded for each line
 /// instead of sleeping (a quarter of the gateway's CPU under load, ≈ 1–2 µs per request;
@@ -92,8 +97,20 @@ fn stdout_writer() -> Box<dyn Write + Send> {
 pub struct Gathering<W> {
     /// Where lines go.
     pub output: W,
-    /// Whether control characters are escaped on the way.
-    pub escape: bool,
+    /// How control characters are escaped on the way.
+    pub escaping: Escaping,
+}
+
+/// How the log thread escapes the characters a terminal acts on (see [`escape_controls`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Escaping {
+    /// Lines pass as they are (the formatter escaped them).
+    Off,
+    /// As tracing-subscriber escapes text: `\x1b`, `\u{9b}`.
+    Text,
+    /// As JSON escapes, valid inside the strings where such characters can only appear:
+    /// `\u001b`, `\u009b`.
+    Json,
 }
 
 impl<W: Write> Write for Gathering<W> {
@@ -102,10 +119,9 @@ impl<W: Write> Write for Gathering<W> {
     }
 
     fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        if self.escape {
-            escape_controls(buf, &mut self.output)
-        } else {
-            self.output.write_all(buf)
+        match self.escaping {
+            Escaping::Off => self.output.write_all(buf),
+            style => escape_controls(buf, style, &mut self.output),
         }
     }
 
@@ -116,13 +132,17 @@ impl<W: Write> Write for Gathering<W> {
     }
 }
 
-/// Writes `text` to `output` with the characters a terminal acts on escaped, as
-/// tracing-subscriber escapes a field's text (so a line reads the same either way): ESC,
-/// BEL, BS, FF and DEL as `\x1b`, `\x07`, `\x08`, `\x0c`, `\x7f`, and the C1 controls
-/// U+0080–U+009F as `\u{80}`…`\u{9f}`. Line ends and tabs pass. A line without any is
-/// written as it is, found by one pass that does not stop early (so that it has no branch
-/// per byte).
-pub fn escape_controls(text: &[u8], output: &mut impl Write) -> std::io::Result<()> {
+/// Writes `text` to `output` with the characters a terminal acts on escaped: ESC, BEL, BS,
+/// FF, DEL and the C1 controls U+0080–U+009F. [`Escaping::Text`] writes them as
+/// tracing-subscriber escapes a field's text (so a line reads the same either way: `\x1b`,
+/// `\x7f`, `\u{9b}`), [`Escaping::Json`] as JSON escapes (`\u001b`, `\u007f`, `\u009b`).
+/// Line ends and tabs pass. A line without any is written as it is, found by one pass that
+/// does not stop early (so that it has no branch per byte).
+pub fn escape_controls(
+    text: &[u8],
+    style: Escaping,
+    output: &mut impl Write,
+) -> std::io::Result<()> {
     let suspect = |byte: u8| matches!(byte, 0x07 | 0x08 | 0x0c | 0x1b | 0x7f | 0xc2);
     if !text.iter().fold(false, |seen, &byte| seen | suspect(byte)) {
         return output.write_all(text);
@@ -145,9 +165,10 @@ pub fn escape_controls(text: &[u8], output: &mut impl Write) -> std::io::Result<
             continue;
         }
         output.write_all(text.get(plain_from..index).unwrap_or_default())?;
-        match c1 {
-            Some(code) => write!(output, "\\u{{{code:x}}}")?,
-            None => write!(output, "\\x{byte:02x}")?,
+        match (style, c1) {
+            (Escaping::Json, code) => write!(output, "\\u{:04x}", code.unwrap_or(byte))?,
+            (_, Some(code)) => write!(output, "\\u{{{code:x}}}")?,
+            (_, None) => write!(output, "\\x{byte:02x}")?,
         }
         index += escaped_len;
         plain_from = index;
@@ -161,7 +182,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
     use std::time::Instant;
 
-    use super::{Gathering, LOG_GATHER, escape_controls};
+    use super::{Escaping, Gathering, LOG_GATHER, escape_controls};
 
     /// An output that records what reached it and how often it was flushed.
     #[derive(Default)]
@@ -186,7 +207,7 @@ mod tests {
     fn the_log_output_passes_every_line_on_and_rests_after_each_batch() {
         let mut output = Gathering {
             output: Recorded::default(),
-            escape: true,
+            escaping: Escaping::Text,
         };
         output.write_all(b"first line\n").unwrap();
         output.write_all(b"second line\n").unwrap();
@@ -200,11 +221,15 @@ mod tests {
         assert_eq!(output.output.bytes, b"first line\nsecond line\n");
     }
 
-    /// A line's text after [`escape_controls`].
-    fn escaped(text: &str) -> String {
+    /// A line's text after [`escape_controls`] in `style`.
+    fn escaped_as(text: &str, style: Escaping) -> String {
         let mut output = Vec::new();
-        escape_controls(text.as_bytes(), &mut output).unwrap();
+        escape_controls(text.as_bytes(), style, &mut output).unwrap();
         String::from_utf8(output).unwrap()
+    }
+
+    fn escaped(text: &str) -> String {
+        escaped_as(text, Escaping::Text)
     }
 
     /// What a text subscriber writes for one event whose message holds `message`, in a span
@@ -216,7 +241,11 @@ mod tests {
             let lines = lines.clone();
             move || Gathering {
                 output: Shared(lines.clone()),
-                escape: !sanitize,
+                escaping: if sanitize {
+                    Escaping::Off
+                } else {
+                    Escaping::Text
+                },
             }
         };
         let subscriber = tracing_subscriber::fmt()
@@ -279,7 +308,40 @@ mod tests {
         assert_eq!(escaped("\u{a0}£\u{c2}x"), "\u{a0}£\u{c2}x", "not C1");
         assert_eq!(escaped("tab\tand\r\n"), "tab\tand\r\n");
         let mut output = Vec::new();
-        escape_controls(b"cut \xc2", &mut output).unwrap();
+        escape_controls(b"cut \xc2", Escaping::Text, &mut output).unwrap();
         assert_eq!(output, b"cut \xc2", "a lone lead byte passes as it came");
+    }
+
+    #[test]
+    fn a_json_line_keeps_its_values_and_loses_its_raw_controls() {
+        let hostile = "/a\x1b[31m\x7f\u{85}\u{9b}2J\u{a0}é\t";
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let writer = {
+            let lines = lines.clone();
+            move || Gathering {
+                output: Shared(lines.clone()),
+                escaping: Escaping::Json,
+            }
+        };
+        let subscriber = tracing_subscriber::fmt()
+            .json()
+            .with_ansi(false)
+            .with_writer(writer)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(path = hostile, "GET {hostile}");
+        });
+        let line = String::from_utf8(lines.lock().unwrap().clone()).unwrap();
+        assert!(
+            !line.contains(['\x1b', '\x7f', '\u{85}', '\u{9b}']),
+            "{line:?}"
+        );
+        let parsed: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(parsed["fields"]["path"], hostile);
+        assert_eq!(parsed["fields"]["message"], format!("GET {hostile}"));
+        assert_eq!(
+            escaped_as("a\x7fb\u{9f}", Escaping::Json),
+            "a\\u007fb\\u009f"
+        );
     }
 }
