@@ -1,7 +1,7 @@
 //! Create, change, read and cancel guest checkouts.
 
 use chrono::{DateTime, Utc};
-use sacp_domain::idempotency::Answer;
+use sacp_domain::idempotency::{Answer, StoredResponse};
 use sacp_domain::validation::{BuyerInput, FulfillmentInput, ItemInput};
 use sacp_domain::{
     Buyer, Checkout, CheckoutId, Fulfillment, Items, PaymentHold, TransitionError, ValidationErrors,
@@ -105,6 +105,20 @@ impl Gateway {
         changes: &CheckoutChanges,
         answering: Option<Answering<'_, Checkout>>,
     ) -> Result<Checkout, AppError> {
+        self.create_checkout_answered(owner, changes, answering)
+            .await
+            .map(|(checkout, _)| checkout)
+    }
+
+    /// [`Gateway::create_checkout`], also returning the idempotent answer it stored with
+    /// the checkout (with `answering`): the answer the request gets, so that the first
+    /// answer and its replays are the same bytes and it is rendered once.
+    pub async fn create_checkout_answered(
+        &self,
+        owner: &str,
+        changes: &CheckoutChanges,
+        answering: Option<Answering<'_, Checkout>>,
+    ) -> Result<(Checkout, Option<StoredResponse>), AppError> {
         let valid = changes.validate(true)?;
         let Some(items) = valid.items else {
             // validate(true) refuses absent items; keep the type system honest anyway.
@@ -133,10 +147,13 @@ impl Gateway {
                     .insert_answering(&mut checkout, &answer)
                     .await
                     .map_err(lost_claim)?;
+                Ok((checkout, Some(answer.response)))
             }
-            None => self.checkouts.insert(&mut checkout).await?,
+            None => {
+                self.checkouts.insert(&mut checkout).await?;
+                Ok((checkout, None))
+            }
         }
-        Ok(checkout)
     }
 
     /// Reads a checkout of the organisation `owner`, recording its expiry if its time ran

@@ -1,7 +1,5 @@
 //! The checkout routes: create, read, change, cancel, complete, and the payment polls.
 
-use std::sync::{Mutex, PoisonError};
-
 use actix_web::http::header;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use sacp_app::CompleteOutcome;
@@ -36,29 +34,22 @@ pub async fn create(
     body: web::Json<CheckoutRequestDto>,
 ) -> Result<HttpResponse, ApiError> {
     let links = &state.links;
-    let created = |checkout: &Checkout| StoredResponse {
+    let render = |checkout: &Checkout| StoredResponse {
         status: 201,
         content_type: Some("application/json".into()),
         location: Some(links.checkout(checkout.id().as_str())),
         body: serde_json::to_vec(&CheckoutDto::new(checkout, links)).unwrap_or_default(),
     };
-    // The answer stored with the checkout (rendered once, as it is inserted) is the one sent:
-    // the first answer and its replays are the same bytes, and the body is not rendered twice.
-    let stored = Mutex::new(None);
-    let render = |checkout: &Checkout| {
-        let answer = created(checkout);
-        *stored.lock().unwrap_or_else(PoisonError::into_inner) = Some(answer.clone());
-        answer
-    };
     let answering = guard::answering(&request, &render);
     let claimed = answering.is_some();
-    let checkout = state
+    let (checkout, stored) = state
         .gateway
-        .create_checkout(&org.0, &body.into_inner().into(), answering)
+        .create_checkout_answered(&org.0, &body.into_inner().into(), answering)
         .await
         .inspect_err(|e| state.catalog_cache.note(e))?;
-    let kept = stored.lock().unwrap_or_else(PoisonError::into_inner).take();
-    let answer = kept.unwrap_or_else(|| created(&checkout));
+    // The answer stored with the checkout is the one sent: rendered once, and the first
+    // answer and its replays are the same bytes.
+    let answer = stored.unwrap_or_else(|| render(&checkout));
     let mut response = HttpResponse::Created()
         .insert_header((header::LOCATION, answer.location.unwrap_or_default()))
         .content_type("application/json")
