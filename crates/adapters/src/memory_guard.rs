@@ -20,8 +20,10 @@ use crate::memory::lock;
 /// One window of a counter: its start, its end and its count.
 #[derive(Debug, Clone, Copy)]
 struct Window {
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
+    /// Unix second the window starts at.
+    start: i64,
+    /// Unix second it ends at.
+    end: i64,
     count: u64,
 }
 
@@ -35,12 +37,7 @@ pub struct MemoryRateCounters {
 
 /// Adds one to the counter `name` in the window starting at `start` (ending at `end`);
 /// returns the new count.
-fn add_one(
-    map: &mut HashMap<String, Vec<Window>>,
-    name: &str,
-    start: DateTime<Utc>,
-    end: DateTime<Utc>,
-) -> u64 {
+fn add_one(map: &mut HashMap<String, Vec<Window>>, name: &str, start: i64, end: i64) -> u64 {
     let windows = match map.get_mut(name) {
         Some(windows) => windows,
         None => map.entry(name.to_owned()).or_default(),
@@ -67,7 +64,14 @@ impl RateCounters for MemoryRateCounters {
         let mut map = lock(&self.map);
         Ok(counters
             .iter()
-            .map(|c| add_one(&mut map, &c.name, c.window_start, c.window_end))
+            .map(|c| {
+                add_one(
+                    &mut map,
+                    &c.name,
+                    c.window_start.timestamp(),
+                    c.window_end.timestamp(),
+                )
+            })
             .collect())
     }
 
@@ -86,10 +90,10 @@ impl RateCounters for MemoryRateCounters {
     async fn release(&self, counters: &[Counter]) -> Result<(), RepositoryError> {
         let mut map = lock(&self.map);
         for c in counters {
-            if let Some(window) = map
-                .get_mut(c.name.as_str())
-                .and_then(|windows| windows.iter_mut().find(|w| w.start == c.window_start))
-            {
+            if let Some(window) = map.get_mut(c.name.as_str()).and_then(|windows| {
+                let start = c.window_start.timestamp();
+                windows.iter_mut().find(|w| w.start == start)
+            }) {
                 window.count = window.count.saturating_sub(1);
             }
         }
@@ -99,6 +103,7 @@ impl RateCounters for MemoryRateCounters {
     async fn purge(&self, now: DateTime<Utc>) -> Result<u64, RepositoryError> {
         let mut map = lock(&self.map);
         let mut purged = 0usize;
+        let now = now.timestamp();
         map.retain(|_, windows| {
             let before = windows.len();
             windows.retain(|w| w.end >= now);

@@ -11,7 +11,7 @@ use sacp_domain::ApiKeyId;
 use sacp_domain::audit::{AuditEvent, AuditOutcome, TrafficCount};
 use sacp_domain::idempotency::{Answer, Begin, Claim, IdempotencyScope, StoredResponse};
 use sacp_domain::ids::ID_RANDOM_BYTES;
-use sacp_domain::ratelimit::{CounterAt, Decision, INLINE_USAGES, Limit, Usage};
+use sacp_domain::ratelimit::{CounterAt, Decision, INLINE_USAGES, Limit, Moment, Usage};
 use sacp_domain::switches::{Operation, Switches};
 use sacp_ports::telemetry;
 use sacp_ports::{AuditLog, Clock, IdempotencyStore, RateCounters, SwitchBoard, TrafficLog};
@@ -273,6 +273,7 @@ impl Guardrails {
         let mut counts = [0u64; INLINE_USAGES];
         let at_once = at_once.get_mut(..limits.len())?;
         let counts = counts.get_mut(..limits.len())?;
+        let now = Moment::of(now);
         for (counter, limit) in at_once.iter_mut().zip(limits) {
             *counter = limit.counter_at(now);
         }

@@ -8,7 +8,7 @@ use std::hint::black_box;
 use chrono::{DateTime, TimeZone, Utc};
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use sacp_domain::checkout::{OrderConfirmation, PaymentHold, StoreSessionId};
-use sacp_domain::ratelimit::{CounterAt, Decision, Limit, Policy, Usage};
+use sacp_domain::ratelimit::{CounterAt, Decision, Limit, Moment, Policy, Usage};
 use sacp_domain::validation::{Address, Email};
 use sacp_domain::{
     Buyer, Cart, Checkout, CheckoutId, Currency, Fulfillment, LineItem, Money,
@@ -46,14 +46,18 @@ fn rate_limit_decision(c: &mut Criterion) {
     let now = at(42);
     c.bench_function("ratelimit/decide_and_headers", |b| {
         b.iter(|| {
+            let moment = Moment::of(black_box(now));
             let mut counters = [CounterAt::default(); 3];
             for (slot, limit) in counters.iter_mut().zip(&limits) {
-                *slot = limit.counter_at(black_box(now));
+                *slot = limit.counter_at(moment);
             }
             let decision: Decision = limits
                 .iter()
+                .zip(&counters)
                 .zip(black_box([17_u64, 1_234, 90]))
-                .map(|(limit, count)| Usage::new(limit, count, now))
+                .map(|((limit, counter), count)| {
+                    Usage::at(*limit.policy(), count, counter.window_end, moment)
+                })
                 .collect();
             let mut header = [0u8; 256];
             let written = decision.write_limit_header(&mut header);

@@ -10,7 +10,7 @@
 //! [`INLINE_USAGES`] usages in place, and [`Decision::write_limit_header`] writes the
 //! `RateLimit` value into the caller's buffer.
 
-use chrono::{DateTime, TimeDelta, TimeZone, Utc};
+use chrono::{DateTime, Utc};
 
 /// One limit: at most `limit` requests per `window_secs`, named for the headers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,27 +62,60 @@ pub struct Counter {
     pub window_end: DateTime<Utc>,
 }
 
-/// A [`Counter`] borrowing its name from its [`Limit`]: what storage that counts in this
-/// process is asked with, without a name being copied.
+/// A moment as limits count time: its Unix second, and whether it is past that second's
+/// start. Read once per request from the clock; windows and resets are then integer
+/// arithmetic on it, with no calendar (windows are aligned on the Unix epoch, and a UTC day
+/// is 86,400 of its seconds).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Moment {
+    /// Seconds since the Unix epoch (a leap second counts as the second before it).
+    pub second: i64,
+    /// Whether the moment is past the start of `second` (some nanoseconds into it).
+    pub into_second: bool,
+}
+
+impl Moment {
+    /// The moment `at`.
+    pub fn of(at: DateTime<Utc>) -> Moment {
+        Moment {
+            second: at.timestamp(),
+            into_second: at.timestamp_subsec_nanos() > 0,
+        }
+    }
+}
+
+/// A [`Counter`] borrowing its name from its [`Limit`], its window in Unix seconds: what
+/// storage that counts in this process is asked with, without a name being copied or a
+/// time being built.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct CounterAt<'a> {
     /// Unique name: policy, subject.
     pub name: &'a str,
-    /// Start of the window the moment falls in.
-    pub window_start: DateTime<Utc>,
-    /// When the counter may be forgotten (the window's end).
-    pub window_end: DateTime<Utc>,
+    /// Unix second the window starts at (the window holds the moment it was made for).
+    pub window_start: i64,
+    /// Unix second the window ends at, when the counter may be forgotten.
+    pub window_end: i64,
 }
 
 impl CounterAt<'_> {
-    /// The same counter owning its name.
+    /// The same counter owning its name, its window as times.
     pub fn to_counter(&self) -> Counter {
         Counter {
             name: self.name.to_owned(),
-            window_start: self.window_start,
-            window_end: self.window_end,
+            window_start: time_of(self.window_start),
+            window_end: time_of(self.window_end),
         }
     }
+}
+
+/// The time of a Unix second; past the range of times, the last one (a window that would
+/// end beyond the year 262,000 ends there).
+fn time_of(second: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(second, 0).unwrap_or(if second < 0 {
+        DateTime::<Utc>::MIN_UTC
+    } else {
+        DateTime::<Utc>::MAX_UTC
+    })
 }
 
 impl Limit {
@@ -113,43 +146,19 @@ impl Limit {
     /// The counter for the window containing `now`. Windows are aligned on the Unix epoch,
     /// so every replica computes the same window for the same moment.
     pub fn counter(&self, now: DateTime<Utc>) -> Counter {
-        self.counter_at(now).to_counter()
+        self.counter_at(Moment::of(now)).to_counter()
     }
 
-    /// [`Limit::counter`], borrowing the name.
-    pub fn counter_at(&self, now: DateTime<Utc>) -> CounterAt<'_> {
-        let (window_start, window_end) = self.window(now);
+    /// [`Limit::counter`] at a [`Moment`], borrowing the name: the window containing it is
+    /// `now`'s second moved back to a multiple of the window's width, and that plus the
+    /// width.
+    pub fn counter_at(&self, now: Moment) -> CounterAt<'_> {
+        let width = i64::from(self.policy.window_secs.max(1));
+        let window_start = now.second - now.second.rem_euclid(width);
         CounterAt {
             name: &self.counter_name,
             window_start,
-            window_end,
-        }
-    }
-
-    /// Start and end of the window containing `now`: `now` moved back to the window's
-    /// first second, and forward by its width. Moving a time by less than a year is a few
-    /// additions; building one from a Unix second works the calendar out, and this runs
-    /// for every limit of every request.
-    fn window(&self, now: DateTime<Utc>) -> (DateTime<Utc>, DateTime<Utc>) {
-        let width = i64::from(self.policy.window_secs.max(1));
-        let second = now.timestamp();
-        let first = second - second.rem_euclid(width);
-        let back = TimeDelta::seconds(second - first)
-            + TimeDelta::nanoseconds(i64::from(now.timestamp_subsec_nanos()));
-        let moved = now
-            .checked_sub_signed(back)
-            .and_then(|start| Some((start, start.checked_add_signed(TimeDelta::seconds(width))?)));
-        match moved {
-            Some((start, end))
-                if start.timestamp() == first && start.timestamp_subsec_nanos() == 0 =>
-            {
-                (start, end)
-            }
-            // A leap second, or the edge of time: from the calendar.
-            _ => {
-                let at = |secs: i64| Utc.timestamp_opt(secs, 0).single().unwrap_or(now);
-                (at(first), at(first + width))
-            }
+            window_end: window_start.saturating_add(width),
         }
     }
 }
@@ -182,17 +191,16 @@ impl Usage {
 
     /// Usage of `limit` at `now` once its counter reached `count`.
     pub fn new(limit: &Limit, count: u64, now: DateTime<Utc>) -> Usage {
-        let (_, window_end) = limit.window(now);
-        Usage::at(limit.policy, count, window_end, now)
+        let now = Moment::of(now);
+        Usage::at(limit.policy, count, limit.counter_at(now).window_end, now)
     }
 
-    /// [`Usage::new`] of a limit of `policy` whose window at `now` ends at `window_end` (its
-    /// [`CounterAt`]'s), without working the window out again.
-    pub fn at(policy: Policy, count: u64, window_end: DateTime<Utc>, now: DateTime<Utc>) -> Usage {
+    /// [`Usage::new`] of a limit of `policy` whose window at `now` ends at the Unix second
+    /// `window_end` (its [`CounterAt`]'s), without working the window out again.
+    pub fn at(policy: Policy, count: u64, window_end: i64, now: Moment) -> Usage {
         // Whole seconds from `now` to the window's end (which falls on a second), as
-        // `(window_end - now).num_seconds()` counts them, without a calendar.
-        let part_second = i64::from(now.timestamp_subsec_nanos() > 0);
-        let reset = (window_end.timestamp() - now.timestamp() - part_second).max(1);
+        // `(window_end - now).num_seconds()` counts them.
+        let reset = (window_end - now.second - i64::from(now.into_second)).max(1);
         Usage {
             policy,
             count,
@@ -366,9 +374,9 @@ impl Decision {
             sink.put("\"");
             sink.put(usage.policy.name);
             sink.put("\";r=");
-            sink.put(Digits::of(usage.remaining()).as_str());
+            sink.put_number(usage.remaining());
             sink.put(";t=");
-            sink.put(Digits::of(usage.reset_secs).as_str());
+            sink.put_number(usage.reset_secs);
         }
     }
 }
@@ -384,9 +392,9 @@ pub fn policy_header<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> Stri
         text.put("\"");
         text.put(policy.name);
         text.put("\";q=");
-        text.put(Digits::of(u64::from(policy.limit)).as_str());
+        text.put_number(u64::from(policy.limit));
         text.put(";w=");
-        text.put(Digits::of(u64::from(policy.window_secs)).as_str());
+        text.put_number(u64::from(policy.window_secs));
     }
     text
 }
@@ -394,11 +402,22 @@ pub fn policy_header<'a>(policies: impl IntoIterator<Item = &'a Policy>) -> Stri
 /// Where header text is written.
 trait Sink {
     fn put(&mut self, text: &str);
+
+    /// Writes `value` in decimal.
+    fn put_number(&mut self, value: u64);
 }
 
 impl Sink for String {
     fn put(&mut self, text: &str) {
         self.push_str(text);
+    }
+
+    fn put_number(&mut self, value: u64) {
+        let mut digits = [0u8; MAX_DIGITS];
+        let digits = digits.get_mut(..decimal_width(value)).unwrap_or_default();
+        write_decimal(digits, value);
+        // Only ASCII digits were written.
+        self.push_str(std::str::from_utf8(digits).unwrap_or("0"));
     }
 }
 
@@ -409,50 +428,60 @@ struct Cursor<'a> {
     full: bool,
 }
 
-impl Sink for Cursor<'_> {
-    fn put(&mut self, text: &str) {
-        match self.out.get_mut(self.len..self.len + text.len()) {
+impl Cursor<'_> {
+    fn put_bytes(&mut self, bytes: &[u8]) {
+        match self.out.get_mut(self.len..self.len + bytes.len()) {
             Some(slot) => {
-                slot.copy_from_slice(text.as_bytes());
-                self.len += text.len();
+                slot.copy_from_slice(bytes);
+                self.len += bytes.len();
             }
             None => self.full = true,
         }
     }
 }
 
-/// The decimal digits of a number, written without `core::fmt`.
-struct Digits {
-    bytes: [u8; 20],
-    start: usize,
-}
-
-impl Digits {
-    fn of(mut value: u64) -> Digits {
-        let mut bytes = [b'0'; 20];
-        let mut start = bytes.len();
-        while start > 0 {
-            start -= 1;
-            if let Some(slot) = bytes.get_mut(start) {
-                // The remainder is a single digit: nothing is lost.
-                *slot = b'0' + u8::try_from(value % 10).unwrap_or(0);
-            }
-            value /= 10;
-            if value == 0 {
-                break;
-            }
-        }
-        Digits { bytes, start }
+impl Sink for Cursor<'_> {
+    fn put(&mut self, text: &str) {
+        self.put_bytes(text.as_bytes());
     }
 
-    fn as_str(&self) -> &str {
-        std::str::from_utf8(self.bytes.get(self.start..).unwrap_or(&[])).unwrap_or("0")
+    /// Digits are written in place, as bytes: they are ASCII, and checking them as UTF-8,
+    /// or writing them elsewhere first and copying them, was a visible share of writing
+    /// the header.
+    fn put_number(&mut self, value: u64) {
+        let width = decimal_width(value);
+        match self.out.get_mut(self.len..self.len + width) {
+            Some(slot) => {
+                write_decimal(slot, value);
+                self.len += width;
+            }
+            None => self.full = true,
+        }
+    }
+}
+
+/// Most decimal digits of a `u64`.
+const MAX_DIGITS: usize = 20;
+
+/// How many decimal digits `value` has.
+fn decimal_width(value: u64) -> usize {
+    value.checked_ilog10().map_or(1, |log| log as usize + 1)
+}
+
+/// Writes `value` in decimal over the whole of `slot` (as wide as [`decimal_width`]),
+/// without `core::fmt`.
+fn write_decimal(slot: &mut [u8], mut value: u64) {
+    for digit in slot.iter_mut().rev() {
+        // The remainder is a single digit: nothing is lost.
+        *digit = b'0' + u8::try_from(value % 10).unwrap_or(0);
+        value /= 10;
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrono::TimeZone;
 
     fn at(secs: i64) -> DateTime<Utc> {
         Utc.timestamp_opt(secs, 0).single().unwrap()
@@ -643,12 +672,42 @@ mod tests {
     }
 
     #[test]
+    fn numbers_are_written_in_full_at_every_width() {
+        let mut values = vec![0, 1, 9, 10, 99, 100, u64::MAX - 1, u64::MAX];
+        values.extend((1..20u32).flat_map(|p| [10u64.pow(p) - 1, 10u64.pow(p)]));
+        for value in values {
+            let mut text = String::new();
+            text.put_number(value);
+            assert_eq!(text, value.to_string());
+            let mut out = [0u8; MAX_DIGITS + 1];
+            let mut cursor = Cursor {
+                out: &mut out,
+                len: 1,
+                full: false,
+            };
+            cursor.put_number(value);
+            assert!(!cursor.full);
+            let written = cursor.len;
+            assert_eq!(&out[1..written], value.to_string().as_bytes());
+        }
+        let mut tight = [0u8; 2];
+        let mut cursor = Cursor {
+            out: &mut tight,
+            len: 0,
+            full: false,
+        };
+        cursor.put_number(100);
+        assert!(cursor.full, "three digits do not fit in two");
+    }
+
+    #[test]
     fn a_limit_names_its_counter_once() {
         let limit = Limit::new(Policy::per_day("key-day", 5), "key:key_a");
         assert_eq!(limit.counter_name(), "key-day:key:key_a");
         let now = at(86_400 + 5);
-        assert_eq!(limit.counter_at(now).to_counter(), limit.counter(now));
-        assert_eq!(limit.counter_at(now).name, limit.counter_name());
+        let moment = Moment::of(now);
+        assert_eq!(limit.counter_at(moment).to_counter(), limit.counter(now));
+        assert_eq!(limit.counter_at(moment).name, limit.counter_name());
         assert_eq!(
             policy_header([limit.policy(), &Policy::per_minute("org-minute", 0)]),
             "\"key-day\";q=5;w=86400, \"org-minute\";q=0;w=60"

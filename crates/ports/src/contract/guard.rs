@@ -8,7 +8,7 @@ use sacp_domain::audit::TrafficCount;
 use sacp_domain::idempotency::{
     Answer, Begin, Claim, IdempotencyKey, IdempotencyScope, StoredResponse,
 };
-use sacp_domain::ratelimit::{Limit, Policy};
+use sacp_domain::ratelimit::{Limit, Moment, Policy};
 use sacp_domain::switches::Switches;
 
 use super::CountingRandom;
@@ -135,7 +135,8 @@ pub async fn rate_counters_contract(counters: Arc<dyn RateCounters>) {
 
     // Storage that counts at once counts the very counters `hit` and `release` do.
     let shared = Limit::new(Policy::per_minute("key-minute", 10), unique("now"));
-    let at_once = [shared.counter_at(now), key.counter_at(now)];
+    let moment = Moment::of(now);
+    let at_once = [shared.counter_at(moment), key.counter_at(moment)];
     let mut counts = [0, 0];
     if let Some(counted) = counters.hit_now(&at_once, &mut counts) {
         counted.unwrap();
@@ -149,7 +150,7 @@ pub async fn rate_counters_contract(counters: Arc<dyn RateCounters>) {
         assert_eq!(counts[0], 2, "released by `release`, counted on at once");
         counters
             .hit_now(
-                &[shared.counter_at(now + Duration::days(1))],
+                &[shared.counter_at(Moment::of(now + Duration::days(1)))],
                 &mut counts[..1],
             )
             .unwrap()
