@@ -78,11 +78,65 @@ pub fn etag_of(body: &[u8]) -> HeaderValue {
     HeaderValue::from_str(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"0\""))
 }
 
+/// What a cached answer is of: one product, by its id as the router decoded it, or a page
+/// of the catalog, by its query's canonical text. Each kind is kept apart, so that no id
+/// can name a page; a request's key borrows its text, so that a cached answer is found
+/// without building one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatalogKey<'a> {
+    /// `GET /products/{id}`.
+    Product(&'a str),
+    /// `GET /products` with this query.
+    Page(&'a str),
+}
+
+/// The answers kept, by kind.
+#[derive(Debug, Default)]
+struct Entries {
+    products: HashMap<String, Arc<Rendered>>,
+    pages: HashMap<String, Arc<Rendered>>,
+}
+
+impl Entries {
+    /// The map `key`'s kind is kept in, and the text it is kept by.
+    fn of<'k>(&self, key: CatalogKey<'k>) -> (&HashMap<String, Arc<Rendered>>, &'k str) {
+        match key {
+            CatalogKey::Product(id) => (&self.products, id),
+            CatalogKey::Page(query) => (&self.pages, query),
+        }
+    }
+
+    fn of_mut<'k>(
+        &mut self,
+        key: CatalogKey<'k>,
+    ) -> (&mut HashMap<String, Arc<Rendered>>, &'k str) {
+        match key {
+            CatalogKey::Product(id) => (&mut self.products, id),
+            CatalogKey::Page(query) => (&mut self.pages, query),
+        }
+    }
+
+    fn get(&self, key: CatalogKey<'_>) -> Option<&Arc<Rendered>> {
+        let (map, text) = self.of(key);
+        map.get(text)
+    }
+
+    fn len(&self) -> usize {
+        self.products.len() + self.pages.len()
+    }
+
+    /// Forgets the answers expired at `now`.
+    fn retain_live(&mut self, now: DateTime<Utc>) {
+        self.products.retain(|_, kept| kept.expires_at > now);
+        self.pages.retain(|_, kept| kept.expires_at > now);
+    }
+}
+
 /// Rendered catalog answers by request (see the module documentation).
 #[derive(Debug)]
 pub struct CatalogCache {
     ttl: Duration,
-    entries: RwLock<HashMap<String, Arc<Rendered>>>,
+    entries: RwLock<Entries>,
 }
 
 impl CatalogCache {
@@ -91,7 +145,7 @@ impl CatalogCache {
     pub fn new(ttl: std::time::Duration) -> CatalogCache {
         CatalogCache {
             ttl: Duration::from_std(ttl).unwrap_or(Duration::zero()),
-            entries: RwLock::new(HashMap::new()),
+            entries: RwLock::default(),
         }
     }
 
@@ -100,13 +154,20 @@ impl CatalogCache {
         self.ttl > Duration::zero()
     }
 
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Entries> {
+        self.entries.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Entries> {
+        self.entries.write().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// The answer cached for `key` if it has not expired at `now`.
-    pub fn get(&self, key: &str, now: DateTime<Utc>) -> Option<Arc<Rendered>> {
+    pub fn get(&self, key: CatalogKey<'_>, now: DateTime<Utc>) -> Option<Arc<Rendered>> {
         if !self.enabled() {
             return None;
         }
-        let entries = self.entries.read().unwrap_or_else(|e| e.into_inner());
-        entries
+        self.read()
             .get(key)
             .filter(|rendered| rendered.expires_at > now)
             .cloned()
@@ -114,19 +175,21 @@ impl CatalogCache {
 
     /// Renders `body` (tags it) and keeps it for `key` until the TTL passes. When the cache
     /// is full, expired entries go first; if none has expired the answer is not kept.
-    pub fn put(&self, key: String, body: Vec<u8>, now: DateTime<Utc>) -> Arc<Rendered> {
+    pub fn put(&self, key: CatalogKey<'_>, body: Vec<u8>, now: DateTime<Utc>) -> Arc<Rendered> {
         let rendered = Arc::new(Rendered {
             etag: etag_of(&body),
             body: Bytes::from(body),
             expires_at: now + self.ttl,
         });
         if self.enabled() {
-            let mut entries = self.entries.write().unwrap_or_else(|e| e.into_inner());
-            if entries.len() >= MAX_ENTRIES && !entries.contains_key(&key) {
-                entries.retain(|_, kept| kept.expires_at > now);
+            let mut entries = self.write();
+            let known = entries.get(key).is_some();
+            if entries.len() >= MAX_ENTRIES && !known {
+                entries.retain_live(now);
             }
-            if entries.len() < MAX_ENTRIES || entries.contains_key(&key) {
-                entries.insert(key, rendered.clone());
+            if entries.len() < MAX_ENTRIES || known {
+                let (map, text) = entries.of_mut(key);
+                map.insert(text.to_owned(), rendered.clone());
             }
         }
         rendered
@@ -142,15 +205,12 @@ impl CatalogCache {
 
     /// Forgets every answer (the store said the catalog changed).
     pub fn clear(&self) {
-        self.entries
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        *self.write() = Entries::default();
     }
 
     /// Answers currently kept (expired ones included until they are replaced or purged).
     pub fn len(&self) -> usize {
-        self.entries.read().unwrap_or_else(|e| e.into_inner()).len()
+        self.read().len()
     }
 
     /// Whether nothing is kept.
@@ -162,6 +222,7 @@ impl CatalogCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use CatalogKey::{Page, Product};
     use actix_web::test::TestRequest;
 
     fn t(seconds: i64) -> DateTime<Utc> {
@@ -171,20 +232,39 @@ mod tests {
     #[test]
     fn answers_live_for_the_ttl_only() {
         let cache = CatalogCache::new(std::time::Duration::from_secs(5));
-        cache.put("a".into(), b"{}".to_vec(), t(0));
-        assert!(cache.get("a", t(4)).is_some());
-        assert!(cache.get("a", t(5)).is_none(), "expired at the TTL");
-        assert!(cache.get("b", t(0)).is_none());
+        cache.put(Page("a"), b"{}".to_vec(), t(0));
+        assert!(cache.get(Page("a"), t(4)).is_some());
+        assert!(cache.get(Page("a"), t(5)).is_none(), "expired at the TTL");
+        assert!(cache.get(Page("b"), t(0)).is_none());
         cache.clear();
-        assert!(cache.get("a", t(1)).is_none(), "cleared");
+        assert!(cache.get(Page("a"), t(1)).is_none(), "cleared");
+    }
+
+    #[test]
+    fn a_product_and_a_page_of_the_same_text_are_different_answers() {
+        let cache = CatalogCache::new(std::time::Duration::from_secs(5));
+        cache.put(Page("list\nx"), b"page".to_vec(), t(0));
+        assert!(
+            cache.get(Product("list\nx"), t(0)).is_none(),
+            "no id names a page"
+        );
+        cache.put(Product("list\nx"), b"product".to_vec(), t(0));
+        assert_eq!(&cache.get(Page("list\nx"), t(0)).unwrap().body[..], b"page");
+        assert_eq!(
+            &cache.get(Product("list\nx"), t(0)).unwrap().body[..],
+            b"product"
+        );
+        assert_eq!(cache.len(), 2);
+        cache.clear();
+        assert!(cache.is_empty());
     }
 
     #[test]
     fn a_zero_ttl_keeps_nothing_but_still_tags() {
         let cache = CatalogCache::new(std::time::Duration::ZERO);
-        let rendered = cache.put("a".into(), b"{}".to_vec(), t(0));
+        let rendered = cache.put(Page("a"), b"{}".to_vec(), t(0));
         assert_eq!(rendered.etag, etag_of(b"{}"));
-        assert!(cache.get("a", t(0)).is_none());
+        assert!(cache.get(Page("a"), t(0)).is_none());
         assert!(cache.is_empty());
     }
 
@@ -192,14 +272,17 @@ mod tests {
     fn the_cache_is_bounded_and_makes_room_from_expired_answers() {
         let cache = CatalogCache::new(std::time::Duration::from_secs(5));
         for n in 0..MAX_ENTRIES {
-            cache.put(format!("k{n}"), b"x".to_vec(), t(0));
+            cache.put(Page(&format!("k{n}")), b"x".to_vec(), t(0));
         }
-        cache.put("late".into(), b"x".to_vec(), t(1));
-        assert!(cache.get("late", t(1)).is_none(), "full of live answers");
-        assert_eq!(cache.len(), MAX_ENTRIES);
-        cache.put("later".into(), b"x".to_vec(), t(10));
+        cache.put(Page("late"), b"x".to_vec(), t(1));
         assert!(
-            cache.get("later", t(10)).is_some(),
+            cache.get(Page("late"), t(1)).is_none(),
+            "full of live answers"
+        );
+        assert_eq!(cache.len(), MAX_ENTRIES);
+        cache.put(Page("later"), b"x".to_vec(), t(10));
+        assert!(
+            cache.get(Page("later"), t(10)).is_some(),
             "expired answers made room"
         );
         assert_eq!(cache.len(), 1);
@@ -217,7 +300,7 @@ mod tests {
     #[test]
     fn if_none_match_is_compared_weakly_and_accepts_lists_and_star() {
         let cache = CatalogCache::new(std::time::Duration::from_secs(5));
-        let rendered = cache.put("a".into(), b"{\"x\":1}".to_vec(), t(0));
+        let rendered = cache.put(Page("a"), b"{\"x\":1}".to_vec(), t(0));
         let tag = rendered.etag.to_str().unwrap().to_owned();
         let status = |value: Option<String>| {
             let mut request = TestRequest::get();

@@ -7,6 +7,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::State;
+use crate::catalog_cache::CatalogKey;
 use crate::problem::ApiError;
 use sacp_wire::dto::{ProblemDto, ProductDto, ProductListDto};
 
@@ -54,13 +55,13 @@ pub async fn list_products(
     let catalog_query =
         sacp_wire::catalog::catalog_query(query.q, query.category, limit, query.cursor.as_deref())?;
     let key = format!(
-        "list\n{}\n{}\n{}\n{}",
+        "{}\n{}\n{}\n{}",
         catalog_query.q.as_deref().unwrap_or(""),
         catalog_query.category.as_deref().unwrap_or(""),
         catalog_query.limit,
         catalog_query.offset
     );
-    cached(&state, key, &request, async {
+    cached(&state, CatalogKey::Page(&key), &request, async {
         let page = state.gateway.list_products(&catalog_query).await?;
         Ok(ProductListDto::from(page))
     })
@@ -74,12 +75,12 @@ const RENDERED_CAPACITY: usize = 16 * 1024;
 /// (`304` when `If-None-Match` names it).
 async fn cached<T: serde::Serialize>(
     state: &State,
-    key: String,
+    key: CatalogKey<'_>,
     request: &HttpRequest,
     fetch: impl Future<Output = Result<T, AppError>>,
 ) -> Result<HttpResponse, ApiError> {
     let now = state.gateway.now();
-    if let Some(kept) = state.catalog_cache.get(&key, now) {
+    if let Some(kept) = state.catalog_cache.get(key, now) {
         return Ok(kept.respond(request));
     }
     // Catalog DTOs hold strings and integers only, which always serialize. Sized for a
@@ -104,13 +105,11 @@ async fn cached<T: serde::Serialize>(
         (status = 502, description = "Store unavailable", body = ProblemDto, content_type = "application/problem+json"),
     )
 )]
-pub async fn get_product(
-    state: State,
-    id: web::Path<String>,
-    request: HttpRequest,
-) -> Result<HttpResponse, ApiError> {
-    cached(&state, format!("product\n{id}"), &request, async {
-        Ok(ProductDto::from(state.gateway.get_product(&id).await?))
+pub async fn get_product(state: State, request: HttpRequest) -> Result<HttpResponse, ApiError> {
+    // Borrowed as the router decoded it: a cached answer is found without a copy of the id.
+    let id = request.match_info().get("id").unwrap_or_default();
+    cached(&state, CatalogKey::Product(id), &request, async {
+        Ok(ProductDto::from(state.gateway.get_product(id).await?))
     })
     .await
 }
