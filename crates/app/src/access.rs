@@ -13,7 +13,7 @@ use sacp_domain::{ApiKeyId, RandomSource};
 use sacp_ports::{ApiKeyRepository, Clock, RepositoryError};
 use tokio::sync::watch;
 
-use super::refresh::{Serve, serve};
+use super::refresh::{Serve, serve_at};
 use super::{Answering, AppError, CAS_ATTEMPTS, LimitSettings};
 use crate::limits::LimitPlan;
 
@@ -169,8 +169,23 @@ struct CachedKey {
     principal: Arc<Principal>,
     /// Its last use as recorded here (uses are noted at most once a minute).
     last_used_at: Option<DateTime<Utc>>,
+    /// When its next use is noted (see [`next_use_note`]).
+    note_use_from: Option<DateTime<Utc>>,
     read_at: DateTime<Utc>,
+    /// From when one request reads it again ([`KEY_REFRESH_AHEAD`] before it is stale).
+    refresh_from: DateTime<Utc>,
+    /// When it is no longer served ([`KEY_CACHE_MAX_AGE`] after it was read).
+    stale_at: DateTime<Utc>,
     refreshing: bool,
+}
+
+/// From when a use of a key last used at `last` is noted ([`LAST_USE_RESOLUTION`] later);
+/// `None` for a key never used (its first use is noted).
+fn next_use_note(last: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    last.map(|last| {
+        last.checked_add_signed(LAST_USE_RESOLUTION)
+            .unwrap_or(DateTime::<Utc>::MAX_UTC)
+    })
 }
 
 /// Keys read from storage, by their id's bits ([`ApiKeyId::to_bits`]): a presented secret
@@ -191,7 +206,8 @@ struct KeyCache {
 struct Found {
     key: Arc<ApiKey>,
     principal: Arc<Principal>,
-    last_used_at: Option<DateTime<Utc>>,
+    /// See [`next_use_note`].
+    note_use_from: Option<DateTime<Utc>>,
 }
 
 /// Key use cases: they need only the key repository, a clock and randomness.
@@ -285,17 +301,17 @@ impl Keys {
             let mut cache = self.cache();
             if let Some(cached) = cache.entries.get_mut(&bits)
                 && cached.read_at <= now
-                && serve(
-                    now - cached.read_at,
-                    KEY_CACHE_MAX_AGE,
-                    KEY_REFRESH_AHEAD,
+                && serve_at(
+                    now,
+                    cached.refresh_from,
+                    cached.stale_at,
                     &mut cached.refreshing,
                 ) == Serve::Cached
             {
                 return Ok(Found {
                     key: cached.key.clone(),
                     principal: cached.principal.clone(),
-                    last_used_at: cached.last_used_at,
+                    note_use_from: cached.note_use_from,
                 });
             }
             let generation = cache.generation;
@@ -317,7 +333,7 @@ impl Keys {
                 return Ok(Found {
                     key: cached.key.clone(),
                     principal: cached.principal.clone(),
-                    last_used_at: cached.last_used_at,
+                    note_use_from: cached.note_use_from,
                 });
             }
         }
@@ -357,11 +373,19 @@ impl Keys {
             if cache.entries.len() >= KEY_CACHE_CAPACITY {
                 cache.entries.clear();
             }
+            let stale_at = now
+                .checked_add_signed(KEY_CACHE_MAX_AGE)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC);
             let cached = CachedKey {
                 key: key.clone(),
                 principal: principal.clone(),
                 last_used_at,
+                note_use_from: next_use_note(last_used_at),
                 read_at: now,
+                refresh_from: stale_at
+                    .checked_sub_signed(KEY_REFRESH_AHEAD)
+                    .unwrap_or(stale_at),
+                stale_at,
                 refreshing: false,
             };
             cache.entries.insert(bits, cached);
@@ -369,7 +393,7 @@ impl Keys {
         Ok(Found {
             key,
             principal,
-            last_used_at,
+            note_use_from: next_use_note(last_used_at),
         })
     }
 
@@ -398,10 +422,7 @@ impl Keys {
             .key
             .authenticate(presented, now)
             .map_err(AppError::ApiKeyRefused)?;
-        if found
-            .last_used_at
-            .is_none_or(|last| now - last >= LAST_USE_RESOLUTION)
-        {
+        if found.note_use_from.is_none_or(|from| now >= from) {
             self.uses().entry(found.key.id().clone()).or_insert(now);
             // The cached copy learns of the use too, or every request until it is read
             // again would note one.
@@ -409,6 +430,7 @@ impl Keys {
                 && cached.last_used_at.is_none_or(|last| last < now)
             {
                 cached.last_used_at = Some(now);
+                cached.note_use_from = next_use_note(Some(now));
             }
         }
         Ok(found.principal)

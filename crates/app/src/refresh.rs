@@ -25,10 +25,23 @@ pub(crate) fn serve<D: PartialOrd + Copy + std::ops::Sub<Output = D>>(
     ahead: D,
     refreshing: &mut bool,
 ) -> Serve {
-    if age >= max_age {
+    serve_at(age, max_age - ahead, max_age, refreshing)
+}
+
+/// [`serve`] with the entry's moments worked out when it was kept: at `now`, for an
+/// entry refreshed from `refresh_from` on and read again by everyone from `stale_at`.
+/// Comparing times is cheaper than subtracting them, and a key is looked up on every
+/// request.
+pub(crate) fn serve_at<T: PartialOrd>(
+    now: T,
+    refresh_from: T,
+    stale_at: T,
+    refreshing: &mut bool,
+) -> Serve {
+    if now >= stale_at {
         return Serve::Read;
     }
-    if age < max_age - ahead || *refreshing {
+    if now < refresh_from || *refreshing {
         return Serve::Cached;
     }
     *refreshing = true;
@@ -38,6 +51,22 @@ pub(crate) fn serve<D: PartialOrd + Copy + std::ops::Sub<Output = D>>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn deciding_by_moments_is_deciding_by_age() {
+        let read_at = 10_000;
+        for age in 0..1200 {
+            for was_refreshing in [false, true] {
+                let (mut by_age, mut by_moment) = (was_refreshing, was_refreshing);
+                assert_eq!(
+                    serve(age, 1000, 250, &mut by_age),
+                    serve_at(read_at + age, read_at + 750, read_at + 1000, &mut by_moment),
+                    "{age}"
+                );
+                assert_eq!(by_age, by_moment);
+            }
+        }
+    }
 
     #[test]
     fn one_caller_refreshes_ahead_while_the_others_are_served() {
