@@ -15,7 +15,7 @@ use std::time::Duration;
 use sacp_domain::access::{KeyLimits, NewKey, Scope};
 use serde_json::Value;
 
-use crate::app::{ADMIN_TOKEN, TestApp, anonymous_client, spawn_app};
+use crate::app::{ADMIN_TOKEN, CapturedLogs, TEST_KEY, TestApp, anonymous_client, spawn_app};
 use crate::raw;
 
 /// Request headers as name and value.
@@ -165,6 +165,50 @@ async fn the_router_serves_exactly_the_pinned_routes() {
         .collect();
     assert_eq!(served, expected, "routes served vs the pinned list");
     app.stop().await;
+}
+
+/// The access line of each request names the key the guard admitted, or refused once it
+/// had authenticated (a missing scope), and no key when none authenticated; the key's
+/// secret is never logged.
+#[tokio::test]
+async fn the_access_line_names_the_key_admitted_or_refused() {
+    let logs = CapturedLogs::install("info");
+    let app = spawn_app().await;
+    let (reader, reader_id) = key_with(&app, BTreeSet::from([CatalogRead]), None).await;
+    let admitted = send(&app, "GET", "/products?limit=1", &[("x-api-key", &reader)]).await;
+    assert_eq!(admitted.status, 200);
+    let refused = send(&app, "POST", "/checkout", &[("x-api-key", &reader)]).await;
+    assert_eq!(refused.status, 403);
+    let unknown = send(
+        &app,
+        "GET",
+        "/products?limit=2",
+        &[("x-api-key", "sacp_nope")],
+    )
+    .await;
+    assert_eq!(unknown.status, 401);
+    app.stop().await;
+    let logged = logs.text();
+    let line = |request: &str, status: u16| {
+        logged
+            .lines()
+            .find(|l| l.contains(request) && l.contains(&format!("status={status}")))
+            .unwrap_or_else(|| panic!("no access line for {request} {status}:\n{logged}"))
+            .to_owned()
+    };
+    let named = format!("key_id={}", reader_id.as_str());
+    assert!(line("GET /products", 200).contains(&named));
+    assert!(
+        line("POST /checkout", 403).contains(&named),
+        "refused after it authenticated"
+    );
+    assert!(
+        !line("GET /products", 401).contains("key_id="),
+        "no key authenticated"
+    );
+    for secret in [reader.as_str(), TEST_KEY] {
+        assert!(!logged.contains(secret), "a secret reached the log");
+    }
 }
 
 async fn key_with(

@@ -147,6 +147,41 @@ pub fn settings() -> Settings {
     }
 }
 
+/// Every log line of a test process, once [`CapturedLogs::install`]ed.
+#[derive(Clone, Default)]
+pub struct CapturedLogs(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for CapturedLogs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl CapturedLogs {
+    /// Sends this process's log lines at `filter` here (instead of the test's output). Once
+    /// per process: each test runs in a process of its own under nextest.
+    pub fn install(filter: &str) -> CapturedLogs {
+        let logs = CapturedLogs::default();
+        let writer = logs.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .try_init()
+            .expect("this test process logs to the capture");
+        logs
+    }
+
+    /// What was logged so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
 /// Starts a sandbox gateway whose wallet asks to be polled every second (instead of 5 s) so
 /// that approval tests run fast.
 pub async fn spawn_app() -> TestApp {

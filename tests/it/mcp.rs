@@ -11,7 +11,8 @@ use serde_json::{Value, json};
 
 use crate::admin::admin;
 use crate::app::{
-    ADMIN_TOKEN, TEST_KEY, TestApp, anonymous_client, settings, spawn_app, spawn_app_with,
+    ADMIN_TOKEN, CapturedLogs, TEST_KEY, TestApp, anonymous_client, settings, spawn_app,
+    spawn_app_with,
 };
 use crate::mcp_client::{ERAS, Era, McpClient, problem, text};
 
@@ -518,29 +519,9 @@ async fn tool_calls_meet_the_guardrails_of_the_routes_they_mirror() {
     app.stop().await;
 }
 
-/// Every log line of this test process (at debug level, the libraries' included).
-#[derive(Clone, Default)]
-struct CapturedLogs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for CapturedLogs {
-    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(bytes);
-        Ok(bytes.len())
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
-
 #[tokio::test]
 async fn no_device_code_or_token_reaches_an_mcp_client_or_a_log() {
-    let logs = CapturedLogs::default();
-    let writer = logs.clone();
-    tracing_subscriber::fmt()
-        .with_env_filter("debug")
-        .with_writer(move || writer.clone())
-        .try_init()
-        .expect("this test process logs to the capture");
+    let logs = CapturedLogs::install("debug");
     let app = spawn_app().await;
     let client = McpClient::new(&app, Some(TEST_KEY), Era::Stateless);
     client.start().await;
@@ -571,7 +552,7 @@ async fn no_device_code_or_token_reaches_an_mcp_client_or_a_log() {
     let tokens = app.sims.wallet.issued_access_tokens();
     assert!(!tokens.is_empty(), "the approval minted a token");
     app.stop().await;
-    let logged = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    let logged = logs.text();
     assert!(logged.contains("tool_call"), "the capture works");
     for secret in tokens
         .iter()

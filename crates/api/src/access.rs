@@ -8,7 +8,7 @@
 //! is looked at).
 
 use actix_web::dev::{Payload, ServiceRequest};
-use actix_web::http::header::{self, HeaderName};
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, web};
 use sacp_app::AppError;
 pub use sacp_app::Caller;
@@ -181,7 +181,23 @@ pub fn single_header(
     match (values.next(), values.next()) {
         (None, _) => Ok(None),
         (Some(_), Some(_)) => Err(UnusableHeader),
-        (Some(value), None) => value.to_str().map(Some).map_err(|_| UnusableHeader),
+        (Some(value), None) => visible_ascii(value).map(Some).ok_or(UnusableHeader),
+    }
+}
+
+/// The text of a header value made of visible ASCII, spaces and tabs only (the rule of
+/// `HeaderValue::to_str`), else `None`. Every byte is checked without stopping at the
+/// first bad one, which the compiler does many bytes at a time: a credential header is
+/// read on every request, and checking it one byte at a time was a visible share of one.
+pub fn visible_ascii(value: &HeaderValue) -> Option<&str> {
+    let bytes = value.as_bytes();
+    let visible = bytes.iter().fold(true, |all, &b| {
+        all & (matches!(b, 0x20..=0x7e) | (b == b'\t'))
+    });
+    if visible {
+        std::str::from_utf8(bytes).ok()
+    } else {
+        None
     }
 }
 
@@ -258,9 +274,6 @@ pub async fn authenticate(
         .authenticate(presented)
         .await
         .map_err(|e| (e, None))?;
-    // Displayed, not debugged: a key id needs no quoting, and escaping it char by char
-    // was a visible share of a cached read.
-    tracing::Span::current().record("key_id", tracing::field::display(&principal.key_id));
     match principal.require(scopes) {
         Ok(()) => Ok(Caller::Key(principal)),
         Err(error) => Err((error, Some(Caller::Key(principal)))),
@@ -272,6 +285,25 @@ mod tests {
     use super::*;
 
     const CATALOG: &[Scope] = &[Scope::CatalogRead];
+
+    #[test]
+    fn credential_headers_follow_the_to_str_rule_for_every_byte() {
+        for byte in 0..=u8::MAX {
+            let Ok(value) = HeaderValue::from_bytes(&[b'k', byte, b'y']) else {
+                continue;
+            };
+            assert_eq!(
+                visible_ascii(&value),
+                value.to_str().ok(),
+                "byte {byte:#04x}"
+            );
+        }
+        let long = HeaderValue::from_static("sacp_live_abcdefghijklmnopqrstuvwxyz234567_x y\tz");
+        assert_eq!(visible_ascii(&long), long.to_str().ok());
+        let bad_last =
+            HeaderValue::from_bytes(b"sacp_live_abcdefghijklmnopqrstuvwxyz234567\xff").unwrap();
+        assert_eq!(visible_ascii(&bad_last), None, "checked to the end");
+    }
 
     #[test]
     fn searching_needs_search_read_as_well() {

@@ -95,9 +95,14 @@ pub struct InFlight {
     max: usize,
     per_tenant: usize,
     /// By organisation (`org:<org>`, named by the operator) and `anonymous`: hashed with
-    /// foldhash, as no caller picks these names.
+    /// foldhash, as no caller picks these names. A tenant's entry stays when its last
+    /// request leaves (its next one is counted without inserting it again); idle ones are
+    /// dropped once [`TENANTS_KEPT`] are held.
     tenants: Mutex<foldhash::HashMap<Arc<str>, usize>>,
 }
+
+/// Most tenants [`InFlight`] keeps entries for before it drops the idle ones.
+const TENANTS_KEPT: usize = 4096;
 
 impl InFlight {
     /// A cap of `max` concurrent requests, of which one tenant may hold `per_tenant`.
@@ -132,6 +137,9 @@ impl InFlight {
     /// a tenant already holding requests is counted without allocating.
     fn enter_tenant(self: &Arc<Self>, tenant: &Arc<str>) -> Option<TenantTicket> {
         let mut tenants = self.tenants();
+        if tenants.len() >= TENANTS_KEPT && !tenants.contains_key(&**tenant) {
+            tenants.retain(|_, held| *held > 0);
+        }
         let held = match tenants.get_mut(&**tenant) {
             Some(held) => held,
             None => tenants.entry(tenant.clone()).or_insert(0),
@@ -170,9 +178,6 @@ impl Drop for TenantTicket {
         let mut tenants = self.in_flight.tenants();
         if let Some(held) = tenants.get_mut(&self.tenant) {
             *held = held.saturating_sub(1);
-            if *held == 0 {
-                tenants.remove(&self.tenant);
-            }
         }
     }
 }
@@ -480,6 +485,10 @@ fn refuse(
     refusal: Refusal,
 ) -> ServiceResponse<BoxBody> {
     let peer = request.peer_addr().map(|a| a.ip());
+    if let Some(caller) = &refusal.caller {
+        // For the access line, which names the key a refusal is attributed to.
+        request.extensions_mut().insert(caller.clone());
+    }
     let mut response = request.error_response(ApiError(refusal.error));
     if let Some(decision) = &refusal.decision {
         rate_limit_headers(response.response_mut(), decision, None);
@@ -739,10 +748,20 @@ mod tests {
         drop(a1);
         assert!(in_flight.enter_tenant(&a).is_some(), "given back on drop");
         drop(a2);
-        assert!(
-            in_flight.tenants().get("org:a").is_none(),
-            "forgotten when idle"
-        );
+        assert_eq!(in_flight.tenants().get("org:a"), Some(&0), "idle");
+    }
+
+    #[test]
+    fn idle_tenants_are_dropped_once_many_are_kept() {
+        let in_flight = Arc::new(InFlight::new(4, 2));
+        let busy: Arc<str> = "org:busy".into();
+        let _held = in_flight.enter_tenant(&busy);
+        for n in 0..TENANTS_KEPT * 2 {
+            drop(in_flight.enter_tenant(&Arc::from(format!("org:{n}"))));
+        }
+        let tenants = in_flight.tenants();
+        assert!(tenants.len() <= TENANTS_KEPT, "bounded: {}", tenants.len());
+        assert_eq!(tenants.get("org:busy"), Some(&1), "a busy tenant is kept");
     }
 
     #[test]
