@@ -331,8 +331,9 @@ async fn access(args: &Args, http: &Client, sim: &Sim, report: &mut Report) -> R
         "access-control stack: public route vs keyed route; writes with and without idempotency"
     );
     let gateway = start_gateway(http, "gateway-access", sim, &args.logs, &[]).await?;
-    let agent = agent_at(http, &gateway).await?;
-    let product = format!("/products/{PRODUCT_ID}");
+    // Shared, not copied, by each request of the loads below.
+    let agent = Arc::new(agent_at(http, &gateway).await?);
+    let product: Arc<str> = format!("{}/products/{PRODUCT_ID}", gateway.base).into();
     let health = format!("{}/healthz", gateway.base);
     let public = {
         let http = http.clone();
@@ -344,8 +345,8 @@ async fn access(args: &Args, http: &Client, sim: &Sim, report: &mut Report) -> R
     let reader = agent.clone();
     let keyed = move |worker| {
         let agent = reader.clone();
-        let path = product.clone();
-        async move { agent.read(worker, &path).await }
+        let url = product.clone();
+        async move { agent.read_url(worker, &url).await }
     };
     let mut samples = Vec::new();
     let (public, keyed) = interleave(
