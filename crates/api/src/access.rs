@@ -189,7 +189,7 @@ pub fn single_header(
 /// `HeaderValue::to_str`), else `None`. Every byte is checked without stopping at the
 /// first bad one, which the compiler does many bytes at a time: a credential header is
 /// read on every request, and checking it one byte at a time was a visible share of one.
-pub fn visible_ascii(value: &HeaderValue) -> Option<&str> {
+fn visible_ascii(value: &HeaderValue) -> Option<&str> {
     let bytes = value.as_bytes();
     let visible = bytes.iter().fold(true, |all, &b| {
         all & (matches!(b, 0x20..=0x7e) | (b == b'\t'))
